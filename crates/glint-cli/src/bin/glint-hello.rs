@@ -1,0 +1,156 @@
+//! `glint-hello`: the demo application that Glint's examples run.
+//!
+//! A tiny HTTP/1.1 server with no dependencies beyond `std` (so that it can be
+//! linked statically and run from a `scratch` image). Every response names the
+//! instance that answered, which makes load balancing and replacement visible:
+//!
+//! - `GET /` answers `<GREETING> from <GLINT_INSTANCE_ID> (service <GLINT_SERVICE>, version <GLINT_VERSION>)`;
+//! - `GET /healthz` answers `ok`, or `503` when `HEALTHY=false` (a version
+//!   whose health check never passes, for rollback tests);
+//! - `GET /sleep/<ms>` answers after `<ms>` milliseconds (in-flight requests
+//!   for draining tests);
+//! - anything else is `404`.
+//!
+//! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
+//! `START_DELAY_MS`. Keep-alive connections are served until the client closes
+//! them.
+
+use std::env;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+struct Config {
+    greeting: String,
+    instance: String,
+    service: String,
+    version: String,
+    healthy: bool,
+}
+
+fn main() -> ExitCode {
+    let host = env::var("HOST").unwrap_or_else(|_| "0.0.0.0".into());
+    let port = env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let config = Config {
+        greeting: env::var("GREETING").unwrap_or_else(|_| "hello".into()),
+        instance: env::var("GLINT_INSTANCE_ID").unwrap_or_else(|_| "unknown".into()),
+        service: env::var("GLINT_SERVICE").unwrap_or_else(|_| "unknown".into()),
+        version: env::var("GLINT_VERSION").unwrap_or_else(|_| "0".into()),
+        healthy: env::var("HEALTHY").map(|v| v != "false").unwrap_or(true),
+    };
+    if let Some(ms) = env::var("START_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        thread::sleep(Duration::from_millis(ms));
+    }
+    let listener = match TcpListener::bind(format!("{host}:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("glint-hello: cannot listen on {host}:{port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "glint-hello: {} listening on {host}:{port}",
+        config.instance
+    );
+    let config: &'static Config = Box::leak(Box::new(config));
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                thread::spawn(move || {
+                    // A broken connection only ends that connection.
+                    let _ = serve(stream, config);
+                });
+            }
+            Err(e) => eprintln!("glint-hello: accept failed: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Serves requests on one connection until the peer closes it.
+fn serve(stream: TcpStream, config: &Config) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let path = parts.next().unwrap_or("/").to_owned();
+        let http10 = parts.next() == Some("HTTP/1.0");
+        let mut content_length = 0usize;
+        let mut close = http10;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        // Discard any request body.
+        std::io::copy(
+            &mut (&mut reader).take(content_length as u64),
+            &mut std::io::sink(),
+        )?;
+
+        let (status, body) = respond(&method, &path, config);
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nx-glint-instance: {}\r\n{}\r\n",
+            body.len(),
+            config.instance,
+            if close { "connection: close\r\n" } else { "" },
+        );
+        writer.write_all(head.as_bytes())?;
+        if method != "HEAD" {
+            writer.write_all(body.as_bytes())?;
+        }
+        writer.flush()?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) {
+    if method != "GET" && method != "HEAD" {
+        return ("405 Method Not Allowed", "method not allowed\n".into());
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    match path {
+        "/" => (
+            "200 OK",
+            format!(
+                "{} from {} (service {}, version {})\n",
+                config.greeting, config.instance, config.service, config.version
+            ),
+        ),
+        "/healthz" if config.healthy => ("200 OK", "ok\n".into()),
+        "/healthz" => ("503 Service Unavailable", "unhealthy\n".into()),
+        _ => match path
+            .strip_prefix("/sleep/")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
+            Some(ms) => {
+                thread::sleep(Duration::from_millis(ms.min(600_000)));
+                ("200 OK", format!("slept {ms}ms in {}\n", config.instance))
+            }
+            None => ("404 Not Found", "not found\n".into()),
+        },
+    }
+}

@@ -1,0 +1,216 @@
+//! Argument definitions (clap derive). Help text here is what users read in
+//! `glint --help` and `glint COMMAND --help`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Glint: declare your services in one typed language, and a conductor runs,
+/// heals and replaces them.
+#[derive(Debug, Parser)]
+#[command(name = "glint", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where Glint keeps its state (store, logs, images).
+    #[arg(long, global = true, env = "GLINT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When to use colour. `auto` means only on a terminal and never with NO_COLOR.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Output format of read commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Tables and sentences for people.
+    #[default]
+    Text,
+    /// One JSON document for programs.
+    Json,
+}
+
+/// `--output` for read commands.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check files for errors and policy violations without changing anything.
+    Check(CheckArgs),
+    /// Format .glint files canonically.
+    Fmt(FmtArgs),
+    /// Explain an error code, e.g. `glint explain E0101`.
+    Explain(ExplainArgs),
+    /// Show what an apply would create, replace and retire, and why.
+    Plan(PlanArgs),
+    /// Record a new version from FILE and have the conductor converge to it.
+    Apply(ApplyArgs),
+    /// Show services and instances: id, age, health, version.
+    Status(StatusArgs),
+    /// List the versions of the environment.
+    History(HistoryArgs),
+    /// Show the event log (detections, launches, replacements, incidents).
+    Events(EventsArgs),
+    /// Show an instance's or a service's output.
+    Logs(LogsArgs),
+    /// Apply FILE and run the conductor in the foreground with live status;
+    /// Ctrl-C stops everything it started.
+    Up(UpArgs),
+    /// Run the conductor as a daemon (local API on a unix socket).
+    Conductor(ConductorArgs),
+}
+
+/// `glint check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The main .glint file.
+    pub file: PathBuf,
+    /// Extra policy files (an organisation's policy set).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub format: DiagnosticFormat,
+    /// Also print the compiled environment (`ir`: canonical JSON).
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+}
+
+/// Diagnostics format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagnosticFormat {
+    /// Rendered for people, with source and carets.
+    Human,
+    /// JSON for CI and editors.
+    Json,
+}
+
+/// What `check --emit` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The compiled environment as canonical JSON.
+    Ir,
+}
+
+/// `glint fmt`
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Files to format in place.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Do not write; exit 1 if any file is not formatted.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `glint explain`
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The error code, e.g. E0101.
+    pub code: String,
+}
+
+/// `glint plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The main .glint file.
+    pub file: PathBuf,
+    /// Extra policy files.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint apply`
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The main .glint file.
+    pub file: PathBuf,
+    /// Extra policy files.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Wait until the conductor has converged (or rolled back) and show progress.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `glint status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only the last N events.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    /// Keep printing new events as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The service.
+    pub service: String,
+    /// Only this instance.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only the last N lines of each instance.
+    #[arg(long, short = 'n')]
+    pub tail: Option<usize>,
+}
+
+/// `glint up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The main .glint file.
+    pub file: PathBuf,
+    /// Extra policy files.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+}
+
+/// `glint conductor`
+#[derive(Debug, Args)]
+pub struct ConductorArgs {}

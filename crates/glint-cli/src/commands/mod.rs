@@ -1,0 +1,33 @@
+//! One module per subcommand; `run` dispatches.
+
+mod apply;
+mod check;
+mod conductor;
+mod events;
+mod explain;
+mod fmt;
+mod history;
+mod logs;
+mod plan;
+mod status;
+mod up;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line and returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    let g = &cli.global;
+    match cli.command {
+        Command::Check(a) => check::run(g, a),
+        Command::Fmt(a) => fmt::run(g, a),
+        Command::Explain(a) => explain::run(g, a),
+        Command::Plan(a) => plan::run(g, a),
+        Command::Apply(a) => apply::run(g, a),
+        Command::Status(a) => status::run(g, a),
+        Command::History(a) => history::run(g, a),
+        Command::Events(a) => events::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
+        Command::Up(a) => up::run(g, a),
+        Command::Conductor(a) => conductor::run(g, a),
+    }
+}

@@ -1,0 +1,1 @@
+//! Glint conductor (to be written).

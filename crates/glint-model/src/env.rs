@@ -1,0 +1,630 @@
+//! The compiled environment: Glint's intermediate representation.
+//!
+//! The language compiles a set of `.glint` files into one [`Environment`]. It is
+//! fully resolved: every default has been applied, every reference checked and
+//! every template expanded, so that nothing downstream needs to know the
+//! language. It is serialisable, and its canonical JSON is hashed
+//! ([`Environment::content_hash`]) to name a version's content.
+//!
+//! Paths in the IR (image `copy` sources, archive paths) are relative to the
+//! environment's root directory (the directory of the main file) and use `/`,
+//! so the same sources give byte-identical IR wherever they are checked out.
+//!
+//! Every declaration kind on the roadmap has a type here now, even where its
+//! runtime comes later, so that files written today stay valid.
+
+use crate::{Bytes, ContentHash, Digest, Millis, Name};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// Everything declared in one set of source files, applied as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The environment's name (used in labels). Defaults to the main file's stem.
+    pub name: Name,
+    /// Images, by name.
+    pub images: BTreeMap<Name, Image>,
+    /// Services, by name.
+    pub services: BTreeMap<Name, Service>,
+    /// Endpoints, by name.
+    pub endpoints: BTreeMap<Name, Endpoint>,
+    /// Firewall rules, by name.
+    pub rules: BTreeMap<Name, Rule>,
+    /// Shared variables, by name.
+    pub variables: BTreeMap<Name, Variable>,
+    /// Volumes, by name.
+    pub volumes: BTreeMap<Name, Volume>,
+    /// Policies that were checked (they are evaluated at compile time; they are
+    /// kept in the IR as a record of what the version was checked against).
+    pub policies: BTreeMap<Name, Policy>,
+}
+
+impl Environment {
+    /// An environment with nothing declared.
+    pub fn empty(name: Name) -> Environment {
+        Environment {
+            name,
+            images: BTreeMap::new(),
+            services: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            variables: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            policies: BTreeMap::new(),
+        }
+    }
+
+    /// The sha256 of the canonical JSON of the whole environment.
+    pub fn content_hash(&self) -> ContentHash {
+        ContentHash::of(self)
+    }
+
+    /// The canonical JSON, pretty-printed (what `glint check --emit ir` prints).
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Which provider runs a service's instances.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Local child processes (the embedded default).
+    #[default]
+    Process,
+    /// Docker containers through the Docker Engine API.
+    Docker,
+    /// The in-memory simulated provider (tests and scale benchmarks).
+    Simulated,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Process => "process",
+            ProviderKind::Docker => "docker",
+            ProviderKind::Simulated => "simulated",
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Images
+
+/// An immutable image: a base, build steps, tests and run-time configuration.
+///
+/// The simplest image (the spine's "local directory plus an entrypoint") is
+/// `from = scratch` with one `copy` of a directory to `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// What the image starts from.
+    pub from: ImageBase,
+    /// Build steps, in order.
+    pub steps: Vec<ImageStep>,
+    /// Commands run against the finished image; any failure fails the build.
+    pub tests: Vec<Vec<String>>,
+    /// The program (argv) an instance runs; absolute paths are inside the image.
+    pub entrypoint: Vec<String>,
+    /// Environment variables set in the image.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the image. Default `/`.
+    pub workdir: String,
+    /// The port the program listens on, if it serves one.
+    pub port: Option<u16>,
+    /// The digest the built image must have, if pinned.
+    pub digest: Option<Digest>,
+}
+
+/// What an image starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ImageBase {
+    /// An empty filesystem.
+    Scratch,
+    /// Another declared image.
+    Image {
+        /// Its name.
+        name: Name,
+    },
+    /// A local tarball or OCI archive, pinned by digest.
+    Archive {
+        /// Path relative to the environment root.
+        path: String,
+        /// The archive's expected sha256.
+        digest: Digest,
+    },
+}
+
+/// One build step of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ImageStep {
+    /// Copy a file or directory from the source tree into the image.
+    Copy {
+        /// Source path, relative to the environment root.
+        src: String,
+        /// Destination path inside the image (absolute).
+        dst: String,
+    },
+    /// Run a command inside the image being built (no network, fixed clock).
+    Run {
+        /// The command's argv.
+        argv: Vec<String>,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Services
+
+/// A set of identical instances of one image and one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// The image its instances run.
+    pub image: Name,
+    /// Who runs its instances. Default: the environment's provider, else `process`.
+    pub provider: ProviderKind,
+    /// How many healthy instances to keep. Default 1.
+    pub instances: u32,
+    /// Arguments appended to the image's entrypoint.
+    pub args: Vec<String>,
+    /// Environment variables (on top of the image's and Glint's own).
+    pub env: BTreeMap<String, String>,
+    /// The port the program listens on inside its instance. Default: the
+    /// image's port, else 8080. The process provider gives each instance its own
+    /// host port in `PORT` instead.
+    pub port: u16,
+    /// How to tell a healthy instance from a sick one. `None`: an instance is
+    /// healthy as soon as it runs.
+    pub health: Option<HealthCheck>,
+    /// How to replace instances.
+    pub rollout: Rollout,
+    /// Replace every instance older than this (phoenix instances).
+    pub max_age: Option<Millis>,
+    /// How long a retiring instance may finish in-flight requests. Default 30s.
+    pub drain: Millis,
+    /// Time between SIGTERM and SIGKILL. Default 10s.
+    pub stop_grace: Millis,
+    /// Resource limits.
+    pub resources: Resources,
+    /// What to do when someone runs a command inside an instance. Default `replace`.
+    pub on_exec: OnExec,
+    /// Autoscaling bounds; `None` means a fixed `instances` count.
+    pub autoscale: Option<Autoscale>,
+    /// Volumes mounted into every instance.
+    pub mounts: Vec<Mount>,
+}
+
+/// A health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to probe.
+    pub probe: Probe,
+    /// Time between probes of a healthy instance. Default 2s.
+    pub interval: Millis,
+    /// How long one probe may take. Default 1s.
+    pub timeout: Millis,
+    /// Consecutive passes that make an instance healthy. Default 1.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make an instance unhealthy. Default 3.
+    pub unhealthy_threshold: u32,
+    /// How long a new instance may take to become healthy before it is
+    /// declared failed and replaced. Default 30s.
+    pub start_timeout: Millis,
+}
+
+/// What a health check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Probe {
+    /// An HTTP GET of `path` that must answer 2xx or 3xx.
+    Http {
+        /// The request path, starting with `/`.
+        path: String,
+    },
+    /// A TCP connection that must be accepted.
+    Tcp,
+}
+
+/// How a service's instances are replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// A new instance counts only after it has been healthy this long. Default 0s.
+    pub min_healthy: Millis,
+    /// A rollout that makes no progress for this long fails. Default 5m.
+    pub deadline: Millis,
+    /// Roll back automatically when a rollout fails. Default true.
+    pub auto_rollback: bool,
+}
+
+/// A rollout strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Strategy {
+    /// Replace a few at a time. Defaults `surge = 1`, `unavailable = 0`.
+    Rolling {
+        /// Extra instances allowed above the declared count.
+        surge: u32,
+        /// Instances allowed below the declared healthy count.
+        unavailable: u32,
+    },
+    /// Start a complete new set, switch in one step, keep the old set for `keep`.
+    BlueGreen {
+        /// How long the old set stays ready for an instant switch-back.
+        keep: Millis,
+    },
+    /// Grow the new version in steps, pausing to watch between them.
+    Canary {
+        /// Instance counts of the new version at each step (the last step,
+        /// all instances, is implied).
+        steps: Vec<u32>,
+        /// How long to watch after each step.
+        pause: Millis,
+    },
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Rolling {
+            surge: 1,
+            unavailable: 0,
+        }
+    }
+}
+
+/// Resource limits of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit.
+    pub memory: Option<Bytes>,
+    /// CPU limit in thousandths of a CPU (`500` = half a CPU).
+    pub cpu_millis: Option<u32>,
+}
+
+/// What to do when someone runs a command inside an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExec {
+    /// The instance is tainted and replaced.
+    #[default]
+    Replace,
+    /// An incident is recorded; the instance stays.
+    Report,
+}
+
+/// Autoscaling bounds (an upper bound is mandatory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Autoscale {
+    /// Never fewer than this.
+    pub min: u32,
+    /// Never more than this.
+    pub max: u32,
+    /// Target average CPU use in percent.
+    pub target_cpu_percent: u32,
+}
+
+/// A volume mounted into a service's instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The volume.
+    pub volume: Name,
+    /// Where it appears inside the instance.
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Endpoints, rules, variables, volumes, policies
+
+/// A long-lived entry point that routes to a service's healthy instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The address it listens on.
+    pub listen: SocketAddr,
+    /// The service it routes to.
+    pub service: Name,
+    /// HTTP (request-level balancing and retries) or TCP (connection-level).
+    pub protocol: EndpointProtocol,
+}
+
+/// The protocol an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointProtocol {
+    /// HTTP/1.1 reverse proxy.
+    #[default]
+    Http,
+    /// Plain TCP forwarding.
+    Tcp,
+}
+
+/// A declared network permission: who may reach which ports of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Who may connect.
+    pub from: RuleSource,
+    /// The service that may be reached.
+    pub to: Name,
+    /// The ports that may be reached (empty: the service's port).
+    pub ports: Vec<u16>,
+    /// Transport protocol.
+    pub protocol: Transport,
+}
+
+/// The source side of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum RuleSource {
+    /// Any address in a CIDR block.
+    Cidr(Cidr),
+    /// The instances of another service.
+    Service(Name),
+    /// An endpoint (its proxy).
+    Endpoint(Name),
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A shared variable and who may read and write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    /// Where the value comes from.
+    pub value: VariableValue,
+    /// Services that may read it.
+    pub readers: Vec<Name>,
+    /// Services that may write it at run time.
+    pub writers: Vec<Name>,
+}
+
+/// Where a variable's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum VariableValue {
+    /// A value declared in the source.
+    Literal(String),
+    /// A reference to a secret held outside the source (never its value).
+    Secret(String),
+    /// Written at run time by a writer; optionally with an initial value.
+    Runtime(Option<String>),
+}
+
+/// Persistent data that outlives instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Requested capacity.
+    pub size: Option<Bytes>,
+}
+
+/// A policy checked at compile time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Whether a violation blocks the change or is only shown.
+    pub severity: Severity,
+    /// The message shown on a violation.
+    pub message: String,
+}
+
+/// How serious a policy violation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Shown, does not block.
+    Warning,
+    /// Blocks the change.
+    Error,
+}
+
+// ---------------------------------------------------------------------------
+// CIDR
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
+///
+/// Host bits must be zero: `10.0.0.1/8` is refused, as a user almost certainly
+/// meant `10.0.0.0/8` or `10.0.0.1/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why a string is not a valid CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// No `/prefix` part.
+    #[error("`{0}` has no `/prefix`")]
+    NoPrefix(String),
+    /// The address part is not an IP address.
+    #[error("`{0}` is not an IP address")]
+    Address(String),
+    /// The prefix is not a number within the address family's range.
+    #[error("prefix `/{prefix}` is out of range (0 to {max})")]
+    Prefix {
+        /// Prefix as written.
+        prefix: String,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// Bits after the prefix are set.
+    #[error("`{given}` has host bits set; the network is `{network}`")]
+    HostBits {
+        /// What was written.
+        given: String,
+        /// The network the user probably meant.
+        network: String,
+    },
+}
+
+impl Cidr {
+    /// Builds a CIDR, refusing host bits.
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, CidrError> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(CidrError::Prefix {
+                prefix: prefix.to_string(),
+                max,
+            });
+        }
+        let network = mask(addr, prefix);
+        if network != addr {
+            return Err(CidrError::HostBits {
+                given: format!("{addr}/{prefix}"),
+                network: format!("{network}/{prefix}"),
+            });
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+
+    /// Whether every address of `other` is inside this network.
+    pub fn contains_cidr(&self, other: &Cidr) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
+    /// Whether this is the whole address space (`0.0.0.0/0` or `::/0`).
+    pub fn is_any(&self) -> bool {
+        self.prefix == 0
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| CidrError::NoPrefix(s.to_owned()))?;
+        let addr: IpAddr = a.parse().map_err(|_| CidrError::Address(a.to_owned()))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| CidrError::Prefix {
+                prefix: p.to_owned(),
+                max,
+            })?;
+        Cidr::new(addr, prefix)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = CidrError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_validates_and_contains() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().is_any());
+        assert!(matches!(
+            "10.0.0.300/8".parse::<Cidr>(),
+            Err(CidrError::Address(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::Prefix { .. })
+        ));
+        assert_eq!(
+            "10.0.0.1/8".parse::<Cidr>(),
+            Err(CidrError::HostBits {
+                given: "10.0.0.1/8".into(),
+                network: "10.0.0.0/8".into()
+            })
+        );
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(c.contains_cidr(&"10.2.0.0/16".parse().unwrap()));
+        assert!(!c.contains_cidr(&"0.0.0.0/0".parse().unwrap()));
+    }
+
+    #[test]
+    fn environment_hash_ignores_map_insertion_order() {
+        let name = Name::new("e").unwrap();
+        let mut a = Environment::empty(name.clone());
+        let mut b = Environment::empty(name);
+        let vol = |n: u64| Volume {
+            size: Some(Bytes(n)),
+        };
+        a.volumes.insert(Name::new("x").unwrap(), vol(1));
+        a.volumes.insert(Name::new("y").unwrap(), vol(2));
+        b.volumes.insert(Name::new("y").unwrap(), vol(2));
+        b.volumes.insert(Name::new("x").unwrap(), vol(1));
+        assert_eq!(a.content_hash(), b.content_hash());
+        b.volumes.insert(Name::new("y").unwrap(), vol(3));
+        assert_ne!(a.content_hash(), b.content_hash());
+    }
+}

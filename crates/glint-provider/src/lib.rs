@@ -1,0 +1,192 @@
+//! What runs Glint's instances.
+//!
+//! A [`Provider`] knows three verbs: *launch* an instance, *terminate* one, and
+//! *observe* all of Glint's instances it can see. There is deliberately no verb
+//! that changes a running instance (architecture invariant 1). Everything a
+//! provider creates carries [`Labels`]; after a conductor restart a provider
+//! finds its instances again by those labels, and [`Provider::observe`] reports
+//! them so that the conductor can adopt what the store knows and remove orphans.
+//!
+//! Providers push what they notice (an exit, a drift) as [`ProviderEvent`]s, so
+//! the conductor reacts at once; the conductor also resyncs on a timer, so a
+//! lost event only delays a correction, never prevents it.
+//!
+//! Layout:
+//! - this file: the trait and the types that cross it;
+//! - `process`: local child processes (the embedded default);
+//! - `sim`: an in-memory provider whose instances are tiny in-process HTTP
+//!   servers, which can be told to delay, fail and die (conductor tests and
+//!   scale benchmarks).
+
+use async_trait::async_trait;
+use glint_model::{Digest, InstanceId, Labels, ProviderKind, Resources};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
+
+/// Everything a provider needs to launch one instance. The conductor resolves
+/// every choice before handing it over; the provider decides nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// Ownership labels; `labels.instance` is the new instance's id.
+    pub labels: Labels,
+    /// The image to run.
+    pub image: LaunchImage,
+    /// The full argv: the image's entrypoint followed by the service's args.
+    pub argv: Vec<String>,
+    /// Environment variables: the image's, then the service's, then Glint's own
+    /// (`GLINT_INSTANCE_ID`, `GLINT_SERVICE`, `GLINT_VERSION`,
+    /// `GLINT_ENVIRONMENT`). The provider adds `PORT`.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the image.
+    pub workdir: String,
+    /// The port the program listens on inside its instance. The process
+    /// provider ignores it and allocates a free host port, passed in `PORT`.
+    pub port: u16,
+    /// Resource limits.
+    pub resources: Resources,
+}
+
+/// The image an instance runs, as a provider consumes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchImage {
+    /// The image digest (verified by the caller before launch).
+    pub digest: Digest,
+    /// The unpacked root filesystem, shared read-only by all instances of this
+    /// digest. The process provider resolves absolute entrypoint paths in it.
+    pub rootfs: PathBuf,
+}
+
+/// Whether an instance's program is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RunState {
+    /// The program is running.
+    Running,
+    /// The program has ended.
+    Exited {
+        /// Exit code, if it exited normally.
+        code: Option<i32>,
+        /// The signal that ended it, if any.
+        signal: Option<i32>,
+    },
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunState::Running => f.write_str("running"),
+            RunState::Exited {
+                signal: Some(sig), ..
+            } => write!(f, "killed by signal {sig}"),
+            RunState::Exited { code: Some(c), .. } => write!(f, "exited with code {c}"),
+            RunState::Exited { .. } => f.write_str("exited"),
+        }
+    }
+}
+
+/// One instance as a provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Its labels.
+    pub labels: Labels,
+    /// Running or exited.
+    pub state: RunState,
+    /// Where its port can be reached from the conductor and the endpoint proxy.
+    pub addr: Option<SocketAddr>,
+    /// When it was launched.
+    pub started_at: SystemTime,
+    /// The provider's own handle, for people: a pid, a container id.
+    pub handle: String,
+}
+
+/// Something a provider noticed and pushes to the conductor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderEvent {
+    /// An instance's program ended (noticed at once: pidfd, Docker event).
+    Exited {
+        /// The instance.
+        instance: InstanceId,
+        /// How it ended.
+        state: RunState,
+    },
+    /// An instance no longer matches what was launched (someone changed it).
+    Drift {
+        /// The instance.
+        instance: InstanceId,
+        /// What was found, for the incident.
+        what: String,
+    },
+    /// Something that needs a full resync (a reconnect, a lagging stream).
+    Resync,
+}
+
+/// A provider failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The program or image could not be started.
+    #[error("cannot launch {instance}: {reason}")]
+    Launch {
+        /// The instance.
+        instance: InstanceId,
+        /// Why.
+        reason: String,
+        /// Underlying error.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// An instance could not be stopped.
+    #[error("cannot terminate {instance}: {reason}")]
+    Terminate {
+        /// The instance.
+        instance: InstanceId,
+        /// Why.
+        reason: String,
+    },
+    /// The provider's own state could not be read or written.
+    #[error("{what}: {path}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The file involved.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The provider's backend (e.g. the Docker Engine) is unreachable or failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// What runs instances. See the crate documentation.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Which kind of provider this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// Starts one instance and returns as soon as it runs (not when it is
+    /// healthy: health is the conductor's business). On error nothing is left
+    /// behind.
+    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError>;
+
+    /// Stops an instance: a polite stop (SIGTERM), then after `grace` a forced
+    /// one (SIGKILL); returns once it has ended. Idempotent: terminating an
+    /// instance that has already ended, or is unknown, succeeds.
+    async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError>;
+
+    /// Every instance carrying this store's labels that the provider can see,
+    /// running or ended but not yet [`removed`](Provider::remove). Instances
+    /// found for the first time (after a restart) are watched from now on.
+    async fn observe(&self) -> Result<Vec<Observed>, ProviderError>;
+
+    /// Forgets an ended instance's run-time state (its record, its container).
+    /// Logs are kept. Idempotent.
+    async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError>;
+
+    /// A stream of what the provider notices.
+    fn subscribe(&self) -> broadcast::Receiver<ProviderEvent>;
+}

@@ -1,0 +1,1 @@
+//! Glint endpoint proxy (to be written).

@@ -1,0 +1,1 @@
+//! Glint store (to be written).
