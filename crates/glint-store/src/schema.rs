@@ -1,0 +1,148 @@
+//! Schema migrations.
+//!
+//! `MIGRATIONS[i]` takes a database from schema version `i` to `i + 1`. Each
+//! runs once, inside a transaction together with the `user_version` bump, so a
+//! crash mid-migration leaves the database at the previous version. Never edit
+//! a migration that has shipped; append a new one.
+
+use crate::{Store, StoreError};
+
+/// The migrations, in order.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: versions, instances, events, meta.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    CREATE TABLE versions (
+        number      INTEGER PRIMARY KEY,
+        hash        TEXT NOT NULL,
+        env_json    TEXT NOT NULL,
+        images_json TEXT NOT NULL,
+        root        TEXT NOT NULL,
+        sources     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        restores    INTEGER,
+        created_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE instances (
+        id         TEXT PRIMARY KEY,
+        service    TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        image      TEXT NOT NULL,
+        provider   TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        health     TEXT NOT NULL,
+        addr       TEXT,
+        handle     TEXT,
+        created_at INTEGER NOT NULL,
+        healthy_at INTEGER,
+        ended_at   INTEGER,
+        end_reason TEXT
+    );
+    CREATE INDEX instances_live ON instances(state) WHERE state != 'gone';
+    CREATE INDEX instances_service ON instances(service, created_at);
+
+    CREATE TABLE events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        version  INTEGER,
+        service  TEXT,
+        instance TEXT,
+        message  TEXT NOT NULL,
+        details  TEXT
+    );
+    CREATE INDEX events_service ON events(service, seq);
+
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    "#,
+];
+
+/// Brings the database up to the newest schema.
+pub fn migrate(store: &Store) -> Result<(), StoreError> {
+    let mut conn = store.lock();
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| store.err("cannot read schema version", e))?;
+    let supported = MIGRATIONS.len() as i64;
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: store.path.clone(),
+            found,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| store.err("cannot begin migration", e))?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| store.err("cannot read schema version", e))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|e| store.err("migration failed", e))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(|e| store.err("cannot record schema version", e))?;
+        tx.commit()
+            .map_err(|e| store.err("cannot commit migration", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_recorded_and_not_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let v: i64 = s
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        drop(s);
+        // Reopening would fail on "table already exists" if rerun.
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.lock().pragma_update(None, "user_version", 999).unwrap();
+        drop(s);
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooNew { found: 999, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn events_cannot_be_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.append_event(crate::NewEvent::info(
+            crate::EventKind::ConductorStarted,
+            "x",
+        ))
+        .unwrap();
+        let conn = s.lock();
+        assert!(conn.execute("UPDATE events SET message = 'y'", []).is_err());
+        assert!(conn.execute("DELETE FROM events", []).is_err());
+    }
+}
