@@ -1,0 +1,575 @@
+//! Plans: what an apply would create, replace and retire, and why.
+//!
+//! The key idea is the *launch shape* of a service ([`shape`]): everything
+//! that is fixed into an instance when it is launched (image digest and its
+//! run-time configuration, args, env, port, provider, resources, mounts). Two
+//! versions of a service with the same shape can share instances; a different
+//! shape means the instances are *replaced* — there is no in-place update.
+//! Settings the conductor applies from outside (instance count, health check,
+//! rollout strategy, `max_age`, drain and grace times) never replace anything.
+//!
+//! [`plan`] is pure: it compares the current version, the live instances and
+//! a candidate environment, and the CLI prints the result.
+
+use glint_model::{
+    ContentHash, Digest, Environment, Image, InstanceId, Name, Service, VersionNumber,
+};
+use glint_store::InstanceRecord;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A compiled environment together with the digests of its images: what a
+/// version holds and what the conductor converges to.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The environment.
+    pub env: &'a Environment,
+    /// Image digests by image name.
+    pub images: &'a BTreeMap<Name, Digest>,
+}
+
+impl<'a> Target<'a> {
+    /// The target of a stored version.
+    pub fn of(v: &'a glint_store::VersionRecord) -> Target<'a> {
+        Target {
+            env: &v.env,
+            images: &v.images,
+        }
+    }
+}
+
+/// Everything fixed into an instance at launch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shape<'a> {
+    provider: glint_model::ProviderKind,
+    image: &'a Name,
+    digest: Option<&'a Digest>,
+    entrypoint: Option<&'a [String]>,
+    image_env: Option<&'a BTreeMap<String, String>>,
+    workdir: Option<&'a str>,
+    args: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    port: u16,
+    resources: &'a glint_model::Resources,
+    mounts: &'a [glint_model::Mount],
+}
+
+/// The launch shape of `service` in `target`, if the service exists.
+pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
+    let s = target.env.services.get(service)?;
+    let image: Option<&Image> = target.env.images.get(&s.image);
+    Some(Shape {
+        provider: s.provider,
+        image: &s.image,
+        digest: target.images.get(&s.image),
+        entrypoint: image.map(|i| i.entrypoint.as_slice()),
+        image_env: image.map(|i| &i.env),
+        workdir: image.map(|i| i.workdir.as_str()),
+        args: &s.args,
+        env: &s.env,
+        port: s.port,
+        resources: &s.resources,
+        mounts: &s.mounts,
+    })
+}
+
+/// The hash of a service's launch shape.
+pub fn fingerprint(target: Target<'_>, service: &Name) -> Option<ContentHash> {
+    shape(target, service).map(|s| ContentHash::of(&s))
+}
+
+/// Why instances of `service` shaped by `old` must be replaced to match `new`,
+/// one reason per changed field (empty: same shape).
+pub fn replace_reasons(old: Target<'_>, new: Target<'_>, service: &Name) -> Vec<String> {
+    let (Some(o), Some(n)) = (shape(old, service), shape(new, service)) else {
+        return Vec::new();
+    };
+    let mut why = Vec::new();
+    if o.provider != n.provider {
+        why.push(format!("provider {} → {}", o.provider, n.provider));
+    }
+    if o.image != n.image {
+        why.push(format!("image {} → {}", o.image, n.image));
+    } else if o.digest != n.digest {
+        why.push(format!(
+            "image {} changed ({} → {})",
+            n.image,
+            o.digest.map(Digest::short).unwrap_or("none"),
+            n.digest.map(Digest::short).unwrap_or("none")
+        ));
+    }
+    if o.entrypoint != n.entrypoint {
+        why.push("entrypoint changed".into());
+    }
+    if o.workdir != n.workdir {
+        why.push("workdir changed".into());
+    }
+    diff_maps("image env", o.image_env, n.image_env, &mut why);
+    if o.args != n.args {
+        why.push("args changed".into());
+    }
+    diff_maps("env", Some(o.env), Some(n.env), &mut why);
+    if o.port != n.port {
+        why.push(format!("port {} → {}", o.port, n.port));
+    }
+    if o.resources != n.resources {
+        why.push("resources changed".into());
+    }
+    if o.mounts != n.mounts {
+        why.push("mounts changed".into());
+    }
+    why
+}
+
+fn diff_maps(
+    what: &str,
+    old: Option<&BTreeMap<String, String>>,
+    new: Option<&BTreeMap<String, String>>,
+    why: &mut Vec<String>,
+) {
+    let empty = BTreeMap::new();
+    let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+    for (k, v) in new {
+        match old.get(k) {
+            None => why.push(format!("{what} {k} added")),
+            Some(o) if o != v => why.push(format!("{what} {k} changed")),
+            Some(_) => {}
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            why.push(format!("{what} {k} removed"));
+        }
+    }
+}
+
+/// Settings that changed without replacing anything (shown for completeness).
+fn setting_changes(old: &Service, new: &Service) -> Vec<String> {
+    let mut c = Vec::new();
+    if old.health != new.health {
+        c.push("health check".to_owned());
+    }
+    if old.rollout != new.rollout {
+        c.push("rollout".to_owned());
+    }
+    if old.max_age != new.max_age {
+        c.push("max_age".to_owned());
+    }
+    if old.drain != new.drain {
+        c.push("drain".to_owned());
+    }
+    if old.stop_grace != new.stop_grace {
+        c.push("stop_grace".to_owned());
+    }
+    if old.autoscale != new.autoscale {
+        c.push("autoscale".to_owned());
+    }
+    if old.on_exec != new.on_exec {
+        c.push("on_exec".to_owned());
+    }
+    c
+}
+
+/// What happens to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceAction {
+    /// New service: instances are created.
+    Create,
+    /// Shape changed: every instance is replaced.
+    Replace,
+    /// The service is gone from the file: its instances are retired.
+    Retire,
+    /// Same shape, different count: instances are created or retired.
+    Scale,
+    /// Nothing happens to instances (settings may still change).
+    Unchanged,
+}
+
+/// What happens to one live instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstancePlan {
+    /// The instance.
+    pub id: InstanceId,
+    /// The version it was launched for.
+    pub version: VersionNumber,
+    /// `replace`, `retire` or `keep`.
+    pub action: &'static str,
+}
+
+/// The plan for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePlan {
+    /// The service.
+    pub name: Name,
+    /// What happens.
+    pub action: ServiceAction,
+    /// Why instances are replaced (one per changed field).
+    pub reasons: Vec<String>,
+    /// Settings that change without replacing anything.
+    pub settings: Vec<String>,
+    /// Instances to create (beyond replacements).
+    pub create: u32,
+    /// Instances to replace.
+    pub replace: u32,
+    /// Instances to retire (without replacement).
+    pub retire: u32,
+    /// Declared count before and after.
+    pub instances: (u32, u32),
+    /// Live instances and what happens to each.
+    pub live: Vec<InstancePlan>,
+    /// The image digest the service will run.
+    pub digest: Option<Digest>,
+}
+
+/// What happens to an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointPlan {
+    /// The endpoint.
+    pub name: Name,
+    /// `create`, `replace` (new listen address), `retire`, `reroute` or `unchanged`.
+    pub action: &'static str,
+    /// Listen address after the change (before, for `retire`).
+    pub listen: SocketAddr,
+    /// The service it routes to.
+    pub service: Name,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The current version, if any.
+    pub from: Option<VersionNumber>,
+    /// Whether the candidate's content equals the current version's.
+    pub no_changes: bool,
+    /// Per service, sorted by name.
+    pub services: Vec<ServicePlan>,
+    /// Per endpoint, sorted by name.
+    pub endpoints: Vec<EndpointPlan>,
+}
+
+impl Plan {
+    /// Totals: (create, replace, retire).
+    pub fn totals(&self) -> (u32, u32, u32) {
+        self.services.iter().fold((0, 0, 0), |(c, r, t), s| {
+            (c + s.create, r + s.replace, t + s.retire)
+        })
+    }
+}
+
+/// Computes the plan that takes the world from `current` (and the live
+/// instances, launched for the versions in `versions`) to `next`.
+pub fn plan(
+    current: Option<(VersionNumber, Target<'_>)>,
+    versions: &BTreeMap<VersionNumber, Target<'_>>,
+    live: &[InstanceRecord],
+    next: Target<'_>,
+) -> Plan {
+    let mut services = Vec::new();
+    let mut names: Vec<&Name> = next.env.services.keys().collect();
+    if let Some((_, cur)) = current {
+        names.extend(cur.env.services.keys());
+    }
+    names.extend(live.iter().map(|i| &i.service));
+    names.sort();
+    names.dedup();
+
+    for name in names {
+        let new_svc = next.env.services.get(name);
+        let cur_svc = current.and_then(|(_, c)| c.env.services.get(name));
+        let mine: Vec<&InstanceRecord> = live.iter().filter(|i| &i.service == name).collect();
+        let new_fp = fingerprint(next, name);
+        let before = cur_svc.map(|s| s.instances).unwrap_or(0);
+        let after = new_svc.map(|s| s.instances).unwrap_or(0);
+
+        let mut live_plans = Vec::new();
+        let mut keep = 0u32;
+        let mut stale = 0u32;
+        for inst in &mine {
+            let fp = versions
+                .get(&inst.version)
+                .and_then(|t| fingerprint(*t, name));
+            let action = if new_svc.is_none() {
+                "retire"
+            } else if fp.is_some() && fp == new_fp {
+                keep += 1;
+                "keep"
+            } else {
+                stale += 1;
+                "replace"
+            };
+            live_plans.push(InstancePlan {
+                id: inst.id.clone(),
+                version: inst.version,
+                action,
+            });
+        }
+        // Of the kept ones, any beyond the new count are retired.
+        let mut retire = 0;
+        if keep > after {
+            retire = keep - after;
+            let mut extra = retire;
+            for p in live_plans.iter_mut().rev() {
+                if extra > 0 && p.action == "keep" {
+                    p.action = "retire";
+                    extra -= 1;
+                }
+            }
+            keep = after;
+        }
+        let replace = stale.min(after.saturating_sub(keep));
+        for p in live_plans
+            .iter_mut()
+            .rev()
+            .filter(|p| p.action == "replace")
+            .skip(replace as usize)
+        {
+            p.action = "retire";
+        }
+        retire += stale - replace;
+        if new_svc.is_none() {
+            retire = mine.len() as u32;
+        }
+        let create = after.saturating_sub(keep + replace);
+
+        // The reference for reasons: the current version, else any version a
+        // stale instance was launched for.
+        let reasons = match (current, cur_svc) {
+            (Some((_, cur)), Some(_)) if new_svc.is_some() => replace_reasons(cur, next, name),
+            _ => Vec::new(),
+        };
+        let reasons = if reasons.is_empty() && replace > 0 {
+            mine.iter()
+                .filter_map(|i| versions.get(&i.version))
+                .map(|t| replace_reasons(*t, next, name))
+                .find(|r| !r.is_empty())
+                .unwrap_or_else(|| vec!["launched for an older version".into()])
+        } else {
+            reasons
+        };
+        let settings = match (cur_svc, new_svc) {
+            (Some(o), Some(n)) => setting_changes(o, n),
+            _ => Vec::new(),
+        };
+        let action = if new_svc.is_none() {
+            ServiceAction::Retire
+        } else if cur_svc.is_none() && mine.is_empty() {
+            ServiceAction::Create
+        } else if replace > 0 {
+            ServiceAction::Replace
+        } else if create > 0 || retire > 0 {
+            ServiceAction::Scale
+        } else {
+            ServiceAction::Unchanged
+        };
+        let digest = new_svc.and_then(|s| next.images.get(&s.image)).cloned();
+        services.push(ServicePlan {
+            name: name.clone(),
+            action,
+            reasons,
+            settings,
+            create,
+            replace,
+            retire,
+            instances: (before, after),
+            live: live_plans,
+            digest,
+        });
+    }
+
+    let mut endpoints = Vec::new();
+    let mut enames: Vec<&Name> = next.env.endpoints.keys().collect();
+    if let Some((_, cur)) = current {
+        enames.extend(cur.env.endpoints.keys());
+    }
+    enames.sort();
+    enames.dedup();
+    for name in enames {
+        let new_ep = next.env.endpoints.get(name);
+        let cur_ep = current.and_then(|(_, c)| c.env.endpoints.get(name));
+        let (action, ep) = match (cur_ep, new_ep) {
+            (None, Some(n)) => ("create", n),
+            (Some(o), None) => ("retire", o),
+            (Some(o), Some(n)) if o.listen != n.listen || o.protocol != n.protocol => {
+                ("replace", n)
+            }
+            (Some(o), Some(n)) if o.service != n.service => ("reroute", n),
+            (Some(_), Some(n)) => ("unchanged", n),
+            (None, None) => continue,
+        };
+        endpoints.push(EndpointPlan {
+            name: name.clone(),
+            action,
+            listen: ep.listen,
+            service: ep.service.clone(),
+        });
+    }
+    let no_changes = current.is_some_and(|(_, c)| {
+        glint_store::versions::content_hash(c.env, c.images)
+            == glint_store::versions::content_hash(next.env, next.images)
+    });
+    Plan {
+        from: current.map(|(n, _)| n),
+        no_changes,
+        services,
+        endpoints,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glint_model::*;
+    use glint_store::InstanceRecord;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn env(services: &[(&str, u32, &str)]) -> (Environment, BTreeMap<Name, Digest>) {
+        let mut e = Environment::empty(name("t"));
+        e.images.insert(
+            name("app"),
+            Image {
+                from: ImageBase::Scratch,
+                steps: vec![],
+                tests: vec![],
+                entrypoint: vec!["/app".into()],
+                env: Default::default(),
+                workdir: "/".into(),
+                port: Some(8080),
+                digest: None,
+            },
+        );
+        for (s, n, greeting) in services {
+            e.services.insert(
+                name(s),
+                Service {
+                    image: name("app"),
+                    provider: ProviderKind::Process,
+                    instances: *n,
+                    args: vec![],
+                    env: [("GREETING".to_owned(), (*greeting).to_owned())].into(),
+                    port: 8080,
+                    health: None,
+                    rollout: Rollout {
+                        strategy: Strategy::default(),
+                        min_healthy: Millis(0),
+                        deadline: Millis::from_secs(300),
+                        auto_rollback: true,
+                    },
+                    max_age: None,
+                    drain: Millis::from_secs(30),
+                    stop_grace: Millis::from_secs(10),
+                    resources: Default::default(),
+                    on_exec: OnExec::Replace,
+                    autoscale: None,
+                    mounts: vec![],
+                },
+            );
+        }
+        (e, [(name("app"), Digest::of(b"app"))].into())
+    }
+
+    fn t(e: &(Environment, BTreeMap<Name, Digest>)) -> Target<'_> {
+        Target {
+            env: &e.0,
+            images: &e.1,
+        }
+    }
+
+    fn live(service: &str, n: u64, version: u64) -> Vec<InstanceRecord> {
+        (0..n)
+            .map(|i| {
+                InstanceRecord::launching(
+                    InstanceId::from_entropy(&name(service), i),
+                    name(service),
+                    VersionNumber(version),
+                    Digest::of(b"app"),
+                    ProviderKind::Process,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_apply_creates_everything() {
+        let next = env(&[("web", 3, "hi")]);
+        let p = plan(None, &BTreeMap::new(), &[], t(&next));
+        assert_eq!(p.services[0].action, ServiceAction::Create);
+        assert_eq!(p.totals(), (3, 0, 0));
+        assert!(!p.no_changes);
+    }
+
+    #[test]
+    fn an_env_change_replaces_every_instance_and_says_why() {
+        let cur = env(&[("web", 3, "hi")]);
+        let next = env(&[("web", 3, "bonjour")]);
+        let versions = BTreeMap::from([(VersionNumber(1), t(&cur))]);
+        let p = plan(
+            Some((VersionNumber(1), t(&cur))),
+            &versions,
+            &live("web", 3, 1),
+            t(&next),
+        );
+        let web = &p.services[0];
+        assert_eq!(web.action, ServiceAction::Replace);
+        assert_eq!(web.reasons, vec!["env GREETING changed".to_owned()]);
+        assert_eq!((web.create, web.replace, web.retire), (0, 3, 0));
+        assert!(web.live.iter().all(|i| i.action == "replace"));
+    }
+
+    #[test]
+    fn a_count_change_scales_without_replacing() {
+        let cur = env(&[("web", 3, "hi")]);
+        let next = env(&[("web", 1, "hi")]);
+        let versions = BTreeMap::from([(VersionNumber(1), t(&cur))]);
+        let p = plan(
+            Some((VersionNumber(1), t(&cur))),
+            &versions,
+            &live("web", 3, 1),
+            t(&next),
+        );
+        let web = &p.services[0];
+        assert_eq!(web.action, ServiceAction::Scale);
+        assert_eq!((web.create, web.replace, web.retire), (0, 0, 2));
+    }
+
+    #[test]
+    fn removed_services_are_retired_and_identical_content_is_no_change() {
+        let cur = env(&[("web", 2, "hi"), ("old", 1, "x")]);
+        let next = env(&[("web", 2, "hi")]);
+        let versions = BTreeMap::from([(VersionNumber(1), t(&cur))]);
+        let mut l = live("web", 2, 1);
+        l.extend(live("old", 1, 1));
+        let p = plan(Some((VersionNumber(1), t(&cur))), &versions, &l, t(&next));
+        let old = p
+            .services
+            .iter()
+            .find(|s| s.name.as_str() == "old")
+            .unwrap();
+        assert_eq!(old.action, ServiceAction::Retire);
+        assert_eq!(old.retire, 1);
+        assert!(!p.no_changes);
+        let same = plan(Some((VersionNumber(1), t(&cur))), &versions, &l, t(&cur));
+        assert!(same.no_changes);
+        assert_eq!(same.totals(), (0, 0, 0));
+    }
+
+    #[test]
+    fn settings_change_without_replacement() {
+        let cur = env(&[("web", 2, "hi")]);
+        let mut next = env(&[("web", 2, "hi")]);
+        next.0.services.get_mut(&name("web")).unwrap().stop_grace = Millis::from_secs(1);
+        let versions = BTreeMap::from([(VersionNumber(1), t(&cur))]);
+        let p = plan(
+            Some((VersionNumber(1), t(&cur))),
+            &versions,
+            &live("web", 2, 1),
+            t(&next),
+        );
+        assert_eq!(p.services[0].action, ServiceAction::Unchanged);
+        assert_eq!(p.services[0].settings, vec!["stop_grace".to_owned()]);
+    }
+}
