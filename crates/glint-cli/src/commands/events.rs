@@ -1,10 +1,79 @@
-//! `glint events` (to be written).
+//! `glint events`: the event log, optionally followed.
 
-use crate::cli::{EventsArgs, Global};
-use crate::output::EXIT_USAGE;
+use crate::cli::{EventsArgs, Global, OutputFormat};
+use crate::common::{CmdResult, Paint, open_existing_store, print_json, time_of};
+use crate::output::EXIT_OK;
+use glint_store::{Event, EventFilter, Severity};
+use std::time::Duration;
 
 /// Runs `glint events`.
-pub fn run(_global: &Global, _args: EventsArgs) -> i32 {
-    eprintln!("glint events: not implemented yet");
-    EXIT_USAGE
+pub fn run(global: &Global, args: EventsArgs) -> i32 {
+    body(global, args).unwrap_or_else(|f| f.0)
+}
+
+fn body(global: &Global, args: EventsArgs) -> CmdResult {
+    let json = args.output.output == OutputFormat::Json;
+    let Some(store) = open_existing_store(global)? else {
+        if json {
+            print_json(&serde_json::json!({ "events": [] }));
+        } else {
+            println!("No events yet.");
+        }
+        return Ok(EXIT_OK);
+    };
+    let mut filter = EventFilter {
+        service: args.service.clone(),
+        limit: Some(args.limit),
+        ..Default::default()
+    };
+    let read = |f: &EventFilter| {
+        store
+            .events(f)
+            .map_err(|e| crate::common::fail_io("cannot read events", &e))
+    };
+    let events = read(&filter)?;
+    let paint = Paint::stdout(global);
+    if json && !args.follow {
+        print_json(&serde_json::json!({ "events": events }));
+        return Ok(EXIT_OK);
+    }
+    let print = |e: &Event| {
+        if json {
+            // One JSON object per line when following.
+            if let Ok(s) = serde_json::to_string(e) {
+                println!("{s}");
+            }
+        } else {
+            println!("{}", line(e, paint));
+        }
+    };
+    for e in &events {
+        print(e);
+    }
+    if !args.follow {
+        if events.is_empty() && !json {
+            println!("No events yet.");
+        }
+        return Ok(EXIT_OK);
+    }
+    filter.after = events.last().map(|e| e.seq).or(Some(0));
+    filter.limit = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        for e in read(&filter)? {
+            print(&e);
+            filter.after = Some(e.seq);
+        }
+    }
+}
+
+/// One event as a line: time, kind, message.
+pub fn line(e: &Event, paint: Paint) -> String {
+    let kind = format!("{:<24}", e.kind);
+    let kind = match e.severity {
+        Severity::Info => paint.dim(&kind),
+        Severity::Warning => paint.yellow(&kind),
+        Severity::Incident => paint.red(&kind),
+    };
+    format!("{}  {kind}  {}", time_of(e.at), e.message)
 }

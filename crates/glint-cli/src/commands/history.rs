@@ -1,10 +1,53 @@
-//! `glint history` (to be written).
+//! `glint history`: the versions of the environment, oldest first.
 
-use crate::cli::{Global, HistoryArgs};
-use crate::output::EXIT_USAGE;
+use crate::cli::{Global, HistoryArgs, OutputFormat};
+use crate::common::{CmdResult, Paint, Table, age_of, open_existing_store, print_json, time_of};
+use crate::output::EXIT_OK;
 
 /// Runs `glint history`.
-pub fn run(_global: &Global, _args: HistoryArgs) -> i32 {
-    eprintln!("glint history: not implemented yet");
-    EXIT_USAGE
+pub fn run(global: &Global, args: HistoryArgs) -> i32 {
+    body(global, args).unwrap_or_else(|f| f.0)
+}
+
+fn body(global: &Global, args: HistoryArgs) -> CmdResult {
+    let Some(store) = open_existing_store(global)? else {
+        return nothing(args.output.output);
+    };
+    let versions = store
+        .list_versions()
+        .map_err(|e| crate::common::fail_io("cannot read versions", &e))?;
+    if args.output.output == OutputFormat::Json {
+        print_json(&serde_json::json!({ "versions": versions }));
+        return Ok(EXIT_OK);
+    }
+    if versions.is_empty() {
+        return nothing(args.output.output);
+    }
+    let paint = Paint::stdout(global);
+    let latest = versions.last().map(|v| v.number);
+    let mut t = Table::new(&["VERSION", "CREATED", "AGE", "KIND", "HASH"], paint);
+    for v in &versions {
+        let mut number = v.number.to_string();
+        if Some(v.number) == latest {
+            number = paint.bold(&format!("{number} (current)"));
+        }
+        t.row(vec![
+            number,
+            time_of(v.created_at),
+            age_of(v.created_at),
+            v.kind.to_string(),
+            v.hash.short().to_owned(),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(EXIT_OK)
+}
+
+fn nothing(format: OutputFormat) -> CmdResult {
+    if format == OutputFormat::Json {
+        print_json(&serde_json::json!({ "versions": [] }));
+    } else {
+        println!("No versions yet: `glint apply FILE` or `glint up FILE` records the first one.");
+    }
+    Ok(EXIT_OK)
 }

@@ -1,10 +1,325 @@
-//! `glint status` (to be written).
+//! `glint status`: services, instances (id, age, health, version), endpoints,
+//! and whether a conductor is running.
+//!
+//! Everything comes from the store, so status works without a conductor; when
+//! one is running, its live view adds what only it knows (endpoint backends
+//! and counters, crash-loop backoff).
 
-use crate::cli::{Global, StatusArgs};
-use crate::output::EXIT_USAGE;
+use crate::cli::{Global, OutputFormat, StatusArgs};
+use crate::common::{CmdResult, Paint, Table, open_existing_store, print_json};
+use crate::output::EXIT_OK;
+use glint_conductor::lock::ConductorLock;
+use glint_conductor::plan::{Target, fingerprint};
+use glint_store::{Health, InstanceRecord, InstanceState, Store, VersionRecord};
+use serde::Serialize;
 
 /// Runs `glint status`.
-pub fn run(_global: &Global, _args: StatusArgs) -> i32 {
-    eprintln!("glint status: not implemented yet");
-    EXIT_USAGE
+pub fn run(global: &Global, args: StatusArgs) -> i32 {
+    body(global, args).unwrap_or_else(|f| f.0)
+}
+
+/// The JSON form.
+#[derive(Debug, Serialize)]
+struct Report {
+    environment: Option<String>,
+    version: Option<u64>,
+    conductor: ConductorReport,
+    converged: Option<bool>,
+    services: Vec<ServiceReport>,
+    endpoints: Vec<EndpointReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConductorReport {
+    running: bool,
+    pid: Option<u32>,
+    mode: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceReport {
+    name: String,
+    desired: u32,
+    healthy: u32,
+    instances: Vec<InstanceReport>,
+    backoff: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct InstanceReport {
+    id: String,
+    version: u64,
+    current: bool,
+    state: InstanceState,
+    health: Health,
+    age_s: u64,
+    address: Option<String>,
+    handle: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct EndpointReport {
+    name: String,
+    listen: String,
+    service: String,
+    listening: Option<bool>,
+    backends: Option<usize>,
+    requests: Option<u64>,
+    failures: Option<u64>,
+    error: Option<String>,
+}
+
+fn body(global: &Global, args: StatusArgs) -> CmdResult {
+    let json = args.output.output == OutputFormat::Json;
+    let Some(store) = open_existing_store(global)? else {
+        if json {
+            print_json(&Report {
+                environment: None,
+                version: None,
+                conductor: ConductorReport {
+                    running: false,
+                    pid: None,
+                    mode: None,
+                },
+                converged: None,
+                services: vec![],
+                endpoints: vec![],
+            });
+        } else {
+            println!("Nothing applied yet in {}.", crate::common::data_dir(global).display());
+            println!("Start with `glint up FILE`, or `glint apply FILE` with a `glint conductor` running.");
+        }
+        return Ok(EXIT_OK);
+    };
+    let report = gather(global, &store)?;
+    if json {
+        print_json(&report);
+    } else {
+        print_text(&report, Paint::stdout(global));
+    }
+    Ok(EXIT_OK)
+}
+
+fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Failed> {
+    let io = |what: &str, e: glint_store::StoreError| crate::common::fail_io(what, &e);
+    let version = store
+        .latest_version()
+        .map_err(|e| io("cannot read versions", e))?;
+    let live = store
+        .live_instances()
+        .map_err(|e| io("cannot read instances", e))?;
+    let dir = crate::common::data_dir(global);
+    let running = ConductorLock::is_held(&dir);
+    let info = store
+        .conductor()
+        .map_err(|e| io("cannot read conductor", e))?;
+    // The live view, when a conductor answers.
+    let live_status = if running {
+        crate::common::runtime().ok().and_then(|rt| {
+            rt.block_on(glint_conductor::api::status(
+                &glint_conductor::api::socket_path(&dir),
+            ))
+            .ok()
+        })
+    } else {
+        None
+    };
+    let mut services = Vec::new();
+    let mut names: Vec<String> = version
+        .as_ref()
+        .map(|v| v.env.services.keys().map(|n| n.to_string()).collect())
+        .unwrap_or_default();
+    names.extend(live.iter().map(|i| i.service.to_string()));
+    names.sort();
+    names.dedup();
+    let mut versions_cache: std::collections::BTreeMap<u64, Option<VersionRecord>> =
+        Default::default();
+    for name in names {
+        let desired = version
+            .as_ref()
+            .and_then(|v| v.env.services.iter().find(|(n, _)| n.as_str() == name))
+            .map(|(_, s)| s.instances)
+            .unwrap_or(0);
+        let mine: Vec<&InstanceRecord> =
+            live.iter().filter(|i| i.service.as_str() == name).collect();
+        let want = version.as_ref().and_then(|v| {
+            glint_model::Name::new(&name)
+                .ok()
+                .and_then(|n| fingerprint(Target::of(v), &n))
+        });
+        let mut instances = Vec::new();
+        for i in &mine {
+            let iv = versions_cache
+                .entry(i.version.0)
+                .or_insert_with(|| store.version(i.version).ok());
+            let fp = iv.as_ref().and_then(|v| fingerprint(Target::of(v), &i.service));
+            instances.push(InstanceReport {
+                id: i.id.to_string(),
+                version: i.version.0,
+                current: want.is_some() && fp == want,
+                state: i.state,
+                health: i.health,
+                age_s: std::time::SystemTime::now()
+                    .duration_since(i.created())
+                    .unwrap_or_default()
+                    .as_secs(),
+                address: i.addr.map(|a| a.to_string()),
+                handle: i.handle.clone(),
+            });
+        }
+        let healthy = mine
+            .iter()
+            .filter(|i| i.health == Health::Healthy && i.state == InstanceState::Running)
+            .count() as u32;
+        let backoff = live_status.as_ref().and_then(|s| {
+            s.services
+                .iter()
+                .find(|x| x.name.as_str() == name)
+                .and_then(|x| x.backoff.clone())
+        });
+        services.push(ServiceReport {
+            name,
+            desired,
+            healthy,
+            instances,
+            backoff,
+        });
+    }
+    let endpoints = version
+        .as_ref()
+        .map(|v| {
+            v.env
+                .endpoints
+                .iter()
+                .map(|(name, e)| {
+                    let l = live_status
+                        .as_ref()
+                        .and_then(|s| s.endpoints.iter().find(|x| &x.name == name));
+                    EndpointReport {
+                        name: name.to_string(),
+                        listen: e.listen.to_string(),
+                        service: e.service.to_string(),
+                        listening: l.map(|x| x.listening),
+                        backends: l.map(|x| x.backends.len()),
+                        requests: l.map(|x| x.requests),
+                        failures: l.map(|x| x.failures),
+                        error: l.and_then(|x| x.error.clone()),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Report {
+        environment: version.as_ref().map(|v| v.env.name.to_string()),
+        version: version.as_ref().map(|v| v.number.0),
+        conductor: ConductorReport {
+            running,
+            pid: info.as_ref().filter(|_| running).map(|i| i.pid),
+            mode: info.as_ref().filter(|_| running).map(|i| i.mode.clone()),
+        },
+        converged: live_status.as_ref().map(|s| s.converged),
+        services,
+        endpoints,
+    })
+}
+
+fn print_text(r: &Report, paint: Paint) {
+    let env = r.environment.as_deref().unwrap_or("(none)");
+    let version = r
+        .version
+        .map(|v| format!("version {v}"))
+        .unwrap_or_else(|| "no version".into());
+    let conductor = if r.conductor.running {
+        let mut s = format!(
+            "conductor running (pid {}, {})",
+            r.conductor.pid.map(|p| p.to_string()).unwrap_or_default(),
+            r.conductor.mode.as_deref().unwrap_or("?")
+        );
+        match r.converged {
+            Some(true) => s.push_str(&format!(", {}", paint.green("converged"))),
+            Some(false) => s.push_str(&format!(", {}", paint.yellow("converging"))),
+            None => {}
+        }
+        paint.green(&s)
+    } else {
+        paint.yellow("no conductor running: nothing is being healed (`glint conductor` or `glint up`)")
+    };
+    println!("{} {env} · {version} · {conductor}", paint.bold("Environment"));
+    println!();
+    let mut t = Table::new(&["SERVICE", "HEALTHY", "DESIRED", "NOTE"], paint);
+    for s in &r.services {
+        let h = format!("{}/{}", s.healthy, s.desired);
+        let h = if s.healthy >= s.desired {
+            paint.green(&h)
+        } else {
+            paint.yellow(&h)
+        };
+        t.row(vec![
+            s.name.clone(),
+            h,
+            s.desired.to_string(),
+            s.backoff
+                .as_ref()
+                .map(|b| paint.red(&format!("launches held back: {b}")))
+                .unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+    println!();
+    let mut t = Table::new(
+        &["INSTANCE", "SERVICE", "VERSION", "STATE", "HEALTH", "AGE", "ADDRESS", "HANDLE"],
+        paint,
+    );
+    for s in &r.services {
+        for i in &s.instances {
+            let health = match i.health {
+                Health::Healthy => paint.green("healthy"),
+                Health::Starting => paint.yellow("starting"),
+                Health::Unhealthy => paint.red("unhealthy"),
+            };
+            let version = if i.current {
+                i.version.to_string()
+            } else {
+                format!("{} (outdated)", i.version)
+            };
+            t.row(vec![
+                i.id.clone(),
+                s.name.clone(),
+                version,
+                i.state.to_string(),
+                health,
+                crate::common::age(std::time::Duration::from_secs(i.age_s)),
+                i.address.clone().unwrap_or_default(),
+                i.handle.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    if t.is_empty() {
+        println!("No instances.");
+    } else {
+        print!("{}", t.render());
+    }
+    if !r.endpoints.is_empty() {
+        println!();
+        let mut t = Table::new(&["ENDPOINT", "LISTEN", "SERVICE", "BACKENDS", "REQUESTS", "STATE"], paint);
+        for e in &r.endpoints {
+            let state = match (e.listening, &e.error) {
+                (Some(true), _) => paint.green("listening"),
+                (Some(false), Some(err)) => paint.red(err),
+                (Some(false), None) => paint.yellow("starting"),
+                (None, _) => paint.dim("down (no conductor)"),
+            };
+            t.row(vec![
+                e.name.clone(),
+                e.listen.clone(),
+                e.service.clone(),
+                e.backends.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                e.requests
+                    .map(|r| format!("{r} ({} failed)", e.failures.unwrap_or(0)))
+                    .unwrap_or_else(|| "-".into()),
+                state,
+            ]);
+        }
+        print!("{}", t.render());
+    }
 }

@@ -1,0 +1,76 @@
+//! The conductor's live status: what `glint up` draws and the API serves.
+
+use glint_model::{InstanceId, Name, VersionNumber};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// A snapshot of the conductor's view, published after every pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The version being converged to.
+    pub version: Option<VersionNumber>,
+    /// Whether every service has its declared count of ready instances of the
+    /// newest version and nothing is being launched or retired.
+    pub converged: bool,
+    /// Per service.
+    pub services: Vec<ServiceStatus>,
+    /// Per endpoint.
+    pub endpoints: Vec<EndpointStatus>,
+    /// Seconds since the conductor started.
+    pub uptime_s: u64,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Its name.
+    pub name: Name,
+    /// Declared count.
+    pub desired: u32,
+    /// Ready instances (any version).
+    pub ready: u32,
+    /// Ready instances of the newest version's launch shape.
+    pub ready_current: u32,
+    /// Live instances.
+    pub instances: Vec<InstanceStatus>,
+    /// Why launches are held back, if they are (crash-loop backoff).
+    pub backoff: Option<String>,
+}
+
+/// One instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Its id.
+    pub id: InstanceId,
+    /// The version it was launched for.
+    pub version: VersionNumber,
+    /// `launching`, `starting`, `ready`, `failed`, `retiring`.
+    pub phase: String,
+    /// Whether it has the newest version's launch shape.
+    pub current: bool,
+    /// Where it listens.
+    pub addr: Option<SocketAddr>,
+    /// When it was launched (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// Its name.
+    pub name: Name,
+    /// Declared listen address.
+    pub listen: SocketAddr,
+    /// Whether it is listening.
+    pub listening: bool,
+    /// The service it routes to.
+    pub service: Name,
+    /// Backends it currently routes to.
+    pub backends: Vec<InstanceId>,
+    /// Why it is not listening, if it is not.
+    pub error: Option<String>,
+    /// Requests served so far.
+    pub requests: u64,
+    /// Requests that failed (no backend, every attempt failed).
+    pub failures: u64,
+}
