@@ -11,7 +11,11 @@
 
 mod cli;
 mod commands;
+mod common;
+mod compile;
+mod daemon;
 mod output;
+mod resolve;
 
 use clap::Parser;
 use std::process::ExitCode;

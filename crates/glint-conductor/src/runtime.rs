@@ -431,7 +431,7 @@ impl Runtime {
         let observed = self.observe_all().await;
         for rec in records {
             let id = rec.id.clone();
-            match observed.get(&id) {
+            match observed.get(&id).map(|(_, o)| o) {
                 Some(o) if o.state == RunState::Running => {
                     if rec.state == InstanceState::Launching {
                         let _ = self.store.mark_running(&id, o.addr, &o.handle);
@@ -575,7 +575,7 @@ impl Runtime {
                     );
                     let _ = self.store.mark_gone(&id, "vanished");
                     self.live.remove(&id);
-                    self.fail(&id.service().to_owned(), "an instance vanished");
+                    self.fail(id.service(), "an instance vanished");
                 }
             }
         }
@@ -897,10 +897,10 @@ impl Runtime {
             loop {
                 tokio::time::sleep(tracker.delay()).await;
                 let r = health::probe(&check.probe, addr, tracker.timeout()).await;
-                if let Some(t) = tracker.record(r, launched.elapsed()) {
-                    if tx.send(Msg::Health(id2.clone(), t)).is_err() {
-                        return;
-                    }
+                if let Some(t) = tracker.record(r, launched.elapsed())
+                    && tx.send(Msg::Health(id2.clone(), t)).is_err()
+                {
+                    return;
                 }
                 if tracker.phase() == Phase::Failed {
                     return;
@@ -1177,12 +1177,8 @@ impl Runtime {
                 ep.binding = true;
                 ep.generation += 1;
                 let generation = ep.generation;
-                let config = EndpointConfig {
-                    name: name.clone(),
-                    listen: spec.listen,
-                    protocol: spec.protocol,
-                    wait_for_backend: self.config.endpoint_wait,
-                };
+                let mut config = EndpointConfig::from_endpoint(name.clone(), &spec);
+                config.wait_for_backend = self.config.endpoint_wait;
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let r = EndpointProxy::bind(config).await.map_err(|e| error_chain(&e));
@@ -1288,7 +1284,13 @@ impl Runtime {
                     backends: e.backends.iter().map(|b| b.instance.clone()).collect(),
                     error: e.error.clone(),
                     requests: stats.as_ref().map(|s| s.requests).unwrap_or(0),
-                    failures: stats.as_ref().map(|s| s.failures()).unwrap_or(0),
+                    failures: stats
+                        .as_ref()
+                        .map(|s| {
+                            let f = &s.failures;
+                            f.no_backend + f.exhausted + f.not_retried + f.bad_request
+                        })
+                        .unwrap_or(0),
                 }
             })
             .collect::<Vec<_>>();

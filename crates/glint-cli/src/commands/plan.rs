@@ -1,10 +1,144 @@
-//! `glint plan` (to be written).
+//! `glint plan FILE`: what an apply would create, replace and retire, and why.
+//! Changes nothing but the content-addressed image cache.
 
-use crate::cli::{Global, PlanArgs};
-use crate::output::EXIT_USAGE;
+use crate::cli::{Global, OutputFormat, PlanArgs};
+use crate::common::{CmdResult, Failed, Paint, fail_io, open_existing_store, print_json};
+use crate::output::EXIT_OK;
+use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
+use glint_model::VersionNumber;
+use glint_store::{Store, VersionRecord};
+use std::collections::BTreeMap;
 
 /// Runs `glint plan`.
-pub fn run(_global: &Global, _args: PlanArgs) -> i32 {
-    eprintln!("glint plan: not implemented yet");
-    EXIT_USAGE
+pub fn run(global: &Global, args: PlanArgs) -> i32 {
+    body(global, args).unwrap_or_else(|f| f.0)
+}
+
+fn body(global: &Global, args: PlanArgs) -> CmdResult {
+    let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
+    let store = open_existing_store(global)?;
+    let p = compute(store.as_ref(), &resolved.version)?;
+    if args.output.output == OutputFormat::Json {
+        print_json(&p);
+    } else {
+        print!("{}", render(&p, Paint::stdout(global)));
+    }
+    Ok(EXIT_OK)
+}
+
+/// The plan from the store's current state to `next`.
+pub fn compute(store: Option<&Store>, next: &glint_store::NewVersion) -> Result<Plan, Failed> {
+    let io = |e: glint_store::StoreError| fail_io("cannot read the store", &e);
+    let (current, live) = match store {
+        Some(s) => (s.latest_version().map_err(io)?, s.live_instances().map_err(io)?),
+        None => (None, Vec::new()),
+    };
+    let mut versions: BTreeMap<VersionNumber, VersionRecord> = BTreeMap::new();
+    if let Some(s) = store {
+        for i in &live {
+            if !versions.contains_key(&i.version)
+                && let Ok(v) = s.version(i.version)
+            {
+                versions.insert(i.version, v);
+            }
+        }
+    }
+    let targets: BTreeMap<VersionNumber, Target<'_>> =
+        versions.iter().map(|(n, v)| (*n, Target::of(v))).collect();
+    let next_target = Target {
+        env: &next.env,
+        images: &next.images,
+    };
+    Ok(plan(
+        current.as_ref().map(|c| (c.number, Target::of(c))),
+        &targets,
+        &live,
+        next_target,
+    ))
+}
+
+/// The plan for people.
+pub fn render(p: &Plan, paint: Paint) -> String {
+    let mut out = String::new();
+    let next = p.from.map(|v| v.0 + 1).unwrap_or(1);
+    if p.no_changes {
+        out.push_str(&format!(
+            "No changes: the file matches version {}.\n",
+            p.from.map(|v| v.to_string()).unwrap_or_default()
+        ));
+        return out;
+    }
+    match p.from {
+        Some(v) => out.push_str(&format!(
+            "{} version {v} → version {next}\n\n",
+            paint.bold("Plan:")
+        )),
+        None => out.push_str(&format!("{} first version (1)\n\n", paint.bold("Plan:"))),
+    }
+    for s in &p.services {
+        let (sym, what) = match s.action {
+            ServiceAction::Create => (paint.green("+"), format!("create {} instances", s.create)),
+            ServiceAction::Replace => {
+                let mut w = format!("replace {} instances", s.replace);
+                if s.create > 0 {
+                    w.push_str(&format!(", create {}", s.create));
+                }
+                if s.retire > 0 {
+                    w.push_str(&format!(", retire {}", s.retire));
+                }
+                (paint.yellow("~"), w)
+            }
+            ServiceAction::Retire => (paint.red("-"), format!("retire {} instances", s.retire)),
+            ServiceAction::Scale => (
+                paint.yellow("±"),
+                format!(
+                    "scale {} → {} (create {}, retire {})",
+                    s.instances.0, s.instances.1, s.create, s.retire
+                ),
+            ),
+            ServiceAction::Unchanged => (" ".to_owned(), "unchanged".to_owned()),
+        };
+        out.push_str(&format!("{sym} service {}: {what}\n", paint.bold(s.name.as_str())));
+        if let Some(d) = &s.digest {
+            out.push_str(&format!("    image {d}\n"));
+        }
+        for r in &s.reasons {
+            out.push_str(&format!("    because {r}\n"));
+        }
+        if !s.settings.is_empty() {
+            out.push_str(&format!(
+                "    settings changed without replacement: {}\n",
+                s.settings.join(", ")
+            ));
+        }
+        for i in &s.live {
+            if i.action != "keep" {
+                out.push_str(&format!(
+                    "    {} {} (version {})\n",
+                    i.action, i.id, i.version
+                ));
+            }
+        }
+    }
+    for e in &p.endpoints {
+        let sym = match e.action {
+            "create" => paint.green("+"),
+            "retire" => paint.red("-"),
+            "unchanged" => " ".to_owned(),
+            _ => paint.yellow("~"),
+        };
+        out.push_str(&format!(
+            "{sym} endpoint {}: {} ({} → service {})\n",
+            paint.bold(e.name.as_str()),
+            e.action,
+            e.listen,
+            e.service
+        ));
+    }
+    let (c, r, t) = p.totals();
+    out.push_str(&format!(
+        "\n{} {c} to create, {r} to replace, {t} to retire. Instances are never modified in place.\n",
+        paint.bold("Summary:")
+    ));
+    out
 }

@@ -1,0 +1,96 @@
+//! Starting a conductor inside this process (for `glint conductor` and
+//! `glint up`): the lock, the providers, the image source, the API socket.
+
+use crate::cli::Global;
+use crate::common::{Failed, fail, fail_io};
+use crate::output::EXIT_USAGE;
+use glint_conductor::lock::{ConductorLock, LockError};
+use glint_conductor::{Config, ConductorHandle, Providers};
+use glint_model::ProviderKind;
+use glint_provider::Provider;
+use glint_store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A conductor running in this process.
+pub struct Running {
+    /// The conductor.
+    pub handle: ConductorHandle,
+    /// Stops the API server.
+    api_stop: watch::Sender<bool>,
+    api_task: tokio::task::JoinHandle<()>,
+    _lock: ConductorLock,
+}
+
+impl Running {
+    /// Stops the conductor (see [`ConductorHandle::shutdown`]) and the API.
+    pub async fn stop(self, stop_instances: bool) {
+        self.handle.shutdown(stop_instances).await;
+        let _ = self.api_stop.send(true);
+        let _ = self.api_task.await;
+    }
+}
+
+/// The providers available in this build and on this machine.
+pub fn providers(global: &Global, store: &Store) -> Result<Providers, Failed> {
+    let dir = crate::common::data_dir(global);
+    let store_id = store
+        .store_id()
+        .map_err(|e| fail_io("cannot read the store id", &e))?;
+    let process = glint_provider::process::ProcessProvider::open(&dir.join("process"), &store_id)
+        .map_err(|e| fail_io("cannot start the process provider", &e))?;
+    let mut map: Providers = Providers::new();
+    map.insert(ProviderKind::Process, Arc::new(process) as Arc<dyn Provider>);
+    Ok(map)
+}
+
+/// Takes the lock and starts a conductor and its API.
+pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Running, Failed> {
+    let dir = crate::common::data_dir(global);
+    let lock = ConductorLock::acquire(&dir).map_err(|e| match e {
+        LockError::Held { .. } => fail(
+            EXIT_USAGE,
+            format_args!(
+                "{e}; stop it first, or use `glint apply FILE` to hand it a new version"
+            ),
+        ),
+        other => fail_io("cannot take the conductor lock", &other),
+    })?;
+    let providers = providers(global, &store)?;
+    let socket = glint_conductor::api::socket_path(&dir);
+    let images = Arc::new(glint_conductor::images::CopyImages::new(&dir));
+    let config = Config {
+        mode: mode.to_owned(),
+        api: Some(socket.display().to_string()),
+        ..Config::default()
+    };
+    let handle = glint_conductor::start(store, providers, images, config)
+        .await
+        .map_err(|e| fail_io("cannot start the conductor", &e))?;
+    let (api_stop, stop_rx) = watch::channel(false);
+    let api_task = glint_conductor::api::serve(socket, handle.client(), stop_rx)
+        .await
+        .map_err(|e| fail_io("cannot start the conductor API", &e))?;
+    Ok(Running {
+        handle,
+        api_stop,
+        api_task,
+        _lock: lock,
+    })
+}
+
+/// Resolves when the user asks to stop (Ctrl-C or SIGTERM).
+pub async fn stop_requested() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
