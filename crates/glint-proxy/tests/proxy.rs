@@ -121,6 +121,35 @@ async fn a_slow_backend_gets_fewer_requests() {
     );
 }
 
+#[tokio::test]
+async fn backend_connections_are_pooled_and_reused() {
+    let a = TestBackend::start("a").await;
+    let proxy = http_proxy(&[&a]).await;
+    let mut client = Client::new(proxy.local_addr());
+    for i in 0..10 {
+        let reply = client.get("/").await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        // HEAD: an empty body hyper never polls; the connection must still
+        // go back to the pool.
+        let reply = client
+            .request(Method::HEAD, "/", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "HEAD {i}");
+        assert!(reply.body.is_empty());
+    }
+    assert_eq!(a.requests(), 20);
+    assert_eq!(
+        a.counts().accepted.load(Ordering::SeqCst),
+        1,
+        "connections were not reused"
+    );
+    eventually("the connection back in the pool", || {
+        backend_stats(&proxy, "a").idle_connections == 1
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Crashes, retries and stale connections
 
@@ -150,7 +179,11 @@ async fn a_killed_backend_costs_no_idempotent_request() {
                 n += 1;
                 // Some requests are in flight for a while, so the kill hits
                 // requests mid-way.
-                let path = if (n + i).is_multiple_of(2) { "/sleep/5" } else { "/" };
+                let path = if (n + i).is_multiple_of(2) {
+                    "/sleep/5"
+                } else {
+                    "/"
+                };
                 let method = if n.is_multiple_of(3) {
                     Method::DELETE
                 } else {
