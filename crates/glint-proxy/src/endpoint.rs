@@ -54,7 +54,9 @@ pub struct EndpointConfig {
     /// How long a backend that failed to connect is avoided (still used when
     /// nothing else is left). Default 2 s.
     pub eject_for: Duration,
-    /// Bound on reading a client's request head. Default 30 s.
+    /// Bound on reading a client's request head. hyper also applies it to
+    /// the wait for the next request on a keep-alive connection, so it is
+    /// the idle timeout of client connections too. Default 30 s.
     pub header_read_timeout: Duration,
 }
 

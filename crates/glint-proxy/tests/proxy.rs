@@ -434,6 +434,40 @@ async fn a_request_waits_briefly_for_a_backend_to_appear() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
+#[tokio::test]
+async fn a_crash_of_the_only_instance_is_smoothed_by_waiting_for_its_replacement() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = config(EndpointProtocol::Http);
+    cfg.wait_for_backend = PATIENCE;
+    let proxy = http_proxy_with(cfg, &[&a]).await;
+    let addr = proxy.local_addr();
+    // No request before the crash, so no pooled connection: a POST on a
+    // stale one would be (rightly) not retried.
+    a.kill_and_wait().await;
+    // A POST finds the dead instance (connect refused: certainly not sent)
+    // and waits for the conductor's replacement.
+    let waiting = tokio::spawn(async move {
+        let mut client = Client::new(addr);
+        client
+            .request(Method::POST, "/echo", Bytes::from("hello"))
+            .await
+    });
+    eventually("the attempt on the dead instance", || {
+        proxy.stats().failures.connect >= 1
+    })
+    .await;
+    assert!(!waiting.is_finished());
+    let b = TestBackend::start("b").await;
+    proxy.set_backends(2, vec![b.backend()]);
+    let reply = patiently("the waiting request", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(served_by(&reply), "b");
+    assert_eq!(reply.text(), "hello");
+}
+
 // ---------------------------------------------------------------------------
 // Generations, draining, churn
 

@@ -249,6 +249,21 @@ impl TestBackend {
         self.inner.trickle.notify_one();
     }
 
+    /// Kills the backend and waits until its port refuses connections (an
+    /// aborted task releases its listener when next polled).
+    pub async fn kill_and_wait(&self) {
+        self.kill();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while TcpStream::connect(self.addr).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} still accepts",
+                self.inner.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Kills the backend abruptly: the listener and every connection are
     /// dropped at once, mid-request or not, as when its process dies.
     pub fn kill(&self) {
