@@ -340,6 +340,12 @@ impl EndpointProxy {
         &self.shared().config.name
     }
 
+    /// The configuration it was bound with (a changed `listen` or
+    /// `protocol` needs a new endpoint).
+    pub fn config(&self) -> &EndpointConfig {
+        &self.shared().config
+    }
+
     /// Replaces the whole set of healthy backends. Returns `false`, and
     /// changes nothing, if `generation` is lower than the last applied one.
     ///

@@ -876,3 +876,19 @@ async fn bind_errors_name_the_endpoint_and_the_cause() {
     assert!(message.contains("`web`"), "{message}");
     assert!(message.contains("another process"), "{message}");
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_endpoint() {
+    let a = TestBackend::start("a").await;
+    let proxy = http_proxy(&[&a]).await;
+    let addr = proxy.local_addr();
+    let clone = proxy.clone();
+    drop(proxy);
+    assert_eq!(get_once(addr, "/").await.unwrap().status, StatusCode::OK);
+    drop(clone);
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
