@@ -440,18 +440,22 @@ impl Backends {
         }
     }
 
-    /// Waits until some backend in rotation admits requests, or `deadline`.
-    pub(crate) async fn wait_for_any(&self, deadline: Instant) -> bool {
+    /// Waits until the rotation holds a backend that admits requests and
+    /// that `tried` does not exclude, or until `deadline`; true if it does.
+    pub(crate) async fn wait_for_candidate(&self, tried: &TriedSet, deadline: Instant) -> bool {
         let mut changed = self.changed.subscribe();
+        let candidate = || {
+            self.rotation()
+                .iter()
+                .any(|b| b.is_admitting() && tried.get(b) != Some(Tried::Excluded))
+        };
         loop {
-            if self.rotation().iter().any(|b| b.is_admitting()) {
+            if candidate() {
                 return true;
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => {
-                    return self.rotation().iter().any(|b| b.is_admitting());
-                }
+                Ok(Err(_)) | Err(_) => return candidate(),
             }
         }
     }

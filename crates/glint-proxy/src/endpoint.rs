@@ -54,7 +54,9 @@ pub struct EndpointConfig {
     /// How long a backend that failed to connect is avoided (still used when
     /// nothing else is left). Default 2 s.
     pub eject_for: Duration,
-    /// Bound on reading a client's request head. Default 30 s.
+    /// Bound on reading a client's request head. hyper also applies it to
+    /// the wait for the next request on a keep-alive connection, so it is
+    /// the idle timeout of client connections too. Default 30 s.
     pub header_read_timeout: Duration,
 }
 
@@ -336,6 +338,12 @@ impl EndpointProxy {
     /// The endpoint's name.
     pub fn name(&self) -> &Name {
         &self.shared().config.name
+    }
+
+    /// The configuration it was bound with (a changed `listen` or
+    /// `protocol` needs a new endpoint).
+    pub fn config(&self) -> &EndpointConfig {
+        &self.shared().config
     }
 
     /// Replaces the whole set of healthy backends. Returns `false`, and

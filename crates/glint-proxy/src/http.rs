@@ -167,9 +167,18 @@ async fn handle(
                 backend,
                 fresh_only,
             } => (backend, fresh_only),
-            Pick::Nothing if tried.is_empty() => {
-                if shared.backends.wait_for_any(wait_deadline).await {
+            Pick::Nothing => {
+                // Wait (briefly) for a backend to appear: a replacement for a
+                // crashed instance, or the first set.
+                if shared
+                    .backends
+                    .wait_for_candidate(&tried, wait_deadline)
+                    .await
+                {
                     continue;
+                }
+                if !tried.is_empty() {
+                    return exhausted(&shared);
                 }
                 bump(&shared.counters.no_backend);
                 return local(
@@ -178,7 +187,6 @@ async fn handle(
                     "has no healthy instance to serve this request",
                 );
             }
-            Pick::Nothing => return exhausted(&shared),
         };
         let Some(in_flight) = backend.admit() else {
             // It left rotation between the choice and now: choose again.

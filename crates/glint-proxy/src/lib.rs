@@ -82,11 +82,26 @@
 //! attempt so that they can be replayed; larger ones are streamed to the first
 //! backend and cannot be retried after sending started.
 //!
-//! When there is no backend in rotation at all, the request waits up to
-//! [`EndpointConfig::wait_for_backend`] for one to appear (this smooths the
-//! moment a crash empties a one-instance service), then gets
-//! `503 Service Unavailable` with a plain-text body naming the endpoint. When
-//! backends exist but every allowed attempt failed: `502 Bad Gateway`.
+//! When no backend that may still be tried is in rotation (none at all, or
+//! all already tried), the request waits for one to appear, until
+//! [`EndpointConfig::wait_for_backend`] after its arrival (this smooths the
+//! moment a crash empties a one-instance service: the request that found the
+//! dead instance is served by its replacement). If none appears: `503 Service
+//! Unavailable` with a plain-text body naming the endpoint when no attempt was
+//! made, `502 Bad Gateway` when attempts were made and failed. A request that
+//! used up [`EndpointConfig::max_attempts`] gets `502` at once.
+//!
+//! # Headers
+//!
+//! Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`,
+//! `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`,
+//! `Trailer`, `Transfer-Encoding`, `Upgrade` unless upgrading) are removed in
+//! both directions; `Expect` is answered by the endpoint and not forwarded.
+//! Requests get `X-Forwarded-For` (client address appended to any earlier
+//! list), `X-Forwarded-Proto: http` and `X-Forwarded-Host` (set to what the
+//! endpoint saw, overriding client-supplied values: the endpoint is the edge)
+//! and a `Via: 1.1 <endpoint> (glint)` entry, which responses get too.
+//! Requests go to backends as HTTP/1.1 in origin form with the client's `Host`.
 //!
 //! # Draining
 //!

@@ -72,20 +72,32 @@ impl Pool {
         }
     }
 
+    /// Takes the most recent connection that is ready now or, failing that,
+    /// the most recent live one. Drops the dead and expired ones met on the
+    /// way.
     fn take(&self) -> Option<Sender> {
         let mut dropped = Vec::new();
         let found = {
             let mut inner = self.lock();
-            let mut found = None;
-            while let Some(idle) = inner.idle.pop() {
-                if idle.sender.is_closed() || idle.since.elapsed() >= self.idle_timeout {
-                    dropped.push(idle);
+            let now = Instant::now();
+            let mut ready = None;
+            let mut i = inner.idle.len();
+            while i > 0 {
+                i -= 1;
+                let idle = &inner.idle[i];
+                if idle.sender.is_closed() || now.duration_since(idle.since) >= self.idle_timeout {
+                    dropped.push(inner.idle.remove(i));
                     continue;
                 }
-                found = Some(idle.sender);
-                break;
+                if idle.sender.is_ready() {
+                    ready = Some(i);
+                    break;
+                }
             }
-            found
+            match ready {
+                Some(i) => Some(inner.idle.remove(i).sender),
+                None => inner.idle.pop().map(|idle| idle.sender),
+            }
         };
         drop(dropped);
         found

@@ -40,16 +40,21 @@ async fn forward_inner(shared: &Shared, mut client: TcpStream, peer: SocketAddr)
         }
         let backend = match shared.backends.pick(&tried) {
             Pick::One { backend, .. } => backend,
-            Pick::Nothing if tried.is_empty() => {
-                if shared.backends.wait_for_any(wait_deadline).await {
+            Pick::Nothing => {
+                if shared
+                    .backends
+                    .wait_for_candidate(&tried, wait_deadline)
+                    .await
+                {
                     continue;
                 }
-                bump(&shared.counters.no_backend);
-                tracing::debug!(%peer, "no backend in rotation");
-                return;
-            }
-            Pick::Nothing => {
-                bump(&shared.counters.exhausted);
+                if tried.is_empty() {
+                    bump(&shared.counters.no_backend);
+                    tracing::debug!(%peer, "no backend in rotation");
+                } else {
+                    bump(&shared.counters.exhausted);
+                    tracing::debug!(%peer, "no backend accepted the connection");
+                }
                 return;
             }
         };
