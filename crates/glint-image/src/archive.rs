@@ -74,7 +74,9 @@ fn diff_id_of(path: &Path) -> Result<Digest> {
 fn is_gzip(path: &Path) -> Result<bool> {
     let mut magic = [0u8; 2];
     let mut f = File::open(path).map_err(ImageError::io("cannot open", path))?;
-    let n = f.read(&mut magic).map_err(ImageError::io("cannot read", path))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(ImageError::io("cannot read", path))?;
     Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
@@ -105,7 +107,8 @@ impl ImageStore {
                 desc.annotations
                     .insert(ANNOTATION_CONTAINERD_NAME.to_owned(), r.clone());
                 let short = r.rsplit(':').next().unwrap_or("latest").to_owned();
-                desc.annotations.insert(ANNOTATION_REF_NAME.to_owned(), short);
+                desc.annotations
+                    .insert(ANNOTATION_REF_NAME.to_owned(), short);
             }
             entries.push(IndexEntry {
                 descriptor: desc,
@@ -147,20 +150,21 @@ impl ImageStore {
             path: path.to_owned(),
             source: e,
         };
-        let add = |tar: &mut tar::Builder<_>, name: &str, data: &mut dyn Read, size: u64, dir: bool| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(if dir {
-                tar::EntryType::Directory
-            } else {
-                tar::EntryType::Regular
-            });
-            h.set_mode(if dir { 0o755 } else { 0o644 });
-            h.set_mtime(0);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_size(size);
-            tar.append_data(&mut h, name, data).map_err(w)
-        };
+        let add =
+            |tar: &mut tar::Builder<_>, name: &str, data: &mut dyn Read, size: u64, dir: bool| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(if dir {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                h.set_mode(if dir { 0o755 } else { 0o644 });
+                h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_size(size);
+                tar.append_data(&mut h, name, data).map_err(w)
+            };
         add(&mut tar, "blobs/", &mut io::empty(), 0, true)?;
         add(&mut tar, "blobs/sha256/", &mut io::empty(), 0, true)?;
         let mut blobs: Vec<Digest> = vec![digest.clone(), manifest.config.digest.clone()];
@@ -174,7 +178,13 @@ impl ImageStore {
                 .metadata()
                 .map_err(ImageError::io("cannot read blob", &p))?
                 .len();
-            add(&mut tar, &format!("blobs/sha256/{}", b.hex()), &mut f, size, false)?;
+            add(
+                &mut tar,
+                &format!("blobs/sha256/{}", b.hex()),
+                &mut f,
+                size,
+                false,
+            )?;
         }
         add(
             &mut tar,
@@ -191,7 +201,13 @@ impl ImageStore {
             false,
         )?;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        add(&mut tar, "oci-layout", &mut layout.as_slice(), layout.len() as u64, false)?;
+        add(
+            &mut tar,
+            "oci-layout",
+            &mut layout.as_slice(),
+            layout.len() as u64,
+            false,
+        )?;
         let buf = tar.into_inner().map_err(w)?;
         let tmp = buf.into_inner().map_err(|e| w(e.into_error()))?;
         tmp.as_file().sync_all().map_err(w)?;
@@ -223,7 +239,11 @@ impl ImageStore {
                 "it has neither index.json nor manifest.json",
             ));
         };
-        let size = self.blob_path(&digest).metadata().map(|m| m.len()).unwrap_or(0);
+        let size = self
+            .blob_path(&digest)
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(0);
         self.add_image(&digest, size)?;
         for t in &tags {
             self.tag(t, &digest)?;
@@ -243,7 +263,11 @@ impl ImageStore {
                 name: None,
                 tool_version: env!("CARGO_PKG_VERSION").to_owned(),
                 built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                steps: config.history.iter().map(|h| h.created_by.clone()).collect(),
+                steps: config
+                    .history
+                    .iter()
+                    .map(|h| h.created_by.clone())
+                    .collect(),
                 imported_from: Some(path.display().to_string()),
                 ..Provenance::default()
             },
@@ -253,9 +277,14 @@ impl ImageStore {
     /// Whether the tar has `index.json`, `manifest.json` or `oci-layout` at its top.
     fn is_image_archive(&self, path: &Path) -> Result<bool> {
         let mut ar = tar::Archive::new(open_maybe_gzip(path)?);
-        for e in ar.entries().map_err(ImageError::io("cannot read archive", path))? {
+        for e in ar
+            .entries()
+            .map_err(ImageError::io("cannot read archive", path))?
+        {
             let e = e.map_err(ImageError::io("cannot read archive", path))?;
-            let p = e.path().map_err(ImageError::io("cannot read archive", path))?;
+            let p = e
+                .path()
+                .map_err(ImageError::io("cannot read archive", path))?;
             let p = p.to_string_lossy();
             let p = p.trim_start_matches("./");
             if matches!(p, "index.json" | "manifest.json" | "oci-layout") {
@@ -276,7 +305,10 @@ impl ImageStore {
         };
         // Prove the layer is a readable tar before recording it as an image.
         let mut ar = tar::Archive::new(open_maybe_gzip(&self.blob_path(&blob))?);
-        for e in ar.entries().map_err(ImageError::io("cannot read archive", path))? {
+        for e in ar
+            .entries()
+            .map_err(ImageError::io("cannot read archive", path))?
+        {
             e.map_err(ImageError::io("cannot read archive", path))?;
         }
         let config = ImageConfig {
@@ -303,13 +335,19 @@ impl ImageStore {
                 annotations: BTreeMap::new(),
             },
             layers: vec![Descriptor {
-                media_type: if gz { MEDIA_LAYER_GZIP } else { MEDIA_LAYER_TAR }.into(),
+                media_type: if gz {
+                    MEDIA_LAYER_GZIP
+                } else {
+                    MEDIA_LAYER_TAR
+                }
+                .into(),
                 digest: blob,
                 size,
                 annotations: BTreeMap::new(),
             }],
         };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::invalid("manifest", e))?;
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|e| ImageError::invalid("manifest", e))?;
         let digest = self.put_blob(&bytes)?;
         self.add_image(&digest, bytes.len() as u64)?;
         self.write_import_record(&digest, path)?;
@@ -317,7 +355,13 @@ impl ImageStore {
     }
 
     /// Stores a blob from the extracted archive, checking it hashes to `expected`.
-    fn put_checked(&self, tree: &Tree, rel: &str, image: &Digest, expected: &Digest) -> Result<u64> {
+    fn put_checked(
+        &self,
+        tree: &Tree,
+        rel: &str,
+        image: &Digest,
+        expected: &Digest,
+    ) -> Result<u64> {
         let p = tree.resolve(rel)?;
         let (actual, size) = self.put_file(&p)?;
         if &actual != expected {
@@ -368,7 +412,12 @@ impl ImageStore {
             desc = pick.descriptor.clone();
         }
         let digest = desc.digest.clone();
-        self.put_checked(tree, &format!("blobs/sha256/{}", digest.hex()), &digest, &digest)?;
+        self.put_checked(
+            tree,
+            &format!("blobs/sha256/{}", digest.hex()),
+            &digest,
+            &digest,
+        )?;
         let manifest = self.manifest(&digest)?;
         self.put_checked(
             tree,
@@ -396,8 +445,10 @@ impl ImageStore {
     }
 
     fn import_legacy(&self, tree: &Tree) -> Result<(Digest, Vec<String>)> {
-        let bytes = fs::read(tree.resolve("manifest.json")?)
-            .map_err(ImageError::io("cannot read", tree.root.join("manifest.json")))?;
+        let bytes = fs::read(tree.resolve("manifest.json")?).map_err(ImageError::io(
+            "cannot read",
+            tree.root.join("manifest.json"),
+        ))?;
         let entries: Vec<DockerManifestEntry> =
             serde_json::from_slice(&bytes).map_err(|e| ImageError::invalid("manifest.json", e))?;
         let Some(entry) = entries.first() else {
@@ -441,7 +492,8 @@ impl ImageStore {
             },
             layers,
         };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::invalid("manifest", e))?;
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|e| ImageError::invalid("manifest", e))?;
         let digest = self.put_blob(&bytes)?;
         Ok((digest, entry.repo_tags.clone().unwrap_or_default()))
     }
@@ -499,7 +551,9 @@ impl Tree {
                     ))
                 };
             };
-            let parent = Path::new(&cur).parent().map(|p| p.to_string_lossy().into_owned());
+            let parent = Path::new(&cur)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned());
             let joined = if target.starts_with('/') {
                 target.clone()
             } else {
@@ -522,7 +576,10 @@ impl Tree {
 fn extract_archive(path: &Path, dest: &Path) -> Result<BTreeMap<String, String>> {
     let mut links = BTreeMap::new();
     let mut ar = tar::Archive::new(open_maybe_gzip(path)?);
-    for e in ar.entries().map_err(ImageError::io("cannot read archive", path))? {
+    for e in ar
+        .entries()
+        .map_err(ImageError::io("cannot read archive", path))?
+    {
         let mut e = e.map_err(ImageError::io("cannot read archive", path))?;
         let raw = e
             .path()

@@ -186,7 +186,10 @@ fn build_order(images: &BTreeMap<Name, Image>) -> Result<Vec<Name>> {
             let cycle: Vec<String> = path.iter().map(ToString::to_string).collect();
             return Err(ImageError::Declaration {
                 image: name.clone(),
-                reason: format!("images depend on each other in a cycle: {} -> {name}", cycle.join(" -> ")),
+                reason: format!(
+                    "images depend on each other in a cycle: {} -> {name}",
+                    cycle.join(" -> ")
+                ),
             });
         }
         let Some(image) = images.get(name) else {
@@ -279,7 +282,10 @@ impl Builder<'_> {
         if let Some(rec) = read_record::<ImageRecord>(&self.record_path("images", &image_key))
             && self.store.has_blob(&rec.digest)
             && let Ok(manifest) = self.store.manifest(&rec.digest)
-            && manifest.layers.iter().all(|l| self.store.has_blob(&l.digest))
+            && manifest
+                .layers
+                .iter()
+                .all(|l| self.store.has_blob(&l.digest))
         {
             if self.store.tags()?.get(&tag) != Some(&rec.digest) {
                 self.store.tag(&tag, &rec.digest)?;
@@ -314,8 +320,8 @@ impl Builder<'_> {
             let key = ContentHash::of(&(chain.as_str(), step, input));
             let what = describe(step, input.as_ref());
             let record_path = self.record_path("steps", &key);
-            let cached = read_record::<StepRecord>(&record_path)
-                .filter(|r| self.store.has_blob(&r.digest));
+            let cached =
+                read_record::<StepRecord>(&record_path).filter(|r| self.store.has_blob(&r.digest));
             let (layer, hit) = match cached {
                 Some(r) => (
                     Layer {
@@ -419,8 +425,7 @@ impl Builder<'_> {
                 actual: digest,
             });
         }
-        self.store
-            .add_image(&digest, manifest_bytes.len() as u64)?;
+        self.store.add_image(&digest, manifest_bytes.len() as u64)?;
         self.store.tag(&tag, &digest)?;
         let provenance = Provenance {
             name: Some(name.to_string()),
@@ -430,7 +435,11 @@ impl Builder<'_> {
             source_date_epoch: epoch,
             base: base.manifest.clone(),
             inputs,
-            steps: config.history.iter().map(|h| h.created_by.clone()).collect(),
+            steps: config
+                .history
+                .iter()
+                .map(|h| h.created_by.clone())
+                .collect(),
             tests: self.image.tests.clone(),
             imported_from: None,
         };
@@ -490,7 +499,9 @@ impl Builder<'_> {
                 inputs.insert(path.clone(), actual.clone());
                 let key = ContentHash::of(&(FORMAT, "archive", &actual));
                 let rec_path = self.record_path("images", &key);
-                match read_record::<ImageRecord>(&rec_path).filter(|r| self.store.has_blob(&r.digest)) {
+                match read_record::<ImageRecord>(&rec_path)
+                    .filter(|r| self.store.has_blob(&r.digest))
+                {
                     Some(r) => Some(r.digest),
                     None => {
                         let m = self.store.import(&full)?;
@@ -522,7 +533,8 @@ impl Builder<'_> {
     fn source_path(&self, src: &str) -> Result<PathBuf> {
         let p = Path::new(src);
         let escapes = p.is_absolute()
-            || p.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+            || p.components()
+                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
         if escapes {
             return Err(ImageError::Source {
                 image: self.name.clone(),
@@ -561,7 +573,10 @@ impl Builder<'_> {
             }
         } else if ft.is_file() {
             let d = self.files.digest_with(path, &meta)?;
-            out.push_str(&format!("f {rel:?} {:o} {d}\n", normal_file_mode(meta.mode())));
+            out.push_str(&format!(
+                "f {rel:?} {:o} {d}\n",
+                normal_file_mode(meta.mode())
+            ));
         } else if ft.is_symlink() {
             let t = fs::read_link(path).map_err(ImageError::io("cannot read link", path))?;
             out.push_str(&format!("l {rel:?} {:?}\n", t.to_string_lossy()));
@@ -619,7 +634,13 @@ impl Builder<'_> {
         }
     }
 
-    fn run_layer(&self, step: usize, argv: &[String], config: &ImageConfig, lower: &Path) -> Result<Layer> {
+    fn run_layer(
+        &self,
+        step: usize,
+        argv: &[String],
+        config: &ImageConfig,
+        lower: &Path,
+    ) -> Result<Layer> {
         let tmp = self.store.temp_dir("step-")?;
         let (upper, work, merged) = overlay_dirs(tmp.path())?;
         let spec = Spec {
@@ -741,20 +762,31 @@ fn overlay_dirs(base: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
 fn describe(step: &ImageStep, input: Option<&Digest>) -> String {
     match step {
         ImageStep::Copy { src, dst } => {
-            format!("copy {src} {dst} ({})", input.map(Digest::as_str).unwrap_or("?"))
+            format!(
+                "copy {src} {dst} ({})",
+                input.map(Digest::as_str).unwrap_or("?")
+            )
         }
-        ImageStep::Run { argv } => format!("run {}", serde_json::to_string(argv).unwrap_or_default()),
+        ImageStep::Run { argv } => {
+            format!("run {}", serde_json::to_string(argv).unwrap_or_default())
+        }
     }
 }
 
 fn image_size(store: &ImageStore, digest: &Digest, m: &Manifest) -> u64 {
-    store.blob_path(digest).metadata().map(|m| m.len()).unwrap_or(0)
+    store
+        .blob_path(digest)
+        .metadata()
+        .map(|m| m.len())
+        .unwrap_or(0)
         + m.config.size
         + m.layers.iter().map(|l| l.size).sum::<u64>()
 }
 
 fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn write_record<T: Serialize>(store: &ImageStore, path: &Path, rec: &T) -> Result<()> {
@@ -841,7 +873,9 @@ impl FileCache {
     }
 
     fn file_digest(&mut self, path: &Path) -> Result<Digest> {
-        let meta = path.metadata().map_err(ImageError::io("cannot read", path))?;
+        let meta = path
+            .metadata()
+            .map_err(ImageError::io("cannot read", path))?;
         self.digest_with(path, &meta)
     }
 
@@ -853,7 +887,8 @@ impl FileCache {
             return Ok(d.clone());
         }
         let mut f = File::open(path).map_err(ImageError::io("cannot open", path))?;
-        let (d, _) = crate::store::hash_reader(&mut f).map_err(ImageError::io("cannot read", path))?;
+        let (d, _) =
+            crate::store::hash_reader(&mut f).map_err(ImageError::io("cannot read", path))?;
         self.entries.insert(path.to_owned(), (key, d.clone()));
         self.dirty = true;
         Ok(d)

@@ -117,7 +117,10 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// A `run` step exited unsuccessfully.
-    #[error("image {image}: step {step} `{command}` failed ({status}){}", tail(output))]
+    #[error(
+        "image {image}: step {step} `{command}` failed ({status}){}",
+        tail(output)
+    )]
     StepFailed {
         /// The image.
         image: Name,
@@ -148,7 +151,10 @@ pub enum ImageError {
         output: String,
     },
     /// A `test` step failed: the image is not tagged.
-    #[error("image {image}: test {test} `{command}` failed ({status}); the image was not tagged{}", tail(output))]
+    #[error(
+        "image {image}: test {test} `{command}` failed ({status}); the image was not tagged{}",
+        tail(output)
+    )]
     TestFailed {
         /// The image.
         image: Name,

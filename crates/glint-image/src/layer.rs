@@ -156,21 +156,27 @@ impl<'s> LayerWriter<'s> {
             h.set_device_major(major).map_err(tar_err)?;
             h.set_device_minor(minor).map_err(tar_err)?;
         }
-        self.tar.append_data(&mut h, path, io::empty()).map_err(tar_err)
+        self.tar
+            .append_data(&mut h, path, io::empty())
+            .map_err(tar_err)
     }
 
     /// An OCI whiteout: `path` is deleted from the layers below.
     pub(crate) fn whiteout(&mut self, parent: &str, name: &str) -> Result<()> {
         let path = join(parent, &format!(".wh.{name}"));
         let mut h = self.header(tar::EntryType::Regular, 0o644, 0, 0);
-        self.tar.append_data(&mut h, path, io::empty()).map_err(tar_err)
+        self.tar
+            .append_data(&mut h, path, io::empty())
+            .map_err(tar_err)
     }
 
     /// An opaque whiteout: the directory's contents in the layers below are hidden.
     pub(crate) fn opaque(&mut self, dir: &str) -> Result<()> {
         let path = join(dir, ".wh..wh..opq");
         let mut h = self.header(tar::EntryType::Regular, 0o644, 0, 0);
-        self.tar.append_data(&mut h, path, io::empty()).map_err(tar_err)
+        self.tar
+            .append_data(&mut h, path, io::empty())
+            .map_err(tar_err)
     }
 
     /// Finishes the tar and the gzip stream and stores the blob.

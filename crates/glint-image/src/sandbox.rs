@@ -26,8 +26,15 @@
 //! step tried to reach the network, which fails the build with a message saying
 //! so, whatever the step's exit code (a step that swallows the error still
 //! fails: the build must not depend on the network at all). No seccomp, no
-//! ptrace, no parsing of the program's messages. Loopback is up, so a step or
-//! test may talk to a server it starts itself inside the sandbox.
+//! ptrace, no parsing of the program's messages.
+//!
+//! Loopback: with `lo` down, IPv6 attempts fail with `EADDRNOTAVAIL` and are
+//! not counted; with `lo` fully up, a DNS query to 127.0.0.1 (where resolvers
+//! go without a resolv.conf) is "local" and not counted either. So build and
+//! test steps get `lo` up with its IPv4 address removed: every IPv4
+//! destination and every IPv6 destination but `::1` fails and counts, and a
+//! step may still talk to a server it starts itself on `[::1]`. Verify runs
+//! get a complete loopback, since the health probe must reach the program.
 //!
 //! **Fixed clock.** Linux has no namespace for the wall clock, so "fixed" means
 //! `SOURCE_DATE_EPOCH` in the environment (which reproducible tools honour)
@@ -72,10 +79,23 @@ pub(crate) struct NetNs {
     fd: OwnedFd,
 }
 
+/// How much loopback a sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loopback {
+    /// `lo` up with `::1` only: every IPv4 destination, 127.0.0.1 included
+    /// (where resolvers send DNS queries when there is no resolv.conf), and
+    /// every IPv6 destination but `::1` fail with `ENETUNREACH` and are
+    /// counted. Build and test steps.
+    Ipv6Only,
+    /// `lo` up with 127.0.0.1 and `::1`: the health probe reaches the program.
+    /// Verify runs.
+    Full,
+}
+
 impl NetNs {
-    /// Creates a network namespace whose loopback interface is up.
-    pub(crate) fn new() -> Result<NetNs> {
-        let handle = std::thread::spawn(|| -> io::Result<OwnedFd> {
+    /// Creates a network namespace with only a loopback interface.
+    pub(crate) fn new(loopback: Loopback) -> Result<NetNs> {
+        let handle = std::thread::spawn(move || -> io::Result<OwnedFd> {
             // SAFETY: plain syscalls on this thread only (network namespaces
             // are per thread, so the rest of the process is unaffected; the
             // thread ends right after).
@@ -84,6 +104,9 @@ impl NetNs {
                     return Err(io::Error::last_os_error());
                 }
                 loopback_up()?;
+                if loopback == Loopback::Ipv6Only {
+                    delete_ipv4_loopback()?;
+                }
                 let fd = libc::open(
                     c"/proc/thread-self/ns/net".as_ptr(),
                     libc::O_RDONLY | libc::O_CLOEXEC,
@@ -191,6 +214,60 @@ unsafe fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// Removes `127.0.0.1/8` from `lo` in the calling thread's network namespace
+/// (an rtnetlink `RTM_DELADDR`; the kernel adds that address when `lo` comes up).
+///
+/// # Safety
+/// Plain socket syscalls; safe to call on any thread.
+unsafe fn delete_ipv4_loopback() -> io::Result<()> {
+    // SAFETY: see the function's contract; buffers are plain bytes of the sizes given.
+    unsafe {
+        let sock = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if sock < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sock = OwnedFd::from_raw_fd(sock);
+        let index = libc::if_nametoindex(c"lo".as_ptr());
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // nlmsghdr (16) + ifaddrmsg (8) + rtattr IFA_LOCAL (4 + 4).
+        let mut req = [0u8; 32];
+        req[0..4].copy_from_slice(&32u32.to_ne_bytes());
+        req[4..6].copy_from_slice(&libc::RTM_DELADDR.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+        req[6..8].copy_from_slice(&flags.to_ne_bytes());
+        req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        req[16] = libc::AF_INET as u8;
+        req[17] = 8;
+        req[20..24].copy_from_slice(&index.to_ne_bytes());
+        req[24..26].copy_from_slice(&8u16.to_ne_bytes());
+        req[26..28].copy_from_slice(&libc::IFA_LOCAL.to_ne_bytes());
+        req[28..32].copy_from_slice(&[127, 0, 0, 1]);
+        if libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ack = [0u8; 512];
+        let n = libc::recv(sock.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // An NLMSG_ERROR message carries the errno (negative) right after its header.
+        let kind = u16::from_ne_bytes([ack[4], ack[5]]);
+        if n >= 20 && i32::from(kind) == libc::NLMSG_ERROR {
+            let errno = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+            if errno != 0 {
+                return Err(io::Error::from_raw_os_error(-errno));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the sandbox's root is.
 #[derive(Debug, Clone)]
 pub(crate) enum Root {
@@ -229,7 +306,8 @@ struct Prepared {
 }
 
 fn c(s: impl AsRef<[u8]>) -> Result<CString> {
-    CString::new(s.as_ref().to_vec()).map_err(|_| ImageError::invalid("sandbox path", "contains NUL"))
+    CString::new(s.as_ref().to_vec())
+        .map_err(|_| ImageError::invalid("sandbox path", "contains NUL"))
 }
 
 fn cpath(p: &Path) -> Result<CString> {
@@ -336,7 +414,16 @@ impl Prepared {
             | libc::SIGCHLD;
         // SAFETY: fork-like clone (no stack, no shared memory): the child
         // continues below on a copy of this single-threaded process.
-        let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
         if pid < 0 {
             fail!(1);
         }
@@ -344,7 +431,12 @@ impl Prepared {
             // The intermediate: wait for PID 1 of the sandbox and pass its status on.
             // SAFETY: closing our own descriptors; waitpid on our child; _exit.
             unsafe {
-                libc::syscall(libc::SYS_close_range, 3 as libc::c_ulong, libc::c_ulong::from(u32::MAX), 0 as libc::c_ulong);
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_ulong,
+                    libc::c_ulong::from(u32::MAX),
+                    0 as libc::c_ulong,
+                );
                 let mut status = 0;
                 loop {
                     let r = libc::waitpid(pid as libc::pid_t, &mut status, 0);
@@ -362,7 +454,10 @@ impl Prepared {
                 libc::_exit(code);
             }
         }
-        check!(2, libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0));
+        check!(
+            2,
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)
+        );
         check!(
             3,
             libc::sethostname(self.hostname.as_ptr(), self.hostname.as_bytes().len())
@@ -525,7 +620,10 @@ pub(crate) fn spawn(spec: &Spec, netns: &NetNs) -> Result<Running> {
         Ok(c) => c,
         Err(source) => {
             let stage = if stage_read == 1 {
-                STAGES.get(usize::from(stage[0])).copied().unwrap_or("set up")
+                STAGES
+                    .get(usize::from(stage[0]))
+                    .copied()
+                    .unwrap_or("set up")
             } else {
                 "start the program"
             };
@@ -610,7 +708,7 @@ impl Running {
 /// Runs `spec` to completion in a fresh network namespace; returns how it
 /// ended and how many network attempts were blocked.
 pub(crate) fn run(spec: &Spec) -> Result<(Finished, u64)> {
-    let netns = NetNs::new()?;
+    let netns = NetNs::new(Loopback::Ipv6Only)?;
     let finished = spawn(spec, &netns)?.wait()?;
     let attempts = netns.blocked_attempts()?;
     Ok((finished, attempts))

@@ -136,7 +136,14 @@ impl ImageStore {
     /// Opens (creating if needed) the image store in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<ImageStore> {
         let dir = dir.into();
-        for sub in ["blobs/sha256", "meta", "rootfs", "cache/steps", "cache/images", "tmp"] {
+        for sub in [
+            "blobs/sha256",
+            "meta",
+            "rootfs",
+            "cache/steps",
+            "cache/images",
+            "tmp",
+        ] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(ImageError::io("cannot create", &p))?;
         }
@@ -177,14 +184,20 @@ impl ImageStore {
         tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(self.tmp_dir())
-            .map_err(ImageError::io("cannot create a temp directory in", self.tmp_dir()))
+            .map_err(ImageError::io(
+                "cannot create a temp directory in",
+                self.tmp_dir(),
+            ))
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         let file = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(self.tmp_dir())
-            .map_err(ImageError::io("cannot create a temp file in", self.tmp_dir()))?;
+            .map_err(ImageError::io(
+                "cannot create a temp file in",
+                self.tmp_dir(),
+            ))?;
         Ok(BlobWriter {
             file,
             hasher: Sha256::new(),
@@ -341,8 +354,8 @@ impl ImageStore {
         let _lock = self.lock("index.lock", true)?;
         let mut index = self.read_index()?;
         let out = f(&mut index);
-        let bytes = serde_json::to_vec_pretty(&index)
-            .map_err(|e| ImageError::invalid("index.json", e))?;
+        let bytes =
+            serde_json::to_vec_pretty(&index).map_err(|e| ImageError::invalid("index.json", e))?;
         write_atomic(&self.dir, &self.index_path(), &bytes)?;
         Ok(out)
     }
@@ -379,7 +392,11 @@ impl ImageStore {
     pub(crate) fn add_image(&self, manifest: &Digest, size: u64) -> Result<()> {
         let desc = manifest_descriptor(manifest, size);
         self.update_index(|index| {
-            if !index.manifests.iter().any(|e| &e.descriptor.digest == manifest) {
+            if !index
+                .manifests
+                .iter()
+                .any(|e| &e.descriptor.digest == manifest)
+            {
                 index.manifests.push(IndexEntry {
                     descriptor: desc,
                     platform: None,
@@ -390,13 +407,17 @@ impl ImageStore {
 
     /// Points tag `name` at image `digest` (moving it from any other image).
     pub fn tag(&self, name: &str, digest: &Digest) -> Result<()> {
-        let size = self.blob_path(digest).metadata().map(|m| m.len()).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                ImageError::UnknownImage(digest.to_string())
-            } else {
-                ImageError::io("cannot read blob", self.blob_path(digest))(e)
-            }
-        })?;
+        let size = self
+            .blob_path(digest)
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    ImageError::UnknownImage(digest.to_string())
+                } else {
+                    ImageError::io("cannot read blob", self.blob_path(digest))(e)
+                }
+            })?;
         let name = name.to_owned();
         self.update_index(|index| {
             let mut previous = None;
@@ -421,7 +442,8 @@ impl ImageStore {
                 !(&e.descriptor.digest == digest && e.descriptor.annotations.is_empty())
             });
             let mut desc = manifest_descriptor(digest, size);
-            desc.annotations.insert(ANNOTATION_REF_NAME.to_owned(), name);
+            desc.annotations
+                .insert(ANNOTATION_REF_NAME.to_owned(), name);
             index.manifests.push(IndexEntry {
                 descriptor: desc,
                 platform: None,
@@ -600,7 +622,11 @@ impl ImageStore {
             removed
         })?;
         report.removed_images = removed.into_iter().collect();
-        let live: BTreeSet<Digest> = self.images()?.into_iter().chain(keep.iter().cloned()).collect();
+        let live: BTreeSet<Digest> = self
+            .images()?
+            .into_iter()
+            .chain(keep.iter().cloned())
+            .collect();
         let mut reachable = BTreeSet::new();
         for m in &live {
             reachable.insert(m.clone());
@@ -618,10 +644,12 @@ impl ImageStore {
         for entry in fs::read_dir(&blobs).map_err(ImageError::io("cannot list", &blobs))? {
             let entry = entry.map_err(ImageError::io("cannot list", &blobs))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let keep_it = Digest::parse(format!("sha256:{name}")).is_ok_and(|d| reachable.contains(&d));
+            let keep_it =
+                Digest::parse(format!("sha256:{name}")).is_ok_and(|d| reachable.contains(&d));
             if !keep_it {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(ImageError::io("cannot remove", entry.path()))?;
+                fs::remove_file(entry.path())
+                    .map_err(ImageError::io("cannot remove", entry.path()))?;
                 report.removed_blobs += 1;
                 report.freed_bytes += size;
             }

@@ -37,7 +37,8 @@ use std::path::{Component, Path, PathBuf};
 
 /// Opens a layer blob as an uncompressed tar stream (gzip is detected by its magic).
 fn open_layer(blob: &Path) -> Result<Box<dyn Read>> {
-    let mut f = BufReader::new(File::open(blob).map_err(ImageError::io("cannot open layer", blob))?);
+    let mut f =
+        BufReader::new(File::open(blob).map_err(ImageError::io("cannot open layer", blob))?);
     let magic = f
         .fill_buf()
         .map_err(ImageError::io("cannot read layer", blob))?;
@@ -112,7 +113,9 @@ fn set_meta(p: &Path, uid: u64, gid: u64, mode: Option<u32>, mtime: i64) -> Resu
     let gid = u32::try_from(gid).unwrap_or(0);
     // SAFETY: valid NUL-terminated path.
     if unsafe { libc::lchown(c.as_ptr(), uid, gid) } != 0 {
-        return Err(ImageError::io("cannot change owner of", p)(io::Error::last_os_error()));
+        return Err(ImageError::io("cannot change owner of", p)(
+            io::Error::last_os_error(),
+        ));
     }
     if let Some(mode) = mode {
         fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777))
@@ -138,7 +141,9 @@ fn set_mtime(p: &Path, mtime: i64) -> Result<()> {
         )
     };
     if r != 0 {
-        return Err(ImageError::io("cannot set times of", p)(io::Error::last_os_error()));
+        return Err(ImageError::io("cannot set times of", p)(
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -320,32 +325,36 @@ fn fingerprint_into(path: &Path, rel: &str, out: &mut Vec<String>) -> Result<()>
     Ok(())
 }
 
-/// Compares two fingerprints; returns the first differing path and what happened to it.
+/// Compares two fingerprints; returns the most telling differing path and
+/// what happened to it. A directory whose times changed only because an entry
+/// in it was added, removed or replaced is reported only when nothing more
+/// specific differs.
 fn first_difference(recorded: &[String], now: &[String]) -> Option<(String, &'static str)> {
     let key = |l: &str| l.split('\t').next().unwrap_or("").to_owned();
-    let (mut i, mut j) = (0, 0);
-    while i < recorded.len() || j < now.len() {
-        match (recorded.get(i), now.get(j)) {
-            (Some(a), Some(b)) if a == b => {
-                i += 1;
-                j += 1;
-            }
-            (Some(a), Some(b)) => {
-                let (ka, kb) = (key(a), key(b));
-                return Some(if ka == kb {
-                    (ka, "was changed")
-                } else if ka < kb {
-                    (ka, "was removed")
-                } else {
-                    (kb, "was added")
-                });
-            }
-            (Some(a), None) => return Some((key(a), "was removed")),
-            (None, Some(b)) => return Some((key(b), "was added")),
-            (None, None) => break,
+    let is_dir = |l: &str| {
+        l.split('\t')
+            .nth(1)
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .is_some_and(|m| m & 0o170000 == 0o040000)
+    };
+    let before: std::collections::BTreeMap<String, &String> =
+        recorded.iter().map(|l| (key(l), l)).collect();
+    let after: std::collections::BTreeMap<String, &String> =
+        now.iter().map(|l| (key(l), l)).collect();
+    let mut diffs: Vec<(String, &'static str, bool)> = Vec::new();
+    for (k, a) in &before {
+        match after.get(k) {
+            None => diffs.push((k.clone(), "was removed", false)),
+            Some(b) if b != a => diffs.push((k.clone(), "was changed", is_dir(a) && is_dir(b))),
+            Some(_) => {}
         }
     }
-    None
+    for k in after.keys().filter(|k| !before.contains_key(*k)) {
+        diffs.push((k.clone(), "was added", false));
+    }
+    let pick = diffs.iter().position(|d| !d.2).unwrap_or(0);
+    diffs.into_iter().nth(pick).map(|(k, c, _)| (k, c))
 }
 
 impl ImageStore {
@@ -373,7 +382,8 @@ impl ImageStore {
     pub fn check_rootfs(&self, digest: &Digest) -> Result<()> {
         let dir = self.rootfs_dir(digest);
         let fp_path = dir.join("fingerprint");
-        let recorded = fs::read_to_string(&fp_path).map_err(ImageError::io("cannot read", &fp_path))?;
+        let recorded =
+            fs::read_to_string(&fp_path).map_err(ImageError::io("cannot read", &fp_path))?;
         let recorded: Vec<String> = recorded.lines().map(str::to_owned).collect();
         let now = fingerprint(&dir.join("root"))?;
         match first_difference(&recorded, &now) {

@@ -11,7 +11,7 @@
 //! network (counted as for build steps).
 
 use crate::error::Result;
-use crate::sandbox::{self, HealthProbe, NetNs, Root, Spec};
+use crate::sandbox::{self, HealthProbe, Loopback, NetNs, Root, Spec};
 use crate::store::ImageStore;
 use glint_model::Digest;
 use serde::Serialize;
@@ -85,7 +85,7 @@ impl ImageStore {
             workdir,
             root: Root::ReadOnly(rootfs),
         };
-        let netns = NetNs::new()?;
+        let netns = NetNs::new(Loopback::Full)?;
         let mut running = sandbox::spawn(&spec, &netns)?;
         let deadline = started + run.timeout;
         let mut reason = String::new();
