@@ -135,7 +135,7 @@ pub enum ImageError {
     },
     /// A `run` or `test` step tried to open a network connection.
     #[error(
-        "image {image}: {kind} `{command}` tried to reach the network ({attempts} connection attempt(s) refused): builds are hermetic, the sandbox has no network; put what the step downloads into the source tree or a pinned base image{}",
+        "image {image}: {kind} `{command}` tried to reach the network ({attempts} attempt(s) blocked: the build sandbox has no network); builds are hermetic: put what the step downloads into the source tree or a pinned base image{}",
         tail(output)
     )]
     NetworkAttempt {

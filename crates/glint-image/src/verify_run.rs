@@ -111,7 +111,7 @@ impl ImageStore {
         let attempts = netns.blocked_attempts()?;
         if reason.is_empty() && attempts > 0 {
             reason = format!(
-                "the program tried to reach the network ({attempts} connection attempt(s) refused): an immutable artefact must not need anything from outside"
+                "the program tried to reach the network ({attempts} attempt(s) blocked): an immutable artefact must not need anything from outside"
             );
         }
         Ok(VerifyReport {
