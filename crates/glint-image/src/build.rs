@@ -674,8 +674,12 @@ impl Builder<'_> {
                 output: finished.output,
             });
         }
+        let created: Vec<&str> = ["proc", "dev"]
+            .into_iter()
+            .filter(|d| !lower.join(d).is_dir())
+            .collect();
         let mut w = LayerWriter::new(self.store, self.opts.source_date_epoch)?;
-        write_upper(&mut w, &upper)?;
+        write_upper(&mut w, &upper, &created)?;
         w.finish()
     }
 

@@ -261,15 +261,20 @@ fn copy_entry(w: &mut LayerWriter<'_>, src: &Path, dst: &str) -> Result<()> {
     }
 }
 
-/// Writes the diff an overlayfs upper directory holds after a `run` step.
-pub(crate) fn write_upper(w: &mut LayerWriter<'_>, upper: &Path) -> Result<()> {
-    upper_dir(w, upper, "")
+/// Writes the diff an overlayfs upper directory holds after a `run` step,
+/// leaving out the top-level directories in `skip` (the `/proc` and `/dev`
+/// mount points the sandbox created).
+pub(crate) fn write_upper(w: &mut LayerWriter<'_>, upper: &Path, skip: &[&str]) -> Result<()> {
+    upper_dir(w, upper, "", skip)
 }
 
-fn upper_dir(w: &mut LayerWriter<'_>, dir: &Path, rel: &str) -> Result<()> {
+fn upper_dir(w: &mut LayerWriter<'_>, dir: &Path, rel: &str, skip: &[&str]) -> Result<()> {
     for name in sorted_entries(dir).map_err(ImageError::io("cannot list", dir))? {
         let path = dir.join(&name);
         let name = name.to_string_lossy().into_owned();
+        if rel.is_empty() && skip.contains(&name.as_str()) && path.is_dir() {
+            continue;
+        }
         let child = join(rel, &name);
         let meta = path
             .symlink_metadata()
@@ -283,7 +288,7 @@ fn upper_dir(w: &mut LayerWriter<'_>, dir: &Path, rel: &str) -> Result<()> {
             if is_opaque(&path) {
                 w.opaque(&child)?;
             }
-            upper_dir(w, &path, &child)?;
+            upper_dir(w, &path, &child, &[])?;
         } else if ft.is_file() {
             let f = File::open(&path).map_err(ImageError::io("cannot open", &path))?;
             w.file(&child, mode, uid, gid, meta.len(), f)?;

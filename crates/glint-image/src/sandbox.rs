@@ -302,6 +302,7 @@ struct Prepared {
     proc_dir: Option<CString>,
     dev_dir: Option<CString>,
     dev_nodes: Vec<(CString, u32, u32)>,
+    mkdirs: Vec<CString>,
     workdir: CString,
 }
 
@@ -347,12 +348,23 @@ impl Prepared {
                 .symlink_metadata()
                 .is_ok_and(|m| m.is_dir())
         };
-        let proc_dir = if is_dir("proc") {
+        // On an overlay, missing /proc and /dev are created (in the upper
+        // directory; the builder leaves them out of the layer), so steps
+        // always have them. A read-only root goes without.
+        let overlay_root = matches!(spec.root, Root::Overlay { .. });
+        let mut mkdirs = Vec::new();
+        for d in ["proc", "dev"] {
+            if overlay_root && !is_dir(d) {
+                mkdirs.push(cpath(&new_root.join(d))?);
+            }
+        }
+        let has_dir = |name: &str| overlay_root || is_dir(name);
+        let proc_dir = if has_dir("proc") {
             Some(cpath(&new_root.join("proc"))?)
         } else {
             None
         };
-        let (dev_dir, dev_nodes) = if is_dir("dev") {
+        let (dev_dir, dev_nodes) = if has_dir("dev") {
             let nodes = [
                 ("null", 1, 3),
                 ("zero", 1, 5),
@@ -378,6 +390,7 @@ impl Prepared {
             proc_dir,
             dev_dir,
             dev_nodes,
+            mkdirs,
             workdir: c(if spec.workdir.is_empty() {
                 "/"
             } else {
@@ -505,6 +518,9 @@ impl Prepared {
                     std::ptr::null()
                 )
             );
+        }
+        for d in &self.mkdirs {
+            check!(7, libc::mkdir(d.as_ptr(), 0o755));
         }
         if let Some(p) = &self.proc_dir {
             check!(

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use glint_image::{ImageError, ImageStore};
-use glint_model::ImageBase;
+use glint_model::{ImageBase, ImageStep};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -255,6 +255,55 @@ fn a_step_that_reaches_for_the_network_fails_the_build_saying_so() {
     img.steps.push(run("nc ::1 9 </dev/null; true"));
     build_all(&one("local", img), src.path(), &store).unwrap();
     assert!(!store.tags().unwrap().contains_key("test/net"));
+}
+
+#[test]
+fn steps_get_proc_and_dev_even_when_the_image_has_none_and_the_layer_does_not_keep_them() {
+    let (Some(bb), true) = (busybox(), is_root()) else {
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "tiny/bin/placeholder", "", 0o644);
+    fs::copy(&bb, src.path().join("tiny/bin/busybox")).unwrap();
+    let img = image(
+        ImageBase::Scratch,
+        vec![
+            copy("tiny", "/"),
+            ImageStep::Run {
+                argv: vec![
+                    "/bin/busybox".into(),
+                    "sh".into(),
+                    "-c".into(),
+                    "echo discarded > /dev/null && /bin/busybox cat /proc/1/cmdline > /cmdline"
+                        .into(),
+                ],
+            },
+        ],
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(store_dir.path()).unwrap();
+    let built = build_all(&one("tiny", img), src.path(), &store).unwrap();
+    let digest = &built[&name("tiny")].digest;
+    let last = store
+        .manifest(digest)
+        .unwrap()
+        .layers
+        .last()
+        .unwrap()
+        .digest
+        .clone();
+    let names: Vec<String> = layer_entries(&store, &last)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["cmdline"]);
+    let root = store.rootfs(digest).unwrap();
+    // The step ran as PID 1 of its own PID namespace.
+    assert!(
+        fs::read_to_string(root.join("cmdline"))
+            .unwrap()
+            .starts_with("/bin/busybox")
+    );
 }
 
 #[test]
@@ -641,6 +690,49 @@ fn a_base_archive_must_match_its_pinned_digest() {
 }
 
 #[test]
+fn images_are_found_by_digest_prefix_or_tag_and_a_moved_tag_leaves_the_old_image_listed() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a/f", "1", 0o644);
+    let images = one("a", image(ImageBase::Scratch, vec![copy("a", "/")]));
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(store_dir.path()).unwrap();
+    let first = build_all(&images, src.path(), &store).unwrap()[&name("a")]
+        .digest
+        .clone();
+    write(src.path(), "a/f", "2", 0o644);
+    let second = build_all(&images, src.path(), &store).unwrap()[&name("a")]
+        .digest
+        .clone();
+    assert_eq!(store.resolve("test/a").unwrap(), second);
+    assert_eq!(store.resolve(first.as_str()).unwrap(), first);
+    assert_eq!(store.resolve(&first.hex()[..10]).unwrap(), first);
+    assert!(matches!(
+        store.resolve("test/none"),
+        Err(ImageError::UnknownImage(_))
+    ));
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    let old = list.iter().find(|i| i.digest == first).unwrap();
+    assert!(old.tags.is_empty());
+    let new = list.iter().find(|i| i.digest == second).unwrap();
+    assert_eq!(new.tags, ["test/a"]);
+    assert!(new.size > 0 && new.created.is_some());
+    // The index is a valid OCI layout index: tags are ref.name annotations.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.dir().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["schemaVersion"], 2);
+    assert!(store.dir().join("oci-layout").is_file());
+    let tagged: Vec<&serde_json::Value> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "test/a")
+        .collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0]["digest"], second.as_str());
+}
+
+#[test]
 fn declaration_errors_are_reported_before_building() {
     let src = tempfile::tempdir().unwrap();
     let mut images = one("a", image(ImageBase::Image { name: name("b") }, vec![]));
@@ -818,7 +910,28 @@ fn an_exported_image_loads_and_runs_on_docker() {
         b.config_digest.as_str()
     );
     let run = docker(&["run", "--rm", "--network", "none", &reference]).unwrap();
+    // And back: what this engine's `docker save` writes imports, verified, with the same config.
+    let saved = store_dir.path().join("saved.tar");
+    let save = docker(&["save", "-o", saved.to_str().unwrap(), &reference]).unwrap();
     let _ = docker(&["rmi", "-f", &reference]);
+    assert!(
+        save.status.success(),
+        "{}",
+        String::from_utf8_lossy(&save.stderr)
+    );
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = ImageStore::open(other_dir.path()).unwrap();
+    let imported = other.import(&saved).unwrap();
+    assert_eq!(
+        other.manifest(&imported).unwrap().config.digest,
+        b.config_digest
+    );
+    assert_eq!(other.tags().unwrap()[&reference], imported);
+    let root = other.rootfs(&imported).unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("etc/msg")).unwrap(),
+        "from the image\n"
+    );
     assert!(
         run.status.success(),
         "docker run failed: {}",
