@@ -170,6 +170,39 @@ pub fn build(
     result.map(|()| built)
 }
 
+/// The digest each image will have, as far as it is known without building:
+/// `Some` when the same inputs were built before (the image cache), `None`
+/// when the image must be built (for `glint plan`, which shows digests but
+/// builds nothing). Hashes the inputs like [`build`], with `stat` calls only
+/// for unchanged files.
+pub fn cached_digests(
+    images: &BTreeMap<Name, Image>,
+    root: &Path,
+    store: &ImageStore,
+    opts: &BuildOptions,
+) -> Result<BTreeMap<Name, Option<Digest>>> {
+    let order = build_order(images)?;
+    let mut files = FileCache::load(store);
+    let mut known = BTreeMap::new();
+    for name in order {
+        let Some(image) = images.get(&name) else {
+            continue;
+        };
+        let mut b = Builder {
+            store,
+            root,
+            opts,
+            files: &mut files,
+            name: &name,
+            image,
+        };
+        let digest = b.cached_digest(&known)?;
+        known.insert(name, digest);
+    }
+    files.save(store);
+    Ok(known)
+}
+
 /// Names in an order where every image comes after its base.
 fn build_order(images: &BTreeMap<Name, Image>) -> Result<Vec<Name>> {
     fn visit(
@@ -259,25 +292,8 @@ impl Builder<'_> {
         let name = self.name.clone();
         let mut inputs = BTreeMap::new();
         let base = self.base(built, &mut inputs)?;
-        let mut step_inputs = Vec::new();
-        for step in &self.image.steps {
-            let input = match step {
-                ImageStep::Copy { src, .. } => {
-                    let d = self.tree_digest(src)?;
-                    inputs.insert(src.clone(), d.clone());
-                    Some(d)
-                }
-                ImageStep::Run { .. } => None,
-            };
-            step_inputs.push(input);
-        }
-        let image_key = ContentHash::of(&(
-            FORMAT,
-            &base.manifest,
-            self.image,
-            &step_inputs,
-            self.opts.source_date_epoch,
-        ));
+        let step_inputs = self.step_inputs(&mut inputs)?;
+        let image_key = self.image_key(&base.manifest, &step_inputs);
         let tag = format!("{}{}", self.opts.tag_prefix, name);
         if let Some(rec) = read_record::<ImageRecord>(&self.record_path("images", &image_key))
             && self.store.has_blob(&rec.digest)
@@ -458,6 +474,72 @@ impl Builder<'_> {
             tag,
             cached: false,
         })
+    }
+
+    /// The input digest of each step (`copy` sources; `None` for `run`).
+    fn step_inputs(
+        &mut self,
+        inputs: &mut BTreeMap<String, Digest>,
+    ) -> Result<Vec<Option<Digest>>> {
+        let mut step_inputs = Vec::new();
+        for step in &self.image.steps {
+            let input = match step {
+                ImageStep::Copy { src, .. } => {
+                    let d = self.tree_digest(src)?;
+                    inputs.insert(src.clone(), d.clone());
+                    Some(d)
+                }
+                ImageStep::Run { .. } => None,
+            };
+            step_inputs.push(input);
+        }
+        Ok(step_inputs)
+    }
+
+    fn image_key(&self, base: &Option<Digest>, step_inputs: &[Option<Digest>]) -> ContentHash {
+        ContentHash::of(&(
+            FORMAT,
+            base,
+            self.image,
+            step_inputs,
+            self.opts.source_date_epoch,
+        ))
+    }
+
+    /// The digest this image has if it was built before from the same inputs
+    /// (no building, no tagging); `None` if it must be built.
+    fn cached_digest(&mut self, known: &BTreeMap<Name, Option<Digest>>) -> Result<Option<Digest>> {
+        let base = match &self.image.from {
+            ImageBase::Scratch => None,
+            ImageBase::Image { name } => match known.get(name) {
+                Some(Some(d)) => Some(d.clone()),
+                _ => return Ok(None),
+            },
+            ImageBase::Archive { path, digest } => {
+                let full = self.source_path(path)?;
+                let actual = self.files.file_digest(&full)?;
+                if &actual != digest {
+                    return Err(ImageError::ArchiveDigest {
+                        image: self.name.clone(),
+                        path: full,
+                        expected: digest.clone(),
+                        actual,
+                    });
+                }
+                let key = ContentHash::of(&(FORMAT, "archive", &actual));
+                match read_record::<ImageRecord>(&self.record_path("images", &key)) {
+                    Some(r) if self.store.has_blob(&r.digest) => Some(r.digest),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let step_inputs = self.step_inputs(&mut BTreeMap::new())?;
+        let key = self.image_key(&base, &step_inputs);
+        Ok(
+            read_record::<ImageRecord>(&self.record_path("images", &key))
+                .map(|r| r.digest)
+                .filter(|d| self.store.has_blob(d)),
+        )
     }
 
     fn record_path(&self, kind: &str, key: &ContentHash) -> PathBuf {

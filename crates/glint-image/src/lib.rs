@@ -36,7 +36,7 @@ pub mod store;
 pub mod unpack;
 pub mod verify_run;
 
-pub use build::{BuildOptions, Built, Progress, build};
+pub use build::{BuildOptions, Built, Progress, build, cached_digests};
 pub use error::{ImageError, Result};
 pub use sandbox::HealthProbe;
 pub use store::{GcReport, ImageDetails, ImageStore, ImageSummary, Provenance};

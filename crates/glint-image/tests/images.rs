@@ -454,7 +454,11 @@ fn unchanged_inputs_are_a_cache_hit_and_a_change_rebuilds_from_that_step() {
     let images = one("c", img);
     let store_dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(store_dir.path()).unwrap();
+    let plan = glint_image::cached_digests(&images, src.path(), &store, &opts()).unwrap();
+    assert_eq!(plan[&name("c")], None, "nothing built yet");
     let first = build_all(&images, src.path(), &store).unwrap();
+    let plan = glint_image::cached_digests(&images, src.path(), &store, &opts()).unwrap();
+    assert_eq!(plan[&name("c")].as_ref(), Some(&first[&name("c")].digest));
     let second = build_all(&images, src.path(), &store).unwrap();
     assert!(second[&name("c")].cached);
     assert_eq!(first[&name("c")].digest, second[&name("c")].digest);
@@ -462,6 +466,8 @@ fn unchanged_inputs_are_a_cache_hit_and_a_change_rebuilds_from_that_step() {
     write(src.path(), "conf/app.conf", "v1", 0o644);
     assert!(build_all(&images, src.path(), &store).unwrap()[&name("c")].cached);
     write(src.path(), "conf/app.conf", "v2", 0o644);
+    let plan = glint_image::cached_digests(&images, src.path(), &store, &opts()).unwrap();
+    assert_eq!(plan[&name("c")], None, "a changed input must be rebuilt");
     let mut steps = Vec::new();
     let third = glint_image::build(&images, src.path(), &store, &opts(), &mut |p| {
         if let glint_image::Progress::Step { step, cached, .. } = p {
