@@ -81,6 +81,12 @@ pub enum Command {
     Up(UpArgs),
     /// Run the conductor as a daemon (local API on a unix socket).
     Conductor(ConductorArgs),
+    /// Build the images FILE declares and print each image's digest.
+    Build(BuildArgs),
+    /// List the images in the store: digest, tags, size, created, used by.
+    Images(ImagesArgs),
+    /// Inspect, export, import and garbage-collect images.
+    Image(ImageArgs),
 }
 
 /// `glint check`
@@ -214,3 +220,59 @@ pub struct UpArgs {
 /// `glint conductor`
 #[derive(Debug, Args)]
 pub struct ConductorArgs {}
+
+/// `glint build`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The main .glint file (or its compiled IR as .json).
+    pub file: PathBuf,
+    /// Also start each built image in a sandbox without network and require
+    /// its health check to pass (the immutability test).
+    #[arg(long)]
+    pub verify: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint images`
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint image`
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// `glint image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show an image's config and provenance (inputs, steps, tool version, time).
+    Inspect {
+        /// Digest, unambiguous digest prefix, or tag.
+        image: String,
+    },
+    /// Remove images no version needs, keeping those of the last N versions.
+    Gc {
+        /// Keep the images of the last N versions (rollback targets).
+        #[arg(long, default_value_t = 10)]
+        keep_versions: usize,
+    },
+    /// Write an image as an archive that `docker load` accepts.
+    Export {
+        /// Digest, unambiguous digest prefix, or tag.
+        image: String,
+        /// The archive to write.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Bring an image archive (OCI layout or `docker save`) into the store, verified.
+    Import {
+        /// The archive.
+        file: PathBuf,
+    },
+}

@@ -1,12 +1,14 @@
 //! One module per subcommand; `run` dispatches.
 
 mod apply;
+mod build;
 mod check;
 mod conductor;
 mod events;
 mod explain;
 mod fmt;
 mod history;
+mod images;
 mod logs;
 mod plan;
 mod status;
@@ -29,5 +31,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Logs(a) => logs::run(g, a),
         Command::Up(a) => up::run(g, a),
         Command::Conductor(a) => conductor::run(g, a),
+        Command::Build(a) => build::run(g, a),
+        Command::Images(a) => images::list(g, a),
+        Command::Image(a) => images::run(g, a),
     }
 }

@@ -1,0 +1,213 @@
+//! `glint images` and `glint image inspect|gc|export|import`.
+//!
+//! Images live under `<data-dir>/images/` (an OCI image layout, see
+//! `glint_image::store`). Two answers come from the version store once it
+//! exists, and are plugged in here as functions: which versions use an image
+//! ([`versions_using`]) and which images the last N versions need
+//! ([`images_of_last_versions`]).
+
+use crate::cli::{Global, ImageArgs, ImageCommand, ImagesArgs, OutputFormat};
+use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use glint_image::ImageStore;
+use glint_model::Digest;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The data directory: `--data-dir`/`GLINT_DATA_DIR`, else `.glint` here.
+pub fn data_dir(global: &Global) -> PathBuf {
+    global
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".glint"))
+}
+
+/// Opens `<data-dir>/images`.
+pub fn open_store(global: &Global) -> Result<ImageStore, glint_image::ImageError> {
+    ImageStore::open(data_dir(global).join("images"))
+}
+
+/// Which versions use an image (from the version store; none until it lands).
+fn versions_using(_data_dir: &Path, _digest: &Digest) -> Vec<String> {
+    Vec::new()
+}
+
+/// The images the last `n` versions run (from the version store; none until it lands).
+fn images_of_last_versions(_data_dir: &Path, _n: usize) -> BTreeSet<Digest> {
+    BTreeSet::new()
+}
+
+/// `1.5 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Prints an error and its causes on stderr.
+pub fn report(context: &str, err: &dyn std::error::Error) {
+    eprintln!("error: {context}: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+}
+
+/// Runs `glint images`.
+pub fn list(global: &Global, args: ImagesArgs) -> i32 {
+    let store = match open_store(global) {
+        Ok(s) => s,
+        Err(e) => {
+            report("cannot open the image store", &e);
+            return EXIT_USAGE;
+        }
+    };
+    let images = match store.list() {
+        Ok(i) => i,
+        Err(e) => {
+            report("cannot list images", &e);
+            return EXIT_USAGE;
+        }
+    };
+    let dir = data_dir(global);
+    match args.output.output {
+        OutputFormat::Json => {
+            let rows: Vec<serde_json::Value> = images
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "digest": i.digest,
+                        "tags": i.tags,
+                        "size": i.size,
+                        "created": i.created,
+                        "versions": versions_using(&dir, &i.digest),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        OutputFormat::Text => {
+            println!(
+                "{:<14} {:<28} {:>10}  {:<20}  USED BY",
+                "DIGEST", "TAGS", "SIZE", "CREATED"
+            );
+            for i in &images {
+                let tags = if i.tags.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    i.tags.join(",")
+                };
+                let versions = versions_using(&dir, &i.digest);
+                println!(
+                    "{:<14} {:<28} {:>10}  {:<20}  {}",
+                    i.digest.short(),
+                    tags,
+                    human_size(i.size),
+                    i.created.as_deref().unwrap_or("-"),
+                    if versions.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        versions.join(",")
+                    }
+                );
+            }
+        }
+    }
+    EXIT_OK
+}
+
+/// Runs `glint image …`.
+pub fn run(global: &Global, args: ImageArgs) -> i32 {
+    let store = match open_store(global) {
+        Ok(s) => s,
+        Err(e) => {
+            report("cannot open the image store", &e);
+            return EXIT_USAGE;
+        }
+    };
+    let resolve = |r: &str| match store.resolve(r) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            report("cannot find the image", &e);
+            None
+        }
+    };
+    match args.command {
+        ImageCommand::Inspect { image } => {
+            let Some(digest) = resolve(&image) else {
+                return EXIT_FAILED;
+            };
+            match store.inspect(&digest) {
+                Ok(details) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&details).unwrap_or_default()
+                    );
+                    EXIT_OK
+                }
+                Err(e) => {
+                    report(&format!("cannot inspect {digest}"), &e);
+                    EXIT_FAILED
+                }
+            }
+        }
+        ImageCommand::Gc { keep_versions } => {
+            let keep = images_of_last_versions(&data_dir(global), keep_versions);
+            match store.gc(&keep) {
+                Ok(r) => {
+                    for d in &r.removed_images {
+                        println!("removed {d}");
+                    }
+                    println!(
+                        "removed {} image(s), {} blob(s), freed {}",
+                        r.removed_images.len(),
+                        r.removed_blobs,
+                        human_size(r.freed_bytes)
+                    );
+                    EXIT_OK
+                }
+                Err(e) => {
+                    report("garbage collection failed", &e);
+                    EXIT_FAILED
+                }
+            }
+        }
+        ImageCommand::Export { image, output } => {
+            let Some(digest) = resolve(&image) else {
+                return EXIT_FAILED;
+            };
+            match store.export(&digest, &output) {
+                Ok(()) => {
+                    println!("exported {digest} to {}", output.display());
+                    EXIT_OK
+                }
+                Err(e) => {
+                    report(&format!("cannot export {digest}"), &e);
+                    EXIT_FAILED
+                }
+            }
+        }
+        ImageCommand::Import { file } => match store.import(&file) {
+            Ok(digest) => {
+                println!("imported {digest}");
+                EXIT_OK
+            }
+            Err(e) => {
+                report(&format!("cannot import {}", file.display()), &e);
+                EXIT_FAILED
+            }
+        },
+    }
+}
