@@ -58,7 +58,10 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
     })?;
     let providers = providers(global, &store)?;
     let socket = glint_conductor::api::socket_path(&dir);
-    let images = Arc::new(glint_conductor::images::CopyImages::new(&dir));
+    let images = Arc::new(
+        crate::commands::images::open_store(global)
+            .map_err(|e| fail_io("cannot open the image store", &e))?,
+    );
     let config = Config {
         mode: mode.to_owned(),
         api: Some(socket.display().to_string()),

@@ -5,7 +5,6 @@
 use crate::cli::Global;
 use crate::common::{Failed, fail};
 use crate::output::EXIT_FAILED;
-use glint_conductor::images::CopyImages;
 use glint_model::{Digest, Name};
 use glint_store::{NewVersion, SourceFile, VersionKind};
 use std::collections::BTreeMap;
@@ -33,16 +32,45 @@ pub fn resolve(global: &Global, file: &Path, policies: &[PathBuf]) -> Result<Res
     })
 }
 
-/// Builds (or finds) every image of `env`.
+/// Builds (or finds in the cache) every image of `env`, printing progress on
+/// stderr; a failure (a missing copy source, a failing `run` or `test` step,
+/// a network attempt) is printed and nothing is recorded.
 pub fn build_images(
     global: &Global,
     env: &glint_model::Environment,
     root: &Path,
 ) -> Result<BTreeMap<Name, Digest>, Failed> {
-    let data = crate::common::data_dir(global);
-    CopyImages::new(&data)
-        .build_all(env, root)
-        .map_err(|e| fail(EXIT_FAILED, glint_conductor::error_chain(&e)))
+    let store = crate::commands::images::open_store(global)
+        .map_err(|e| crate::common::fail_io("cannot open the image store", &e))?;
+    let opts = glint_image::BuildOptions {
+        tag_prefix: format!("{}/", env.name),
+        ..glint_image::BuildOptions::default()
+    };
+    let mut progress = |p: &glint_image::Progress| match p {
+        glint_image::Progress::Image { name } => eprintln!("building image {name}"),
+        glint_image::Progress::Step {
+            step,
+            of,
+            what,
+            cached,
+            ..
+        } => {
+            if !cached {
+                eprintln!("  [{step}/{of}] {what}");
+            }
+        }
+        glint_image::Progress::Test { test, command, .. } => {
+            eprintln!("  test {test} passed: {command}")
+        }
+        glint_image::Progress::Done { name, built } => {
+            if !built.cached {
+                eprintln!("  image {name}: {}", built.digest);
+            }
+        }
+    };
+    let built = glint_image::build(&env.images, root, &store, &opts, &mut progress)
+        .map_err(|e| fail(EXIT_FAILED, glint_conductor::error_chain(&e)))?;
+    Ok(built.into_iter().map(|(n, b)| (n, b.digest)).collect())
 }
 
 /// The sources of a loaded environment, for recording in a version.

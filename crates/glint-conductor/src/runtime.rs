@@ -58,7 +58,7 @@ const BACKOFF_AFTER: u32 = 3;
 pub(crate) enum Msg {
     Provider(ProviderEvent),
     Health(InstanceId, Transition),
-    Launched(InstanceId, Result<Observed, String>),
+    Launched(InstanceId, Result<Observed, LaunchError>),
     Retired(InstanceId, Result<String, String>),
     Bound(Name, u64, Result<EndpointProxy, String>),
     Poke,
@@ -66,6 +66,23 @@ pub(crate) enum Msg {
         stop_instances: bool,
         done: oneshot::Sender<()>,
     },
+}
+
+/// Why a launch failed.
+#[derive(Debug)]
+pub(crate) struct LaunchError {
+    message: String,
+    /// The image failed verification: an incident, not just a failure.
+    tampered: bool,
+}
+
+impl LaunchError {
+    fn plain(message: String) -> LaunchError {
+        LaunchError {
+            message,
+            tampered: false,
+        }
+    }
 }
 
 /// The providers the conductor may use, by kind.
@@ -695,7 +712,7 @@ impl Runtime {
         }
     }
 
-    async fn launched(&mut self, id: &InstanceId, r: Result<Observed, String>) {
+    async fn launched(&mut self, id: &InstanceId, r: Result<Observed, LaunchError>) {
         let Some(l) = self.live.get_mut(id) else {
             return;
         };
@@ -730,19 +747,23 @@ impl Runtime {
                     self.start_health(id, false);
                 }
             }
-            Err(reason) => {
+            Err(LaunchError { message, tampered }) => {
                 let version = l.rec.version;
-                self.event(
+                let event = if tampered {
+                    NewEvent::incident(
+                        EventKind::ImageRejected,
+                        format!("{id} was not launched: {message}"),
+                    )
+                } else {
                     NewEvent::warning(
                         EventKind::InstanceLaunchFailed,
-                        format!("{id} could not be launched: {reason}"),
+                        format!("{id} could not be launched: {message}"),
                     )
-                    .instance(id)
-                    .version(version),
-                );
-                let _ = self.store.mark_gone(id, &format!("launch failed: {reason}"));
+                };
+                self.event(event.instance(id).version(version));
+                let _ = self.store.mark_gone(id, &format!("launch failed: {message}"));
                 self.live.remove(id);
-                self.fail(id.service(), &reason);
+                self.fail(id.service(), &message);
             }
         }
     }
@@ -991,11 +1012,14 @@ impl Runtime {
         tokio::spawn(async move {
             let r = async {
                 let provider = provider
-                    .ok_or_else(|| format!("the {kind} provider is not available here"))?;
+                    .ok_or_else(|| LaunchError::plain(format!("the {kind} provider is not available here")))?;
                 let image = tokio::task::spawn_blocking(move || images.prepare(&digest))
                     .await
-                    .map_err(|e| format!("image preparation failed: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| LaunchError::plain(format!("image preparation failed: {e}")))?
+                    .map_err(|e| LaunchError {
+                        message: e.message,
+                        tampered: e.tampered,
+                    })?;
                 let spec = LaunchSpec {
                     labels,
                     image,
@@ -1005,7 +1029,10 @@ impl Runtime {
                     port,
                     resources,
                 };
-                provider.launch(spec).await.map_err(|e| error_chain(&e))
+                provider
+                    .launch(spec)
+                    .await
+                    .map_err(|e| LaunchError::plain(error_chain(&e)))
             }
             .await;
             let _ = tx.send(Msg::Launched(id, r));

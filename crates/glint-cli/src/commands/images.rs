@@ -13,12 +13,9 @@ use glint_model::Digest;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// The data directory: `--data-dir`/`GLINT_DATA_DIR`, else `.glint` here.
+/// The data directory (see [`crate::common::data_dir`]).
 pub fn data_dir(global: &Global) -> PathBuf {
-    global
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(".glint"))
+    crate::common::data_dir(global)
 }
 
 /// Opens `<data-dir>/images`.
@@ -26,14 +23,45 @@ pub fn open_store(global: &Global) -> Result<ImageStore, glint_image::ImageError
     ImageStore::open(data_dir(global).join("images"))
 }
 
-/// Which versions use an image (from the version store; none until it lands).
-fn versions_using(_data_dir: &Path, _digest: &Digest) -> Vec<String> {
-    Vec::new()
+/// Every version's image digests, oldest first (empty without a store).
+fn version_images(data_dir: &Path) -> Vec<(u64, BTreeSet<Digest>)> {
+    let Ok(Some(store)) = glint_store::Store::open_existing(data_dir) else {
+        return Vec::new();
+    };
+    let Ok(list) = store.list_versions() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|v| store.version(v.number).ok())
+        .map(|v| (v.number.0, v.images.values().cloned().collect()))
+        .collect()
 }
 
-/// The images the last `n` versions run (from the version store; none until it lands).
-fn images_of_last_versions(_data_dir: &Path, _n: usize) -> BTreeSet<Digest> {
-    BTreeSet::new()
+/// Which versions use an image.
+fn versions_using(data_dir: &Path, digest: &Digest) -> Vec<String> {
+    version_images(data_dir)
+        .into_iter()
+        .filter(|(_, images)| images.contains(digest))
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
+/// The images the last `n` versions use, plus those live instances run, so
+/// that a rollback to any of those versions never lacks its image.
+fn images_of_last_versions(data_dir: &Path, n: usize) -> BTreeSet<Digest> {
+    let all = version_images(data_dir);
+    let mut keep: BTreeSet<Digest> = all
+        .iter()
+        .rev()
+        .take(n)
+        .flat_map(|(_, images)| images.iter().cloned())
+        .collect();
+    if let Ok(Some(store)) = glint_store::Store::open_existing(data_dir)
+        && let Ok(live) = store.live_instances()
+    {
+        keep.extend(live.into_iter().map(|i| i.image));
+    }
+    keep
 }
 
 /// `1.5 MiB`.

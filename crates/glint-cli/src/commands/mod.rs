@@ -1,18 +1,18 @@
 //! One module per subcommand; `run` dispatches.
 
-mod apply;
-mod build;
-mod check;
-mod conductor;
-mod events;
-mod explain;
-mod fmt;
-mod history;
-mod images;
-mod logs;
-mod plan;
-mod status;
-mod up;
+pub mod apply;
+pub mod build;
+pub mod check;
+pub mod conductor;
+pub mod events;
+pub mod explain;
+pub mod fmt;
+pub mod history;
+pub mod images;
+pub mod logs;
+pub mod plan;
+pub mod status;
+pub mod up;
 
 use crate::cli::{Cli, Command};
 
