@@ -11,6 +11,7 @@
 
 mod cli;
 mod commands;
+mod loader;
 mod output;
 
 use clap::Parser;
