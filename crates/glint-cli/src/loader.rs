@@ -12,12 +12,17 @@ use std::path::{Component, Path, PathBuf};
 pub struct FsLoader {
     /// The root directory as the user gave it (may be empty for the cwd).
     root: PathBuf,
+    /// Display names of keys given on the command line (policy files).
+    shown: std::collections::HashMap<String, String>,
 }
 
 impl FsLoader {
     /// A loader rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> FsLoader {
-        FsLoader { root: root.into() }
+        FsLoader {
+            root: root.into(),
+            shown: std::collections::HashMap::new(),
+        }
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -35,7 +40,11 @@ impl Loader for FsLoader {
         let path = self.path_of(key);
         match std::fs::read(&path) {
             Ok(bytes) => Ok(LoadedFile {
-                display: display(&path),
+                display: self
+                    .shown
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| display(&path)),
                 bytes,
             }),
             Err(e) => Err(LoadError {
@@ -91,12 +100,18 @@ pub fn compile_path(main: &Path, policies: &[PathBuf]) -> Result<Compilation, Lo
         .file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "env".into());
-    let policies = policies.iter().map(|p| policy_key(&root, p)).collect();
+    let mut loader = FsLoader::new(root.clone());
+    let mut keys = Vec::new();
+    for p in policies {
+        let k = policy_key(&root, p);
+        loader.shown.insert(k.clone(), display(p));
+        keys.push(k);
+    }
     let options = CompileOptions {
-        policies,
+        policies: keys,
         default_name: Some(stem),
     };
-    Ok(glint_lang::compile(&key, &FsLoader::new(root), &options))
+    Ok(glint_lang::compile(&key, &loader, &options))
 }
 
 fn check_readable(p: &Path) -> Result<(), LoadFailure> {

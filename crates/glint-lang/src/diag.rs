@@ -294,7 +294,34 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
             {
                 let _ = writeln!(out, "{}", st.gutter("..."));
             }
-            let text = file.line_text(li);
+            let full = file.line_text(li);
+            let line_start = file.line_start(li);
+            // Very long lines (minified or generated input) are cut around the span.
+            let mut cut = 0usize;
+            let text: String = if full.len() > 200 {
+                let at = (label.span.start as usize).saturating_sub(line_start);
+                let mut from = at.saturating_sub(60);
+                while from > 0 && !full.is_char_boundary(from) {
+                    from -= 1;
+                }
+                let mut to = (at + 100).min(full.len());
+                while to < full.len() && !full.is_char_boundary(to) {
+                    to += 1;
+                }
+                cut = from;
+                let mut t = String::new();
+                if from > 0 {
+                    t.push_str("...");
+                }
+                t.push_str(&full[from..to]);
+                if to < full.len() {
+                    t.push_str("...");
+                }
+                t
+            } else {
+                full.to_owned()
+            };
+            let text = text.as_str();
             if last_line != Some(li) {
                 let _ = writeln!(
                     out,
@@ -305,10 +332,10 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
                 );
             }
             last_line = Some(li);
-            let line_start = file.line_start(li);
-            let start = (label.span.start as usize).saturating_sub(line_start);
-            let end_in_line =
-                ((label.span.end as usize).saturating_sub(line_start)).min(text.len());
+            let shift = if cut > 0 { 3 } else { 0 };
+            let start = (label.span.start as usize).saturating_sub(line_start + cut) + shift;
+            let end_in_line = ((label.span.end as usize).saturating_sub(line_start + cut) + shift)
+                .min(text.len());
             let before = text.get(..start.min(text.len())).unwrap_or("");
             let inside = text
                 .get(start.min(text.len())..end_in_line.max(start.min(text.len())))

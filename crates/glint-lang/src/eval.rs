@@ -1026,6 +1026,10 @@ impl<'p> Eval<'p> {
 
     fn index(&mut self, base: SV, idx: SV, span: Span) -> R<Value> {
         match (&base.v, &idx.v) {
+            (Value::Namespace(_), Value::Str(name)) => {
+                let name = name.clone();
+                self.field(base, &name, idx.span)
+            }
             (Value::List(items), Value::Int(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| items.get(i)) {
                     Some(v) => Ok(v.v.clone()),
@@ -1693,7 +1697,12 @@ impl<'p> Eval<'p> {
                     }
                 }
                 EntryKind::Spread(e) => {
-                    let Ok(v) = self.eval(e, scope) else { continue };
+                    let Ok(v) = self.eval(e, scope) else {
+                        // The fields it would have set are unknown: do not
+                        // report them as missing.
+                        rec.partial = true;
+                        continue;
+                    };
                     match &v.v {
                         Value::Record(r) => {
                             for f in &r.fields {

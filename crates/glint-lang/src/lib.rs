@@ -351,7 +351,8 @@ fn load_module(
             return None;
         }
     };
-    let (text, bad_utf8) = if loaded.bytes.len() > MAX_FILE {
+    let too_large = loaded.bytes.len() > MAX_FILE;
+    let (text, bad_utf8) = if too_large {
         (String::new(), None)
     } else {
         match String::from_utf8(loaded.bytes) {
@@ -363,17 +364,22 @@ fn load_module(
             }
         }
     };
-    let too_large = text.is_empty() && bad_utf8.is_none() && loaded.display.len() < usize::MAX && {
-        // Re-check the size condition without keeping the bytes.
-        false
-    };
-    let _ = too_large;
     let file = sources.add(key.to_owned(), loaded.display, text.clone());
     let text: Rc<str> = Rc::from(text);
     prog.file_keys.push(key.to_owned());
     prog.file_texts.push(text.clone());
     let mut file_diags = Vec::new();
-    let ast = if let Some(at) = bad_utf8 {
+    let ast = if too_large {
+        let d = Diagnostic::error(
+            Code::TooLarge,
+            Span::new(file, 0, 0),
+            "source file too large",
+        )
+        .with_primary(format!("larger than {} MiB", MAX_FILE >> 20))
+        .with_help("split the environment into several files with `import`");
+        file_diags.push(d);
+        ast::File::default()
+    } else if let Some(at) = bad_utf8 {
         file_diags.push(
             Diagnostic::error(
                 Code::InvalidUtf8,

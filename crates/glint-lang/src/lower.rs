@@ -252,6 +252,15 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
         }
     }
 
+    // Every binding is checked, even one nothing uses yet.
+    for (m, module) in prog.modules.iter().enumerate() {
+        for (i, item) in module.ast.items.iter().enumerate() {
+            if let ItemKind::Let { name, .. } = &item.kind {
+                let _ = ev.let_value(m, i, name.span);
+            }
+        }
+    }
+
     // Inline images declared inside services.
     for (name, span, img) in std::mem::take(&mut lw.inline_images) {
         if let std::collections::btree_map::Entry::Vacant(slot) = env.images.entry(name.clone()) {

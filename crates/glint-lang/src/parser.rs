@@ -678,7 +678,21 @@ impl<'a, 'd> Parser<'a, 'd> {
                 break;
             }
             let before = self.pos;
+            let diags_before = self.diags.len();
             match self.entry() {
+                Ok(e) if self.diags.len() > diags_before => {
+                    // The entry had an error inside: skip the rest of its line
+                    // without a second complaint.
+                    entries.push(e);
+                    let t = self.peek().clone();
+                    if !t.newline_before
+                        && !matches!(t.kind, TokKind::RBrace | TokKind::Eof | TokKind::Comma)
+                    {
+                        self.recover_line();
+                    } else if t.kind == TokKind::Comma {
+                        self.bump();
+                    }
+                }
                 Ok(e) => {
                     entries.push(e);
                     // Separator: a comma, a new line, or the closing brace.
