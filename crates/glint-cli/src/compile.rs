@@ -1,11 +1,15 @@
-//! Loading and compiling `.glint` files (the edge around the pure language
-//! crate).
+//! Compiling `.glint` files for the commands that act on them (`plan`,
+//! `apply`, `up`): every diagnostic is printed on stderr exactly as
+//! `glint check` prints it, and any error stops the command before it
+//! changes anything.
 
 use crate::cli::Global;
 use crate::common::{Failed, fail};
-use crate::output::EXIT_USAGE;
+use crate::loader::compile_path;
+use crate::output::{EXIT_FAILED, EXIT_USAGE, stderr_is_terminal, use_color};
 use glint_model::Environment;
 use glint_store::SourceFile;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A compiled environment and where it came from.
@@ -15,14 +19,46 @@ pub struct Loaded {
     pub env: Environment,
     /// The root directory (the main file's directory, absolute).
     pub root: PathBuf,
-    /// Every file read.
+    /// Every file read (the standard library excluded).
     pub sources: Vec<SourceFile>,
 }
 
-/// Compiles `file`; diagnostics are printed on stderr.
-pub fn load(_global: &Global, file: &Path, _policies: &[PathBuf]) -> Result<Loaded, Failed> {
-    Err(fail(
-        EXIT_USAGE,
-        format_args!("cannot compile {}: the language is not available yet", file.display()),
-    ))
+/// Compiles `file` with extra policy files.
+pub fn load(global: &Global, file: &Path, policies: &[PathBuf]) -> Result<Loaded, Failed> {
+    let compilation =
+        compile_path(file, policies).map_err(|e| fail(EXIT_USAGE, e.to_string()))?;
+    let diags = &compilation.diagnostics;
+    if !diags.list.is_empty() {
+        let color = use_color(global.color, stderr_is_terminal());
+        let _ = std::io::stderr().write_all(diags.render_human(color).as_bytes());
+    }
+    let Some(env) = compilation.environment else {
+        return Err(fail(
+            EXIT_FAILED,
+            format_args!(
+                "{} has errors; nothing was changed",
+                file.display()
+            ),
+        ));
+    };
+    if diags.has_errors() {
+        return Err(fail(EXIT_FAILED, "errors found; nothing was changed"));
+    }
+    let root = crate::common::absolute(
+        &file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    );
+    let sources = diags
+        .sources
+        .files()
+        .filter(|(_, f)| !f.key.starts_with("std:"))
+        .map(|(_, f)| SourceFile {
+            path: f.key.clone(),
+            text: f.text.clone(),
+        })
+        .collect();
+    Ok(Loaded { env, root, sources })
 }

@@ -14,6 +14,7 @@ mod commands;
 mod common;
 mod compile;
 mod daemon;
+mod loader;
 mod output;
 mod resolve;
 

@@ -1,2 +1,461 @@
-//! The Glint language (to be written): source text in, a compiled
-//! [`glint_model::Environment`] and diagnostics out. Pure: no IO.
+//! The Glint language: source text in, a compiled [`Environment`] and
+//! diagnostics out.
+//!
+//! The crate is pure: it never touches the filesystem, the clock or the
+//! network. The caller supplies files through a [`Loader`] (the CLI reads them
+//! from disk; tests use [`MemoryLoader`]) and renders the [`Diagnostics`] it
+//! gets back.
+//!
+//! Layout:
+//! - [`source`]: files, spans, line tables, path joining;
+//! - [`lexer`], [`parser`], [`ast`]: text to syntax tree (keeping comments);
+//! - [`eval`], [`value`]: the total, deterministic evaluator;
+//! - [`lower`]: declarations to the IR, defaults, cross-checks, policies;
+//! - [`format`](mod@format): the canonical formatter;
+//! - [`diag`], [`codes`]: diagnostics as data, their rendering and the
+//!   long explanations behind `glint explain`.
+//!
+//! Architecture invariant: nothing in this crate does IO. Imports are
+//! resolved to keys (paths relative to the main file's directory, joined with
+//! `/`) and loaded through the [`Loader`]; the standard library (`std:…`)
+//! is compiled into the crate.
+
+pub mod ast;
+pub mod codes;
+pub mod diag;
+pub mod eval;
+pub mod format;
+pub mod lexer;
+pub mod lower;
+pub mod parser;
+pub mod source;
+pub mod value;
+
+pub use codes::{Code, explain};
+pub use diag::{Diagnostic, Diagnostics, Label, Severity};
+pub use format::format;
+pub use glint_model::Environment;
+pub use source::{FileId, SourceMap, Span};
+
+use ast::ItemKind;
+use eval::{Binding, Eval, Module, Program};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+/// Largest source file accepted (bytes).
+pub const MAX_FILE: usize = 64 << 20;
+
+/// The standard library modules compiled into the crate, by key.
+pub const STD_MODULES: &[(&str, &str)] = &[("std:policies", include_str!("../std/policies.glint"))];
+
+/// A file as the loader returns it.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    /// The name shown in diagnostics (e.g. the path as the user typed it).
+    pub display: String,
+    /// The raw bytes (checked for UTF-8 by the compiler).
+    pub bytes: Vec<u8>,
+}
+
+/// Why a file could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct LoadError {
+    /// A short reason (`no such file`, `permission denied`).
+    pub reason: String,
+}
+
+/// Supplies source files. Keys are paths relative to the environment root
+/// (the main file's directory) with `/` separators, possibly starting with
+/// `..`, or absolute paths (policy files given on the command line).
+pub trait Loader {
+    /// Loads the file with this key.
+    fn load(&self, key: &str) -> Result<LoadedFile, LoadError>;
+}
+
+/// A loader over files held in memory (tests, benchmarks, editors).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLoader {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemoryLoader {
+    /// An empty loader.
+    pub fn new() -> MemoryLoader {
+        MemoryLoader::default()
+    }
+
+    /// Adds (or replaces) a file.
+    pub fn add(&mut self, key: impl Into<String>, text: impl Into<Vec<u8>>) -> &mut Self {
+        self.files.insert(key.into(), text.into());
+        self
+    }
+}
+
+impl Loader for MemoryLoader {
+    fn load(&self, key: &str) -> Result<LoadedFile, LoadError> {
+        self.files
+            .get(key)
+            .map(|b| LoadedFile {
+                display: key.to_owned(),
+                bytes: b.clone(),
+            })
+            .ok_or_else(|| LoadError {
+                reason: "no such file".into(),
+            })
+    }
+}
+
+/// Options of one compilation.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Extra policy files (loader keys, or `std:policies`), checked against
+    /// the environment as if imported.
+    pub policies: Vec<String>,
+    /// The environment's name when there is no `environment` block
+    /// (sanitised); default: the main file's stem.
+    pub default_name: Option<String>,
+}
+
+/// The result of a compilation.
+#[derive(Debug, Clone)]
+pub struct Compilation {
+    /// The compiled environment, if there were no errors (warnings allowed).
+    pub environment: Option<Environment>,
+    /// Every diagnostic found, with the files they refer to.
+    pub diagnostics: Diagnostics,
+}
+
+impl Compilation {
+    /// Whether there were errors.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.has_errors()
+    }
+}
+
+/// Compiles the environment whose main file has key `main` (e.g.
+/// `hello.glint`), loading imports and `options.policies` through `loader`.
+pub fn compile(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Compilation {
+    let mut sources = SourceMap::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let mut prog = Program::default();
+    let mut key_to_mod: HashMap<String, usize> = HashMap::new();
+    // Import edges per module: (target module, span of the import path).
+    let mut edges: Vec<Vec<(usize, Span)>> = Vec::new();
+
+    let mut queue: Vec<(String, Option<Span>)> = vec![(main.to_owned(), None)];
+    queue.extend(options.policies.iter().map(|p| (p.clone(), None)));
+    // Worklist of modules whose imports still need resolving.
+    let mut pending_imports: Vec<usize> = Vec::new();
+    let mut roots_loaded = false;
+    while !queue.is_empty() || !pending_imports.is_empty() {
+        // Load root files first (main, then policies), in order.
+        if !roots_loaded {
+            for (key, _) in std::mem::take(&mut queue) {
+                if key_to_mod.contains_key(&key) {
+                    continue;
+                }
+                if let Some(m) =
+                    load_module(&key, None, loader, &mut sources, &mut prog, &mut diags)
+                {
+                    key_to_mod.insert(key, m);
+                    edges.push(Vec::new());
+                    pending_imports.push(m);
+                }
+            }
+            roots_loaded = true;
+            continue;
+        }
+        let Some(m) = pending_imports.first().copied() else {
+            break;
+        };
+        pending_imports.remove(0);
+        let from_key = prog.modules[m].key.clone();
+        let ast = prog.modules[m].ast.clone();
+        for item in &ast.items {
+            let ItemKind::Import {
+                path, path_span, ..
+            } = &item.kind
+            else {
+                continue;
+            };
+            let key = if path.starts_with("std:") {
+                path.clone()
+            } else {
+                source::join_path(&from_key, path)
+            };
+            let target = match key_to_mod.get(&key) {
+                Some(t) => *t,
+                None => match load_module(
+                    &key,
+                    Some(*path_span),
+                    loader,
+                    &mut sources,
+                    &mut prog,
+                    &mut diags,
+                ) {
+                    Some(t) => {
+                        key_to_mod.insert(key.clone(), t);
+                        edges.push(Vec::new());
+                        pending_imports.push(t);
+                        t
+                    }
+                    None => continue,
+                },
+            };
+            edges[m].push((target, *path_span));
+        }
+    }
+
+    // Import cycles.
+    import_cycles(&prog, &edges, &mut diags);
+
+    // Top-level bindings of each module.
+    for (m, module_edges) in edges.iter().enumerate() {
+        let ast = prog.modules[m].ast.clone();
+        let mut bindings: HashMap<String, Binding> = HashMap::new();
+        let mut spans: HashMap<String, Span> = HashMap::new();
+        let mut import_idx = 0;
+        for (i, item) in ast.items.iter().enumerate() {
+            let (name, span, b) = match &item.kind {
+                ItemKind::Let { name, .. } => (name.name.clone(), name.span, Binding::Let(i)),
+                ItemKind::Fn(def) => (
+                    def.name.name.clone(),
+                    def.name.span,
+                    Binding::Fn(def.clone()),
+                ),
+                ItemKind::Import {
+                    path,
+                    path_span,
+                    alias,
+                } => {
+                    let target = module_edges.get(import_idx).map(|(t, _)| *t);
+                    if target.is_some_and(|_| module_edges[import_idx].1 == *path_span) {
+                        import_idx += 1;
+                    } else {
+                        continue;
+                    }
+                    let Some(target) = target else { continue };
+                    let (name, span) = match alias {
+                        Some(a) => (a.name.clone(), a.span),
+                        None => (module_alias(path), *path_span),
+                    };
+                    (name, span, Binding::Module(target))
+                }
+                _ => continue,
+            };
+            if let Some(first) = spans.get(&name) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::DuplicateDeclaration,
+                        span,
+                        format!("`{name}` is defined twice in this file"),
+                    )
+                    .with_primary("defined again here")
+                    .with_label(*first, "first defined here")
+                    .with_help(
+                        "rename one of them (for imports, use `import \"...\" as other_name`)",
+                    ),
+                );
+                continue;
+            }
+            spans.insert(name.clone(), span);
+            bindings.insert(name, b);
+        }
+        prog.modules[m].bindings = bindings;
+    }
+
+    let default_name = options
+        .default_name
+        .clone()
+        .unwrap_or_else(|| file_stem(main));
+    let mut ev = Eval::new(&prog);
+    let env = lower::lower(&mut ev, &default_name);
+    diags.append(&mut ev.diags);
+
+    diags.sort_by_key(|d| (d.primary.span.file, d.primary.span.start, d.code));
+    diags.dedup();
+    let diagnostics = Diagnostics {
+        list: diags,
+        sources,
+    };
+    let environment = (!diagnostics.has_errors()).then_some(env);
+    Compilation {
+        environment,
+        diagnostics,
+    }
+}
+
+/// Compiles a single source text (no imports other than `std:`). Handy for
+/// tests and editors.
+pub fn compile_str(key: &str, text: &str) -> Compilation {
+    let mut loader = MemoryLoader::new();
+    loader.add(key, text);
+    compile(key, &loader, &CompileOptions::default())
+}
+
+fn module_alias(path: &str) -> String {
+    let stem = file_stem(path.trim_start_matches("std:"));
+    stem.replace(['.', ' '], "_")
+}
+
+fn file_stem(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.strip_suffix(".glint").unwrap_or(base).to_owned()
+}
+
+fn load_module(
+    key: &str,
+    from: Option<Span>,
+    loader: &dyn Loader,
+    sources: &mut SourceMap,
+    prog: &mut Program,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<usize> {
+    let loaded = if let Some(name) = key.strip_prefix("std:") {
+        match STD_MODULES.iter().find(|(k, _)| *k == key) {
+            Some((_, text)) => Ok(LoadedFile {
+                display: format!("<std>/{name}.glint"),
+                bytes: text.as_bytes().to_vec(),
+            }),
+            None => Err(LoadError {
+                reason: format!(
+                    "no standard module `{key}` (available: {})",
+                    STD_MODULES
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    } else {
+        loader.load(key)
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            let span = from.unwrap_or_default();
+            let mut d = Diagnostic::error(
+                Code::ImportNotFound,
+                span,
+                format!("cannot load `{key}`: {}", e.reason),
+            )
+            .with_primary("imported here");
+            d.help = Some("import paths are relative to the importing file's directory".into());
+            if from.is_none() {
+                // A root file: no span to show.
+                d.primary.span = Span::new(FileId(u32::MAX), 0, 0);
+            }
+            diags.push(d);
+            return None;
+        }
+    };
+    let too_large = loaded.bytes.len() > MAX_FILE;
+    let (text, bad_utf8) = if too_large {
+        (String::new(), None)
+    } else {
+        match String::from_utf8(loaded.bytes) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                (String::from_utf8_lossy(&bytes[..at]).into_owned(), Some(at))
+            }
+        }
+    };
+    let file = sources.add(key.to_owned(), loaded.display, text.clone());
+    let text: Rc<str> = Rc::from(text);
+    prog.file_keys.push(key.to_owned());
+    prog.file_texts.push(text.clone());
+    let mut file_diags = Vec::new();
+    let ast = if too_large {
+        let d = Diagnostic::error(
+            Code::TooLarge,
+            Span::new(file, 0, 0),
+            "source file too large",
+        )
+        .with_primary(format!("larger than {} MiB", MAX_FILE >> 20))
+        .with_help("split the environment into several files with `import`");
+        file_diags.push(d);
+        ast::File::default()
+    } else if let Some(at) = bad_utf8 {
+        file_diags.push(
+            Diagnostic::error(
+                Code::InvalidUtf8,
+                Span::new(file, at, at),
+                "source file is not valid UTF-8",
+            )
+            .with_primary("invalid byte sequence starts here")
+            .with_help("save the file as UTF-8"),
+        );
+        ast::File::default()
+    } else {
+        parser::parse_file(&text, file, &mut file_diags)
+    };
+    diags.append(&mut file_diags);
+    prog.modules.push(Module {
+        file,
+        key: key.to_owned(),
+        ast: Rc::new(ast),
+        bindings: HashMap::new(),
+    });
+    Some(prog.modules.len() - 1)
+}
+
+fn import_cycles(prog: &Program, edges: &[Vec<(usize, Span)>], diags: &mut Vec<Diagnostic>) {
+    // Iterative DFS with colours; report each back edge once.
+    let n = prog.modules.len();
+    let mut color = vec![0u8; n];
+    for root in 0..n {
+        if color[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        let mut path: Vec<usize> = vec![root];
+        color[root] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&(target, span)) = edges.get(node).and_then(|e| e.get(*next)) {
+                *next += 1;
+                match color[target] {
+                    0 => {
+                        color[target] = 1;
+                        stack.push((target, 0));
+                        path.push(target);
+                    }
+                    1 => {
+                        let pos = path.iter().position(|p| *p == target).unwrap_or(0);
+                        let cycle: Vec<&str> = path[pos..]
+                            .iter()
+                            .chain(std::iter::once(&target))
+                            .map(|m| prog.modules[*m].key.as_str())
+                            .collect();
+                        let mut d = Diagnostic::error(
+                            Code::ImportCycle,
+                            span,
+                            format!("import cycle: {}", cycle.join(" -> ")),
+                        )
+                        .with_primary(format!(
+                            "`{}` imports `{}`, which leads back here",
+                            prog.modules[node].key, prog.modules[target].key
+                        ));
+                        // Label the other imports of the cycle.
+                        for w in path[pos..].windows(2) {
+                            if let Some((_, s)) = edges[w[0]].iter().find(|(t, _)| *t == w[1]) {
+                                d = d.with_label(*s, "part of the cycle");
+                            }
+                        }
+                        diags.push(d.with_help(
+                            "move what both files need into a third file that both import",
+                        ));
+                    }
+                    _ => {}
+                }
+            } else {
+                color[node] = 2;
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+}

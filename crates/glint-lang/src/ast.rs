@@ -1,0 +1,408 @@
+//! The syntax tree, with the comments and blank lines the formatter keeps.
+
+use crate::source::Span;
+use glint_model::{Cidr, Digest};
+use std::net::{IpAddr, SocketAddr};
+
+/// A name as written, with its span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident {
+    /// The text.
+    pub name: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// A comment, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    /// The text including `//` or `/* */`.
+    pub text: String,
+    /// Where.
+    pub span: Span,
+    /// Whether an empty line precedes it.
+    pub blank_before: bool,
+}
+
+/// Comments and spacing around an item, entry or list element.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trivia {
+    /// Comments on their own lines before it.
+    pub leading: Vec<Comment>,
+    /// Whether an empty line precedes the item itself.
+    pub blank_before: bool,
+    /// A comment at the end of its last line.
+    pub trailing: Option<Comment>,
+}
+
+/// A parsed file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct File {
+    /// Top-level items, in order.
+    pub items: Vec<Item>,
+    /// Comments after the last item.
+    pub dangling: Vec<Comment>,
+}
+
+/// A top-level item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Comments and spacing.
+    pub trivia: Trivia,
+    /// What it is.
+    pub kind: ItemKind,
+    /// Where.
+    pub span: Span,
+}
+
+/// The kinds of top-level items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    /// `import "path" [as name]`
+    Import {
+        /// The path as written (decoded).
+        path: String,
+        /// Its span.
+        path_span: Span,
+        /// `as name`.
+        alias: Option<Ident>,
+    },
+    /// `let name [: type] = value`
+    Let {
+        /// The name.
+        name: Ident,
+        /// The declared type.
+        ty: Option<TypeExpr>,
+        /// The value.
+        value: Expr,
+    },
+    /// `fn name(params) [: type] = body`
+    Fn(std::rc::Rc<FnDef>),
+    /// `kind name { body }`
+    Decl(Decl),
+    /// `for var in iter { items }`
+    For {
+        /// The loop variable.
+        var: Ident,
+        /// What it ranges over (a list).
+        iter: Expr,
+        /// The items repeated for each element.
+        items: Vec<Item>,
+        /// Comments before the closing brace.
+        dangling: Vec<Comment>,
+    },
+}
+
+/// A function definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FnDef {
+    /// Its name.
+    pub name: Ident,
+    /// Parameters.
+    pub params: Vec<Param>,
+    /// Declared result type.
+    pub ret: Option<TypeExpr>,
+    /// The body expression.
+    pub body: Expr,
+}
+
+/// A function parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Its name.
+    pub name: Ident,
+    /// Its type.
+    pub ty: Option<TypeExpr>,
+    /// Default value.
+    pub default: Option<Expr>,
+}
+
+/// A type annotation: `int`, `list(port)`, `duration?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeExpr {
+    /// The type's name.
+    pub name: Ident,
+    /// Type arguments.
+    pub args: Vec<TypeExpr>,
+    /// `?`: the value may be `none`.
+    pub optional: bool,
+    /// Where.
+    pub span: Span,
+}
+
+/// A declaration: `service web { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decl {
+    /// The kind keyword.
+    pub kind: Ident,
+    /// The name.
+    pub name: DeclName,
+    /// The body.
+    pub body: Block,
+}
+
+/// A declaration's name: a plain name or a string (possibly interpolated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclName {
+    /// `web`
+    Ident(Ident),
+    /// `"${name}-api"`
+    Str(Expr),
+}
+
+impl DeclName {
+    /// Where the name is.
+    pub fn span(&self) -> Span {
+        match self {
+            DeclName::Ident(i) => i.span,
+            DeclName::Str(e) => e.span,
+        }
+    }
+}
+
+/// `{ entries }`: a declaration body, nested block or record literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// Entries, in order.
+    pub entries: Vec<Entry>,
+    /// Comments before the closing brace.
+    pub dangling: Vec<Comment>,
+    /// From `{` to `}`.
+    pub span: Span,
+    /// Whether the source spread it over several lines.
+    pub multiline: bool,
+    /// Whether a syntax error was found inside (entries may be missing).
+    pub recovered: bool,
+}
+
+/// One entry of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Comments and spacing.
+    pub trivia: Trivia,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Where.
+    pub span: Span,
+}
+
+/// A field key: a name or a quoted string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The key.
+    pub name: String,
+    /// Where.
+    pub span: Span,
+    /// Written as a string.
+    pub quoted: bool,
+}
+
+/// The kinds of block entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `key = value`
+    Attr {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Expr,
+    },
+    /// `key { ... }` (same as `key = { ... }`)
+    Block {
+        /// The key.
+        key: Key,
+        /// The nested block.
+        body: Block,
+    },
+    /// `copy SRC to DST` (image build step)
+    Copy {
+        /// Source path (relative to the file).
+        src: Expr,
+        /// Destination inside the image.
+        dst: Expr,
+    },
+    /// `run CMD` (image build step)
+    Run(Expr),
+    /// `test CMD` (image test)
+    Test(Expr),
+    /// `...expr`: the fields (and steps) of a record
+    Spread(Expr),
+}
+
+/// An expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expr {
+    /// What it is.
+    pub kind: ExprKind,
+    /// Where.
+    pub span: Span,
+}
+
+/// A part of a string literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrSeg {
+    /// Text.
+    Lit(String),
+    /// `${ expr }`
+    Interp(Expr),
+}
+
+/// An element of a list literal, with its comments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItem {
+    /// Comments and spacing.
+    pub trivia: Trivia,
+    /// The element.
+    pub expr: Expr,
+}
+
+/// A call argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    /// `name =` for a named argument.
+    pub name: Option<Ident>,
+    /// The value.
+    pub value: Expr,
+}
+
+/// Unary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    /// `-`
+    Neg,
+    /// `not`
+    Not,
+}
+
+/// Binary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    /// `or`
+    Or,
+    /// `and`
+    And,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `in`
+    In,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Rem,
+}
+
+impl BinOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::In => "in",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+        }
+    }
+
+    /// Binding power (higher binds tighter).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::In => 4,
+            BinOp::Add | BinOp::Sub => 5,
+            BinOp::Mul | BinOp::Div | BinOp::Rem => 6,
+        }
+    }
+}
+
+/// The kinds of expressions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprKind {
+    /// `42`
+    Int(i64),
+    /// `30s` (milliseconds)
+    Duration(u64),
+    /// `2GiB` (bytes)
+    Size(u64),
+    /// `10.0.0.1`
+    Ip(IpAddr),
+    /// `10.0.0.0/8`
+    Cidr(Cidr),
+    /// `127.0.0.1:8080`
+    Addr(SocketAddr),
+    /// `sha256:…`
+    Digest(Digest),
+    /// `"text ${expr}"`
+    Str(Vec<StrSeg>),
+    /// `true`, `false`
+    Bool(bool),
+    /// `none`
+    None,
+    /// A name.
+    Name(String),
+    /// `[a, b]`
+    List {
+        /// Elements.
+        items: Vec<ListItem>,
+        /// Comments before `]`.
+        dangling: Vec<Comment>,
+        /// Spread over several lines in the source.
+        multiline: bool,
+    },
+    /// `{ k = v }`
+    Record(Block),
+    /// `rolling { surge = 2 }`: an enum value with a payload.
+    Tagged(Ident, Block),
+    /// `e.name`
+    Field(Box<Expr>, Ident),
+    /// `e[i]`
+    Index(Box<Expr>, Box<Expr>),
+    /// `f(args)`
+    Call(Box<Expr>, Vec<Arg>),
+    /// `-e`, `not e`
+    Unary(UnOp, Box<Expr>),
+    /// `a op b`
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `if c then a else b`
+    If(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `all x in xs: body` / `any x in xs: body`
+    Quant {
+        /// `all` (true) or `any` (false).
+        all: bool,
+        /// The bound variable.
+        var: Ident,
+        /// The collection.
+        coll: Box<Expr>,
+        /// The condition.
+        body: Box<Expr>,
+    },
+    /// `(e)`
+    Paren(Box<Expr>),
+    /// A syntax error (already reported).
+    Error,
+}

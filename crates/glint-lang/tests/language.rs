@@ -1,0 +1,356 @@
+//! Language features, tested through the public API: each test compiles
+//! sources and checks the resulting environment or diagnostics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use glint_lang::{Code, Compilation, CompileOptions, MemoryLoader, compile, compile_str};
+use glint_model::*;
+
+const APP: &str =
+    "image app {\n  copy \"bin/app\" to \"/bin/app\"\n  entrypoint = [\"/bin/app\"]\n}\n";
+
+fn ok(src: &str) -> Environment {
+    let c = compile_str("main.glint", src);
+    match c.environment {
+        Some(e) => e,
+        None => panic!("{}", c.diagnostics.render_human(false)),
+    }
+}
+
+fn files(list: &[(&str, &str)], policies: &[&str]) -> Compilation {
+    let mut loader = MemoryLoader::new();
+    for (k, v) in list {
+        loader.add(*k, *v);
+    }
+    let options = CompileOptions {
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        default_name: None,
+    };
+    compile(list[0].0, &loader, &options)
+}
+
+fn codes(c: &Compilation) -> Vec<Code> {
+    c.diagnostics.list.iter().map(|d| d.code).collect()
+}
+
+fn n(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+#[test]
+fn units_compute_and_compare() {
+    let env = ok(&format!(
+        "{APP}\nlet base = 30s\nservice web {{\n  image = image.app\n  stop_grace = 2 * base\n  drain = base + 500ms\n  max_age = if 2 * base <= 1m then 1d else 1h\n  resources {{ memory = 256MiB * 2 }}\n}}\n"
+    ));
+    let s = &env.services[&n("web")];
+    assert_eq!(s.stop_grace, Millis(60_000));
+    assert_eq!(s.drain, Millis(30_500));
+    assert_eq!(s.max_age, Some(Millis(86_400_000)));
+    assert_eq!(s.resources.memory, Some(Bytes(512 << 20)));
+}
+
+#[test]
+fn all_errors_of_a_run_are_reported() {
+    let c = compile_str(
+        "main.glint",
+        &format!(
+            "{APP}\nservice web {{\n  image = image.app\n  instnaces = 3\n  max_age = \"1 hour\"\n}}\nendpoint e {{\n  listen = 127.0.0.1:80\n  service = service.wbe\n}}\n"
+        ),
+    );
+    assert_eq!(
+        codes(&c),
+        vec![
+            Code::UnknownField,
+            Code::TypeMismatch,
+            Code::UnknownReference
+        ]
+    );
+    assert!(c.environment.is_none());
+}
+
+#[test]
+fn templates_interpolation_and_for_write_near_identical_services_once() {
+    let env = ok(&format!(
+        "{APP}\nlet region = \"eu\"\nfn worker(queue: string, n: int = 2) = {{\n  image = image.app\n  instances = n\n  env = {{ QUEUE = queue, REGION = \"${{region}}-${{queue}}\" }}\n}}\nfor q in [\"a\", \"b\", \"c\"] {{\n  service \"worker-${{q}}\" {{\n    ...worker(q)\n    instances = 4\n  }}\n}}\n"
+    ));
+    assert_eq!(env.services.len(), 3);
+    let b = &env.services[&n("worker-b")];
+    assert_eq!(b.instances, 4);
+    assert_eq!(b.env["REGION"], "eu-b");
+    assert_eq!(b.env["QUEUE"], "b");
+}
+
+#[test]
+fn imports_share_bindings_through_module_names_and_declarations_globally() {
+    let c = files(
+        &[
+            (
+                "main.glint",
+                "import \"lib/common.glint\" as common\n\nservice web {\n  image = image.app\n  port = common.port\n}\n",
+            ),
+            (
+                "lib/common.glint",
+                "let port = 9000\n\nimage app {\n  copy \"app/\" to \"/\"\n  entrypoint = [\"/app\"]\n}\n",
+            ),
+        ],
+        &[],
+    );
+    let env = c.environment.unwrap();
+    assert_eq!(env.services[&n("web")].port, 9000);
+    // Paths are relative to the declaring file, expressed from the root.
+    assert_eq!(
+        env.images[&n("app")].steps,
+        vec![ImageStep::Copy {
+            src: "lib/app/".into(),
+            dst: "/".into()
+        }]
+    );
+}
+
+#[test]
+fn same_sources_give_the_same_hash_whatever_the_order_or_whitespace() {
+    let a = files(
+        &[
+            ("main.glint", "import \"a.glint\"\nimport \"b.glint\"\n"),
+            ("a.glint", "volume one { size = 1GiB }\n"),
+            ("b.glint", "volume two { size = 2GiB }\n"),
+        ],
+        &[],
+    );
+    let b = files(
+        &[
+            (
+                "main.glint",
+                "// reordered\nimport \"b.glint\"\n\n\nimport \"a.glint\"\n",
+            ),
+            ("a.glint", "volume two {\n  size = 2 * 1GiB\n}\n"),
+            ("b.glint", "volume   one   {   size = 1024MiB }\n"),
+        ],
+        &[],
+    );
+    let (a, b) = (a.environment.unwrap(), b.environment.unwrap());
+    assert_eq!(a.to_json_pretty(), b.to_json_pretty());
+    assert_eq!(a.content_hash(), b.content_hash());
+}
+
+#[test]
+fn defaults_are_applied_and_the_environment_is_named() {
+    let env = ok(&format!(
+        "environment shop {{\n  provider = docker\n}}\n{APP}\nservice web {{\n  image = image.app\n  provider = process\n}}\nservice api {{\n  image = image.app\n  health {{ tcp = true }}\n}}\n"
+    ));
+    assert_eq!(env.name.as_str(), "shop");
+    let api = &env.services[&n("api")];
+    assert_eq!(api.provider, ProviderKind::Docker);
+    assert_eq!(env.services[&n("web")].provider, ProviderKind::Process);
+    assert_eq!(api.instances, 1);
+    assert_eq!(api.port, 8080);
+    assert_eq!(api.drain, Millis(30_000));
+    assert_eq!(api.stop_grace, Millis(10_000));
+    let h = api.health.as_ref().unwrap();
+    assert_eq!(
+        (
+            h.interval,
+            h.timeout,
+            h.healthy_threshold,
+            h.unhealthy_threshold,
+            h.start_timeout
+        ),
+        (Millis(2000), Millis(1000), 1, 3, Millis(30_000))
+    );
+    assert_eq!(api.rollout.deadline, Millis(300_000));
+    assert!(api.rollout.auto_rollback);
+    assert_eq!(env.images[&n("app")].workdir, "/");
+}
+
+#[test]
+fn a_main_file_stem_becomes_a_valid_environment_name() {
+    let c = compile_str("My Shop.v2.glint", "volume a {}\n");
+    assert_eq!(c.environment.unwrap().name.as_str(), "my-shop-v2");
+}
+
+#[test]
+fn rollout_strategies_rules_variables_and_volumes_lower_to_the_ir() {
+    let env = ok(&format!(
+        "{APP}\nvolume data {{ size = 10GiB }}\nservice db {{\n  image = image.app\n  port = 5432\n  rollout = blue_green {{ keep = 10m }}\n  mounts = [{{ volume = volume.data, path = \"/data\" }}]\n}}\nservice api {{\n  image = image.app\n  rollout {{\n    strategy = canary {{ steps = [1, 2], pause = 30s }}\n    min_healthy = 5s\n  }}\n  autoscale {{ min = 2, max = 6 }}\n}}\nrule api_db {{\n  from = service.api\n  to = service.db\n  ports = [5432]\n}}\nrule office {{\n  from = 10.0.0.0/8\n  to = service.db\n}}\nvariable pw {{\n  secret = \"vault:db/pw\"\n  readers = [service.api, service.db]\n}}\n"
+    ));
+    let db = &env.services[&n("db")];
+    assert_eq!(
+        db.rollout.strategy,
+        Strategy::BlueGreen {
+            keep: Millis(600_000)
+        }
+    );
+    assert_eq!(db.mounts[0].volume, n("data"));
+    let api = &env.services[&n("api")];
+    assert_eq!(
+        api.rollout.strategy,
+        Strategy::Canary {
+            steps: vec![1, 2],
+            pause: Millis(30_000)
+        }
+    );
+    assert_eq!(api.rollout.min_healthy, Millis(5000));
+    assert_eq!(api.autoscale.as_ref().unwrap().max, 6);
+    assert_eq!(env.rules[&n("api_db")].from, RuleSource::Service(n("api")));
+    assert_eq!(
+        env.rules[&n("office")].from,
+        RuleSource::Cidr("10.0.0.0/8".parse().unwrap())
+    );
+    assert_eq!(
+        env.variables[&n("pw")].value,
+        VariableValue::Secret("vault:db/pw".into())
+    );
+    assert_eq!(env.variables[&n("pw")].readers, vec![n("api"), n("db")]);
+    assert_eq!(env.volumes[&n("data")].size, Some(Bytes(10 << 30)));
+}
+
+#[test]
+fn inline_images_are_named_after_their_service() {
+    let env = ok(
+        "service web {\n  image {\n    copy \"site/\" to \"/srv\"\n    entrypoint = [\"/srv/run\"]\n    port = 3000\n  }\n}\n",
+    );
+    assert_eq!(env.services[&n("web")].image, n("web"));
+    assert_eq!(env.services[&n("web")].port, 3000);
+    assert!(env.images.contains_key(&n("web")));
+}
+
+#[test]
+fn cidr_contains_and_membership_work_in_expressions() {
+    let env = ok(
+        "let net = 10.0.0.0/8\nlet inside = net.contains(10.1.2.3) and 10.2.0.0/16 in net and not (11.0.0.1 in net)\nvolume v { size = if inside then 1GiB else 1B }\n",
+    );
+    assert_eq!(env.volumes[&n("v")].size, Some(Bytes(1 << 30)));
+}
+
+#[test]
+fn policies_report_each_violating_declaration_with_their_severity() {
+    let c = compile_str(
+        "main.glint",
+        &format!(
+            "{APP}\nservice a {{ image = image.app }}\nservice b {{\n  image = image.app\n  max_age = 1h\n}}\nservice c {{ image = image.app }}\npolicy aged {{\n  severity = warning\n  message = \"service ${{s.name}} lives forever\"\n  check = all s in services: s.max_age != none\n}}\n"
+        ),
+    );
+    let msgs: Vec<_> = c
+        .diagnostics
+        .list
+        .iter()
+        .map(|d| (d.code, d.severity, d.message.clone()))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            (
+                Code::PolicyViolation,
+                Severity::Warning,
+                "service a lives forever".to_owned()
+            ),
+            (
+                Code::PolicyViolation,
+                Severity::Warning,
+                "service c lives forever".to_owned()
+            ),
+        ]
+    );
+    // Warnings do not block: the environment is produced.
+    assert!(c.environment.is_some());
+}
+
+#[test]
+fn policy_files_passed_as_options_apply_to_the_environment() {
+    let c = files(
+        &[
+            (
+                "app.glint",
+                &format!("{APP}\nservice web {{\n  image = image.app\n  instances = 1\n}}\n"),
+            ),
+            (
+                "/org/policies.glint",
+                "policy two {\n  message = \"need two\"\n  check = all s in services: s.instances >= 2\n}\n",
+            ),
+        ],
+        &["/org/policies.glint"],
+    );
+    assert_eq!(codes(&c), vec![Code::PolicyViolation]);
+    assert!(c.environment.is_none());
+}
+
+#[test]
+fn the_standard_policies_pass_on_a_compliant_environment() {
+    let c = compile_str(
+        "main.glint",
+        &format!(
+            "import \"std:policies\"\n{APP}\nservice web {{\n  image = image.app\n  max_age = 1d\n  health {{ http = \"/h\" }}\n  autoscale {{ max = 10 }}\n}}\nrule r {{\n  from = 0.0.0.0/0\n  to = service.web\n  ports = [443]\n}}\n"
+        ),
+    );
+    // Only the warning that the image has no digest.
+    assert_eq!(codes(&c), vec![Code::PolicyViolation]);
+    assert!(!c.has_errors());
+}
+
+#[test]
+fn every_example_compiles_and_formats_idempotently_keeping_comments() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "glint") {
+                continue;
+            }
+            seen += 1;
+            let src = std::fs::read_to_string(&p).unwrap();
+            let once = glint_lang::format("x.glint", src.as_bytes()).unwrap();
+            let twice = glint_lang::format("x.glint", once.as_bytes()).unwrap();
+            assert_eq!(once, twice, "not idempotent: {}", p.display());
+            assert_eq!(once, src, "example is not formatted: {}", p.display());
+            let count = |s: &str| s.matches("//").count();
+            assert_eq!(count(&once), count(&src), "comments lost: {}", p.display());
+            // It compiles; the files under policy-failures/ fail only their policy.
+            let dir = p.parent().unwrap().to_path_buf();
+            let loader = DirLoader(dir);
+            let key = p.file_name().unwrap().to_string_lossy().into_owned();
+            let c = compile(&key, &loader, &CompileOptions::default());
+            let unexpected: Vec<_> = c
+                .diagnostics
+                .list
+                .iter()
+                .filter(|d| d.code != Code::PolicyViolation)
+                .collect();
+            assert!(
+                unexpected.is_empty(),
+                "{}: {}",
+                p.display(),
+                c.diagnostics.render_human(false)
+            );
+            let in_failures = p.to_string_lossy().contains("policy-failures");
+            let expect_error =
+                in_failures && !key.starts_with("unpinned") && !key.starts_with("org-");
+            assert!(
+                !expect_error || c.has_errors(),
+                "{} should fail its policy",
+                p.display()
+            );
+        }
+    }
+    assert!(seen >= 8, "found only {seen} examples");
+}
+
+struct DirLoader(std::path::PathBuf);
+
+impl glint_lang::Loader for DirLoader {
+    fn load(&self, key: &str) -> Result<glint_lang::LoadedFile, glint_lang::LoadError> {
+        std::fs::read(self.0.join(key))
+            .map(|bytes| glint_lang::LoadedFile {
+                display: key.to_owned(),
+                bytes,
+            })
+            .map_err(|e| glint_lang::LoadError {
+                reason: e.to_string(),
+            })
+    }
+}
