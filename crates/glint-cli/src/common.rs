@@ -111,13 +111,6 @@ impl Paint {
         }
     }
 
-    /// Colour for stderr.
-    pub fn stderr(global: &Global) -> Paint {
-        Paint {
-            on: use_color(global.color, crate::output::stderr_is_terminal()),
-        }
-    }
-
     fn wrap(&self, code: &str, s: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -145,10 +138,6 @@ impl Paint {
     /// Dim.
     pub fn dim(&self, s: &str) -> String {
         self.wrap("2", s)
-    }
-    /// Whether colour is on.
-    pub fn enabled(&self) -> bool {
-        self.on
     }
 }
 

@@ -23,6 +23,17 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Conductor(_) | cli::Command::Up(_)) {
+        // Short-lived commands end quietly when their reader goes away
+        // (`glint events | head`), like other Unix tools. The long-running
+        // ones keep Rust's default (ignore SIGPIPE) so a closed log pipe
+        // never kills a conductor.
+        // SAFETY: called before any thread is started; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = commands::run(cli);
     ExitCode::from(code as u8)
 }

@@ -6,7 +6,7 @@ use crate::cli::Global;
 use crate::common::{Failed, fail};
 use crate::output::EXIT_FAILED;
 use glint_model::{Digest, Name};
-use glint_store::{NewVersion, SourceFile, VersionKind};
+use glint_store::{NewVersion, VersionKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -73,10 +73,3 @@ pub fn build_images(
     Ok(built.into_iter().map(|(n, b)| (n, b.digest)).collect())
 }
 
-/// The sources of a loaded environment, for recording in a version.
-pub fn sources(files: impl IntoIterator<Item = (String, String)>) -> Vec<SourceFile> {
-    files
-        .into_iter()
-        .map(|(path, text)| SourceFile { path, text })
-        .collect()
-}

@@ -611,17 +611,19 @@ impl Builder<'_> {
         }
     }
 
-    /// The host path of a declared source, which must stay inside the root.
+    /// The host path of a declared source. Sources are relative to the
+    /// environment root and may reach outside it with `..` (the source tree
+    /// is the repository, e.g. a build product under `target/`); absolute
+    /// paths are refused, because they would make the same sources mean
+    /// different files on different machines.
     fn source_path(&self, src: &str) -> Result<PathBuf> {
         let p = Path::new(src);
-        let escapes = p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
-        if escapes {
+        let absolute = p.is_absolute() || p.components().any(|c| matches!(c, Component::Prefix(_)));
+        if absolute {
             return Err(ImageError::Source {
                 image: self.name.clone(),
                 src: src.to_owned(),
-                reason: "sources must be relative paths inside the environment's directory".into(),
+                reason: "sources must be paths relative to the environment's directory (the directory of the main .glint file)".into(),
             });
         }
         Ok(self.root.join(p))
