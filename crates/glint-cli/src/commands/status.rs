@@ -21,6 +21,8 @@ pub fn run(global: &Global, args: StatusArgs) -> i32 {
 /// The JSON form.
 #[derive(Debug, Serialize)]
 struct Report {
+    /// The store's id (the `dev.glint.store` label on everything it owns).
+    store_id: Option<String>,
     environment: Option<String>,
     version: Option<u64>,
     conductor: ConductorReport,
@@ -74,6 +76,7 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
     let Some(store) = open_existing_store(global)? else {
         if json {
             print_json(&Report {
+                store_id: None,
                 environment: None,
                 version: None,
                 conductor: ConductorReport {
@@ -210,6 +213,7 @@ fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Faile
         })
         .unwrap_or_default();
     Ok(Report {
+        store_id: store.store_id().ok(),
         environment: version.as_ref().map(|v| v.env.name.to_string()),
         version: version.as_ref().map(|v| v.number.0),
         conductor: ConductorReport {

@@ -1,0 +1,335 @@
+//! A test context that runs the real `glint` binary against real processes:
+//! a fresh data directory, a free port, an environment file written from a
+//! template, helpers to run commands and wait for conditions, and a guard
+//! that stops every process the test started — conductor and instances —
+//! even when the test fails.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `glint` binary under test.
+pub fn glint_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_glint")
+}
+
+/// A free loopback port (released before returning; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One test's world.
+pub struct Ctx {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    children: Vec<Child>,
+}
+
+impl Ctx {
+    /// A fresh context with the demo app copied in as `app/hello`.
+    pub fn new() -> Ctx {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_glint-hello"),
+            dir.path().join("app/hello"),
+        )
+        .unwrap();
+        Ctx {
+            dir,
+            port: free_port(),
+            children: Vec::new(),
+        }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes `name` with `{port}` replaced; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text.replace("{port}", &self.port.to_string())).unwrap();
+        path
+    }
+
+    /// The demo environment: `instances` copies of the demo app with a
+    /// greeting, behind an endpoint on this context's port.
+    pub fn demo(&self, name: &str, instances: u32, greeting: &str) -> PathBuf {
+        self.write(
+            name,
+            &format!(
+                r#"image hello {{
+  from = scratch
+  copy "app/hello" to "/bin/hello"
+  entrypoint = ["/bin/hello"]
+  port = 8080
+}}
+
+service web {{
+  image     = image.hello
+  instances = {instances}
+  env = {{
+    GREETING = "{greeting}"
+  }}
+  health {{
+    http     = "/healthz"
+    interval = 1s
+    timeout  = 500ms
+  }}
+  stop_grace = 2s
+  drain      = 2s
+}}
+
+endpoint public {{
+  listen  = 127.0.0.1:{{port}}
+  service = service.web
+}}
+"#
+            ),
+        )
+    }
+
+    /// A `glint` command with this context's data directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(glint_bin());
+        c.args(args)
+            .env("GLINT_DATA_DIR", self.data())
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs a command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "glint {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a long-running command (`up`, `conductor`) in the background,
+    /// its output going to `<name>.log` in the test directory.
+    pub fn spawn(&mut self, name: &str, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// The log of a spawned command.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// `glint status -o json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "-o", "json"])).unwrap()
+    }
+
+    /// Waits (up to 60 s) until `cond` holds for the status.
+    pub fn wait_status(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.status();
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status:\n{s:#}\nevents:\n{}",
+                    self.ok(&["events", "-n", "40"])
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `service` has `n` healthy running instances of the
+    /// newest version and the endpoint routes to them all; returns their ids.
+    pub fn wait_ready(&self, n: usize) -> Vec<String> {
+        let s = self.wait_status(&format!("{n} healthy instances"), |s| {
+            healthy(s).len() == n
+                && instances(s).len() == n
+                && s["endpoints"][0]["backends"].as_u64() == Some(n as u64)
+        });
+        healthy(&s)
+    }
+
+    /// The endpoint's address.
+    pub fn endpoint(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The store id (the label on every instance).
+    pub fn store_id(&self) -> String {
+        self.status()["store_id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Conductors first (SIGKILL: they must not start replacements),
+        // then every process carrying this store's label.
+        let store = Command::new(glint_bin())
+            .args(["status", "-o", "json"])
+            .env("GLINT_DATA_DIR", self.data())
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .and_then(|v| v["store_id"].as_str().map(str::to_owned));
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(id) = store {
+            for pid in labelled_pids(&id) {
+                // SAFETY: plain kill(2) on a pid we found carrying our label.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Processes whose environment carries `GLINT_STORE=<store>`.
+pub fn labelled_pids(store: &str) -> Vec<i32> {
+    let needle = format!("GLINT_STORE={store}");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The live instances in a status document.
+pub fn instances(s: &Value) -> Vec<Value> {
+    s["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|svc| svc["instances"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Ids of the healthy, running, current instances.
+pub fn healthy(s: &Value) -> Vec<String> {
+    instances(s)
+        .into_iter()
+        .filter(|i| i["health"] == "healthy" && i["state"] == "running" && i["current"] == true)
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The pid of an instance, from its `handle` (`pid N`).
+pub fn pid_of(s: &Value, id: &str) -> i32 {
+    let i = instances(s).into_iter().find(|i| i["id"] == id).unwrap();
+    i["handle"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("pid ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// One HTTP/1.1 GET on a fresh connection; `Ok(body)` for a 2xx answer.
+pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    let status = buf.split_whitespace().nth(1).unwrap_or("");
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    if status.starts_with('2') {
+        Ok(body)
+    } else {
+        Err(format!("status {status}: {body}"))
+    }
+}
+
+/// A client that GETs `/` in a loop on its own thread until stopped, and
+/// counts answers and failures.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+}
+
+impl Load {
+    /// Starts the loop.
+    pub fn start(addr: SocketAddr) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failed, mut seen) = (0u64, Vec::new(), std::collections::BTreeSet::new());
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                match get(addr, "/") {
+                    Ok(body) => {
+                        ok += 1;
+                        if let Some(id) = body.split_whitespace().nth(2) {
+                            seen.insert(id.to_owned());
+                        }
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed, seen)
+        });
+        Load {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the loop: (answered, failures, instance ids seen).
+    pub fn stop(mut self) -> (u64, Vec<String>, std::collections::BTreeSet<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+/// Whether `path` exists (for readability in tests).
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
