@@ -68,6 +68,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Record a new version from FILE and have the conductor converge to it.
     Apply(ApplyArgs),
+    /// Roll the whole environment back to an earlier version (a new version
+    /// with that version's content), with the same health-gated replacement.
+    Rollback(RollbackArgs),
     /// Show services and instances: id, age, health, version.
     Status(StatusArgs),
     /// List the versions of the environment.
@@ -159,6 +162,17 @@ pub struct ApplyArgs {
     /// Extra policy files.
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
+    /// Wait until the conductor has converged (or rolled back) and show progress.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `glint rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The version to return to (default: the newest earlier version whose
+    /// rollout converged and whose content differs from the current one).
+    pub version: Option<String>,
     /// Wait until the conductor has converged (or rolled back) and show progress.
     #[arg(long)]
     pub wait: bool,

@@ -25,8 +25,7 @@ pub struct Loaded {
 
 /// Compiles `file` with extra policy files.
 pub fn load(global: &Global, file: &Path, policies: &[PathBuf]) -> Result<Loaded, Failed> {
-    let compilation =
-        compile_path(file, policies).map_err(|e| fail(EXIT_USAGE, e.to_string()))?;
+    let compilation = compile_path(file, policies).map_err(|e| fail(EXIT_USAGE, e.to_string()))?;
     let diags = &compilation.diagnostics;
     if !diags.list.is_empty() {
         let color = use_color(global.color, stderr_is_terminal());
@@ -35,10 +34,7 @@ pub fn load(global: &Global, file: &Path, policies: &[PathBuf]) -> Result<Loaded
     let Some(env) = compilation.environment else {
         return Err(fail(
             EXIT_FAILED,
-            format_args!(
-                "{} has errors; nothing was changed",
-                file.display()
-            ),
+            format_args!("{} has errors; nothing was changed", file.display()),
         ));
     };
     if diags.has_errors() {

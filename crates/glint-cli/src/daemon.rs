@@ -5,7 +5,7 @@ use crate::cli::Global;
 use crate::common::{Failed, fail, fail_io};
 use crate::output::EXIT_USAGE;
 use glint_conductor::lock::{ConductorLock, LockError};
-use glint_conductor::{Config, ConductorHandle, Providers};
+use glint_conductor::{ConductorHandle, Config, Providers};
 use glint_model::ProviderKind;
 use glint_provider::Provider;
 use glint_store::Store;
@@ -40,7 +40,10 @@ pub fn providers(global: &Global, store: &Store) -> Result<Providers, Failed> {
     let process = glint_provider::process::ProcessProvider::open(&dir.join("process"), &store_id)
         .map_err(|e| fail_io("cannot start the process provider", &e))?;
     let mut map: Providers = Providers::new();
-    map.insert(ProviderKind::Process, Arc::new(process) as Arc<dyn Provider>);
+    map.insert(
+        ProviderKind::Process,
+        Arc::new(process) as Arc<dyn Provider>,
+    );
     Ok(map)
 }
 
@@ -50,9 +53,7 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
     let lock = ConductorLock::acquire(&dir).map_err(|e| match e {
         LockError::Held { .. } => fail(
             EXIT_USAGE,
-            format_args!(
-                "{e}; stop it first, or use `glint apply FILE` to hand it a new version"
-            ),
+            format_args!("{e}; stop it first, or use `glint apply FILE` to hand it a new version"),
         ),
         other => fail_io("cannot take the conductor lock", &other),
     })?;

@@ -23,7 +23,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if !matches!(cli.command, cli::Command::Conductor(_) | cli::Command::Up(_)) {
+    if !matches!(
+        cli.command,
+        cli::Command::Conductor(_) | cli::Command::Up(_)
+    ) {
         // Short-lived commands end quietly when their reader goes away
         // (`glint events | head`), like other Unix tools. The long-running
         // ones keep Rust's default (ignore SIGPIPE) so a closed log pipe

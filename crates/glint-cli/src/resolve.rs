@@ -72,4 +72,3 @@ pub fn build_images(
         .map_err(|e| fail(EXIT_FAILED, glint_conductor::error_chain(&e)))?;
     Ok(built.into_iter().map(|(n, b)| (n, b.digest)).collect())
 }
-

@@ -67,8 +67,16 @@ fn a_killed_instance_is_replaced_by_a_new_one_and_no_request_fails() {
     let after: BTreeSet<String> = healthy(&s).into_iter().collect();
     let new: Vec<&String> = after.iter().filter(|i| !before.contains(i)).collect();
     assert_eq!(new.len(), 1, "exactly one new instance, with a new id");
-    assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), ok);
-    assert!(seen.contains(new[0]), "the replacement serves through the endpoint");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok
+    );
+    assert!(
+        seen.contains(new[0]),
+        "the replacement serves through the endpoint"
+    );
 
     let events = ctx.ok(&["events", "-n", "100"]);
     assert!(
@@ -95,7 +103,11 @@ fn a_conductor_killed_with_sigkill_is_restarted_and_adopts_its_instances() {
         libc::kill(conductor as i32, libc::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(labelled_pids(&store).len(), 3, "instances survive the conductor");
+    assert_eq!(
+        labelled_pids(&store).len(),
+        3,
+        "instances survive the conductor"
+    );
 
     ctx.spawn("conductor-2", &["conductor"]);
     let after: BTreeSet<String> = ctx.wait_ready(3).into_iter().collect();
@@ -123,7 +135,10 @@ fn an_env_change_is_planned_as_replacement_and_applied_as_a_new_version() {
     assert!(plan.contains("service web: replace 3 instances"), "{plan}");
     assert!(plan.contains("because env GREETING changed"), "{plan}");
     for id in &v1 {
-        assert!(plan.contains(&format!("replace {id} (version 1)")), "{plan}");
+        assert!(
+            plan.contains(&format!("replace {id} (version 1)")),
+            "{plan}"
+        );
     }
     let json: serde_json::Value =
         serde_json::from_str(&ctx.ok(&["plan", file.to_str().unwrap(), "-o", "json"])).unwrap();
@@ -135,8 +150,15 @@ fn an_env_change_is_planned_as_replacement_and_applied_as_a_new_version() {
         h.len() == 3 && instances(s).len() == 3 && instances(s).iter().all(|i| i["version"] == 2)
     });
     let v2: BTreeSet<String> = healthy(&s).into_iter().collect();
-    assert!(v1.is_disjoint(&v2), "every instance was replaced, none modified");
-    assert!(get(ctx.endpoint(), "/").unwrap().starts_with("bonjour from"));
+    assert!(
+        v1.is_disjoint(&v2),
+        "every instance was replaced, none modified"
+    );
+    assert!(
+        get(ctx.endpoint(), "/")
+            .unwrap()
+            .starts_with("bonjour from")
+    );
 
     let history: serde_json::Value =
         serde_json::from_str(&ctx.ok(&["history", "-o", "json"])).unwrap();
@@ -181,7 +203,10 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "glint {cmd} {name}: {err}");
             for e in *expect {
-                assert!(err.contains(e), "glint {cmd} {name}: `{e}` missing from:\n{err}");
+                assert!(
+                    err.contains(e),
+                    "glint {cmd} {name}: `{e}` missing from:\n{err}"
+                );
             }
         }
     }
@@ -205,6 +230,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "glint {cmd}: {err}");
-        assert!(err.contains("blocker/data"), "glint {cmd} names the directory: {err}");
+        assert!(
+            err.contains("blocker/data"),
+            "glint {cmd} names the directory: {err}"
+        );
     }
 }

@@ -27,5 +27,5 @@ pub mod plan;
 pub mod runtime;
 pub mod status;
 
-pub use runtime::{Config, ConductorClient, ConductorHandle, Providers, error_chain, start};
+pub use runtime::{ConductorClient, ConductorHandle, Config, Providers, error_chain, start};
 pub use status::Status;

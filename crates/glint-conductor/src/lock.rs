@@ -62,7 +62,11 @@ impl ConductorLock {
             let pid = pid.trim();
             return Err(LockError::Held {
                 dir: data_dir.to_owned(),
-                pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
             });
         }
         file.set_len(0).map_err(io)?;

@@ -19,19 +19,19 @@
 //! so that after a crash at any point the next conductor's first resync
 //! ([`Runtime::resync`]) can tell what to adopt, finish or remove.
 
-use crate::decide::{Decision, Member, MemberPhase, decide};
+use crate::decide::{Decision, Member, MemberPhase, Outcome, decide};
 use crate::health::{self, Phase, Tracker, Transition};
 use crate::images::ImageSource;
 use crate::plan::{Target, fingerprint};
-use crate::status::{EndpointStatus, InstanceStatus, ServiceStatus, Status};
+use crate::status::{EndpointStatus, InstanceStatus, RolloutStatus, ServiceStatus, Status};
 use glint_model::{
     ContentHash, Endpoint, InstanceId, Labels, Name, ProviderKind, Service, VersionNumber,
 };
 use glint_provider::{LaunchSpec, Observed, Provider, ProviderEvent, RunState};
 use glint_proxy::{Backend, EndpointConfig, EndpointProxy};
 use glint_store::{
-    ConductorInfo, EventKind, Health, InstanceRecord, InstanceState, NewEvent, Store,
-    VersionRecord, now_ms,
+    ConductorInfo, Created, EventKind, Health, InstanceRecord, InstanceState, NewEvent, NewVersion,
+    Store, VersionKind, VersionRecord, now_ms,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -52,6 +52,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Failures in a row before launches of a service are held back.
 const BACKOFF_AFTER: u32 = 3;
+/// Failed new instances that fail a version's rollout.
+pub const ROLLOUT_FAILURES: u32 = 3;
 
 /// Messages into the loop.
 #[derive(Debug)]
@@ -235,6 +237,10 @@ pub async fn start(
         endpoints: BTreeMap::new(),
         backoff: HashMap::new(),
         stopping: false,
+        outcome: Outcome::default(),
+        wake_at: None,
+        announced: None,
+        seen_available: HashMap::new(),
     };
     let task = tokio::spawn(rt.run(rx));
     Ok(ConductorHandle {
@@ -294,6 +300,14 @@ struct Runtime {
     endpoints: BTreeMap<Name, EndpointState>,
     backoff: HashMap<Name, Backoff>,
     stopping: bool,
+    /// What the last pass's `decide` concluded (routes, progress).
+    outcome: Outcome,
+    /// When time alone changes a decision.
+    wake_at: Option<Instant>,
+    /// The version whose rollout start was announced by this process.
+    announced: Option<VersionNumber>,
+    /// Per service, the available count last reported in a progress event.
+    seen_available: HashMap<Name, u32>,
 }
 
 impl Runtime {
@@ -340,7 +354,7 @@ impl Runtime {
     fn next_wakeup(&self) -> Option<Instant> {
         let backoffs = self.backoff.values().filter_map(|b| b.until);
         let endpoints = self.endpoints.values().filter_map(|e| e.retry_at);
-        backoffs.chain(endpoints).min()
+        backoffs.chain(endpoints).chain(self.wake_at).min()
     }
 
     /// Applies one message; returns the shutdown request if it is one.
@@ -411,6 +425,24 @@ impl Runtime {
         };
         if latest == self.target.as_ref().map(|t| t.number) {
             return;
+        }
+        if let Some(old) = &self.target
+            && self
+                .store
+                .set_outcome(
+                    old.number,
+                    glint_store::Outcome::Superseded,
+                    "a newer version arrived before it converged",
+                )
+                .unwrap_or(false)
+        {
+            self.event(
+                NewEvent::info(
+                    EventKind::RolloutFailed,
+                    format!("version {} was superseded before it converged", old.number),
+                )
+                .version(old.number),
+            );
         }
         self.target = latest.and_then(|n| self.version(n));
         // Fingerprints are relative to the target: recompute them.
@@ -570,7 +602,9 @@ impl Runtime {
         let observed = self.observe_all().await;
         let ids: Vec<InstanceId> = self.live.keys().cloned().collect();
         for id in ids {
-            let Some(l) = self.live.get(&id) else { continue };
+            let Some(l) = self.live.get(&id) else {
+                continue;
+            };
             if l.phase == MemberPhase::Launching || l.phase == MemberPhase::Retiring {
                 continue;
             }
@@ -607,7 +641,7 @@ impl Runtime {
         if l.phase == MemberPhase::Retiring {
             return; // expected: the retire task is terminating it
         }
-        let was_ready = l.phase == MemberPhase::Ready;
+        let was_ready = l.phase == MemberPhase::Healthy;
         let version = l.rec.version;
         let provider = l.rec.provider;
         self.event(
@@ -623,12 +657,17 @@ impl Runtime {
         self.live.remove(id);
         self.spawn_remove(provider, id);
         if !was_ready {
-            self.fail(id.service(), &format!("{id} {state} before becoming healthy"));
+            self.fail(
+                id.service(),
+                &format!("{id} {state} before becoming healthy"),
+            );
         }
     }
 
     fn drifted(&mut self, id: &InstanceId, what: &str) {
-        let Some(l) = self.live.get_mut(id) else { return };
+        let Some(l) = self.live.get_mut(id) else {
+            return;
+        };
         if l.phase == MemberPhase::Retiring {
             return;
         }
@@ -645,7 +684,9 @@ impl Runtime {
     }
 
     fn health(&mut self, id: &InstanceId, t: Transition) {
-        let Some(l) = self.live.get_mut(id) else { return };
+        let Some(l) = self.live.get_mut(id) else {
+            return;
+        };
         if l.phase == MemberPhase::Retiring {
             return;
         }
@@ -653,7 +694,9 @@ impl Runtime {
         let age = now_ms() - l.rec.created_at;
         match t {
             Transition::Healthy => {
-                l.phase = MemberPhase::Ready;
+                l.phase = MemberPhase::Healthy;
+                l.rec.health = Health::Healthy;
+                l.rec.healthy_at = Some(now_ms());
                 let _ = self.store.set_health(id, Health::Healthy);
                 if let Ok(name) = Name::new(id.service()) {
                     self.backoff.remove(&name);
@@ -670,6 +713,7 @@ impl Runtime {
             Transition::Unhealthy { reason } => {
                 l.phase = MemberPhase::Failed;
                 let _ = self.store.set_health(id, Health::Unhealthy);
+                let _ = self.store.mark_failed(id);
                 self.event(
                     NewEvent::warning(
                         EventKind::InstanceUnhealthy,
@@ -682,6 +726,7 @@ impl Runtime {
             Transition::NeverHealthy { reason } => {
                 l.phase = MemberPhase::Failed;
                 let _ = self.store.set_health(id, Health::Unhealthy);
+                let _ = self.store.mark_failed(id);
                 self.event(
                     NewEvent::warning(
                         EventKind::InstanceUnhealthy,
@@ -690,7 +735,10 @@ impl Runtime {
                     .instance(id)
                     .version(version),
                 );
-                self.fail(id.service(), &format!("{id} never became healthy: {reason}"));
+                self.fail(
+                    id.service(),
+                    &format!("{id} never became healthy: {reason}"),
+                );
             }
         }
     }
@@ -740,7 +788,11 @@ impl Runtime {
                     .instance(id)
                     .version(version),
                 );
-                if self.live.get(id).is_some_and(|l| l.phase == MemberPhase::Retiring) {
+                if self
+                    .live
+                    .get(id)
+                    .is_some_and(|l| l.phase == MemberPhase::Retiring)
+                {
                     // Retired while launching (e.g. shutdown): finish that.
                     self.spawn_retire(id, "retired while launching".into());
                 } else {
@@ -761,7 +813,9 @@ impl Runtime {
                     )
                 };
                 self.event(event.instance(id).version(version));
-                let _ = self.store.mark_gone(id, &format!("launch failed: {message}"));
+                let _ = self
+                    .store
+                    .mark_gone(id, &format!("launch failed: {message}"));
                 self.live.remove(id);
                 self.fail(id.service(), &message);
             }
@@ -772,9 +826,11 @@ impl Runtime {
         let version = self.live.get(id).map(|l| l.rec.version);
         match r {
             Ok(how) => {
-                let mut e =
-                    NewEvent::info(EventKind::InstanceTerminated, format!("{id} terminated ({how})"))
-                        .instance(id);
+                let mut e = NewEvent::info(
+                    EventKind::InstanceTerminated,
+                    format!("{id} terminated ({how})"),
+                )
+                .instance(id);
                 if let Some(v) = version {
                     e = e.version(v);
                 }
@@ -908,7 +964,7 @@ impl Runtime {
             return;
         };
         if already_healthy {
-            l.phase = MemberPhase::Ready;
+            l.phase = MemberPhase::Healthy;
         }
         let tx = self.tx.clone();
         let id2 = id.clone();
@@ -956,7 +1012,10 @@ impl Runtime {
             self.event(
                 NewEvent::warning(
                     EventKind::InstanceLaunchFailed,
-                    format!("{service}: version {} has no digest for image {}", target.number, svc.image),
+                    format!(
+                        "{service}: version {} has no digest for image {}",
+                        target.number, svc.image
+                    ),
                 )
                 .service(service),
             );
@@ -1011,8 +1070,9 @@ impl Runtime {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let r = async {
-                let provider = provider
-                    .ok_or_else(|| LaunchError::plain(format!("the {kind} provider is not available here")))?;
+                let provider = provider.ok_or_else(|| {
+                    LaunchError::plain(format!("the {kind} provider is not available here"))
+                })?;
                 let image = tokio::task::spawn_blocking(move || images.prepare(&digest))
                     .await
                     .map_err(|e| LaunchError::plain(format!("image preparation failed: {e}")))?
@@ -1059,9 +1119,12 @@ impl Runtime {
             tracing::error!("cannot record retirement of {id}: {e}");
         }
         self.event(
-            NewEvent::info(EventKind::InstanceRetiring, format!("retiring {id}: {reason}"))
-                .instance(id)
-                .version(version),
+            NewEvent::info(
+                EventKind::InstanceRetiring,
+                format!("retiring {id}: {reason}"),
+            )
+            .instance(id)
+            .version(version),
         );
         if was_launching {
             // The launch task will report; `launched` finishes the retirement.
@@ -1110,25 +1173,27 @@ impl Runtime {
         });
     }
 
-    /// One pass: decide and act, then route.
+    /// One pass: decide and act, follow the rollout, then route.
     async fn pass(&mut self) {
         self.refresh_target();
-        if !self.stopping {
-            let members: Vec<Member> = self
-                .live
-                .values()
-                .map(|l| Member {
-                    id: l.rec.id.clone(),
-                    service: l.rec.service.clone(),
-                    fingerprint: l.fingerprint.clone(),
-                    phase: l.phase,
-                    created_at: l.rec.created_at,
-                })
-                .collect();
-            let decisions = match &self.target {
-                Some(t) => decide(Target::of(t), &members),
-                // Nothing applied yet: nothing should run.
-                None => members
+        let now = now_ms();
+        let members: Vec<Member> = self
+            .live
+            .values()
+            .map(|l| Member {
+                id: l.rec.id.clone(),
+                service: l.rec.service.clone(),
+                fingerprint: l.fingerprint.clone(),
+                phase: l.phase,
+                created_at: l.rec.created_at,
+                healthy_at: l.rec.healthy_at,
+            })
+            .collect();
+        let outcome = match &self.target {
+            Some(t) => decide(Target::of(t), &members, now),
+            // Nothing applied yet: nothing should run.
+            None => Outcome {
+                decisions: members
                     .iter()
                     .filter(|m| m.phase != MemberPhase::Retiring)
                     .map(|m| Decision::Retire {
@@ -1136,24 +1201,249 @@ impl Runtime {
                         reason: "no version has been applied".into(),
                     })
                     .collect(),
-            };
-            let now = Instant::now();
-            for d in decisions {
+                ..Outcome::default()
+            },
+        };
+        self.wake_at = outcome.wake_at.map(|at| {
+            Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
+        });
+        let decisions = std::mem::take(&mut self.outcome.decisions);
+        self.outcome = outcome;
+        let decisions = std::mem::replace(&mut self.outcome.decisions, decisions);
+        if !self.stopping {
+            // Announce (or fail) the rollout before acting on it.
+            self.follow_rollout(now);
+            let instant = Instant::now();
+            for d in &decisions {
                 match d {
                     Decision::Launch { service, reason } => {
-                        if let Some(b) = self.backoff.get(&service)
-                            && b.until.is_some_and(|u| u > now)
+                        if let Some(b) = self.backoff.get(service)
+                            && b.until.is_some_and(|u| u > instant)
                         {
                             continue;
                         }
-                        self.launch(&service, &reason);
+                        self.launch(service, reason);
                     }
-                    Decision::Retire { id, reason } => self.retire(&id, reason),
+                    Decision::Retire { id, reason } => self.retire(id, reason.clone()),
                 }
             }
         }
         self.update_endpoints();
         self.publish();
+    }
+
+    /// Follows the target version's rollout: announces it, reports progress,
+    /// records convergence, and fails it — rolling back automatically to the
+    /// last version that converged — when its new instances keep failing or
+    /// it makes no progress before its deadline. Everything it decides from
+    /// is in the store (version outcomes, failed instances, health times), so
+    /// a restarted conductor continues exactly where this one stopped.
+    fn follow_rollout(&mut self, now: i64) {
+        let Some(target) = self.target.clone() else {
+            return;
+        };
+        let number = target.number;
+        let outcome = match self.store.version(number) {
+            Ok(v) => v.outcome,
+            Err(e) => {
+                tracing::warn!("cannot read version {number}: {e}");
+                return;
+            }
+        };
+        if outcome.is_some() {
+            return;
+        }
+        let progress = self.outcome.progress.clone();
+        let replacing: Vec<(&Name, &crate::decide::Progress)> = progress
+            .iter()
+            .filter(|(_, p)| p.stale > p.aged || !p.converged)
+            .collect();
+        if self.announced != Some(number) {
+            self.announced = Some(number);
+            self.seen_available.clear();
+            let what: Vec<String> = replacing
+                .iter()
+                .filter_map(|(name, p)| {
+                    let svc = target.env.services.get(*name)?;
+                    Some(format!(
+                        "{name} ({}, {} to replace, {} to create)",
+                        strategy_name(&svc.rollout.strategy),
+                        p.stale - p.aged,
+                        p.desired.saturating_sub(p.current + p.stale - p.aged)
+                    ))
+                })
+                .collect();
+            if !what.is_empty() {
+                self.event(
+                    NewEvent::info(
+                        EventKind::RolloutStarted,
+                        format!("rolling out version {number}: {}", what.join(", ")),
+                    )
+                    .version(number),
+                );
+            }
+        }
+        for (name, p) in &progress {
+            let last = *self.seen_available.entry(name.clone()).or_insert(p.available);
+            if p.available > last && p.available <= p.desired {
+                let mut msg = format!(
+                    "{name}: {} of {} instances available on version {number}",
+                    p.available, p.desired
+                );
+                if let Some(w) = &p.waiting {
+                    msg.push_str(&format!(" ({w})"));
+                }
+                self.event(
+                    NewEvent::info(EventKind::RolloutProgress, msg)
+                        .service(name)
+                        .version(number),
+                );
+            }
+            self.seen_available.insert(name.clone(), p.available);
+        }
+        let created = glint_store::to_ms(target.created_at);
+        if progress.values().all(|p| p.converged)
+            && self.endpoints.values().all(|e| e.proxy.is_some() || e.error.is_some())
+        {
+            let took = format!("{:.1}s", (now - created).max(0) as f64 / 1000.0);
+            if self
+                .store
+                .set_outcome(number, glint_store::Outcome::Converged, &took)
+                .unwrap_or(false)
+            {
+                self.event(
+                    NewEvent::info(
+                        EventKind::RolloutCompleted,
+                        format!("version {number} is live (converged in {took})"),
+                    )
+                    .version(number),
+                );
+            }
+            return;
+        }
+        // Failure: too many failed new instances, or no progress in time.
+        let failed = self.store.failed_count(number).unwrap_or(0);
+        let mut reason = None;
+        if failed >= ROLLOUT_FAILURES {
+            reason = Some(format!(
+                "{failed} new instances failed (launch, crash or health check)"
+            ));
+        } else {
+            for (name, p) in &progress {
+                if p.converged {
+                    continue;
+                }
+                let Some(svc) = target.env.services.get(name) else {
+                    continue;
+                };
+                let last_progress = self
+                    .live
+                    .values()
+                    .filter(|l| &l.rec.service == name)
+                    .filter_map(|l| l.rec.healthy_at)
+                    .fold(created, i64::max);
+                if now - last_progress > svc.rollout.deadline.0 as i64 {
+                    reason = Some(format!(
+                        "{name} made no progress for {} (its deadline)",
+                        svc.rollout.deadline
+                    ));
+                    break;
+                }
+            }
+            if reason.is_none() {
+                // Wake up in time to notice a missed deadline.
+                let next = progress
+                    .iter()
+                    .filter(|(_, p)| !p.converged)
+                    .filter_map(|(n, _)| target.env.services.get(n))
+                    .map(|svc| now + svc.rollout.deadline.0 as i64)
+                    .min();
+                if let Some(at) = next {
+                    let at = Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+                    self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+                }
+            }
+        }
+        let Some(reason) = reason else { return };
+        if !self
+            .store
+            .set_outcome(number, glint_store::Outcome::Failed, &reason)
+            .unwrap_or(false)
+        {
+            return;
+        }
+        self.event(
+            NewEvent::warning(
+                EventKind::RolloutFailed,
+                format!("rollout of version {number} failed: {reason}"),
+            )
+            .version(number),
+        );
+        let auto = replacing
+            .iter()
+            .filter_map(|(n, _)| target.env.services.get(*n))
+            .all(|s| s.rollout.auto_rollback);
+        if !auto {
+            self.event(
+                NewEvent::warning(
+                    EventKind::RolloutFailed,
+                    format!("version {number} stays the target: auto_rollback is off"),
+                )
+                .version(number),
+            );
+            return;
+        }
+        self.roll_back(&target, &reason);
+    }
+
+    /// Records a new version with the content of the last version that
+    /// converged before `failed`.
+    fn roll_back(&mut self, failed: &VersionRecord, reason: &str) {
+        let good = match self.store.last_good_version(failed.number) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                self.event(
+                    NewEvent::warning(
+                        EventKind::RolloutFailed,
+                        format!(
+                            "version {} cannot be rolled back: no earlier version converged",
+                            failed.number
+                        ),
+                    )
+                    .version(failed.number),
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!("cannot find the last good version: {e}");
+                return;
+            }
+        };
+        let Ok(old) = self.store.version(good) else {
+            return;
+        };
+        let new = NewVersion {
+            env: old.env,
+            images: old.images,
+            root: old.root,
+            sources: old.sources,
+            kind: VersionKind::AutoRollback(good),
+        };
+        match self.store.create_version(new) {
+            Ok(Created::New(v)) => {
+                let detail = format!("rolled back to version {good} as version {}", v.number);
+                let _ = self.store.mark_rolled_back(failed.number, &format!("{reason}; {detail}"));
+                self.event(
+                    NewEvent::warning(
+                        EventKind::VersionRolledBack,
+                        format!("version {} failed ({reason}); {detail}", failed.number),
+                    )
+                    .version(v.number),
+                );
+            }
+            Ok(Created::Unchanged(_)) => {}
+            Err(e) => tracing::error!("cannot record the rollback version: {e}"),
+        }
     }
 
     /// Binds, re-points and closes endpoints to match the target.
@@ -1176,9 +1466,7 @@ impl Runtime {
                 let e = &self.endpoints[&name].spec;
                 w.listen == e.listen && w.protocol == e.protocol
             });
-            if !keep
-                && let Some(ep) = self.endpoints.remove(&name)
-            {
+            if !keep && let Some(ep) = self.endpoints.remove(&name) {
                 if let Some(p) = ep.proxy {
                     tokio::spawn(async move { p.shutdown(Duration::from_secs(10)).await });
                 }
@@ -1208,19 +1496,23 @@ impl Runtime {
                 config.wait_for_backend = self.config.endpoint_wait;
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let r = EndpointProxy::bind(config).await.map_err(|e| error_chain(&e));
+                    let r = EndpointProxy::bind(config)
+                        .await
+                        .map_err(|e| error_chain(&e));
                     let _ = tx.send(Msg::Bound(name, generation, r));
                 });
                 continue;
             }
             let Some(proxy) = &ep.proxy else { continue };
+            let routed = self.outcome.routes.get(&ep.spec.service);
             let mut backends: Vec<Backend> = self
                 .live
                 .values()
                 .filter(|l| {
                     l.rec.service == ep.spec.service
-                        && l.phase == MemberPhase::Ready
+                        && l.phase == MemberPhase::Healthy
                         && l.rec.state == InstanceState::Running
+                        && routed.is_some_and(|r| r.contains(&l.rec.id))
                 })
                 .filter_map(|l| {
                     l.rec.addr.map(|addr| Backend {
@@ -1263,13 +1555,13 @@ impl Runtime {
             let mut others = 0;
             for l in self.live.values().filter(|l| l.rec.service == name) {
                 let current = fp.is_some() && l.fingerprint == fp;
-                if l.phase == MemberPhase::Ready {
+                if l.phase == MemberPhase::Healthy {
                     ready += 1;
                     if current {
                         ready_current += 1;
                     }
                 }
-                if l.phase != MemberPhase::Ready || !current {
+                if l.phase != MemberPhase::Healthy || !current {
                     others += 1;
                 }
                 instances.push(InstanceStatus {
@@ -1281,13 +1573,27 @@ impl Runtime {
                     created_at: l.rec.created_at,
                 });
             }
-            if ready_current != desired || others > 0 {
+            let settled = self
+                .outcome
+                .progress
+                .get(&name)
+                .map_or(desired == 0 && others == 0, |p| p.converged);
+            if !settled || ready_current < desired {
                 converged = false;
             }
             let backoff = self.backoff.get(&name).and_then(|b| {
                 b.until
                     .filter(|u| *u > Instant::now())
                     .map(|_| format!("{} failures in a row: {}", b.failures, b.last_reason))
+            });
+            let rollout = self.outcome.progress.get(&name).and_then(|p| {
+                (p.stale > 0 || p.waiting.is_some()).then(|| RolloutStatus {
+                    stale: p.stale,
+                    aged: p.aged,
+                    available: p.available,
+                    step: p.step,
+                    waiting: p.waiting.clone(),
+                })
             });
             services.push(ServiceStatus {
                 name,
@@ -1296,6 +1602,7 @@ impl Runtime {
                 ready_current,
                 instances,
                 backoff,
+                rollout,
             });
         }
         let endpoints = self
@@ -1394,7 +1701,7 @@ fn phase_name(p: MemberPhase) -> &'static str {
     match p {
         MemberPhase::Launching => "launching",
         MemberPhase::Starting => "starting",
-        MemberPhase::Ready => "ready",
+        MemberPhase::Healthy => "healthy",
         MemberPhase::Failed => "failed",
         MemberPhase::Retiring => "retiring",
     }
@@ -1409,6 +1716,19 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+fn strategy_name(s: &glint_model::Strategy) -> String {
+    match s {
+        glint_model::Strategy::Rolling { surge, unavailable } => {
+            format!("rolling, surge {surge}, unavailable {unavailable}")
+        }
+        glint_model::Strategy::BlueGreen { keep } => format!("blue/green, keep {keep}"),
+        glint_model::Strategy::Canary { steps, pause } => format!(
+            "canary, steps {:?}, pause {pause}",
+            steps
+        ),
     }
 }
 
@@ -1437,4 +1757,3 @@ fn new_instance_id(service: &Name) -> InstanceId {
     );
     InstanceId::from_entropy(service, h.finish())
 }
-

@@ -35,6 +35,23 @@ pub struct ServiceStatus {
     pub instances: Vec<InstanceStatus>,
     /// Why launches are held back, if they are (crash-loop backoff).
     pub backoff: Option<String>,
+    /// A replacement in progress (a rollout, or scheduled replacement).
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A replacement in progress for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// Stale instances left to replace.
+    pub stale: u32,
+    /// Of which only because of `max_age`.
+    pub aged: u32,
+    /// Available instances of the current version.
+    pub available: u32,
+    /// `[step, steps]` of a canary.
+    pub step: Option<(usize, usize)>,
+    /// What it waits for.
+    pub waiting: Option<String>,
 }
 
 /// One instance.

@@ -204,6 +204,25 @@ impl Store {
         }
     }
 
+    /// Records that an instance failed (could not launch, crashed or failed
+    /// its health check before serving, or turned unhealthy): failures of a
+    /// version's new instances fail its rollout.
+    pub fn mark_failed(&self, id: &InstanceId) -> Result<(), StoreError> {
+        self.update("UPDATE instances SET failed = 1 WHERE id = ?1", params![id.as_str()])
+    }
+
+    /// How many instances launched for `version` failed.
+    pub fn failed_count(&self, version: VersionNumber) -> Result<u32, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT count(*) FROM instances WHERE version = ?1 AND failed = 1",
+                [version.0 as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u32)
+            .map_err(|e| self.err("cannot read instances", e))
+    }
+
     /// Records the intent to retire an instance (drain, then terminate).
     pub fn mark_retiring(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError> {
         self.update(

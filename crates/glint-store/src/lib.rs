@@ -28,7 +28,9 @@ pub mod versions;
 pub use events::{Event, EventFilter, EventKind, NewEvent, Severity};
 pub use instances::{Health, InstanceRecord, InstanceState};
 pub use meta::ConductorInfo;
-pub use versions::{Created, NewVersion, SourceFile, VersionKind, VersionRecord, VersionSummary};
+pub use versions::{
+    Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary,
+};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

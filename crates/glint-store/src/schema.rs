@@ -64,6 +64,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     "#,
+    // 2: rollout outcomes, derived state a restarted conductor needs.
+    r#"
+    ALTER TABLE versions ADD COLUMN outcome TEXT;
+    ALTER TABLE versions ADD COLUMN outcome_at INTEGER;
+    ALTER TABLE versions ADD COLUMN outcome_detail TEXT;
+    ALTER TABLE instances ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX instances_version ON instances(version, failed);
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

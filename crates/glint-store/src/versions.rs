@@ -72,6 +72,54 @@ impl std::fmt::Display for VersionKind {
     }
 }
 
+/// How a version's rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every service ran its declared count of healthy instances of it.
+    Converged,
+    /// Its rollout failed (failing new instances, or no progress before the
+    /// deadline) and was not rolled back.
+    Failed,
+    /// Its rollout failed and a rollback version replaced it.
+    RolledBack,
+    /// A newer version arrived before it converged.
+    Superseded,
+}
+
+impl Outcome {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Converged => "converged",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Superseded => "superseded",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "converged" => Some(Outcome::Converged),
+            "failed" => Some(Outcome::Failed),
+            "rolled_back" => Some(Outcome::RolledBack),
+            "superseded" => Some(Outcome::Superseded),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Converged => "converged",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Superseded => "superseded",
+        })
+    }
+}
+
 /// What `create_version` needs.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -118,6 +166,10 @@ pub struct VersionRecord {
     pub kind: VersionKind,
     /// When it was created.
     pub created_at: SystemTime,
+    /// How its rollout ended, once it has.
+    pub outcome: Option<Outcome>,
+    /// Why (for failures), or how long it took (for convergence).
+    pub outcome_detail: Option<String>,
 }
 
 /// A version without its content, for listings.
@@ -131,6 +183,10 @@ pub struct VersionSummary {
     pub kind: VersionKind,
     /// When it was created (ms since the epoch).
     pub created_at: i64,
+    /// How its rollout ended, once it has.
+    pub outcome: Option<Outcome>,
+    /// Why (for failures), or how long it took (for convergence).
+    pub outcome_detail: Option<String>,
 }
 
 /// The result of [`Store::create_version`].
@@ -204,6 +260,8 @@ impl Store {
             sources: new.sources,
             kind: new.kind,
             created_at: from_ms(created_at),
+            outcome: None,
+            outcome_detail: None,
         }))
     }
 
@@ -248,7 +306,7 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT number, hash, kind, restores, created_at FROM versions ORDER BY number",
+                "SELECT number, hash, kind, restores, created_at, outcome, outcome_detail FROM versions ORDER BY number",
             )
             .map_err(|e| self.err("cannot read versions", e))?;
         let rows = stmt
@@ -259,12 +317,14 @@ impl Store {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(|e| self.err("cannot read versions", e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (number, hash, kind, restores, created_at) =
+            let (number, hash, kind, restores, created_at, outcome, outcome_detail) =
                 row.map_err(|e| self.err("cannot read versions", e))?;
             let kind = VersionKind::from_columns(&kind, restores)
                 .ok_or_else(|| self.corrupt("version kind", &kind))?;
@@ -273,6 +333,8 @@ impl Store {
                 hash: ContentHash::from_hex(hash),
                 kind,
                 created_at,
+                outcome: outcome.as_deref().and_then(Outcome::parse),
+                outcome_detail,
             });
         }
         Ok(out)
@@ -295,6 +357,9 @@ impl Store {
         let kind = VersionKind::from_columns(&kind_tag, restores)
             .ok_or_else(|| self.corrupt("version kind", &kind_tag))?;
         let created_at: i64 = r.get(8).map_err(|e| self.err("cannot read version", e))?;
+        let outcome: Option<String> = r.get(9).map_err(|e| self.err("cannot read version", e))?;
+        let outcome_detail: Option<String> =
+            r.get(10).map_err(|e| self.err("cannot read version", e))?;
         Ok(VersionRecord {
             number: VersionNumber(number as u64),
             hash: ContentHash::from_hex(get(1)?),
@@ -304,11 +369,60 @@ impl Store {
             sources,
             kind,
             created_at: from_ms(created_at),
+            outcome: outcome.as_deref().and_then(Outcome::parse),
+            outcome_detail,
         })
+    }
+
+    /// Records how a version's rollout ended. Only the first outcome sticks
+    /// (returns whether this call set it).
+    pub fn set_outcome(
+        &self,
+        number: VersionNumber,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE versions SET outcome = ?2, outcome_detail = ?3, outcome_at = ?4
+                 WHERE number = ?1 AND outcome IS NULL",
+                params![number.0 as i64, outcome.as_str(), detail, now_ms()],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err("cannot record a version's outcome", e))
+    }
+
+    /// Changes a failed version's outcome to rolled back (after the rollback
+    /// version was recorded).
+    pub fn mark_rolled_back(&self, number: VersionNumber, detail: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE versions SET outcome = 'rolled_back', outcome_detail = ?2, outcome_at = ?3
+                 WHERE number = ?1",
+                params![number.0 as i64, detail, now_ms()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("cannot record a version's outcome", e))
+    }
+
+    /// The newest version before `before` whose rollout converged: what an
+    /// automatic rollback returns to.
+    pub fn last_good_version(
+        &self,
+        before: VersionNumber,
+    ) -> Result<Option<VersionNumber>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT max(number) FROM versions WHERE number < ?1 AND outcome = 'converged'",
+                [before.0 as i64],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|n| n.map(|n| VersionNumber(n as u64)))
+            .map_err(|e| self.err("cannot read versions", e))
     }
 }
 
-const SELECT_VERSION: &str = "SELECT number, hash, env_json, images_json, root, sources, kind, restores, created_at FROM versions";
+const SELECT_VERSION: &str = "SELECT number, hash, env_json, images_json, root, sources, kind, restores, created_at, outcome, outcome_detail FROM versions";
 
 #[cfg(test)]
 mod tests {
@@ -374,6 +488,24 @@ mod tests {
             s.version(VersionNumber(9)),
             Err(StoreError::NoSuchVersion(9))
         ));
+    }
+
+    #[test]
+    fn outcomes_are_recorded_once_and_find_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for name in ["a", "b", "c"] {
+            s.create_version(new_version(env(name), VersionKind::Apply)).unwrap();
+        }
+        assert_eq!(s.last_good_version(VersionNumber(3)).unwrap(), None);
+        assert!(s.set_outcome(VersionNumber(1), Outcome::Converged, "2s").unwrap());
+        assert!(!s.set_outcome(VersionNumber(1), Outcome::Failed, "x").unwrap(), "first wins");
+        assert!(s.set_outcome(VersionNumber(2), Outcome::Failed, "deadline").unwrap());
+        assert_eq!(s.last_good_version(VersionNumber(3)).unwrap(), Some(VersionNumber(1)));
+        s.mark_rolled_back(VersionNumber(2), "rolled back to 1").unwrap();
+        let v2 = s.version(VersionNumber(2)).unwrap();
+        assert_eq!(v2.outcome, Some(Outcome::RolledBack));
+        assert_eq!(s.list_versions().unwrap()[0].outcome, Some(Outcome::Converged));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::cli::{ApplyArgs, Global};
 use crate::common::{CmdResult, Failed, Paint, fail, fail_io, open_store};
 use crate::output::{EXIT_FAILED, EXIT_OK};
 use glint_conductor::lock::ConductorLock;
-use glint_store::{Created, EventKind, NewEvent, Store, VersionRecord};
+use glint_store::{Created, EventKind, NewEvent, Outcome, Store, VersionRecord};
 use std::time::{Duration, Instant};
 
 /// Runs `glint apply`.
@@ -35,13 +35,27 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
             (v, false)
         }
     };
+    after_record(global, &store, &version, new, args.wait, paint)
+}
+
+/// After a version is recorded: pokes the conductor and, with `wait`,
+/// follows the rollout until it converges (exit 0) or fails or is rolled
+/// back (exit 1).
+pub fn after_record(
+    global: &Global,
+    store: &Store,
+    version: &VersionRecord,
+    new: bool,
+    wait: bool,
+    paint: Paint,
+) -> CmdResult {
     let dir = crate::common::data_dir(global);
     if !ConductorLock::is_held(&dir) {
         println!(
             "No conductor is running for {}: start `glint conductor` (or use `glint up FILE`) to converge.",
             dir.display()
         );
-        return Ok(if args.wait { EXIT_FAILED } else { EXIT_OK });
+        return Ok(if wait { EXIT_FAILED } else { EXIT_OK });
     }
     let socket = glint_conductor::api::socket_path(&dir);
     let rt = crate::common::runtime()?;
@@ -51,8 +65,8 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
             glint_conductor::error_chain(&e)
         );
     }
-    if args.wait {
-        return wait(&rt, &socket, &version, paint);
+    if wait {
+        return wait_for(&rt, &socket, store, version, paint);
     }
     Ok(EXIT_OK)
 }
@@ -80,43 +94,89 @@ pub fn record(store: &Store, version: glint_store::NewVersion) -> Result<Created
     Ok(created)
 }
 
-/// Waits until the conductor reports convergence to `version`.
-fn wait(
+/// Follows a version's rollout: a progress bar on a terminal, a line per
+/// change otherwise. The outcome comes from the store (the conductor records
+/// it), the progress from the conductor's live status.
+fn wait_for(
     rt: &tokio::runtime::Runtime,
     socket: &std::path::Path,
+    store: &Store,
     version: &VersionRecord,
     paint: Paint,
 ) -> CmdResult {
     let start = Instant::now();
+    let tty = crate::output::stdout_is_terminal();
     let mut last = String::new();
+    let n = version.number;
     loop {
-        let status = rt
-            .block_on(glint_conductor::api::status(socket))
-            .map_err(|e| fail(EXIT_FAILED, glint_conductor::error_chain(&e)))?;
-        let ready: u32 = status.services.iter().map(|s| s.ready_current).sum();
-        let desired: u32 = status.services.iter().map(|s| s.desired).sum();
-        let line = format!("converging to version {}: {ready}/{desired} instances ready", version.number);
-        if line != last {
-            println!("{line}");
-            last = line;
+        let outcome = store
+            .version(n)
+            .map_err(|e| fail_io("cannot read the version", &e))?;
+        if let Some(o) = outcome.outcome {
+            if tty {
+                println!();
+            }
+            let detail = outcome.outcome_detail.unwrap_or_default();
+            return match o {
+                Outcome::Converged => {
+                    println!(
+                        "{} ({detail}; waited {:.1}s).",
+                        paint.green(&format!("Version {n} is live")),
+                        start.elapsed().as_secs_f64()
+                    );
+                    Ok(EXIT_OK)
+                }
+                Outcome::RolledBack => Err(fail(
+                    EXIT_FAILED,
+                    format_args!("version {n} was rolled back automatically: {detail}"),
+                )),
+                Outcome::Failed => Err(fail(
+                    EXIT_FAILED,
+                    format_args!("the rollout of version {n} failed: {detail}"),
+                )),
+                Outcome::Superseded => Err(fail(
+                    EXIT_FAILED,
+                    format_args!("version {n} was superseded by a newer version before it converged"),
+                )),
+            };
         }
-        if status.version == Some(version.number) && status.converged {
-            println!(
-                "{} in {:.1}s.",
-                paint.green(&format!("Version {} is live", version.number)),
-                start.elapsed().as_secs_f64()
-            );
-            return Ok(EXIT_OK);
-        }
-        if status.version.is_some_and(|v| v > version.number) {
-            return Err(fail(
-                EXIT_FAILED,
-                format_args!(
-                    "version {} was superseded by version {} before it converged",
-                    version.number,
-                    status.version.map(|v| v.0).unwrap_or(0)
-                ),
-            ));
+        if let Ok(status) = rt.block_on(glint_conductor::api::status(socket)) {
+            let ready: u32 = status.services.iter().map(|s| s.ready_current).sum();
+            let desired: u32 = status.services.iter().map(|s| s.desired).sum();
+            let waiting: Vec<String> = status
+                .services
+                .iter()
+                .filter_map(|s| s.rollout.as_ref().and_then(|r| r.waiting.clone()))
+                .collect();
+            let line = if tty {
+                let width = 30usize;
+                let filled = if desired == 0 {
+                    width
+                } else {
+                    (ready.min(desired) as usize * width) / desired as usize
+                };
+                format!(
+                    "\r\x1b[2Kversion {n} [{}{}] {ready}/{desired} ready {}",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled),
+                    waiting.first().cloned().unwrap_or_default()
+                )
+            } else {
+                let mut l = format!("version {n}: {ready}/{desired} instances ready");
+                if let Some(w) = waiting.first() {
+                    l.push_str(&format!(" ({w})"));
+                }
+                l
+            };
+            if line != last {
+                if tty {
+                    print!("{line}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                } else {
+                    println!("{line}");
+                }
+                last = line;
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -25,7 +25,10 @@ fn body(global: &Global, args: HistoryArgs) -> CmdResult {
     }
     let paint = Paint::stdout(global);
     let latest = versions.last().map(|v| v.number);
-    let mut t = Table::new(&["VERSION", "CREATED", "AGE", "KIND", "HASH"], paint);
+    let mut t = Table::new(
+        &["VERSION", "CREATED", "AGE", "KIND", "HASH", "ROLLOUT"],
+        paint,
+    );
     for v in &versions {
         let mut number = v.number.to_string();
         if Some(v.number) == latest {
@@ -37,6 +40,17 @@ fn body(global: &Global, args: HistoryArgs) -> CmdResult {
             age_of(v.created_at),
             v.kind.to_string(),
             v.hash.short().to_owned(),
+            match v.outcome {
+                Some(glint_store::Outcome::Converged) => paint.green(&format!(
+                    "converged in {}",
+                    v.outcome_detail.as_deref().unwrap_or("?")
+                )),
+                Some(o @ (glint_store::Outcome::Failed | glint_store::Outcome::RolledBack)) => {
+                    paint.red(&format!("{o}: {}", v.outcome_detail.as_deref().unwrap_or("")))
+                }
+                Some(o) => o.to_string(),
+                None => paint.yellow("in progress"),
+            },
         ]);
     }
     print!("{}", t.render());

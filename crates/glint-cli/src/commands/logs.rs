@@ -16,7 +16,10 @@ pub fn run(global: &Global, args: LogsArgs) -> i32 {
 
 fn body(global: &Global, args: LogsArgs) -> CmdResult {
     let Some(store) = open_existing_store(global)? else {
-        return Err(fail(EXIT_FAILED, "nothing has been applied in this data directory yet"));
+        return Err(fail(
+            EXIT_FAILED,
+            "nothing has been applied in this data directory yet",
+        ));
     };
     let ids: Vec<InstanceId> = match &args.instance {
         Some(i) => {
@@ -52,7 +55,10 @@ fn body(global: &Global, args: LogsArgs) -> CmdResult {
     if ids.is_empty() {
         return Err(fail(
             EXIT_FAILED,
-            format_args!("service {} has no instances (see `glint status`)", args.service),
+            format_args!(
+                "service {} has no instances (see `glint status`)",
+                args.service
+            ),
         ));
     }
     let state = crate::common::data_dir(global).join("process");
@@ -64,7 +70,10 @@ fn body(global: &Global, args: LogsArgs) -> CmdResult {
                 continue;
             };
             let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
-            let skip = args.tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
+            let skip = args
+                .tail
+                .map(|t| lines.len().saturating_sub(t))
+                .unwrap_or(0);
             for l in &lines[skip..] {
                 if prefix {
                     println!("[{id}] {l}");

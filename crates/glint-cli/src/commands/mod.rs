@@ -11,6 +11,7 @@ pub mod history;
 pub mod images;
 pub mod logs;
 pub mod plan;
+pub mod rollback;
 pub mod status;
 pub mod up;
 
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Explain(a) => explain::run(g, a),
         Command::Plan(a) => plan::run(g, a),
         Command::Apply(a) => apply::run(g, a),
+        Command::Rollback(a) => rollback::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::History(a) => history::run(g, a),
         Command::Events(a) => events::run(g, a),

@@ -30,7 +30,10 @@ fn body(global: &Global, args: PlanArgs) -> CmdResult {
 pub fn compute(store: Option<&Store>, next: &glint_store::NewVersion) -> Result<Plan, Failed> {
     let io = |e: glint_store::StoreError| fail_io("cannot read the store", &e);
     let (current, live) = match store {
-        Some(s) => (s.latest_version().map_err(io)?, s.live_instances().map_err(io)?),
+        Some(s) => (
+            s.latest_version().map_err(io)?,
+            s.live_instances().map_err(io)?,
+        ),
         None => (None, Vec::new()),
     };
     let mut versions: BTreeMap<VersionNumber, VersionRecord> = BTreeMap::new();
@@ -98,7 +101,10 @@ pub fn render(p: &Plan, paint: Paint) -> String {
             ),
             ServiceAction::Unchanged => (" ".to_owned(), "unchanged".to_owned()),
         };
-        out.push_str(&format!("{sym} service {}: {what}\n", paint.bold(s.name.as_str())));
+        out.push_str(&format!(
+            "{sym} service {}: {what}\n",
+            paint.bold(s.name.as_str())
+        ));
         if let Some(d) = &s.digest {
             out.push_str(&format!("    image {d}\n"));
         }

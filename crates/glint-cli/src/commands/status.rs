@@ -45,6 +45,7 @@ struct ServiceReport {
     healthy: u32,
     instances: Vec<InstanceReport>,
     backoff: Option<String>,
+    rollout: Option<glint_conductor::status::RolloutStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,8 +90,13 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
                 endpoints: vec![],
             });
         } else {
-            println!("Nothing applied yet in {}.", crate::common::data_dir(global).display());
-            println!("Start with `glint up FILE`, or `glint apply FILE` with a `glint conductor` running.");
+            println!(
+                "Nothing applied yet in {}.",
+                crate::common::data_dir(global).display()
+            );
+            println!(
+                "Start with `glint up FILE`, or `glint apply FILE` with a `glint conductor` running."
+            );
         }
         return Ok(EXIT_OK);
     };
@@ -155,7 +161,9 @@ fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Faile
             let iv = versions_cache
                 .entry(i.version.0)
                 .or_insert_with(|| store.version(i.version).ok());
-            let fp = iv.as_ref().and_then(|v| fingerprint(Target::of(v), &i.service));
+            let fp = iv
+                .as_ref()
+                .and_then(|v| fingerprint(Target::of(v), &i.service));
             instances.push(InstanceReport {
                 id: i.id.to_string(),
                 version: i.version.0,
@@ -180,12 +188,19 @@ fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Faile
                 .find(|x| x.name.as_str() == name)
                 .and_then(|x| x.backoff.clone())
         });
+        let rollout = live_status.as_ref().and_then(|s| {
+            s.services
+                .iter()
+                .find(|x| x.name.as_str() == name)
+                .and_then(|x| x.rollout.clone())
+        });
         services.push(ServiceReport {
             name,
             desired,
             healthy,
             instances,
             backoff,
+            rollout,
         });
     }
     let endpoints = version
@@ -246,9 +261,14 @@ fn print_text(r: &Report, paint: Paint) {
         }
         paint.green(&s)
     } else {
-        paint.yellow("no conductor running: nothing is being healed (`glint conductor` or `glint up`)")
+        paint.yellow(
+            "no conductor running: nothing is being healed (`glint conductor` or `glint up`)",
+        )
     };
-    println!("{} {env} · {version} · {conductor}", paint.bold("Environment"));
+    println!(
+        "{} {env} · {version} · {conductor}",
+        paint.bold("Environment")
+    );
     println!();
     let mut t = Table::new(&["SERVICE", "HEALTHY", "DESIRED", "NOTE"], paint);
     for s in &r.services {
@@ -258,20 +278,34 @@ fn print_text(r: &Report, paint: Paint) {
         } else {
             paint.yellow(&h)
         };
-        t.row(vec![
-            s.name.clone(),
-            h,
-            s.desired.to_string(),
-            s.backoff
-                .as_ref()
-                .map(|b| paint.red(&format!("launches held back: {b}")))
-                .unwrap_or_default(),
-        ]);
+        let note = match (&s.backoff, &s.rollout) {
+            (Some(b), _) => paint.red(&format!("launches held back: {b}")),
+            (None, Some(r)) => {
+                let mut n = if r.stale > r.aged {
+                    format!("rolling out: {} to replace", r.stale)
+                } else if r.aged > 0 {
+                    format!("replacing {} past max_age", r.aged)
+                } else {
+                    String::new()
+                };
+                if let Some((step, of)) = r.step {
+                    n.push_str(&format!(", canary step {step}/{of}"));
+                }
+                if let Some(w) = &r.waiting {
+                    n.push_str(&format!(" — {w}"));
+                }
+                paint.yellow(n.trim_start_matches(", "))
+            }
+            (None, None) => String::new(),
+        };
+        t.row(vec![s.name.clone(), h, s.desired.to_string(), note]);
     }
     print!("{}", t.render());
     println!();
     let mut t = Table::new(
-        &["INSTANCE", "SERVICE", "VERSION", "STATE", "HEALTH", "AGE", "ADDRESS", "HANDLE"],
+        &[
+            "INSTANCE", "SERVICE", "VERSION", "STATE", "HEALTH", "AGE", "ADDRESS", "HANDLE",
+        ],
         paint,
     );
     for s in &r.services {
@@ -305,7 +339,12 @@ fn print_text(r: &Report, paint: Paint) {
     }
     if !r.endpoints.is_empty() {
         println!();
-        let mut t = Table::new(&["ENDPOINT", "LISTEN", "SERVICE", "BACKENDS", "REQUESTS", "STATE"], paint);
+        let mut t = Table::new(
+            &[
+                "ENDPOINT", "LISTEN", "SERVICE", "BACKENDS", "REQUESTS", "STATE",
+            ],
+            paint,
+        );
         for e in &r.endpoints {
             let state = match (e.listening, &e.error) {
                 (Some(true), _) => paint.green("listening"),
@@ -317,7 +356,9 @@ fn print_text(r: &Report, paint: Paint) {
                 e.name.clone(),
                 e.listen.clone(),
                 e.service.clone(),
-                e.backends.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                e.backends
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 e.requests
                     .map(|r| format!("{r} ({} failed)", e.failures.unwrap_or(0)))
                     .unwrap_or_else(|| "-".into()),

@@ -105,7 +105,9 @@ fn draw(store: &Store, s: &Status, paint: Paint) {
     out.push_str(&format!(
         "{} version {} · {state} · up {}s\n\n",
         paint.bold("glint up"),
-        s.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+        s.version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into()),
         s.uptime_s
     ));
     for e in &s.endpoints {
@@ -132,7 +134,10 @@ fn draw(store: &Store, s: &Status, paint: Paint) {
             svc.desired
         ));
         if let Some(b) = &svc.backoff {
-            out.push_str(&format!("  {}\n", paint.red(&format!("launches held back: {b}"))));
+            out.push_str(&format!(
+                "  {}\n",
+                paint.red(&format!("launches held back: {b}"))
+            ));
         }
         for i in &svc.instances {
             let phase = match i.phase.as_str() {

@@ -275,9 +275,14 @@ pub fn pid_of(s: &Value, id: &str) -> i32 {
 
 /// One HTTP/1.1 GET on a fresh connection; `Ok(body)` for a 2xx answer.
 pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
     let status = buf.split_whitespace().nth(1).unwrap_or("");
@@ -302,7 +307,8 @@ impl Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
-            let (mut ok, mut failed, mut seen) = (0u64, Vec::new(), std::collections::BTreeSet::new());
+            let (mut ok, mut failed, mut seen) =
+                (0u64, Vec::new(), std::collections::BTreeSet::new());
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 match get(addr, "/") {
                     Ok(body) => {
