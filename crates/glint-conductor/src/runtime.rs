@@ -1207,9 +1207,8 @@ impl Runtime {
         self.wake_at = outcome.wake_at.map(|at| {
             Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
         });
-        let decisions = std::mem::take(&mut self.outcome.decisions);
+        let decisions = outcome.decisions.clone();
         self.outcome = outcome;
-        let decisions = std::mem::replace(&mut self.outcome.decisions, decisions);
         if !self.stopping {
             // Announce (or fail) the rollout before acting on it.
             self.follow_rollout(now);
