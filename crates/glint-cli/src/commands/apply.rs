@@ -136,7 +136,9 @@ fn wait_for(
                 )),
                 Outcome::Superseded => Err(fail(
                     EXIT_FAILED,
-                    format_args!("version {n} was superseded by a newer version before it converged"),
+                    format_args!(
+                        "version {n} was superseded by a newer version before it converged"
+                    ),
                 )),
             };
         }

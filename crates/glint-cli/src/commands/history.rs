@@ -46,7 +46,10 @@ fn body(global: &Global, args: HistoryArgs) -> CmdResult {
                     v.outcome_detail.as_deref().unwrap_or("?")
                 )),
                 Some(o @ (glint_store::Outcome::Failed | glint_store::Outcome::RolledBack)) => {
-                    paint.red(&format!("{o}: {}", v.outcome_detail.as_deref().unwrap_or("")))
+                    paint.red(&format!(
+                        "{o}: {}",
+                        v.outcome_detail.as_deref().unwrap_or("")
+                    ))
                 }
                 Some(o) => o.to_string(),
                 None => paint.yellow("in progress"),

@@ -16,21 +16,33 @@ pub fn run(global: &Global, args: RollbackArgs) -> i32 {
 
 fn body(global: &Global, args: RollbackArgs) -> CmdResult {
     let Some(store) = open_existing_store(global)? else {
-        return Err(fail(EXIT_FAILED, "nothing has been applied yet: there is nothing to roll back"));
+        return Err(fail(
+            EXIT_FAILED,
+            "nothing has been applied yet: there is nothing to roll back",
+        ));
     };
     let io = |e: glint_store::StoreError| fail_io("cannot read versions", &e);
     let Some(current) = store.latest_version().map_err(io)? else {
-        return Err(fail(EXIT_FAILED, "nothing has been applied yet: there is nothing to roll back"));
+        return Err(fail(
+            EXIT_FAILED,
+            "nothing has been applied yet: there is nothing to roll back",
+        ));
     };
     let to = match &args.version {
         Some(v) => {
             let n: VersionNumber = v.parse().map_err(|_| {
-                fail(EXIT_USAGE, format_args!("`{v}` is not a version number (see `glint history`)"))
+                fail(
+                    EXIT_USAGE,
+                    format_args!("`{v}` is not a version number (see `glint history`)"),
+                )
             })?;
             if n >= current.number {
                 return Err(fail(
                     EXIT_USAGE,
-                    format_args!("version {n} is not earlier than the current version {}", current.number),
+                    format_args!(
+                        "version {n} is not earlier than the current version {}",
+                        current.number
+                    ),
                 ));
             }
             n
@@ -56,9 +68,10 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
         }
     };
     let old = store.version(to).map_err(|e| match e {
-        glint_store::StoreError::NoSuchVersion(n) => {
-            fail(EXIT_USAGE, format_args!("version {n} does not exist (see `glint history`)"))
-        }
+        glint_store::StoreError::NoSuchVersion(n) => fail(
+            EXIT_USAGE,
+            format_args!("version {n} does not exist (see `glint history`)"),
+        ),
         other => fail_io("cannot read the version", &other),
     })?;
     // The images of an old version may have been garbage-collected.
@@ -85,12 +98,18 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
         })
         .map_err(|e| fail_io("cannot record the version", &e))?;
     let Created::New(v) = created else {
-        return Err(fail(EXIT_FAILED, "the rollback version could not be recorded"));
+        return Err(fail(
+            EXIT_FAILED,
+            "the rollback version could not be recorded",
+        ));
     };
     let _ = store.append_event(
         NewEvent::info(
             EventKind::VersionRolledBack,
-            format!("version {} rolls back to version {to} (requested)", v.number),
+            format!(
+                "version {} rolls back to version {to} (requested)",
+                v.number
+            ),
         )
         .version(v.number),
     );

@@ -66,6 +66,22 @@ impl Ctx {
     /// The demo environment: `instances` copies of the demo app with a
     /// greeting, behind an endpoint on this context's port.
     pub fn demo(&self, name: &str, instances: u32, greeting: &str) -> PathBuf {
+        self.demo_with(name, instances, &[("GREETING", greeting)], "")
+    }
+
+    /// The demo environment with these env values and extra service settings
+    /// (`extra` is pasted into the service block).
+    pub fn demo_with(
+        &self,
+        name: &str,
+        instances: u32,
+        env: &[(&str, &str)],
+        extra: &str,
+    ) -> PathBuf {
+        let env: String = env
+            .iter()
+            .map(|(k, v)| format!("    {k} = \"{v}\"\n"))
+            .collect();
         self.write(
             name,
             &format!(
@@ -80,15 +96,16 @@ service web {{
   image     = image.hello
   instances = {instances}
   env = {{
-    GREETING = "{greeting}"
-  }}
+{env}  }}
   health {{
     http     = "/healthz"
     interval = 1s
     timeout  = 500ms
+    start_timeout = 3s
   }}
   stop_grace = 2s
   drain      = 2s
+  {extra}
 }}
 
 endpoint public {{
@@ -222,6 +239,12 @@ impl Drop for Ctx {
 
 /// Processes whose environment carries `GLINT_STORE=<store>`.
 pub fn labelled_pids(store: &str) -> Vec<i32> {
+    labelled(store).into_iter().map(|(pid, _)| pid).collect()
+}
+
+/// Processes carrying `GLINT_STORE=<store>`, with their `GLINT_INSTANCE_ID`.
+/// Zombies (exited, not yet reaped) are not counted.
+pub fn labelled(store: &str) -> Vec<(i32, String)> {
     let needle = format!("GLINT_STORE={store}");
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -231,10 +254,25 @@ pub fn labelled_pids(store: &str) -> Vec<i32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if zombie {
+            continue;
+        }
         if let Ok(env) = std::fs::read(e.path().join("environ"))
             && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
         {
-            out.push(pid);
+            let id = env
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"GLINT_INSTANCE_ID="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.push((pid, id));
         }
     }
     out
