@@ -18,6 +18,12 @@
 //!   servers, which can be told to delay, fail and die (conductor tests and
 //!   scale benchmarks).
 
+pub mod process;
+pub mod sim;
+
+pub use process::{LogPaths, ProcessProvider, log_paths};
+pub use sim::SimProvider;
+
 use async_trait::async_trait;
 use glint_model::{Digest, InstanceId, Labels, ProviderKind, Resources};
 use serde::{Deserialize, Serialize};

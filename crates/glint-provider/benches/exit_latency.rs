@@ -1,0 +1,95 @@
+//! How fast the process provider notices that an instance died.
+//!
+//! For each instance: `kill -9` its leader, then measure until the provider's
+//! `Exited` event arrives. Measured for instances the provider launched
+//! (awaited through `tokio::process`) and for instances it adopted after a
+//! simulated conductor restart (watched through a pidfd).
+//!
+//! Run: `cargo bench -p glint-provider --bench exit_latency` (`BENCH_N`
+//! instances per kind, default 50).
+
+// A test or benchmark stops at the first surprise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use glint_provider::{ProcessProvider, Provider, log_paths};
+use std::time::{Duration, Instant};
+
+fn main() {
+    run_app_if_requested();
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; there are no tests here
+    }
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    runtime().block_on(async move {
+        let state = state_dir();
+        let store = unique_store("bench");
+
+        let own = {
+            let p = ProcessProvider::open(state.path(), &store).unwrap();
+            let mut events = p.subscribe();
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let s = spec(&store, "web", "sleep");
+                let id = s.labels.instance.clone();
+                let obs = p.launch(s).await.unwrap();
+                wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+                let t = Instant::now();
+                kill9(handle_pid(&obs.handle));
+                next_exit(&mut events, &id).await;
+                times.push(t.elapsed());
+                p.remove(&id).await.unwrap();
+            }
+            times
+        };
+
+        let adopted = {
+            let first = ProcessProvider::open(state.path(), &store).unwrap();
+            let mut launched = Vec::with_capacity(n);
+            for _ in 0..n {
+                let s = spec(&store, "web", "sleep");
+                let id = s.labels.instance.clone();
+                let obs = first.launch(s).await.unwrap();
+                launched.push((id, handle_pid(&obs.handle)));
+            }
+            for (id, _) in &launched {
+                wait_for_text(&log_paths(state.path(), id).stdout, "ready");
+            }
+            drop(first);
+            let second = ProcessProvider::open(state.path(), &store).unwrap();
+            assert_eq!(second.observe().await.unwrap().len(), n);
+            let mut events = second.subscribe();
+            let mut times = Vec::with_capacity(n);
+            for (id, pid) in &launched {
+                let t = Instant::now();
+                kill9(*pid);
+                next_exit(&mut events, id).await;
+                times.push(t.elapsed());
+                second.remove(id).await.unwrap();
+            }
+            times
+        };
+
+        report("own child (tokio::process)", own);
+        report("adopted (pidfd)", adopted);
+    });
+}
+
+fn report(what: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "exit latency, {what}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
+        times.len(),
+        pick(0.5),
+        pick(0.9),
+        pick(0.99),
+        pick(1.0)
+    );
+}

@@ -1,0 +1,1040 @@
+//! The local-process provider: every instance is a child process of the
+//! conductor (the embedded default).
+//!
+//! # How an instance is run
+//!
+//! [`ProcessProvider::launch`] resolves the program inside the image root
+//! (never on the host's `PATH`, see `resolve`), gives the instance a free
+//! loopback port, and starts the program in a new session (so Ctrl-C in the
+//! conductor's terminal does not reach it and its whole process group can be
+//! signalled) with:
+//!
+//! - an environment made only of the spec's variables plus Glint's labels and
+//!   `PORT`/`HOST` (see [`env_keys`]); nothing of the conductor's environment;
+//! - stdin from `/dev/null`, stdout and stderr appended to per-instance log
+//!   files (see [`log_paths`]), which outlive the instance;
+//! - its own working directory `run/<instance>/work/` under the state directory.
+//!
+//! # Ownership lives on the process
+//!
+//! The labels are in the process's environment, where `/proc/<pid>/environ`
+//! shows them for as long as it runs. A restarted provider finds its instances
+//! by scanning `/proc` for `GLINT_STORE=<its store id>`, so a crash at any
+//! moment (even between spawning a process and writing its record) leaks
+//! nothing. The instance's *leader* is the session leader among the labelled
+//! processes (its descendants inherit the labels and are terminated with it).
+//! Each leader is identified by pid **and** start time (`/proc/<pid>/stat`),
+//! and is held through a pidfd once found, so a recycled pid is never taken
+//! for an instance and never signalled.
+//!
+//! # Exits are noticed at once
+//!
+//! An instance launched by this provider is awaited with `tokio::process`
+//! (which waits on a pidfd on Linux): its exit code or signal is known. An
+//! adopted instance (found after a restart; no longer our child) is watched
+//! through a pidfd registered with the reactor: it becomes readable the moment
+//! the process ends. Its exit status is unknowable (`code: None, signal:
+//! None`). Either way a [`ProviderEvent::Exited`] is sent immediately and the
+//! exit is written to the record, so it survives a restart until
+//! [`Provider::remove`].
+//!
+//! # Stopping
+//!
+//! `terminate` sends SIGTERM to the instance's process group, waits up to the
+//! grace period, then sends SIGKILL. Labelled processes that outlive their
+//! leader (a daemonising child, say) are found by their labels and stopped the
+//! same way, so nothing Glint started is left running.
+//!
+//! Resource limits in the spec are not enforced by this provider yet.
+
+mod procfs;
+mod record;
+mod resolve;
+mod spawn;
+
+pub use record::{LogPaths, log_paths};
+
+use crate::{
+    LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState,
+    process::record::{Mode, Record},
+};
+use async_trait::async_trait;
+use glint_model::{InstanceId, Labels, ProviderKind, keys};
+use rustix::process::{Pid, PidfdFlags, Signal};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, watch};
+use tokio::task::AbortHandle;
+
+/// The environment variables that carry an instance's labels and address.
+///
+/// Every process of an instance has them (children inherit them), which is how
+/// a restarted provider recognises its own processes.
+pub mod env_keys {
+    /// The owning store's id ([`glint_model::Labels::store`]).
+    pub const STORE: &str = "GLINT_STORE";
+    /// The environment's name.
+    pub const ENVIRONMENT: &str = "GLINT_ENVIRONMENT";
+    /// The service's name.
+    pub const SERVICE: &str = "GLINT_SERVICE";
+    /// The version the instance was launched for.
+    pub const VERSION: &str = "GLINT_VERSION";
+    /// The instance id.
+    pub const INSTANCE: &str = "GLINT_INSTANCE_ID";
+    /// The image digest.
+    pub const IMAGE: &str = "GLINT_IMAGE";
+    /// The loopback port the program must listen on.
+    pub const PORT: &str = "PORT";
+    /// The address the program must listen on (`127.0.0.1`).
+    pub const HOST: &str = "HOST";
+}
+
+/// How long to wait for a process to disappear after SIGKILL before giving up
+/// (a process stuck in uninterruptible sleep).
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+/// Capacity of the event channel; a receiver that falls further behind gets
+/// `Lagged` and should resync.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Runs instances as local processes. See the module documentation.
+///
+/// Dropping it stops watching (as a conductor crash would) but leaves the
+/// instances running; a provider opened on the same state directory adopts
+/// them.
+pub struct ProcessProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state_dir: PathBuf,
+    store: String,
+    events: broadcast::Sender<ProviderEvent>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    instances: HashMap<InstanceId, Tracked>,
+    /// Instances between "id reserved" and "tracked", with their ports: the
+    /// `/proc` scan must not adopt them behind the launch's back.
+    launching: HashMap<InstanceId, u16>,
+}
+
+/// One instance this provider knows.
+struct Tracked {
+    labels: Labels,
+    mode: Mode,
+    pid: i32,
+    start_ticks: u64,
+    port: u16,
+    started_at: SystemTime,
+    /// The leader's pidfd, while it runs.
+    pidfd: Option<Arc<OwnedFd>>,
+    /// Current run state; terminate waits on it.
+    state: watch::Sender<RunState>,
+    watcher: Option<AbortHandle>,
+}
+
+impl Tracked {
+    fn run_state(&self) -> RunState {
+        *self.state.borrow()
+    }
+
+    fn record(&self) -> Record {
+        let exit = match self.run_state() {
+            RunState::Running => None,
+            exited => Some(exited),
+        };
+        Record {
+            labels: self.labels.clone(),
+            mode: self.mode,
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+            port: self.port,
+            started_at_ms: record::millis_since_epoch(self.started_at),
+            exit,
+        }
+    }
+
+    fn observed(&self) -> Observed {
+        Observed {
+            labels: self.labels.clone(),
+            state: self.run_state(),
+            addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))),
+            started_at: self.started_at,
+            handle: match self.mode {
+                Mode::Plain => format!("pid {}", self.pid),
+                Mode::Namespaced => format!("pid {} (namespaced)", self.pid),
+            },
+        }
+    }
+}
+
+/// How a watcher learns that the leader ended.
+pub(crate) enum Waiter {
+    /// Our own child, launched through `tokio::process`.
+    Child(tokio::process::Child),
+    /// An adopted process (not our child): wait on the pidfd; no status.
+    Adopted,
+}
+
+/// A freshly started leader.
+pub(crate) struct Spawned {
+    pub pid: i32,
+    pub start_ticks: u64,
+    pub pidfd: OwnedFd,
+    pub waiter: Waiter,
+    pub mode: Mode,
+}
+
+const UNKNOWN_EXIT: RunState = RunState::Exited {
+    code: None,
+    signal: None,
+};
+
+impl ProcessProvider {
+    /// Opens the provider for store `store_id` with its files under
+    /// `state_dir` (created if missing), and adopts that store's instances
+    /// that are still running (or ended but not yet removed).
+    ///
+    /// Must be called inside a tokio runtime (exit watchers are tasks).
+    pub fn open(state_dir: &Path, store_id: &str) -> Result<ProcessProvider, ProviderError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ProviderError::Backend(
+                "the process provider must be opened inside a tokio runtime".into(),
+            ));
+        }
+        for dir in [record::run_dir(state_dir), record::logs_dir(state_dir)] {
+            std::fs::create_dir_all(&dir).map_err(|source| ProviderError::Io {
+                what: "cannot create provider directory".into(),
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let inner = Arc::new(Inner {
+            state_dir: state_dir.to_owned(),
+            store: store_id.to_owned(),
+            events,
+            state: Mutex::new(State::default()),
+        });
+        inner.load_records()?;
+        inner.adopt_scan()?;
+        inner.remove_stale_dirs();
+        Ok(ProcessProvider { inner })
+    }
+
+    /// The state directory this provider keeps its files in.
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// The id of the store whose instances this provider owns.
+    pub fn store_id(&self) -> &str {
+        &self.inner.store
+    }
+}
+
+impl Drop for ProcessProvider {
+    fn drop(&mut self) {
+        for t in self.inner.lock().instances.values() {
+            if let Some(w) = &t.watcher {
+                w.abort();
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn instance_dir(&self, id: &InstanceId) -> PathBuf {
+        record::instance_dir(&self.state_dir, id)
+    }
+
+    /// Reads every record: live leaders are adopted, dead ones are kept as
+    /// ended instances until removed.
+    fn load_records(self: &Arc<Self>) -> Result<(), ProviderError> {
+        let run = record::run_dir(&self.state_dir);
+        let entries = std::fs::read_dir(&run).map_err(|source| ProviderError::Io {
+            what: "cannot list instance records".into(),
+            path: run.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| InstanceId::parse(s).ok())
+            else {
+                continue;
+            };
+            let path = record::record_path(&entry.path());
+            if !path.exists() {
+                // Crashed before the record was written; the scan decides.
+                continue;
+            }
+            let rec = match record::read_record(&path) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable instance record");
+                    continue;
+                }
+            };
+            if rec.labels.store != self.store || rec.labels.instance != id {
+                tracing::warn!(path = %path.display(), "ignoring instance record of another store or instance");
+                continue;
+            }
+            let running = rec.exit.is_none() && procfs::is_alive(rec.pid, rec.start_ticks);
+            let pidfd = if running {
+                open_verified_pidfd(rec.pid, rec.start_ticks)
+            } else {
+                None
+            };
+            let started_at = rec.started_at();
+            match pidfd {
+                Some(fd) => self.track_running(
+                    rec.labels,
+                    rec.mode,
+                    rec.pid,
+                    rec.start_ticks,
+                    rec.port,
+                    started_at,
+                    fd,
+                    Waiter::Adopted,
+                ),
+                None => {
+                    let state = rec.exit.unwrap_or(UNKNOWN_EXIT);
+                    self.track_ended(
+                        rec.labels,
+                        rec.mode,
+                        rec.pid,
+                        rec.start_ticks,
+                        rec.port,
+                        started_at,
+                        state,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds every live process of this store in `/proc` and adopts the
+    /// instances not yet tracked.
+    fn adopt_scan(self: &Arc<Self>) -> Result<(), ProviderError> {
+        let found =
+            procfs::scan_env(env_keys::STORE, &self.store).map_err(|source| ProviderError::Io {
+                what: "cannot scan processes".into(),
+                path: PathBuf::from("/proc"),
+                source,
+            })?;
+        let mut groups: BTreeMap<InstanceId, Vec<procfs::Labelled>> = BTreeMap::new();
+        for p in found {
+            match labels_from_env(&p.env) {
+                Some(labels) => groups.entry(labels.instance).or_default().push(p),
+                None => tracing::warn!(
+                    pid = p.stat.pid,
+                    "process carries this store's id but incomplete labels; leaving it alone"
+                ),
+            }
+        }
+        for (id, members) in groups {
+            {
+                let st = self.lock();
+                if st.instances.contains_key(&id) || st.launching.contains_key(&id) {
+                    continue;
+                }
+            }
+            let Some(first) = members.first() else {
+                continue;
+            };
+            let Some(labels) = labels_from_env(&first.env) else {
+                continue;
+            };
+            let port = first
+                .env
+                .get(env_keys::PORT)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            match find_leader(&members) {
+                Some((mode, pid, start_ticks)) => {
+                    let Some(fd) = open_verified_pidfd(pid, start_ticks) else {
+                        continue; // ended while scanning; the next scan sees the rest
+                    };
+                    tracing::info!(instance = %id, pid, "adopting running instance");
+                    let started_at = procfs::start_time(start_ticks);
+                    self.track_running(
+                        labels,
+                        mode,
+                        pid,
+                        start_ticks,
+                        port,
+                        started_at,
+                        fd,
+                        Waiter::Adopted,
+                    );
+                }
+                None => {
+                    // Only descendants of an ended leader remain: report the
+                    // instance as ended so that it is removed (which stops them).
+                    tracing::info!(instance = %id, "found leftovers of an ended instance");
+                    self.track_ended(
+                        labels,
+                        Mode::Plain,
+                        0,
+                        0,
+                        port,
+                        SystemTime::now(),
+                        UNKNOWN_EXIT,
+                    );
+                }
+            }
+            let rec = self.lock().instances.get(&id).map(Tracked::record);
+            if let Some(rec) = rec {
+                self.persist(&id, &rec);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes instance directories that belong to no tracked instance: a
+    /// crash after creating them and before the process existed.
+    fn remove_stale_dirs(&self) {
+        let run = record::run_dir(&self.state_dir);
+        let Ok(entries) = std::fs::read_dir(&run) else {
+            return;
+        };
+        let st = self.lock();
+        for entry in entries.flatten() {
+            let known = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| InstanceId::parse(s).ok())
+                .is_some_and(|id| st.instances.contains_key(&id) || st.launching.contains_key(&id));
+            // A directory with a record that was not loaded belongs to another
+            // store or is unreadable: it is kept for a person to look at.
+            if !known
+                && !record::record_path(&entry.path()).exists()
+                && let Err(e) = remove_dir_all_if_exists(&entry.path())
+            {
+                {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove stale instance directory");
+                }
+            }
+        }
+    }
+
+    /// Writes an instance's record (best effort: the labels on the process
+    /// remain the source of truth).
+    fn persist(&self, id: &InstanceId, rec: &Record) {
+        let dir = self.instance_dir(id);
+        let path = record::record_path(&dir);
+        let result = std::fs::create_dir_all(dir.join("work"))
+            .map_err(|source| ProviderError::Io {
+                what: "cannot create instance directory".into(),
+                path: dir.clone(),
+                source,
+            })
+            .and_then(|()| record::write_record(&path, rec));
+        if let Err(e) = result {
+            tracing::warn!(instance = %id, error = %e, "cannot write instance record");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn track_running(
+        self: &Arc<Self>,
+        labels: Labels,
+        mode: Mode,
+        pid: i32,
+        start_ticks: u64,
+        port: u16,
+        started_at: SystemTime,
+        pidfd: OwnedFd,
+        waiter: Waiter,
+    ) {
+        let id = labels.instance.clone();
+        let pidfd = Arc::new(pidfd);
+        let (state, _) = watch::channel(RunState::Running);
+        // Tracked first, watched second: an exit noticed at once must find
+        // the instance to mark.
+        let mut st = self.lock();
+        st.instances.insert(
+            id.clone(),
+            Tracked {
+                labels,
+                mode,
+                pid,
+                start_ticks,
+                port,
+                started_at,
+                pidfd: Some(pidfd.clone()),
+                state,
+                watcher: None,
+            },
+        );
+        let watcher = self.start_watcher(id.clone(), pid, start_ticks, pidfd, waiter);
+        if let Some(t) = st.instances.get_mut(&id) {
+            t.watcher = Some(watcher);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn track_ended(
+        &self,
+        labels: Labels,
+        mode: Mode,
+        pid: i32,
+        start_ticks: u64,
+        port: u16,
+        started_at: SystemTime,
+        exit: RunState,
+    ) {
+        let (state, _) = watch::channel(exit);
+        self.lock().instances.insert(
+            labels.instance.clone(),
+            Tracked {
+                labels,
+                mode,
+                pid,
+                start_ticks,
+                port,
+                started_at,
+                pidfd: None,
+                state,
+                watcher: None,
+            },
+        );
+    }
+
+    fn start_watcher(
+        self: &Arc<Self>,
+        id: InstanceId,
+        pid: i32,
+        start_ticks: u64,
+        pidfd: Arc<OwnedFd>,
+        waiter: Waiter,
+    ) -> AbortHandle {
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let state = match waiter {
+                Waiter::Child(mut child) => match child.wait().await {
+                    Ok(status) => state_of(status),
+                    Err(e) => {
+                        tracing::warn!(instance = %id, error = %e, "cannot wait for instance");
+                        wait_for_exit(&pidfd, pid, start_ticks).await;
+                        UNKNOWN_EXIT
+                    }
+                },
+                Waiter::Adopted => {
+                    wait_for_exit(&pidfd, pid, start_ticks).await;
+                    UNKNOWN_EXIT
+                }
+            };
+            if let Some(inner) = weak.upgrade() {
+                inner.exited(&id, state);
+            }
+        })
+        .abort_handle()
+    }
+
+    /// Records that an instance's leader ended and tells the subscribers.
+    fn exited(&self, id: &InstanceId, state: RunState) {
+        {
+            let mut st = self.lock();
+            let Some(t) = st.instances.get_mut(id) else {
+                return;
+            };
+            if t.run_state() != RunState::Running {
+                return;
+            }
+            t.pidfd = None;
+            t.watcher = None;
+            t.state.send_replace(state);
+            // Written under the lock so that a concurrent `remove` cannot
+            // delete the directory halfway through.
+            let rec = t.record();
+            self.persist_existing(id, &rec);
+        }
+        tracing::info!(instance = %id, %state, "instance ended");
+        let _ = self.events.send(ProviderEvent::Exited {
+            instance: id.clone(),
+            state,
+        });
+    }
+
+    /// Like [`Inner::persist`] but only if the instance directory exists.
+    fn persist_existing(&self, id: &InstanceId, rec: &Record) {
+        let dir = self.instance_dir(id);
+        if dir.is_dir()
+            && let Err(e) = record::write_record(&record::record_path(&dir), rec)
+        {
+            {
+                tracing::warn!(instance = %id, error = %e, "cannot write instance record");
+            }
+        }
+    }
+
+    /// A loopback port that is free now and not given to a live instance.
+    fn allocate_port(&self, id: &InstanceId) -> Result<u16, ProviderError> {
+        let mut last_err = None;
+        for _ in 0..64 {
+            let port =
+                match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()) {
+                    Ok(a) => a.port(),
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                };
+            let mut st = self.lock();
+            let taken = st.launching.values().any(|&p| p == port)
+                || st
+                    .instances
+                    .values()
+                    .any(|t| t.port == port && t.run_state() == RunState::Running);
+            if !taken {
+                st.launching.insert(id.clone(), port);
+                return Ok(port);
+            }
+        }
+        Err(ProviderError::Launch {
+            instance: id.clone(),
+            reason: "cannot find a free loopback port".into(),
+            source: last_err,
+        })
+    }
+
+    /// Sends `sig` to a running instance: its process group, or its namespace
+    /// init (which forwards it to everything inside).
+    fn signal(&self, id: &InstanceId, sig: Signal) -> Result<(), ProviderError> {
+        let (mode, pid, pidfd) = {
+            let st = self.lock();
+            match st.instances.get(id) {
+                Some(t) if t.run_state() == RunState::Running => (t.mode, t.pid, t.pidfd.clone()),
+                _ => return Ok(()),
+            }
+        };
+        let result = match (mode, pidfd) {
+            // The leader is alive (we hold its pidfd and it has not been seen
+            // to exit), so its pid still names its process group.
+            (Mode::Plain, Some(_)) => match Pid::from_raw(pid) {
+                Some(p) => rustix::process::kill_process_group(p, sig),
+                None => Ok(()),
+            },
+            (Mode::Namespaced, Some(fd)) => rustix::process::pidfd_send_signal(fd.as_fd(), sig),
+            (_, None) => Ok(()),
+        };
+        match result {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(ProviderError::Terminate {
+                instance: id.clone(),
+                reason: format!("cannot send {sig:?} to pid {pid}: {e}"),
+            }),
+        }
+    }
+
+    /// Stops every process that still carries `id`'s labels: SIGTERM to those
+    /// outside the leader's process group (the group was signalled already),
+    /// up to `grace` for all to end, then SIGKILL.
+    async fn stop_leftovers(
+        &self,
+        id: &InstanceId,
+        leader_group: i32,
+        grace: Duration,
+    ) -> Result<(), ProviderError> {
+        let found = procfs::scan_env(env_keys::INSTANCE, id.as_str()).unwrap_or_default();
+        let mut fds = Vec::new();
+        for p in found {
+            if p.env.get(env_keys::STORE) != Some(&self.store) {
+                continue;
+            }
+            if let Some(fd) = open_verified_pidfd(p.stat.pid, p.stat.start_ticks) {
+                if p.stat.pgid != leader_group || grace.is_zero() {
+                    let sig = if grace.is_zero() {
+                        Signal::KILL
+                    } else {
+                        Signal::TERM
+                    };
+                    let _ = rustix::process::pidfd_send_signal(fd.as_fd(), sig);
+                }
+                fds.push((p.stat.pid, p.stat.start_ticks, Arc::new(fd)));
+            }
+        }
+        if fds.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(instance = %id, count = fds.len(), "stopping leftover processes");
+        let all_exit = |fds: Vec<(i32, u64, Arc<OwnedFd>)>| async move {
+            for (pid, ticks, fd) in fds {
+                wait_for_exit(&fd, pid, ticks).await;
+            }
+        };
+        if tokio::time::timeout(grace, all_exit(fds.clone()))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        for (_, _, fd) in &fds {
+            let _ = rustix::process::pidfd_send_signal(fd.as_fd(), Signal::KILL);
+        }
+        tokio::time::timeout(KILL_WAIT, all_exit(fds))
+            .await
+            .map_err(|_| ProviderError::Terminate {
+                instance: id.clone(),
+                reason: format!(
+                    "processes still running {}s after SIGKILL",
+                    KILL_WAIT.as_secs()
+                ),
+            })
+    }
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Process
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+        let inner = &self.inner;
+        let id = spec.labels.instance.clone();
+        let fail = |reason: String, source: Option<std::io::Error>| ProviderError::Launch {
+            instance: id.clone(),
+            reason,
+            source,
+        };
+        if spec.labels.store != inner.store {
+            return Err(fail(
+                format!(
+                    "its labels name store `{}` but this provider belongs to store `{}`",
+                    spec.labels.store, inner.store
+                ),
+                None,
+            ));
+        }
+        let Some(argv0) = spec.argv.first() else {
+            return Err(fail("the command line (argv) is empty".into(), None));
+        };
+        let program = resolve::resolve_program(
+            &spec.image.rootfs,
+            argv0,
+            &spec.workdir,
+            spec.env.get("PATH").map(String::as_str),
+        )
+        .map_err(|(reason, source)| fail(reason, source))?;
+
+        let dir = inner.instance_dir(&id);
+        {
+            let st = inner.lock();
+            if st.instances.contains_key(&id) || st.launching.contains_key(&id) || dir.exists() {
+                return Err(fail("an instance with this id already exists".into(), None));
+            }
+        }
+        // From here on the id is reserved in `launching`; the guard releases
+        // it and removes whatever was created if we do not get to the end.
+        let port = inner.allocate_port(&id)?;
+        let mut guard = LaunchGuard {
+            inner,
+            id: &id,
+            dir: Some(dir.clone()),
+            logs: None,
+            spawned: None,
+        };
+
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).map_err(|e| {
+            fail(
+                format!("cannot create working directory {}", work.display()),
+                Some(e),
+            )
+        })?;
+        let logs = log_paths(&inner.state_dir, &id);
+        let logs_dir = logs.stdout.parent().map(Path::to_owned).unwrap_or_default();
+        if !logs_dir.exists() {
+            guard.logs = Some(logs_dir.clone());
+        }
+        std::fs::create_dir_all(&logs_dir).map_err(|e| {
+            fail(
+                format!("cannot create log directory {}", logs_dir.display()),
+                Some(e),
+            )
+        })?;
+        let open_log = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| fail(format!("cannot open log file {}", path.display()), Some(e)))
+        };
+        let stdout = open_log(&logs.stdout)?;
+        let stderr = open_log(&logs.stderr)?;
+
+        let env = instance_env(&spec, port);
+        let started_at = SystemTime::now();
+        let Spawned {
+            pid,
+            start_ticks,
+            pidfd,
+            waiter,
+            mode,
+        } = spawn::spawn_plain(&program, &spec.argv, &env, &work, stdout, stderr).map_err(|e| {
+            fail(
+                format!("cannot start `{}`", program.inside.display()),
+                Some(e),
+            )
+        })?;
+        guard.spawned = Some((pid, pidfd));
+
+        let rec = Record {
+            labels: spec.labels.clone(),
+            mode,
+            pid,
+            start_ticks,
+            port,
+            started_at_ms: record::millis_since_epoch(started_at),
+            exit: None,
+        };
+        record::write_record(&record::record_path(&dir), &rec)?;
+
+        // Success: hand the process over to a watcher.
+        let Some((_, pidfd)) = guard.spawned.take() else {
+            return Err(fail("internal error: lost the process handle".into(), None));
+        };
+        guard.logs = None;
+        guard.dir = None;
+        inner.track_running(
+            spec.labels,
+            mode,
+            pid,
+            start_ticks,
+            port,
+            started_at,
+            pidfd,
+            waiter,
+        );
+        drop(guard);
+        let observed = inner.lock().instances.get(&id).map(Tracked::observed);
+        tracing::info!(instance = %id, pid, port, "launched instance");
+        observed.ok_or_else(|| {
+            fail(
+                "internal error: instance vanished after launch".into(),
+                None,
+            )
+        })
+    }
+
+    async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError> {
+        let inner = &self.inner;
+        if !inner.lock().instances.contains_key(instance) {
+            inner.adopt_scan()?;
+        }
+        let (mut rx, leader) = {
+            let st = inner.lock();
+            match st.instances.get(instance) {
+                Some(t) => (Some(t.state.subscribe()), t.pid),
+                None => (None, 0),
+            }
+        };
+        let start = tokio::time::Instant::now();
+        if let Some(rx) = rx.as_mut() {
+            let running = *rx.borrow() == RunState::Running;
+            if running {
+                // A closed channel means the instance was removed meanwhile:
+                // as good as ended.
+                inner.signal(instance, Signal::TERM)?;
+                let ended = tokio::time::timeout(grace, rx.wait_for(|s| *s != RunState::Running))
+                    .await
+                    .is_ok();
+                if !ended {
+                    tracing::info!(instance = %instance, "grace period over; sending SIGKILL");
+                    inner.signal(instance, Signal::KILL)?;
+                    let ended =
+                        tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| *s != RunState::Running))
+                            .await
+                            .is_ok();
+                    if !ended {
+                        return Err(ProviderError::Terminate {
+                            instance: instance.clone(),
+                            reason: format!("still running {}s after SIGKILL", KILL_WAIT.as_secs()),
+                        });
+                    }
+                }
+            }
+        }
+        let left = grace.saturating_sub(start.elapsed());
+        inner.stop_leftovers(instance, leader, left).await
+    }
+
+    async fn observe(&self) -> Result<Vec<Observed>, ProviderError> {
+        self.inner.adopt_scan()?;
+        let st = self.inner.lock();
+        let mut all: Vec<Observed> = st.instances.values().map(Tracked::observed).collect();
+        all.sort_by(|a, b| a.labels.instance.cmp(&b.labels.instance));
+        Ok(all)
+    }
+
+    async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError> {
+        // Removing a running instance would leak it: stop it first, at once.
+        self.terminate(instance, Duration::ZERO).await?;
+        let removed = self.inner.lock().instances.remove(instance);
+        if let Some(w) = removed.and_then(|t| t.watcher) {
+            w.abort();
+        }
+        let dir = self.inner.instance_dir(instance);
+        remove_dir_all_if_exists(&dir).map_err(|source| ProviderError::Io {
+            what: "cannot remove instance directory".into(),
+            path: dir,
+            source,
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+/// Undoes a launch that did not finish: kills the process if it was started,
+/// removes the directories made for it, releases the id.
+struct LaunchGuard<'a> {
+    inner: &'a Inner,
+    id: &'a InstanceId,
+    dir: Option<PathBuf>,
+    logs: Option<PathBuf>,
+    spawned: Option<(i32, OwnedFd)>,
+}
+
+impl Drop for LaunchGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((pid, fd)) = self.spawned.take() {
+            // The leader is our unreaped child, so its pid and process group
+            // cannot have been reused.
+            let _ = rustix::process::pidfd_send_signal(fd.as_fd(), Signal::KILL);
+            if let Some(p) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process_group(p, Signal::KILL);
+            }
+        }
+        for dir in [self.dir.take(), self.logs.take()].into_iter().flatten() {
+            if let Err(e) = remove_dir_all_if_exists(&dir) {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot clean up after a failed launch");
+            }
+        }
+        self.inner.lock().launching.remove(self.id);
+    }
+}
+
+fn remove_dir_all_if_exists(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The instance's whole environment: the spec's, then the labels, `PORT` and
+/// `HOST`, which always win.
+fn instance_env(spec: &LaunchSpec, port: u16) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    let l = &spec.labels;
+    env.insert(env_keys::STORE.into(), l.store.clone());
+    env.insert(env_keys::ENVIRONMENT.into(), l.environment.to_string());
+    env.insert(env_keys::SERVICE.into(), l.service.to_string());
+    env.insert(env_keys::VERSION.into(), l.version.to_string());
+    env.insert(env_keys::INSTANCE.into(), l.instance.to_string());
+    env.insert(env_keys::IMAGE.into(), l.image.to_string());
+    env.insert(env_keys::PORT.into(), port.to_string());
+    env.insert(env_keys::HOST.into(), Ipv4Addr::LOCALHOST.to_string());
+    env
+}
+
+/// Reads the labels back from a process environment.
+fn labels_from_env(env: &BTreeMap<String, String>) -> Option<Labels> {
+    let pairs = [
+        (env_keys::STORE, keys::STORE),
+        (env_keys::ENVIRONMENT, keys::ENVIRONMENT),
+        (env_keys::SERVICE, keys::SERVICE),
+        (env_keys::VERSION, keys::VERSION),
+        (env_keys::INSTANCE, keys::INSTANCE),
+        (env_keys::IMAGE, keys::IMAGE),
+    ];
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .filter_map(|(e, k)| env.get(*e).map(|v| ((*k).to_owned(), v.clone())))
+        .collect();
+    Labels::from_map(&map).ok()
+}
+
+/// The leader among the labelled processes of one instance: a labelled
+/// session leader (a plain instance), or the unlabelled init of the pid
+/// namespace the labelled processes live in (a namespaced instance).
+fn find_leader(members: &[procfs::Labelled]) -> Option<(Mode, i32, u64)> {
+    if let Some(p) = members.iter().find(|p| p.stat.sid == p.stat.pid) {
+        return Some((Mode::Plain, p.stat.pid, p.stat.start_ticks));
+    }
+    let sids: HashSet<i32> = members.iter().map(|p| p.stat.sid).collect();
+    for sid in sids {
+        if sid > 0
+            && procfs::is_nested_init(sid)
+            && let Ok(s) = procfs::stat(sid)
+            && s.sid == sid
+            && !s.is_zombie()
+        {
+            return Some((Mode::Namespaced, sid, s.start_ticks));
+        }
+    }
+    None
+}
+
+/// A pidfd for `pid`, if it still is the process that started at
+/// `start_ticks`. Opening first and checking after closes the pid-reuse race:
+/// the pidfd refers to one process for good.
+fn open_verified_pidfd(pid: i32, start_ticks: u64) -> Option<OwnedFd> {
+    let fd = rustix::process::pidfd_open(Pid::from_raw(pid)?, PidfdFlags::NONBLOCK).ok()?;
+    procfs::is_alive(pid, start_ticks).then_some(fd)
+}
+
+/// A pidfd shared with the watcher, in the form the reactor wants.
+struct PidfdRef(Arc<OwnedFd>);
+
+impl AsRawFd for PidfdRef {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Returns once the process behind `pidfd` has ended (the pidfd becomes
+/// readable). Falls back to polling `/proc` if the reactor refuses the fd.
+async fn wait_for_exit(pidfd: &Arc<OwnedFd>, pid: i32, start_ticks: u64) {
+    use tokio::io::{Interest, unix::AsyncFd};
+    // SAFETY: `PidfdRef` owns a reference to the pidfd, which stays open and
+    // unchanged for as long as the `AsyncFd` lives.
+    match unsafe { AsyncFd::register_with_interest(PidfdRef(pidfd.clone()), Interest::READABLE) } {
+        Ok(fd) => {
+            // Readable means ended; an error means the fd is unusable: poll.
+            if fd.readable().await.is_ok() {
+                return;
+            }
+        }
+        Err(e) => tracing::warn!(pid, error = %e, "cannot watch pidfd; polling /proc instead"),
+    }
+    while procfs::is_alive(pid, start_ticks) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn state_of(status: std::process::ExitStatus) -> RunState {
+    use std::os::unix::process::ExitStatusExt;
+    RunState::Exited {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}

@@ -1,0 +1,470 @@
+//! The simulated provider: instances are tiny in-process HTTP servers.
+//!
+//! [`SimProvider`] exists for the conductor's logic tests and scale
+//! benchmarks. Each instance is one tokio task serving HTTP/1.1 on its own
+//! `127.0.0.1` port and behaving like the demo app `glint-hello`:
+//!
+//! - `GET /` answers `hello from <instance id>`;
+//! - `GET /healthz` answers `200 ok`, or `503` when the launch environment has
+//!   `HEALTHY=false` or the test called [`SimProvider::set_healthy`];
+//! - `GET /sleep/<ms>` answers after `<ms>` milliseconds (in-flight requests);
+//! - `START_DELAY_MS` in the environment delays listening (connections are
+//!   refused until then, as with a slow-starting program);
+//! - `SIM_IGNORE_SIGTERM=true` makes [`Provider::terminate`] wait the whole
+//!   grace period and then "SIGKILL" it (also [`SimProvider::set_ignores_sigterm`]).
+//!
+//! A test steers it: [`SimProvider::kill`] (abrupt death: listener and open
+//! connections dropped, [`ProviderEvent::Exited`] sent),
+//! [`SimProvider::fail_next_launches`], [`SimProvider::set_launch_delay`] and
+//! [`SimProvider::counters`]. Delays use tokio time, so paused-time tests run
+//! instantly.
+//!
+//! Instances belong to the provider, not to the conductor using it: the
+//! provider is `Clone` with shared state, so a test can drop a conductor and
+//! start a new one over a clone of the same provider to exercise adoption,
+//! exactly as a restarted conductor finds the real providers' instances.
+//!
+//! An instance costs one task and one socket, so thousands are cheap; creating
+//! the provider raises the process's open-file limit to its hard limit.
+
+use crate::{LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState};
+use async_trait::async_trait;
+use bytes::Bytes;
+use glint_model::{InstanceId, ProviderKind};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpSocket;
+use tokio::sync::{broadcast, watch};
+use tokio::task::{AbortHandle, JoinSet};
+
+/// The signal number a polite stop ends a program with (like `glint-hello`,
+/// which has no SIGTERM handler).
+const SIGTERM: i32 = 15;
+/// The signal number of a forced stop.
+const SIGKILL: i32 = 9;
+
+/// What the simulated provider has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SimCounters {
+    /// Successful launches.
+    pub launches: u64,
+    /// Launches that failed (injected failures included).
+    pub failed_launches: u64,
+    /// `terminate` calls that stopped a running instance.
+    pub terminations: u64,
+    /// Instances killed abruptly with [`SimProvider::kill`].
+    pub kills: u64,
+    /// Instances running now.
+    pub running: usize,
+}
+
+/// An in-memory provider for tests and benchmarks. See the module
+/// documentation. Cloning shares the instances.
+#[derive(Clone)]
+pub struct SimProvider {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<SimState>,
+    events: broadcast::Sender<ProviderEvent>,
+}
+
+#[derive(Default)]
+struct SimState {
+    instances: HashMap<InstanceId, SimInstance>,
+    fail_next: u32,
+    launch_delay: Duration,
+    counters: SimCounters,
+}
+
+struct SimInstance {
+    observed: Observed,
+    healthy: Arc<AtomicBool>,
+    ignores_sigterm: bool,
+    state: watch::Sender<RunState>,
+    server: Option<AbortHandle>,
+}
+
+impl Default for SimProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for i in st.instances.values() {
+            if let Some(s) = &i.server {
+                s.abort();
+            }
+        }
+    }
+}
+
+impl SimProvider {
+    /// A provider with no instances.
+    pub fn new() -> SimProvider {
+        raise_open_file_limit();
+        let (events, _) = broadcast::channel(4096);
+        SimProvider {
+            shared: Arc::new(Shared {
+                state: Mutex::new(SimState::default()),
+                events,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kills an instance abruptly, as `kill -9` would: its listener and open
+    /// connections are dropped and an `Exited` event (signal 9) is sent.
+    /// Returns whether a running instance was killed.
+    pub fn kill(&self, instance: &InstanceId) -> bool {
+        let killed = self.end(
+            instance,
+            RunState::Exited {
+                code: None,
+                signal: Some(SIGKILL),
+            },
+        );
+        if killed {
+            self.lock().counters.kills += 1;
+        }
+        killed
+    }
+
+    /// Makes an instance's `/healthz` answer 200 (`true`) or 503. Returns
+    /// whether the instance exists.
+    pub fn set_healthy(&self, instance: &InstanceId, healthy: bool) -> bool {
+        match self.lock().instances.get(instance) {
+            Some(i) => {
+                i.healthy.store(healthy, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes an instance ignore polite stops: `terminate` then waits the whole
+    /// grace period and kills it. Returns whether the instance exists.
+    pub fn set_ignores_sigterm(&self, instance: &InstanceId, ignores: bool) -> bool {
+        match self.lock().instances.get_mut(instance) {
+            Some(i) => {
+                i.ignores_sigterm = ignores;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes the next `n` launches fail (after the launch delay).
+    pub fn fail_next_launches(&self, n: u32) {
+        self.lock().fail_next = n;
+    }
+
+    /// Makes every launch take `delay` (tokio time) before it succeeds or fails.
+    pub fn set_launch_delay(&self, delay: Duration) {
+        self.lock().launch_delay = delay;
+    }
+
+    /// What the provider has done so far.
+    pub fn counters(&self) -> SimCounters {
+        let st = self.lock();
+        SimCounters {
+            running: st
+                .instances
+                .values()
+                .filter(|i| i.observed.state == RunState::Running)
+                .count(),
+            ..st.counters
+        }
+    }
+
+    /// Ends a running instance with `state`: stops its server, records the
+    /// state and sends the event. Returns whether it was running.
+    fn end(&self, instance: &InstanceId, state: RunState) -> bool {
+        {
+            let mut st = self.lock();
+            let Some(i) = st.instances.get_mut(instance) else {
+                return false;
+            };
+            if i.observed.state != RunState::Running {
+                return false;
+            }
+            if let Some(s) = i.server.take() {
+                s.abort();
+            }
+            i.observed.state = state;
+            i.state.send_replace(state);
+        }
+        let _ = self.shared.events.send(ProviderEvent::Exited {
+            instance: instance.clone(),
+            state,
+        });
+        true
+    }
+}
+
+#[async_trait]
+impl Provider for SimProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Simulated
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+        let id = spec.labels.instance.clone();
+        let fail = |reason: String, source: Option<std::io::Error>| ProviderError::Launch {
+            instance: id.clone(),
+            reason,
+            source,
+        };
+        let delay = self.lock().launch_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        {
+            let mut st = self.lock();
+            if st.fail_next > 0 {
+                st.fail_next -= 1;
+                st.counters.failed_launches += 1;
+                return Err(fail("simulated launch failure".into(), None));
+            }
+            if st.instances.contains_key(&id) {
+                st.counters.failed_launches += 1;
+                return Err(fail("an instance with this id already exists".into(), None));
+            }
+        }
+        let socket = TcpSocket::new_v4()
+            .and_then(|s| {
+                s.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                    .map(|()| s)
+            })
+            .map_err(|e| fail("cannot bind a loopback port".into(), Some(e)))?;
+        let addr = socket
+            .local_addr()
+            .map_err(|e| fail("cannot read the bound port".into(), Some(e)))?;
+        let env_is = |key: &str, value: &str| spec.env.get(key).is_some_and(|v| v == value);
+        let healthy = Arc::new(AtomicBool::new(!env_is("HEALTHY", "false")));
+        let start_delay = spec
+            .env
+            .get("START_DELAY_MS")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or_default();
+        let app = App {
+            instance: id.to_string(),
+            healthy: healthy.clone(),
+        };
+        // Without a start delay the instance listens before launch returns,
+        // like a program that binds its port first thing.
+        let socket = if start_delay.is_zero() {
+            Socket::Listening(
+                socket
+                    .listen(1024)
+                    .map_err(|e| fail("cannot listen on a loopback port".into(), Some(e)))?,
+            )
+        } else {
+            Socket::Bound(socket, start_delay)
+        };
+        let server = tokio::spawn(serve(socket, Arc::new(app))).abort_handle();
+        let observed = Observed {
+            labels: spec.labels,
+            state: RunState::Running,
+            addr: Some(addr),
+            started_at: SystemTime::now(),
+            handle: format!("sim {addr}"),
+        };
+        let (state, _) = watch::channel(RunState::Running);
+        let mut st = self.lock();
+        if st.instances.contains_key(&id) {
+            // A concurrent launch of the same id won.
+            server.abort();
+            st.counters.failed_launches += 1;
+            return Err(fail("an instance with this id already exists".into(), None));
+        }
+        st.instances.insert(
+            id,
+            SimInstance {
+                observed: observed.clone(),
+                healthy,
+                ignores_sigterm: env_is("SIM_IGNORE_SIGTERM", "true"),
+                state,
+                server: Some(server),
+            },
+        );
+        st.counters.launches += 1;
+        Ok(observed)
+    }
+
+    async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError> {
+        let (ignores, mut rx) = {
+            let mut st = self.lock();
+            let Some(i) = st.instances.get(instance) else {
+                return Ok(());
+            };
+            if i.observed.state != RunState::Running {
+                return Ok(());
+            }
+            let found = (i.ignores_sigterm, i.state.subscribe());
+            st.counters.terminations += 1;
+            found
+        };
+        if !ignores {
+            self.end(
+                instance,
+                RunState::Exited {
+                    code: None,
+                    signal: Some(SIGTERM),
+                },
+            );
+            return Ok(());
+        }
+        // Ignores SIGTERM: wait out the grace period (or an exit meanwhile),
+        // then force it.
+        let ended = tokio::time::timeout(grace, rx.wait_for(|s| *s != RunState::Running))
+            .await
+            .is_ok();
+        if !ended {
+            self.end(
+                instance,
+                RunState::Exited {
+                    code: None,
+                    signal: Some(SIGKILL),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn observe(&self) -> Result<Vec<Observed>, ProviderError> {
+        let st = self.lock();
+        let mut all: Vec<Observed> = st.instances.values().map(|i| i.observed.clone()).collect();
+        all.sort_by(|a, b| a.labels.instance.cmp(&b.labels.instance));
+        Ok(all)
+    }
+
+    async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError> {
+        // Like the real providers: removing a running instance stops it first.
+        self.end(
+            instance,
+            RunState::Exited {
+                code: None,
+                signal: Some(SIGKILL),
+            },
+        );
+        self.lock().instances.remove(instance);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
+        self.shared.events.subscribe()
+    }
+}
+
+/// What one simulated program knows.
+struct App {
+    instance: String,
+    healthy: Arc<AtomicBool>,
+}
+
+/// A simulated program's socket: listening already, or bound and waiting
+/// out its start delay.
+enum Socket {
+    Listening(tokio::net::TcpListener),
+    Bound(TcpSocket, Duration),
+}
+
+/// Listens (after the start delay) and serves connections until aborted.
+/// Aborting drops the listener and, through the `JoinSet`, every connection.
+async fn serve(socket: Socket, app: Arc<App>) {
+    let listener = match socket {
+        Socket::Listening(l) => l,
+        Socket::Bound(socket, delay) => {
+            tokio::time::sleep(delay).await;
+            match socket.listen(1024) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(instance = %app.instance, error = %e, "simulated instance cannot listen");
+                    return;
+                }
+            }
+        }
+    };
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let app = app.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| respond(req, app.clone()));
+                        // A broken connection only ends that connection.
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                // Out of file descriptors, say: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    let (status, body) = match path {
+        "/" => (StatusCode::OK, format!("hello from {}\n", app.instance)),
+        "/healthz" if app.healthy.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".into()),
+        "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".into()),
+        _ => match path
+            .strip_prefix("/sleep/")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
+            Some(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
+                (
+                    StatusCode::OK,
+                    format!("slept {ms}ms in {}\n", app.instance),
+                )
+            }
+            None => (StatusCode::NOT_FOUND, "not found\n".into()),
+        },
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(&app.instance) {
+        resp.headers_mut().insert("x-glint-instance", v);
+    }
+    Ok(resp)
+}
+
+/// Raises the soft open-file limit to the hard limit (best effort): every
+/// simulated instance holds a socket.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}

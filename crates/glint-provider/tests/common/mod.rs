@@ -1,0 +1,350 @@
+//! Shared by the real-process tests and benchmarks: the instance program (this
+//! very binary, re-executed in "app mode") and helpers to drive a provider.
+//!
+//! The binary is statically linked (see `.cargo/config.toml`), so a copy of it
+//! runs inside an image root with nothing else in it.
+#![allow(dead_code)]
+
+use glint_model::{Digest, InstanceId, Labels, Name, Resources, VersionNumber};
+use glint_provider::{LaunchImage, LaunchSpec, ProviderEvent, RunState};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The variable that selects app mode, and the mode.
+pub const APP_MODE: &str = "GLINT_TESTAPP";
+
+/// Generous bound for anything a test waits for on a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// If this process was started as an instance program, runs it and never
+/// returns.
+pub fn run_app_if_requested() {
+    let Ok(mode) = std::env::var(APP_MODE) else {
+        return;
+    };
+    let code = app(&mode);
+    std::process::exit(code);
+}
+
+fn ready() {
+    println!("ready");
+    let _ = std::io::stdout().flush();
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn ignore_sigterm() {
+    // SAFETY: installing SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+}
+
+fn app(mode: &str) -> i32 {
+    match mode {
+        // Report the environment and working directory, then serve HTTP.
+        "serve" => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            println!("cwd={}", cwd.display());
+            for (k, v) in std::env::vars() {
+                println!("env {k}={v}");
+            }
+            eprintln!("to stderr");
+            let host = std::env::var("HOST").unwrap_or_default();
+            let port = std::env::var("PORT").unwrap_or_default();
+            let id = std::env::var("GLINT_INSTANCE_ID").unwrap_or_default();
+            let listener = match TcpListener::bind(format!("{host}:{port}")) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("cannot listen: {e}");
+                    return 1;
+                }
+            };
+            ready();
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &format!("hello from {id}\n"));
+            }
+            0
+        }
+        "sleep" => {
+            ready();
+            sleep_forever()
+        }
+        "ignore-term" => {
+            ignore_sigterm();
+            ready();
+            sleep_forever()
+        }
+        "exit" => std::env::var("EXIT_CODE")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        // Start a child in CHILD_MODE (inheriting the environment, hence the
+        // labels), report its pid, then sleep.
+        "spawn-child" => {
+            let child_mode = std::env::var("CHILD_MODE").unwrap_or_else(|_| "sleep".into());
+            let exe = std::env::current_exe().unwrap_or_default();
+            match std::process::Command::new(exe)
+                .env(APP_MODE, child_mode)
+                .spawn()
+            {
+                Ok(child) => println!("child={}", child.id()),
+                Err(e) => {
+                    eprintln!("cannot spawn child: {e}");
+                    return 1;
+                }
+            }
+            // Wait until the child is ready (it prints to the same log).
+            std::thread::sleep(Duration::from_millis(50));
+            ready();
+            sleep_forever()
+        }
+        // A child that leaves the process group and ignores SIGTERM.
+        "daemon" => {
+            let _ = rustix::process::setsid();
+            ignore_sigterm();
+            println!("daemon ready");
+            let _ = std::io::stdout().flush();
+            sleep_forever()
+        }
+        // What the instance can see of its world (namespaced instances).
+        "probe" => {
+            println!("pid={}", std::process::id());
+            println!(
+                "host_hostname_visible={}",
+                Path::new("/etc/hostname").exists()
+            );
+            println!(
+                "image_marker_visible={}",
+                Path::new("/image-marker").exists()
+            );
+            println!(
+                "root_writable={}",
+                std::fs::write("/probe-write", b"x").is_ok()
+            );
+            println!("tmp_writable={}", std::fs::write("/tmp/x", b"x").is_ok());
+            println!("dev_null={}", std::fs::write("/dev/null", b"x").is_ok());
+            let procs = std::fs::read_dir("/proc")
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                        .count()
+                })
+                .unwrap_or(0);
+            println!("visible_processes={procs}");
+            let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            println!("hostname={}", hostname.trim());
+            let cwd = std::env::current_dir().unwrap_or_default();
+            println!("cwd={}", cwd.display());
+            ready();
+            sleep_forever()
+        }
+        other => {
+            eprintln!("unknown app mode {other}");
+            2
+        }
+    }
+}
+
+/// Answers one HTTP request with `body` and closes.
+fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `GET path` over a fresh connection; returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
+
+/// An image root holding this binary as `/bin/testapp`, a marker file, and a
+/// non-executable file; shared by all tests of the process (read-only).
+pub fn image_root() -> &'static Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), bin.join("testapp")).unwrap();
+        std::fs::write(dir.path().join("image-marker"), b"from the image").unwrap();
+        std::fs::write(dir.path().join("not-a-program"), b"data").unwrap();
+        dir
+    })
+    .path()
+}
+
+/// A unique store id, so that tests running side by side never adopt each
+/// other's instances.
+pub fn unique_store(name: &str) -> String {
+    format!(
+        "test-{}-{name}-{}",
+        std::process::id(),
+        next_entropy() % 100_000
+    )
+}
+
+fn next_entropy() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15))).wrapping_add(u64::from(std::process::id()))
+}
+
+/// A launch spec running `/bin/testapp` in `mode`.
+pub fn spec(store: &str, service: &str, mode: &str) -> LaunchSpec {
+    let service = Name::new(service).unwrap();
+    let instance = InstanceId::from_entropy(&service, next_entropy());
+    LaunchSpec {
+        labels: Labels {
+            store: store.to_owned(),
+            environment: Name::new("test").unwrap(),
+            service,
+            version: VersionNumber(1),
+            instance,
+            image: Digest::of(b"test image"),
+        },
+        image: LaunchImage {
+            digest: Digest::of(b"test image"),
+            rootfs: image_root().to_owned(),
+        },
+        argv: vec!["/bin/testapp".into()],
+        env: BTreeMap::from([(APP_MODE.to_owned(), mode.to_owned())]),
+        workdir: "/".into(),
+        port: 8080,
+        resources: Resources::default(),
+    }
+}
+
+/// Waits until the file contains `needle`; returns its contents.
+pub fn wait_for_text(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never contained {needle:?}; it has:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The next `Exited` event for `id`.
+pub async fn next_exit(
+    rx: &mut tokio::sync::broadcast::Receiver<ProviderEvent>,
+    id: &InstanceId,
+) -> RunState {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(ProviderEvent::Exited { instance, state }) if &instance == id => return state,
+                Ok(_) => {}
+                Err(e) => panic!("event stream failed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no exit event for {id}"))
+}
+
+/// The pid in an `Observed::handle` (`pid 1234`, `pid 1234 (namespaced)`).
+pub fn handle_pid(handle: &str) -> i32 {
+    handle
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in handle {handle:?}"))
+}
+
+/// `(state, session id, start ticks)` from `/proc/<pid>/stat`, if the pid exists.
+pub fn proc_stat(pid: i32) -> Option<(char, i32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f[0].chars().next()?,
+        f[3].parse().ok()?,
+        f[19].parse().ok()?,
+    ))
+}
+
+/// Whether `pid` is gone or only a zombie is left.
+pub fn is_dead(pid: i32) -> bool {
+    !matches!(proc_stat(pid), Some((s, _, _)) if s != 'Z' && s != 'X')
+}
+
+/// Waits until `pid` is dead.
+pub fn wait_dead(pid: i32) {
+    let deadline = Instant::now() + PATIENCE;
+    while !is_dead(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} never died");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends SIGKILL to a pid.
+pub fn kill9(pid: i32) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+}
+
+/// A fresh state directory.
+pub fn state_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The instance directory of `id` under `state`.
+pub fn instance_dir(state: &Path, id: &InstanceId) -> PathBuf {
+    state.join("run").join(id.as_str())
+}
+
+/// A multi-threaded runtime like the conductor's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

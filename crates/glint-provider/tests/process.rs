@@ -1,0 +1,552 @@
+//! The process provider, tested with real processes.
+//!
+//! This binary is its own instance program: started with `GLINT_TESTAPP` set
+//! it runs in "app mode" (see `common`), otherwise it runs the tests through
+//! `libtest-mimic`, which gives the usual `cargo test` interface.
+
+// A test or benchmark stops at the first surprise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use glint_model::InstanceId;
+use glint_provider::{LaunchSpec, ProcessProvider, Provider, ProviderError, RunState, log_paths};
+use libtest_mimic::{Arguments, Trial};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+fn main() -> std::process::ExitCode {
+    run_app_if_requested();
+    let args = Arguments::from_args();
+    let tests: Vec<(&str, fn())> = vec![
+        (
+            "launch_sets_env_labels_cwd_and_logs",
+            launch_sets_env_labels_cwd_and_logs,
+        ),
+        (
+            "exit_is_reported_with_code_or_signal_until_removed",
+            exit_is_reported_with_code_or_signal_until_removed,
+        ),
+        (
+            "terminate_sends_sigterm_first",
+            terminate_sends_sigterm_first,
+        ),
+        (
+            "terminate_escalates_to_sigkill_when_sigterm_is_ignored",
+            terminate_escalates_to_sigkill_when_sigterm_is_ignored,
+        ),
+        (
+            "terminate_stops_the_process_group_and_escaped_descendants",
+            terminate_stops_the_process_group_and_escaped_descendants,
+        ),
+        (
+            "terminate_and_remove_are_idempotent",
+            terminate_and_remove_are_idempotent,
+        ),
+        (
+            "restarted_provider_adopts_exactly_its_instances",
+            restarted_provider_adopts_exactly_its_instances,
+        ),
+        (
+            "instance_without_a_record_is_found_by_its_labels",
+            instance_without_a_record_is_found_by_its_labels,
+        ),
+        (
+            "recycled_pid_is_never_taken_for_an_instance",
+            recycled_pid_is_never_taken_for_an_instance,
+        ),
+        ("stores_do_not_see_each_other", stores_do_not_see_each_other),
+        (
+            "missing_program_fails_cleanly",
+            missing_program_fails_cleanly,
+        ),
+        (
+            "duplicate_instance_id_is_refused",
+            duplicate_instance_id_is_refused,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn id_of(spec: &LaunchSpec) -> InstanceId {
+    spec.labels.instance.clone()
+}
+
+fn launch_sets_env_labels_cwd_and_logs() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("env");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut spec = spec(&store, "web", "serve");
+        spec.env.insert("GREETING".into(), "hi".into());
+        let id = id_of(&spec);
+        let obs = p.launch(spec.clone()).await.unwrap();
+        assert_eq!(obs.state, RunState::Running);
+        assert_eq!(obs.labels, spec.labels);
+        let addr = obs.addr.unwrap();
+        assert!(addr.ip().is_loopback());
+
+        let logs = log_paths(state.path(), &id);
+        let out = wait_for_text(&logs.stdout, "ready");
+        let expect = [
+            format!("env PORT={}", addr.port()),
+            "env HOST=127.0.0.1".to_owned(),
+            format!("env GLINT_STORE={store}"),
+            format!("env GLINT_INSTANCE_ID={id}"),
+            "env GLINT_SERVICE=web".to_owned(),
+            "env GLINT_ENVIRONMENT=test".to_owned(),
+            "env GLINT_VERSION=1".to_owned(),
+            format!("env GLINT_IMAGE={}", spec.labels.image),
+            "env GREETING=hi".to_owned(),
+        ];
+        for line in &expect {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        // Nothing of the conductor's own environment leaks in.
+        assert!(std::env::var("PATH").is_ok());
+        assert!(!out.contains("env PATH="), "{out}");
+        let work = instance_dir(state.path(), &id).join("work");
+        let work = work.canonicalize().unwrap();
+        assert!(out.contains(&format!("cwd={}\n", work.display())), "{out}");
+        wait_for_text(&logs.stderr, "to stderr");
+
+        let body = http_get(addr, "/").unwrap();
+        assert_eq!(body, format!("hello from {id}\n"));
+
+        // The program leads its own session (and so its own process group).
+        let pid = handle_pid(&obs.handle);
+        let (_, sid, _) = proc_stat(pid).unwrap();
+        assert_eq!(sid, pid);
+
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        p.remove(&id).await.unwrap();
+        // Logs outlive the instance.
+        assert!(logs.stdout.exists() && logs.stderr.exists());
+        assert!(!instance_dir(state.path(), &id).exists());
+    });
+}
+
+fn exit_is_reported_with_code_or_signal_until_removed() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("exit");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut events = p.subscribe();
+
+        let mut exits = spec(&store, "job", "exit");
+        exits.env.insert("EXIT_CODE".into(), "3".into());
+        let exits_id = id_of(&exits);
+        p.launch(exits).await.unwrap();
+        let code3 = RunState::Exited {
+            code: Some(3),
+            signal: None,
+        };
+        assert_eq!(next_exit(&mut events, &exits_id).await, code3);
+
+        let sleeper = spec(&store, "web", "sleep");
+        let sleeper_id = id_of(&sleeper);
+        let obs = p.launch(sleeper).await.unwrap();
+        wait_for_text(&log_paths(state.path(), &sleeper_id).stdout, "ready");
+        kill9(handle_pid(&obs.handle));
+        let killed = RunState::Exited {
+            code: None,
+            signal: Some(9),
+        };
+        assert_eq!(next_exit(&mut events, &sleeper_id).await, killed);
+
+        // Ended instances stay visible, with how they ended, until removed.
+        let seen = p.observe().await.unwrap();
+        let state_of = |id: &InstanceId| {
+            seen.iter()
+                .find(|o| &o.labels.instance == id)
+                .map(|o| o.state)
+        };
+        assert_eq!(state_of(&exits_id), Some(code3));
+        assert_eq!(state_of(&sleeper_id), Some(killed));
+        p.remove(&exits_id).await.unwrap();
+        p.remove(&sleeper_id).await.unwrap();
+        assert!(p.observe().await.unwrap().is_empty());
+        assert!(log_paths(state.path(), &exits_id).stdout.exists());
+    });
+}
+
+fn terminate_sends_sigterm_first() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("term");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut events = p.subscribe();
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        p.terminate(&id, Duration::from_secs(30)).await.unwrap();
+        let sigterm = RunState::Exited {
+            code: None,
+            signal: Some(15),
+        };
+        assert_eq!(next_exit(&mut events, &id).await, sigterm);
+        assert_eq!(p.observe().await.unwrap()[0].state, sigterm);
+    });
+}
+
+fn terminate_escalates_to_sigkill_when_sigterm_is_ignored() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("kill");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let s = spec(&store, "web", "ignore-term");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        // Only once the program has set SIG_IGN does the test mean anything.
+        wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        p.terminate(&id, Duration::from_millis(300)).await.unwrap();
+        let seen = p.observe().await.unwrap();
+        assert_eq!(
+            seen[0].state,
+            RunState::Exited {
+                code: None,
+                signal: Some(9)
+            }
+        );
+    });
+}
+
+fn terminate_stops_the_process_group_and_escaped_descendants() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("group");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        // One child stays in the group and ignores SIGTERM; another leaves the
+        // group (its own session) and ignores SIGTERM too.
+        for child_mode in ["ignore-term", "daemon"] {
+            let mut s = spec(&store, "web", "spawn-child");
+            s.env.insert("CHILD_MODE".into(), child_mode.into());
+            let id = id_of(&s);
+            let obs = p.launch(s).await.unwrap();
+            let logs = log_paths(state.path(), &id);
+            let out = wait_for_text(&logs.stdout, "ready");
+            let child: i32 = out
+                .lines()
+                .find_map(|l| l.strip_prefix("child="))
+                .and_then(|c| c.parse().ok())
+                .unwrap();
+            if child_mode == "daemon" {
+                wait_for_text(&logs.stdout, "daemon ready");
+                assert_eq!(
+                    proc_stat(child).unwrap().1,
+                    child,
+                    "daemon leads its session"
+                );
+            } else {
+                wait_for_text(&logs.stdout, "ready\nready");
+            }
+            p.terminate(&id, Duration::from_millis(500)).await.unwrap();
+            assert!(
+                is_dead(handle_pid(&obs.handle)),
+                "leader of {child_mode} alive"
+            );
+            assert!(is_dead(child), "{child_mode} child still running");
+            p.remove(&id).await.unwrap();
+        }
+    });
+}
+
+fn terminate_and_remove_are_idempotent() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("idem");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        let obs = p.launch(s).await.unwrap();
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        assert!(is_dead(handle_pid(&obs.handle)));
+        p.remove(&id).await.unwrap();
+        p.remove(&id).await.unwrap();
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        let unknown = InstanceId::parse("web-zzzzzzzz").unwrap();
+        p.terminate(&unknown, Duration::from_secs(1)).await.unwrap();
+        p.remove(&unknown).await.unwrap();
+        // Removing a running instance stops it rather than leaking it.
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        let obs = p.launch(s).await.unwrap();
+        p.remove(&id).await.unwrap();
+        assert!(is_dead(handle_pid(&obs.handle)));
+        assert!(p.observe().await.unwrap().is_empty());
+    });
+}
+
+fn ids(seen: &[glint_provider::Observed]) -> BTreeSet<InstanceId> {
+    seen.iter().map(|o| o.labels.instance.clone()).collect()
+}
+
+fn restarted_provider_adopts_exactly_its_instances() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("adopt");
+        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut events = first.subscribe();
+        let a = spec(&store, "web", "serve");
+        let b = spec(&store, "web", "sleep");
+        let mut c = spec(&store, "job", "exit");
+        c.env.insert("EXIT_CODE".into(), "0".into());
+        let (a_id, b_id, c_id) = (id_of(&a), id_of(&b), id_of(&c));
+        let a_obs = first.launch(a).await.unwrap();
+        let b_obs = first.launch(b).await.unwrap();
+        first.launch(c).await.unwrap();
+        next_exit(&mut events, &c_id).await;
+        wait_for_text(&log_paths(state.path(), &a_id).stdout, "ready");
+
+        // The conductor "crashes": the provider goes away, instances stay.
+        drop(first);
+        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut events = second.subscribe();
+        let seen = second.observe().await.unwrap();
+        assert_eq!(
+            ids(&seen),
+            BTreeSet::from([a_id.clone(), b_id.clone(), c_id.clone()])
+        );
+        let get = |id: &InstanceId| seen.iter().find(|o| &o.labels.instance == id).unwrap();
+        assert_eq!(get(&a_id).state, RunState::Running);
+        assert_eq!(get(&a_id).handle, a_obs.handle);
+        assert_eq!(get(&a_id).addr, a_obs.addr);
+        assert_eq!(get(&a_id).labels, a_obs.labels);
+        assert_eq!(get(&b_id).state, RunState::Running);
+        // The exit seen before the crash was recorded.
+        assert_eq!(
+            get(&c_id).state,
+            RunState::Exited {
+                code: Some(0),
+                signal: None
+            }
+        );
+        // Observing again adopts nothing twice.
+        assert_eq!(second.observe().await.unwrap().len(), 3);
+        // The adopted instance still serves at the same address.
+        assert_eq!(
+            http_get(a_obs.addr.unwrap(), "/").unwrap(),
+            format!("hello from {a_id}\n")
+        );
+
+        // An adopted process's exit is noticed through its pidfd.
+        kill9(handle_pid(&a_obs.handle));
+        let unknown = RunState::Exited {
+            code: None,
+            signal: None,
+        };
+        assert_eq!(next_exit(&mut events, &a_id).await, unknown);
+        // And an adopted process can be terminated.
+        second
+            .terminate(&b_id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(is_dead(handle_pid(&b_obs.handle)));
+        for id in [&a_id, &b_id, &c_id] {
+            second.remove(id).await.unwrap();
+        }
+
+        // A third start finds nothing left.
+        drop(second);
+        let third = ProcessProvider::open(state.path(), &store).unwrap();
+        assert!(third.observe().await.unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(state.path().join("run")).unwrap().count(),
+            0
+        );
+    });
+}
+
+fn instance_without_a_record_is_found_by_its_labels() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("norecord");
+        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        let obs = first.launch(s).await.unwrap();
+        drop(first);
+        // As if the conductor had crashed between spawning and recording.
+        std::fs::remove_dir_all(instance_dir(state.path(), &id)).unwrap();
+
+        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let seen = second.observe().await.unwrap();
+        assert_eq!(ids(&seen), BTreeSet::from([id.clone()]));
+        assert_eq!(seen[0].state, RunState::Running);
+        assert_eq!(
+            seen[0].addr, obs.addr,
+            "port read back from the environment"
+        );
+        assert_eq!(seen[0].labels, obs.labels);
+        second
+            .terminate(&id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(is_dead(handle_pid(&obs.handle)));
+        second.remove(&id).await.unwrap();
+    });
+}
+
+fn recycled_pid_is_never_taken_for_an_instance() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("reuse");
+        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let mut events = first.subscribe();
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        let obs = first.launch(s).await.unwrap();
+        kill9(handle_pid(&obs.handle));
+        next_exit(&mut events, &id).await;
+        drop(first);
+
+        // An unrelated process now "has the pid": rewrite the record as if the
+        // exit had not been recorded and the pid had been recycled.
+        let bystander = KillOnDrop(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .env(APP_MODE, "sleep")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let bystander_pid = bystander.0.id() as i32;
+        let (_, _, bystander_ticks) = proc_stat(bystander_pid).unwrap();
+        let record = instance_dir(state.path(), &id).join("record.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        json["pid"] = bystander_pid.into();
+        // The recorded process started earlier than the one now at that pid.
+        json["start_ticks"] = (bystander_ticks - 1).into();
+        json["exit"] = serde_json::Value::Null;
+        std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+
+        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let seen = second.observe().await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_ne!(seen[0].state, RunState::Running);
+        second.terminate(&id, Duration::ZERO).await.unwrap();
+        second.remove(&id).await.unwrap();
+        assert!(
+            !is_dead(bystander_pid),
+            "an unrelated process was signalled"
+        );
+    });
+}
+
+/// A child process killed and reaped when the test ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stores_do_not_see_each_other() {
+    runtime().block_on(async {
+        let (dir_a, dir_b) = (state_dir(), state_dir());
+        let (store_a, store_b) = (unique_store("a"), unique_store("b"));
+        let a = ProcessProvider::open(dir_a.path(), &store_a).unwrap();
+        let b = ProcessProvider::open(dir_b.path(), &store_b).unwrap();
+        let sa = spec(&store_a, "web", "sleep");
+        let sb = spec(&store_b, "web", "sleep");
+        let (ia, ib) = (id_of(&sa), id_of(&sb));
+        a.launch(sa).await.unwrap();
+        b.launch(sb.clone()).await.unwrap();
+        assert_eq!(
+            ids(&a.observe().await.unwrap()),
+            BTreeSet::from([ia.clone()])
+        );
+        assert_eq!(
+            ids(&b.observe().await.unwrap()),
+            BTreeSet::from([ib.clone()])
+        );
+        // Terminating another store's instance through `a` touches nothing.
+        a.terminate(&ib, Duration::ZERO).await.unwrap();
+        assert_eq!(b.observe().await.unwrap()[0].state, RunState::Running);
+        // A spec labelled for another store is refused.
+        let mut foreign = spec(&store_b, "web", "sleep");
+        foreign.labels.store = store_b.clone();
+        assert!(matches!(
+            a.launch(foreign).await,
+            Err(ProviderError::Launch { .. })
+        ));
+        a.remove(&ia).await.unwrap();
+        b.remove(&ib).await.unwrap();
+    });
+}
+
+fn missing_program_fails_cleanly() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("missing");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        for (program, expect) in [
+            ("/bin/missing", "/bin/missing"),
+            ("/not-a-program", "not executable"),
+            ("missing", "`missing`"),
+        ] {
+            let mut s = spec(&store, "web", "sleep");
+            s.argv = vec![program.into()];
+            let id = id_of(&s);
+            match p.launch(s).await {
+                Err(e @ ProviderError::Launch { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(expect), "{msg}");
+                    assert!(msg.contains(id.as_str()), "{msg}");
+                }
+                other => panic!("expected a launch error, got {other:?}"),
+            }
+            assert!(!instance_dir(state.path(), &id).exists());
+            assert!(
+                !log_paths(state.path(), &id)
+                    .stdout
+                    .parent()
+                    .unwrap()
+                    .exists()
+            );
+        }
+        assert!(p.observe().await.unwrap().is_empty());
+        assert_eq!(count_entries(&state.path().join("run")), 0);
+        assert_eq!(count_entries(&state.path().join("logs")), 0);
+    });
+}
+
+fn duplicate_instance_id_is_refused() {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("dup");
+        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        p.launch(s.clone()).await.unwrap();
+        assert!(matches!(
+            p.launch(s).await,
+            Err(ProviderError::Launch { .. })
+        ));
+        assert_eq!(p.observe().await.unwrap().len(), 1);
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn count_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
