@@ -283,8 +283,7 @@ impl<'a> ServicePass<'a> {
     fn run(mut self) {
         let d = self.svc.instances;
         let current: Vec<&Member> = self.current.clone();
-        let available_current = current
-            .iter().filter(|m| self.available(m)).count() as u32;
+        let available_current = current.iter().filter(|m| self.available(m)).count() as u32;
         let mut progress = Progress {
             desired: d,
             available: available_current,
@@ -316,7 +315,9 @@ impl<'a> ServicePass<'a> {
             self.rolling(1, 0, d, &mut progress);
             self.all_healthy()
         };
-        if !matches!(self.svc.rollout.strategy, Strategy::BlueGreen { .. }) || self.outdated.is_empty() {
+        if !matches!(self.svc.rollout.strategy, Strategy::BlueGreen { .. })
+            || self.outdated.is_empty()
+        {
             progress.converged =
                 progress.stale == 0 && progress.available == d && progress.current == d;
         }
@@ -337,8 +338,19 @@ impl<'a> ServicePass<'a> {
 
     /// The rolling rule, with the number of current members capped at `cap`
     /// (`D` for plain rolling, the step's count for a canary).
-    fn rolling_capped(&mut self, surge: u32, unavailable: u32, d: u32, cap: u32, progress: &Progress) {
-        let surge = if surge == 0 && unavailable == 0 { 1 } else { surge };
+    fn rolling_capped(
+        &mut self,
+        surge: u32,
+        unavailable: u32,
+        d: u32,
+        cap: u32,
+        progress: &Progress,
+    ) {
+        let surge = if surge == 0 && unavailable == 0 {
+            1
+        } else {
+            surge
+        };
         let max_total = d + surge;
         let min_available = d.saturating_sub(unavailable);
         let mut stale: Vec<&Member> = self.outdated.iter().chain(&self.aged).copied().collect();
@@ -351,7 +363,8 @@ impl<'a> ServicePass<'a> {
         // available ones while enough others stay available — but only as
         // many as current members can take the place of (a stale member is
         // capacity until a current one exists to replace it).
-        let mut order: Vec<(bool, &Member)> = stale_avail.into_iter().zip(stale.drain(..)).collect();
+        let mut order: Vec<(bool, &Member)> =
+            stale_avail.into_iter().zip(stale.drain(..)).collect();
         order.sort_by_key(|(avail, m)| (*avail, m.created_at));
         let aged_reason = |m: &Member| {
             if self.aged.iter().any(|a| a.id == m.id) {
@@ -410,7 +423,11 @@ impl<'a> ServicePass<'a> {
 
     fn canary(&mut self, steps: &[u32], pause: i64, d: u32, progress: &mut Progress) {
         // The counts the new version grows through, ending with D.
-        let mut caps: Vec<u32> = steps.iter().map(|s| (*s).min(d)).filter(|s| *s > 0).collect();
+        let mut caps: Vec<u32> = steps
+            .iter()
+            .map(|s| (*s).min(d))
+            .filter(|s| *s > 0)
+            .collect();
         caps.push(d);
         caps.dedup();
         caps.sort_unstable();
@@ -484,7 +501,11 @@ impl<'a> ServicePass<'a> {
                 .map(|m| m.id.clone())
                 .collect();
             // With no healthy old member left, serve whatever is healthy.
-            return if old.is_empty() { self.all_healthy() } else { old };
+            return if old.is_empty() {
+                self.all_healthy()
+            } else {
+                old
+            };
         }
         progress.converged = current.len() as u32 == d;
         // Switched when the d-th new member became available.
@@ -493,7 +514,10 @@ impl<'a> ServicePass<'a> {
         let retire_at = switched_at.saturating_add(keep);
         if self.now >= retire_at {
             for m in self.outdated.clone() {
-                self.retire(m, format!("blue/green: the old set of {} is no longer kept", self.name));
+                self.retire(
+                    m,
+                    format!("blue/green: the old set of {} is no longer kept", self.name),
+                );
             }
         } else {
             self.out.wake(retire_at);
@@ -642,7 +666,9 @@ mod tests {
     fn a_converged_world_does_nothing_and_routes_to_everyone() {
         let e = env(3, "hi", rolling());
         let f = fp(&e);
-        let m: Vec<_> = (0..3).map(|i| member(i, &f, MemberPhase::Healthy)).collect();
+        let m: Vec<_> = (0..3)
+            .map(|i| member(i, &f, MemberPhase::Healthy))
+            .collect();
         let o = run(&e, &m, NOW);
         assert!(o.decisions.is_empty());
         assert_eq!(routes(&o).len(), 3);
@@ -660,14 +686,20 @@ mod tests {
         ];
         let o = run(&e, &m, NOW);
         assert!(o.decisions.is_empty());
-        assert_eq!(routes(&o), vec![m[0].id.clone()], "only healthy members get traffic");
+        assert_eq!(
+            routes(&o),
+            vec![m[0].id.clone()],
+            "only healthy members get traffic"
+        );
     }
 
     #[test]
     fn a_dead_instance_is_replaced_in_the_same_pass() {
         let e = env(3, "hi", rolling());
         let f = fp(&e);
-        let m: Vec<_> = (0..2).map(|i| member(i, &f, MemberPhase::Healthy)).collect();
+        let m: Vec<_> = (0..2)
+            .map(|i| member(i, &f, MemberPhase::Healthy))
+            .collect();
         assert_eq!(counts(&run(&e, &m, NOW)), (1, 0));
     }
 
@@ -675,7 +707,9 @@ mod tests {
     fn a_failed_instance_is_retired_and_replaced() {
         let e = env(3, "hi", rolling());
         let f = fp(&e);
-        let mut m: Vec<_> = (0..2).map(|i| member(i, &f, MemberPhase::Healthy)).collect();
+        let mut m: Vec<_> = (0..2)
+            .map(|i| member(i, &f, MemberPhase::Healthy))
+            .collect();
         m.push(member(2, &f, MemberPhase::Failed));
         let o = run(&e, &m, NOW);
         assert_eq!(counts(&o), (1, 1));
@@ -688,16 +722,25 @@ mod tests {
         let new = env(3, "bonjour", rolling());
         let (fo, fnew) = (fp(&old), fp(&new));
         assert_ne!(fo, fnew, "env is part of the launch shape");
-        let mut m: Vec<_> = (0..3).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+        let mut m: Vec<_> = (0..3)
+            .map(|i| member(i, &fo, MemberPhase::Healthy))
+            .collect();
         assert_eq!(counts(&run(&new, &m, NOW)), (1, 0));
         m.push(member(10, &fnew, MemberPhase::Starting));
-        assert!(run(&new, &m, NOW).decisions.is_empty(), "surge used, nothing to spare");
+        assert!(
+            run(&new, &m, NOW).decisions.is_empty(),
+            "surge used, nothing to spare"
+        );
         m[3].phase = MemberPhase::Healthy;
         m[3].healthy_at = Some(NOW);
         let o = run(&new, &m, NOW);
         assert_eq!(counts(&o), (1, 1));
         assert_eq!(retired(&o), vec![m[0].id.clone()], "oldest first");
-        assert_eq!(routes(&o).len(), 4, "old and new share traffic while rolling");
+        assert_eq!(
+            routes(&o).len(),
+            4,
+            "old and new share traffic while rolling"
+        );
     }
 
     /// Simulates a whole rollout pass by pass, making every launch healthy at
@@ -710,7 +753,9 @@ mod tests {
             let old = env(d, "a", strategy.clone());
             let new = env(d, "b", strategy);
             let (fo, fnew) = (fp(&old), fp(&new));
-            let mut m: Vec<Member> = (0..d as u64).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+            let mut m: Vec<Member> = (0..d as u64)
+                .map(|i| member(i, &fo, MemberPhase::Healthy))
+                .collect();
             let mut next = 100;
             for _pass in 0..100 {
                 let o = run(&new, &m, NOW);
@@ -729,11 +774,21 @@ mod tests {
                     }
                 }
                 let available = m.iter().filter(|x| x.phase == MemberPhase::Healthy).count() as u32;
-                assert!(available >= d - unavailable, "d={d} surge={surge}: {available} available");
-                assert!(m.len() as u32 <= d + surge.max(1), "d={d} surge={surge}: {} members", m.len());
+                assert!(
+                    available >= d - unavailable,
+                    "d={d} surge={surge}: {available} available"
+                );
+                assert!(
+                    m.len() as u32 <= d + surge.max(1),
+                    "d={d} surge={surge}: {} members",
+                    m.len()
+                );
             }
             assert_eq!(m.len() as u32, d);
-            assert!(m.iter().all(|x| x.fingerprint == fnew), "d={d}: all replaced");
+            assert!(
+                m.iter().all(|x| x.fingerprint == fnew),
+                "d={d}: all replaced"
+            );
         }
     }
 
@@ -743,14 +798,23 @@ mod tests {
         let mut new = env(2, "b", rolling());
         svc(&mut new).rollout.min_healthy = Millis::from_secs(10);
         let (fo, fnew) = (fp(&old), fp(&new));
-        let mut m: Vec<_> = (0..2).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+        let mut m: Vec<_> = (0..2)
+            .map(|i| member(i, &fo, MemberPhase::Healthy))
+            .collect();
         let mut fresh = member(10, &fnew, MemberPhase::Healthy);
         fresh.healthy_at = Some(NOW);
         m.push(fresh);
         let o = run(&new, &m, NOW + 5_000);
-        assert!(o.decisions.is_empty(), "not available yet: {:?}", o.decisions);
+        assert!(
+            o.decisions.is_empty(),
+            "not available yet: {:?}",
+            o.decisions
+        );
         assert_eq!(o.wake_at, Some(NOW + 10_000));
-        assert!(routes(&o).contains(&m[2].id), "healthy members serve before they count");
+        assert!(
+            routes(&o).contains(&m[2].id),
+            "healthy members serve before they count"
+        );
         let o = run(&new, &m, NOW + 10_000);
         assert_eq!(counts(&o), (1, 1));
     }
@@ -769,7 +833,10 @@ mod tests {
             })
             .collect();
         let expiries: Vec<i64> = m.iter().map(|x| expires_at(&x.id, 0, 20_000)).collect();
-        assert!(expiries.iter().all(|t| (16_000..=20_000).contains(t)), "{expiries:?}");
+        assert!(
+            expiries.iter().all(|t| (16_000..=20_000).contains(t)),
+            "{expiries:?}"
+        );
         let mut sorted = expiries.clone();
         sorted.dedup();
         assert_eq!(sorted.len(), 3, "instances launched together expire apart");
@@ -791,7 +858,9 @@ mod tests {
         let old = env(3, "a", strategy.clone());
         let new = env(3, "b", strategy);
         let (fo, fnew) = (fp(&old), fp(&new));
-        let mut m: Vec<_> = (0..3).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+        let mut m: Vec<_> = (0..3)
+            .map(|i| member(i, &fo, MemberPhase::Healthy))
+            .collect();
         let o = run(&new, &m, NOW);
         assert_eq!(counts(&o), (3, 0), "the whole new set at once");
         // Two of three new ones healthy: traffic stays on the old set.
@@ -805,21 +874,33 @@ mod tests {
         }
         let o = run(&new, &m, NOW);
         assert!(o.decisions.is_empty());
-        assert_eq!(routes(&o), m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            routes(&o),
+            m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>()
+        );
         // The third becomes healthy: switch, keep the old set.
         m[5].phase = MemberPhase::Healthy;
         m[5].healthy_at = Some(NOW + 1000);
         let o = run(&new, &m, NOW + 1000);
         assert!(o.decisions.is_empty(), "old set kept: {:?}", o.decisions);
-        assert_eq!(routes(&o), m[3..].iter().map(|x| x.id.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            routes(&o),
+            m[3..].iter().map(|x| x.id.clone()).collect::<Vec<_>>()
+        );
         assert_eq!(o.wake_at, Some(NOW + 61_000));
         assert!(o.progress[&Name::new("web").unwrap()].converged);
         // After `keep`, the old set is retired.
         let o = run(&new, &m, NOW + 61_000);
-        assert_eq!(retired(&o), m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            retired(&o),
+            m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>()
+        );
         // A rollback during `keep` is instant: the old set is current again.
         let o = run(&old, &m, NOW + 2000);
-        assert_eq!(routes(&o), m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            routes(&o),
+            m[..3].iter().map(|x| x.id.clone()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -831,7 +912,9 @@ mod tests {
         let old = env(3, "a", strategy.clone());
         let new = env(3, "b", strategy);
         let (fo, fnew) = (fp(&old), fp(&new));
-        let mut m: Vec<_> = (0..3).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+        let mut m: Vec<_> = (0..3)
+            .map(|i| member(i, &fo, MemberPhase::Healthy))
+            .collect();
         let o = run(&new, &m, NOW);
         assert_eq!(counts(&o), (1, 0), "one canary");
         let mut canary = member(10, &fnew, MemberPhase::Healthy);
@@ -861,7 +944,9 @@ mod tests {
         let old = env(3, "hi", strategy.clone());
         let new = env(3, "bonjour", strategy);
         let fo = fp(&old);
-        let m: Vec<_> = (0..3).map(|i| member(i, &fo, MemberPhase::Healthy)).collect();
+        let m: Vec<_> = (0..3)
+            .map(|i| member(i, &fo, MemberPhase::Healthy))
+            .collect();
         let o = run(&new, &m, NOW);
         assert_eq!(counts(&o), (1, 1), "{:?}", o.decisions);
     }
@@ -907,7 +992,9 @@ mod tests {
             healthy_at: Some(0),
         }];
         let o = run(&e, &m, NOW);
-        assert!(matches!(&o.decisions[0], Decision::Retire { reason, .. } if reason.contains("no longer declared")));
+        assert!(
+            matches!(&o.decisions[0], Decision::Retire { reason, .. } if reason.contains("no longer declared"))
+        );
     }
 
     #[test]

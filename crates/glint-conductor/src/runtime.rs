@@ -1204,9 +1204,9 @@ impl Runtime {
                 ..Outcome::default()
             },
         };
-        self.wake_at = outcome.wake_at.map(|at| {
-            Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
-        });
+        self.wake_at = outcome
+            .wake_at
+            .map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
         let decisions = outcome.decisions.clone();
         self.outcome = outcome;
         if !self.stopping {
@@ -1283,7 +1283,10 @@ impl Runtime {
             }
         }
         for (name, p) in &progress {
-            let last = *self.seen_available.entry(name.clone()).or_insert(p.available);
+            let last = *self
+                .seen_available
+                .entry(name.clone())
+                .or_insert(p.available);
             if p.available > last && p.available <= p.desired {
                 let mut msg = format!(
                     "{name}: {} of {} instances available on version {number}",
@@ -1302,7 +1305,10 @@ impl Runtime {
         }
         let created = glint_store::to_ms(target.created_at);
         if progress.values().all(|p| p.converged)
-            && self.endpoints.values().all(|e| e.proxy.is_some() || e.error.is_some())
+            && self
+                .endpoints
+                .values()
+                .all(|e| e.proxy.is_some() || e.error.is_some())
         {
             let took = format!("{:.1}s", (now - created).max(0) as f64 / 1000.0);
             if self
@@ -1358,7 +1364,8 @@ impl Runtime {
                     .map(|svc| now + svc.rollout.deadline.0 as i64)
                     .min();
                 if let Some(at) = next {
-                    let at = Instant::now() + Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+                    let at = Instant::now()
+                        + Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
                     self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
                 }
             }
@@ -1431,7 +1438,9 @@ impl Runtime {
         match self.store.create_version(new) {
             Ok(Created::New(v)) => {
                 let detail = format!("rolled back to version {good} as version {}", v.number);
-                let _ = self.store.mark_rolled_back(failed.number, &format!("{reason}; {detail}"));
+                let _ = self
+                    .store
+                    .mark_rolled_back(failed.number, &format!("{reason}; {detail}"));
                 self.event(
                     NewEvent::warning(
                         EventKind::VersionRolledBack,
@@ -1724,10 +1733,9 @@ fn strategy_name(s: &glint_model::Strategy) -> String {
             format!("rolling, surge {surge}, unavailable {unavailable}")
         }
         glint_model::Strategy::BlueGreen { keep } => format!("blue/green, keep {keep}"),
-        glint_model::Strategy::Canary { steps, pause } => format!(
-            "canary, steps {:?}, pause {pause}",
-            steps
-        ),
+        glint_model::Strategy::Canary { steps, pause } => {
+            format!("canary, steps {:?}, pause {pause}", steps)
+        }
     }
 }
 

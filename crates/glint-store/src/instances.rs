@@ -208,7 +208,10 @@ impl Store {
     /// its health check before serving, or turned unhealthy): failures of a
     /// version's new instances fail its rollout.
     pub fn mark_failed(&self, id: &InstanceId) -> Result<(), StoreError> {
-        self.update("UPDATE instances SET failed = 1 WHERE id = ?1", params![id.as_str()])
+        self.update(
+            "UPDATE instances SET failed = 1 WHERE id = ?1",
+            params![id.as_str()],
+        )
     }
 
     /// How many instances launched for `version` failed.

@@ -495,17 +495,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         for name in ["a", "b", "c"] {
-            s.create_version(new_version(env(name), VersionKind::Apply)).unwrap();
+            s.create_version(new_version(env(name), VersionKind::Apply))
+                .unwrap();
         }
         assert_eq!(s.last_good_version(VersionNumber(3)).unwrap(), None);
-        assert!(s.set_outcome(VersionNumber(1), Outcome::Converged, "2s").unwrap());
-        assert!(!s.set_outcome(VersionNumber(1), Outcome::Failed, "x").unwrap(), "first wins");
-        assert!(s.set_outcome(VersionNumber(2), Outcome::Failed, "deadline").unwrap());
-        assert_eq!(s.last_good_version(VersionNumber(3)).unwrap(), Some(VersionNumber(1)));
-        s.mark_rolled_back(VersionNumber(2), "rolled back to 1").unwrap();
+        assert!(
+            s.set_outcome(VersionNumber(1), Outcome::Converged, "2s")
+                .unwrap()
+        );
+        assert!(
+            !s.set_outcome(VersionNumber(1), Outcome::Failed, "x")
+                .unwrap(),
+            "first wins"
+        );
+        assert!(
+            s.set_outcome(VersionNumber(2), Outcome::Failed, "deadline")
+                .unwrap()
+        );
+        assert_eq!(
+            s.last_good_version(VersionNumber(3)).unwrap(),
+            Some(VersionNumber(1))
+        );
+        s.mark_rolled_back(VersionNumber(2), "rolled back to 1")
+            .unwrap();
         let v2 = s.version(VersionNumber(2)).unwrap();
         assert_eq!(v2.outcome, Some(Outcome::RolledBack));
-        assert_eq!(s.list_versions().unwrap()[0].outcome, Some(Outcome::Converged));
+        assert_eq!(
+            s.list_versions().unwrap()[0].outcome,
+            Some(Outcome::Converged)
+        );
     }
 
     #[test]
