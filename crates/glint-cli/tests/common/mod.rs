@@ -332,11 +332,14 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     }
 }
 
+/// What a [`Load`] saw: answered requests, failures, instance ids seen.
+pub type LoadResult = (u64, Vec<String>, std::collections::BTreeSet<String>);
+
 /// A client that GETs `/` in a loop on its own thread until stopped, and
 /// counts answers and failures.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+    handle: Option<std::thread::JoinHandle<LoadResult>>,
 }
 
 impl Load {
@@ -367,7 +370,7 @@ impl Load {
     }
 
     /// Stops the loop: (answered, failures, instance ids seen).
-    pub fn stop(mut self) -> (u64, Vec<String>, std::collections::BTreeSet<String>) {
+    pub fn stop(mut self) -> LoadResult {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.handle.take().unwrap().join().unwrap()
     }
