@@ -386,6 +386,15 @@ fn restarted_provider_adopts_exactly_its_instances(iso: Isolation) {
             signal: None,
         };
         assert_eq!(next_exit(&mut events, &a_id).await, unknown);
+        if iso == Isolation::Namespaces {
+            // The init is still this process's child (the "restart" happened
+            // in place): it was reaped, not left a zombie.
+            let init = handle_pid(&a_obs.handle);
+            assert!(
+                proc_stat(init).is_none(),
+                "adopted init {init} left a zombie"
+            );
+        }
         // And an adopted process can be terminated.
         second
             .terminate(&b_id, Duration::from_secs(10))

@@ -631,6 +631,14 @@ impl Inner {
                 }
                 Waiter::Adopted => {
                     wait_for_exit(&pidfd, pid, start_ticks).await;
+                    // A namespaced init adopted within the process that
+                    // started it (a provider reopened in place) is still our
+                    // child: reap it rather than leave a zombie. Plain
+                    // processes are left to `tokio::process`, which may
+                    // still hold them.
+                    if status_file.is_some() {
+                        try_reap(&pidfd);
+                    }
                     UNKNOWN_EXIT
                 }
             };
@@ -1230,6 +1238,16 @@ fn reap(pidfd: &OwnedFd) -> RunState {
         },
         _ => UNKNOWN_EXIT,
     }
+}
+
+/// Reaps the ended process behind `pidfd` if it is our child; does nothing
+/// (and does not wait) otherwise.
+fn try_reap(pidfd: &OwnedFd) {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let _ = rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    );
 }
 
 fn state_of(status: std::process::ExitStatus) -> RunState {
