@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use glint_provider::{ProcessProvider, Provider, log_paths};
+use glint_provider::{Isolation, ProcessProvider, Provider, log_paths};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -27,65 +27,82 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    runtime().block_on(async move {
-        let state = state_dir();
-        let store = unique_store("bench");
+    let mut isolations = vec![Isolation::None];
+    if Isolation::detect() == Isolation::Namespaces {
+        isolations.push(Isolation::Namespaces);
+    }
+    for iso in isolations {
+        runtime().block_on(measure(iso, n));
+    }
+}
 
-        let own = {
-            let p = ProcessProvider::open(state.path(), &store).unwrap();
-            let mut events = p.subscribe();
-            let mut times = Vec::with_capacity(n);
-            for _ in 0..n {
-                let s = spec(&store, "web", "sleep");
-                let id = s.labels.instance.clone();
-                let obs = p.launch(s).await.unwrap();
-                wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
-                let t = Instant::now();
-                kill9(handle_pid(&obs.handle));
-                next_exit(&mut events, &id).await;
-                times.push(t.elapsed());
-                p.remove(&id).await.unwrap();
-            }
-            times
-        };
+async fn measure(iso: Isolation, n: usize) {
+    let state = state_dir();
+    let store = unique_store("bench");
 
-        let adopted = {
-            let first = ProcessProvider::open(state.path(), &store).unwrap();
-            let mut launched = Vec::with_capacity(n);
-            for _ in 0..n {
-                let s = spec(&store, "web", "sleep");
-                let id = s.labels.instance.clone();
-                let obs = first.launch(s).await.unwrap();
-                launched.push((id, handle_pid(&obs.handle)));
-            }
-            for (id, _) in &launched {
-                wait_for_text(&log_paths(state.path(), id).stdout, "ready");
-            }
-            drop(first);
-            let second = ProcessProvider::open(state.path(), &store).unwrap();
-            assert_eq!(second.observe().await.unwrap().len(), n);
-            let mut events = second.subscribe();
-            let mut times = Vec::with_capacity(n);
-            for (id, pid) in &launched {
-                let t = Instant::now();
-                kill9(*pid);
-                next_exit(&mut events, id).await;
-                times.push(t.elapsed());
-                second.remove(id).await.unwrap();
-            }
-            times
-        };
+    let own = {
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let mut events = p.subscribe();
+        let mut times = Vec::with_capacity(n);
+        let mut launches = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = spec(&store, "web", "sleep");
+            let id = s.labels.instance.clone();
+            let t = Instant::now();
+            let obs = p.launch(s).await.unwrap();
+            launches.push(t.elapsed());
+            wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+            let t = Instant::now();
+            kill9(handle_pid(&obs.handle));
+            next_exit(&mut events, &id).await;
+            times.push(t.elapsed());
+            p.remove(&id).await.unwrap();
+        }
+        report(&format!("launch, {iso}"), launches);
+        times
+    };
 
-        report("own child (tokio::process)", own);
-        report("adopted (pidfd)", adopted);
-    });
+    let adopted = {
+        let first = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let mut launched = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = spec(&store, "web", "sleep");
+            let id = s.labels.instance.clone();
+            let obs = first.launch(s).await.unwrap();
+            launched.push((id, handle_pid(&obs.handle)));
+        }
+        for (id, _) in &launched {
+            wait_for_text(&log_paths(state.path(), id).stdout, "ready");
+        }
+        drop(first);
+        let t = Instant::now();
+        let second = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        assert_eq!(second.observe().await.unwrap().len(), n);
+        report(&format!("reopen + adopt {n}, {iso}"), vec![t.elapsed()]);
+        let mut events = second.subscribe();
+        let mut times = Vec::with_capacity(n);
+        for (id, pid) in &launched {
+            let t = Instant::now();
+            kill9(*pid);
+            next_exit(&mut events, id).await;
+            times.push(t.elapsed());
+            second.remove(id).await.unwrap();
+        }
+        times
+    };
+
+    report(&format!("kill -9 to Exited, own child, {iso}"), own);
+    report(
+        &format!("kill -9 to Exited, adopted (pidfd), {iso}"),
+        adopted,
+    );
 }
 
 fn report(what: &str, mut times: Vec<Duration>) {
     times.sort();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     println!(
-        "exit latency, {what}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
+        "{what}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
         times.len(),
         pick(0.5),
         pick(0.9),

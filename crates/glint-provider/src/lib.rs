@@ -21,7 +21,7 @@
 pub mod process;
 pub mod sim;
 
-pub use process::{LogPaths, ProcessProvider, log_paths};
+pub use process::{Isolation, LogPaths, ProcessProvider, log_paths};
 pub use sim::SimProvider;
 
 use async_trait::async_trait;

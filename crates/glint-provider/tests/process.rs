@@ -11,16 +11,21 @@ mod common;
 
 use common::*;
 use glint_model::InstanceId;
-use glint_provider::{LaunchSpec, ProcessProvider, Provider, ProviderError, RunState, log_paths};
+use glint_provider::{
+    Isolation, LaunchSpec, ProcessProvider, Provider, ProviderError, RunState, log_paths,
+};
 use libtest_mimic::{Arguments, Trial};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+/// A named test, run once per isolation.
+type Test = (&'static str, fn(Isolation));
+
 fn main() -> std::process::ExitCode {
     run_app_if_requested();
     let args = Arguments::from_args();
-    let tests: Vec<(&str, fn())> = vec![
+    let tests: Vec<Test> = vec![
         (
             "launch_sets_env_labels_cwd_and_logs",
             launch_sets_env_labels_cwd_and_logs,
@@ -67,15 +72,33 @@ fn main() -> std::process::ExitCode {
             duplicate_instance_id_is_refused,
         ),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            Trial::test(name, move || {
-                f();
+    let namespaces_only: Vec<Test> = vec![
+        ("instance_sees_only_its_image", instance_sees_only_its_image),
+        (
+            "broken_setup_fails_the_launch_cleanly",
+            broken_setup_fails_the_launch_cleanly,
+        ),
+    ];
+    // Every behaviour is checked for plain processes and, where this machine
+    // allows it (root), for namespaced ones; the latter are listed as
+    // ignored elsewhere so that a skipped run is visible.
+    let namespaces = Isolation::detect() == Isolation::Namespaces;
+    let mut trials = Vec::new();
+    for (name, f) in tests.iter().copied() {
+        trials.push(Trial::test(format!("plain::{name}"), move || {
+            f(Isolation::None);
+            Ok(())
+        }));
+    }
+    for (name, f) in tests.into_iter().chain(namespaces_only) {
+        trials.push(
+            Trial::test(format!("namespaced::{name}"), move || {
+                f(Isolation::Namespaces);
                 Ok(())
             })
-        })
-        .collect();
+            .with_ignored_flag(!namespaces),
+        );
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -83,11 +106,11 @@ fn id_of(spec: &LaunchSpec) -> InstanceId {
     spec.labels.instance.clone()
 }
 
-fn launch_sets_env_labels_cwd_and_logs() {
+fn launch_sets_env_labels_cwd_and_logs(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("env");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut spec = spec(&store, "web", "serve");
         spec.env.insert("GREETING".into(), "hi".into());
         let id = id_of(&spec);
@@ -119,9 +142,16 @@ fn launch_sets_env_labels_cwd_and_logs() {
         // Nothing of the conductor's own environment leaks in.
         assert!(std::env::var("PATH").is_ok());
         assert!(!out.contains("env PATH="), "{out}");
-        let work = instance_dir(state.path(), &id).join("work");
-        let work = work.canonicalize().unwrap();
-        assert!(out.contains(&format!("cwd={}\n", work.display())), "{out}");
+        // Plain: its own directory on the host; namespaced: the image's
+        // working directory inside its own root.
+        let cwd = match iso {
+            Isolation::None => instance_dir(state.path(), &id)
+                .join("work")
+                .canonicalize()
+                .unwrap(),
+            Isolation::Namespaces => "/".into(),
+        };
+        assert!(out.contains(&format!("cwd={}\n", cwd.display())), "{out}");
         wait_for_text(&logs.stderr, "to stderr");
 
         let body = http_get(addr, "/").unwrap();
@@ -140,11 +170,11 @@ fn launch_sets_env_labels_cwd_and_logs() {
     });
 }
 
-fn exit_is_reported_with_code_or_signal_until_removed() {
+fn exit_is_reported_with_code_or_signal_until_removed(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("exit");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut events = p.subscribe();
 
         let mut exits = spec(&store, "job", "exit");
@@ -184,11 +214,11 @@ fn exit_is_reported_with_code_or_signal_until_removed() {
     });
 }
 
-fn terminate_sends_sigterm_first() {
+fn terminate_sends_sigterm_first(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("term");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut events = p.subscribe();
         let s = spec(&store, "web", "sleep");
         let id = id_of(&s);
@@ -204,11 +234,11 @@ fn terminate_sends_sigterm_first() {
     });
 }
 
-fn terminate_escalates_to_sigkill_when_sigterm_is_ignored() {
+fn terminate_escalates_to_sigkill_when_sigterm_is_ignored(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("kill");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let s = spec(&store, "web", "ignore-term");
         let id = id_of(&s);
         p.launch(s).await.unwrap();
@@ -226,11 +256,11 @@ fn terminate_escalates_to_sigkill_when_sigterm_is_ignored() {
     });
 }
 
-fn terminate_stops_the_process_group_and_escaped_descendants() {
+fn terminate_stops_the_process_group_and_escaped_descendants(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("group");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         // One child stays in the group and ignores SIGTERM; another leaves the
         // group (its own session) and ignores SIGTERM too.
         for child_mode in ["ignore-term", "daemon"] {
@@ -239,38 +269,42 @@ fn terminate_stops_the_process_group_and_escaped_descendants() {
             let id = id_of(&s);
             let obs = p.launch(s).await.unwrap();
             let logs = log_paths(state.path(), &id);
-            let out = wait_for_text(&logs.stdout, "ready");
-            let child: i32 = out
-                .lines()
-                .find_map(|l| l.strip_prefix("child="))
-                .and_then(|c| c.parse().ok())
-                .unwrap();
             if child_mode == "daemon" {
                 wait_for_text(&logs.stdout, "daemon ready");
-                assert_eq!(
-                    proc_stat(child).unwrap().1,
-                    child,
-                    "daemon leads its session"
-                );
             } else {
-                wait_for_text(&logs.stdout, "ready\nready");
+                // The program's and the child's.
+                wait_for_lines(&logs.stdout, "ready", 2);
+            }
+            wait_for_text(&logs.stdout, "child=");
+            // The program and its child carry the labels (host pids).
+            let members = labelled_pids(&store, &id);
+            assert_eq!(members.len(), 2, "{members:?}");
+            if child_mode == "daemon" {
+                assert!(
+                    members
+                        .iter()
+                        .any(|&m| proc_stat(m).map(|s| s.1) == Some(m)),
+                    "the daemon leads its own session"
+                );
             }
             p.terminate(&id, Duration::from_millis(500)).await.unwrap();
             assert!(
                 is_dead(handle_pid(&obs.handle)),
                 "leader of {child_mode} alive"
             );
-            assert!(is_dead(child), "{child_mode} child still running");
+            for m in members {
+                assert!(is_dead(m), "{child_mode}: labelled pid {m} still running");
+            }
             p.remove(&id).await.unwrap();
         }
     });
 }
 
-fn terminate_and_remove_are_idempotent() {
+fn terminate_and_remove_are_idempotent(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("idem");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let s = spec(&store, "web", "sleep");
         let id = id_of(&s);
         let obs = p.launch(s).await.unwrap();
@@ -297,11 +331,11 @@ fn ids(seen: &[glint_provider::Observed]) -> BTreeSet<InstanceId> {
     seen.iter().map(|o| o.labels.instance.clone()).collect()
 }
 
-fn restarted_provider_adopts_exactly_its_instances() {
+fn restarted_provider_adopts_exactly_its_instances(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("adopt");
-        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let first = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut events = first.subscribe();
         let a = spec(&store, "web", "serve");
         let b = spec(&store, "web", "sleep");
@@ -316,7 +350,7 @@ fn restarted_provider_adopts_exactly_its_instances() {
 
         // The conductor "crashes": the provider goes away, instances stay.
         drop(first);
-        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let second = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut events = second.subscribe();
         let seen = second.observe().await.unwrap();
         assert_eq!(
@@ -352,6 +386,15 @@ fn restarted_provider_adopts_exactly_its_instances() {
             signal: None,
         };
         assert_eq!(next_exit(&mut events, &a_id).await, unknown);
+        if iso == Isolation::Namespaces {
+            // The init is still this process's child (the "restart" happened
+            // in place): it was reaped, not left a zombie.
+            let init = handle_pid(&a_obs.handle);
+            assert!(
+                proc_stat(init).is_none(),
+                "adopted init {init} left a zombie"
+            );
+        }
         // And an adopted process can be terminated.
         second
             .terminate(&b_id, Duration::from_secs(10))
@@ -364,7 +407,7 @@ fn restarted_provider_adopts_exactly_its_instances() {
 
         // A third start finds nothing left.
         drop(second);
-        let third = ProcessProvider::open(state.path(), &store).unwrap();
+        let third = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         assert!(third.observe().await.unwrap().is_empty());
         assert_eq!(
             std::fs::read_dir(state.path().join("run")).unwrap().count(),
@@ -373,11 +416,11 @@ fn restarted_provider_adopts_exactly_its_instances() {
     });
 }
 
-fn instance_without_a_record_is_found_by_its_labels() {
+fn instance_without_a_record_is_found_by_its_labels(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("norecord");
-        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let first = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let s = spec(&store, "web", "sleep");
         let id = id_of(&s);
         let obs = first.launch(s).await.unwrap();
@@ -385,7 +428,7 @@ fn instance_without_a_record_is_found_by_its_labels() {
         // As if the conductor had crashed between spawning and recording.
         std::fs::remove_dir_all(instance_dir(state.path(), &id)).unwrap();
 
-        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let second = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let seen = second.observe().await.unwrap();
         assert_eq!(ids(&seen), BTreeSet::from([id.clone()]));
         assert_eq!(seen[0].state, RunState::Running);
@@ -403,11 +446,11 @@ fn instance_without_a_record_is_found_by_its_labels() {
     });
 }
 
-fn recycled_pid_is_never_taken_for_an_instance() {
+fn recycled_pid_is_never_taken_for_an_instance(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("reuse");
-        let first = ProcessProvider::open(state.path(), &store).unwrap();
+        let first = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let mut events = first.subscribe();
         let s = spec(&store, "web", "sleep");
         let id = id_of(&s);
@@ -437,7 +480,7 @@ fn recycled_pid_is_never_taken_for_an_instance() {
         json["exit"] = serde_json::Value::Null;
         std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
 
-        let second = ProcessProvider::open(state.path(), &store).unwrap();
+        let second = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let seen = second.observe().await.unwrap();
         assert_eq!(seen.len(), 1);
         assert_ne!(seen[0].state, RunState::Running);
@@ -460,12 +503,12 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn stores_do_not_see_each_other() {
+fn stores_do_not_see_each_other(iso: Isolation) {
     runtime().block_on(async {
         let (dir_a, dir_b) = (state_dir(), state_dir());
         let (store_a, store_b) = (unique_store("a"), unique_store("b"));
-        let a = ProcessProvider::open(dir_a.path(), &store_a).unwrap();
-        let b = ProcessProvider::open(dir_b.path(), &store_b).unwrap();
+        let a = ProcessProvider::open_with(dir_a.path(), &store_a, iso).unwrap();
+        let b = ProcessProvider::open_with(dir_b.path(), &store_b, iso).unwrap();
         let sa = spec(&store_a, "web", "sleep");
         let sb = spec(&store_b, "web", "sleep");
         let (ia, ib) = (id_of(&sa), id_of(&sb));
@@ -484,7 +527,7 @@ fn stores_do_not_see_each_other() {
         assert_eq!(b.observe().await.unwrap()[0].state, RunState::Running);
         // A spec labelled for another store is refused.
         let mut foreign = spec(&store_b, "web", "sleep");
-        foreign.labels.store = store_b.clone();
+        foreign.labels.store = store_b.to_string();
         assert!(matches!(
             a.launch(foreign).await,
             Err(ProviderError::Launch { .. })
@@ -494,11 +537,11 @@ fn stores_do_not_see_each_other() {
     });
 }
 
-fn missing_program_fails_cleanly() {
+fn missing_program_fails_cleanly(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("missing");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         for (program, expect) in [
             ("/bin/missing", "/bin/missing"),
             ("/not-a-program", "not executable"),
@@ -530,11 +573,11 @@ fn missing_program_fails_cleanly() {
     });
 }
 
-fn duplicate_instance_id_is_refused() {
+fn duplicate_instance_id_is_refused(iso: Isolation) {
     runtime().block_on(async {
         let state = state_dir();
         let store = unique_store("dup");
-        let p = ProcessProvider::open(state.path(), &store).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
         let s = spec(&store, "web", "sleep");
         let id = id_of(&s);
         p.launch(s.clone()).await.unwrap();
@@ -549,4 +592,97 @@ fn duplicate_instance_id_is_refused() {
 
 fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn instance_sees_only_its_image(iso: Isolation) {
+    runtime().block_on(async {
+        assert!(
+            Path::new("/etc/hostname").exists() || Path::new("/etc/passwd").exists(),
+            "the host has none of the files this test hides"
+        );
+        let state = state_dir();
+        let store = unique_store("probe");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let mut s = spec(&store, "web", "probe");
+        s.workdir = "/bin".into();
+        let id = id_of(&s);
+        let obs = p.launch(s).await.unwrap();
+        assert!(obs.handle.contains("namespaced"), "{}", obs.handle);
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        for line in [
+            "pid=2",                       // pid 1 is the instance's init
+            "host_hostname_visible=false", // the host's files are not there
+            "image_marker_visible=true",   // the image's are
+            "root_writable=false",         // and read-only
+            "tmp_writable=true",
+            "dev_null=true",
+            "visible_processes=2", // init and the program
+            "cwd=/bin",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        assert!(out.contains(&format!("hostname={id}\n")), "{out}");
+        // The image directory itself was not written to.
+        assert!(!image_root().join("probe-write").exists());
+        assert!(!image_root().join("proc").exists());
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn broken_setup_fails_the_launch_cleanly(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("broken");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        // The working directory does not exist in the image: the init fails
+        // after the namespaces were made, before the program runs.
+        let mut s = spec(&store, "web", "sleep");
+        s.workdir = "/no/such/dir".into();
+        let id = id_of(&s);
+        match p.launch(s).await {
+            Err(e @ ProviderError::Launch { .. }) => {
+                let chain = format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                );
+                assert!(chain.contains("working directory"), "{chain}");
+            }
+            other => panic!("expected a launch error, got {other:?}"),
+        }
+        assert!(!instance_dir(state.path(), &id).exists());
+        assert!(labelled_pids(&store, &id).is_empty());
+        assert!(p.observe().await.unwrap().is_empty());
+    });
+}
+
+/// Host pids of live processes carrying `id`'s labels.
+fn labelled_pids(store: &str, id: &InstanceId) -> Vec<i32> {
+    let want_store = format!("GLINT_STORE={store}");
+    let want_id = format!("GLINT_INSTANCE_ID={id}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+        if vars.contains(&want_store.as_bytes())
+            && vars.contains(&want_id.as_bytes())
+            && !is_dead(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }

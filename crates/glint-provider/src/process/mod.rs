@@ -45,8 +45,18 @@
 //! leader (a daemonising child, say) are found by their labels and stopped the
 //! same way, so nothing Glint started is left running.
 //!
+//! # Isolation
+//!
+//! Chosen at [`ProcessProvider::open_with`] ([`Isolation::detect`] by
+//! default): with [`Isolation::Namespaces`] (root only) each instance gets
+//! its own mount, PID, UTS and IPC namespaces with the image as its read-only
+//! root, behind a tiny init that forwards signals (see the `ns` module); the
+//! recorded pid is then that init's. With [`Isolation::None`] it is a plain
+//! process that sees the host (the program still comes from the image).
+//!
 //! Resource limits in the spec are not enforced by this provider yet.
 
+mod ns;
 mod procfs;
 mod record;
 mod resolve;
@@ -61,7 +71,8 @@ use crate::{
 use async_trait::async_trait;
 use glint_model::{InstanceId, Labels, ProviderKind, keys};
 use rustix::process::{Pid, PidfdFlags, Signal};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -93,6 +104,40 @@ pub mod env_keys {
     pub const HOST: &str = "HOST";
 }
 
+/// How instances are separated from the host and from each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Plain processes: they see the host's filesystem and processes, run in
+    /// `run/<instance>/work/`, and only their program comes from the image.
+    None,
+    /// Each instance in its own mount, PID, UTS and IPC namespaces, with the
+    /// image as its read-only root, fresh `/proc`, tmpfs `/tmp`, a minimal
+    /// `/dev`, and the host's network (see the `ns` module). Needs root.
+    Namespaces,
+}
+
+impl Isolation {
+    /// The best isolation this process can have: [`Isolation::Namespaces`]
+    /// when running as root on a kernel that allows it (probed once, by
+    /// starting a throwaway child in new namespaces), else [`Isolation::None`].
+    pub fn detect() -> Isolation {
+        if ns::available() {
+            Isolation::Namespaces
+        } else {
+            Isolation::None
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::None => "none",
+            Isolation::Namespaces => "namespaces",
+        })
+    }
+}
+
 /// How long to wait for a process to disappear after SIGKILL before giving up
 /// (a process stuck in uninterruptible sleep).
 const KILL_WAIT: Duration = Duration::from_secs(30);
@@ -113,6 +158,7 @@ pub struct ProcessProvider {
 struct Inner {
     state_dir: PathBuf,
     store: String,
+    isolation: Isolation,
     events: broadcast::Sender<ProviderEvent>,
     state: Mutex<State>,
 }
@@ -179,6 +225,9 @@ impl Tracked {
 pub(crate) enum Waiter {
     /// Our own child, launched through `tokio::process`.
     Child(tokio::process::Child),
+    /// Our own child started without `tokio::process` (a namespaced init):
+    /// wait on the pidfd, then reap it for its status.
+    Own,
     /// An adopted process (not our child): wait on the pidfd; no status.
     Adopted,
 }
@@ -202,14 +251,38 @@ impl ProcessProvider {
     /// `state_dir` (created if missing), and adopts that store's instances
     /// that are still running (or ended but not yet removed).
     ///
-    /// Must be called inside a tokio runtime (exit watchers are tasks).
+    /// Instances are isolated as well as this process allows
+    /// ([`Isolation::detect`]). Must be called inside a tokio runtime (exit
+    /// watchers are tasks).
     pub fn open(state_dir: &Path, store_id: &str) -> Result<ProcessProvider, ProviderError> {
+        Self::open_with(state_dir, store_id, Isolation::detect())
+    }
+
+    /// Like [`ProcessProvider::open`], with the isolation of new instances
+    /// chosen by the caller. Instances found running keep the isolation they
+    /// were launched with. Asking for [`Isolation::Namespaces`] where it is
+    /// not available is an error.
+    pub fn open_with(
+        state_dir: &Path,
+        store_id: &str,
+        isolation: Isolation,
+    ) -> Result<ProcessProvider, ProviderError> {
+        if isolation == Isolation::Namespaces && !ns::available() {
+            return Err(ProviderError::Backend(
+                "namespace isolation needs root and a kernel that allows new mount and pid namespaces and overlay mounts".into(),
+            ));
+        }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ProviderError::Backend(
                 "the process provider must be opened inside a tokio runtime".into(),
             ));
         }
-        for dir in [record::run_dir(state_dir), record::logs_dir(state_dir)] {
+        let mut dirs = vec![record::run_dir(state_dir), record::logs_dir(state_dir)];
+        if isolation == Isolation::Namespaces {
+            let skeleton = record::skeleton_dir(state_dir);
+            dirs.extend(["proc", "dev", "tmp"].map(|d| skeleton.join(d)));
+        }
+        for dir in dirs {
             std::fs::create_dir_all(&dir).map_err(|source| ProviderError::Io {
                 what: "cannot create provider directory".into(),
                 path: dir.clone(),
@@ -220,6 +293,7 @@ impl ProcessProvider {
         let inner = Arc::new(Inner {
             state_dir: state_dir.to_owned(),
             store: store_id.to_owned(),
+            isolation,
             events,
             state: Mutex::new(State::default()),
         });
@@ -237,6 +311,11 @@ impl ProcessProvider {
     /// The id of the store whose instances this provider owns.
     pub fn store_id(&self) -> &str {
         &self.inner.store
+    }
+
+    /// The isolation new instances get.
+    pub fn isolation(&self) -> Isolation {
+        self.inner.isolation
     }
 }
 
@@ -312,7 +391,15 @@ impl Inner {
                     Waiter::Adopted,
                 ),
                 None => {
-                    let state = rec.exit.unwrap_or(UNKNOWN_EXIT);
+                    let status = record::exit_status_path(&entry.path());
+                    let state = rec
+                        .exit
+                        .or_else(|| {
+                            (rec.mode == Mode::Namespaced)
+                                .then(|| ns::read_exit_status(&status))
+                                .flatten()
+                        })
+                        .unwrap_or(UNKNOWN_EXIT);
                     self.track_ended(
                         rec.labels,
                         rec.mode,
@@ -482,7 +569,9 @@ impl Inner {
                 watcher: None,
             },
         );
-        let watcher = self.start_watcher(id.clone(), pid, start_ticks, pidfd, waiter);
+        let status_file =
+            (mode == Mode::Namespaced).then(|| record::exit_status_path(&self.instance_dir(&id)));
+        let watcher = self.start_watcher(id.clone(), pid, start_ticks, pidfd, waiter, status_file);
         if let Some(t) = st.instances.get_mut(&id) {
             t.watcher = Some(watcher);
         }
@@ -523,6 +612,7 @@ impl Inner {
         start_ticks: u64,
         pidfd: Arc<OwnedFd>,
         waiter: Waiter,
+        status_file: Option<PathBuf>,
     ) -> AbortHandle {
         let weak: Weak<Inner> = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -535,11 +625,27 @@ impl Inner {
                         UNKNOWN_EXIT
                     }
                 },
+                Waiter::Own => {
+                    wait_for_exit(&pidfd, pid, start_ticks).await;
+                    reap(&pidfd)
+                }
                 Waiter::Adopted => {
                     wait_for_exit(&pidfd, pid, start_ticks).await;
+                    // A namespaced init adopted within the process that
+                    // started it (a provider reopened in place) is still our
+                    // child: reap it rather than leave a zombie. Plain
+                    // processes are left to `tokio::process`, which may
+                    // still hold them.
+                    if status_file.is_some() {
+                        try_reap(&pidfd);
+                    }
                     UNKNOWN_EXIT
                 }
             };
+            // A namespaced init leaves its program's own status behind.
+            let state = status_file
+                .and_then(|f| ns::read_exit_status(&f))
+                .unwrap_or(state);
             if let Some(inner) = weak.upgrade() {
                 inner.exited(&id, state);
             }
@@ -782,19 +888,88 @@ impl Provider for ProcessProvider {
 
         let env = instance_env(&spec, port);
         let started_at = SystemTime::now();
+        let start_err = |e| {
+            fail(
+                format!("cannot start `{}`", program.inside.display()),
+                Some(e),
+            )
+        };
         let Spawned {
             pid,
             start_ticks,
             pidfd,
             waiter,
             mode,
-        } = spawn::spawn_plain(&program, &spec.argv, &env, &work, stdout, stderr).map_err(|e| {
-            fail(
-                format!("cannot start `{}`", program.inside.display()),
-                Some(e),
-            )
-        })?;
-        guard.spawned = Some((pid, pidfd));
+        } = match inner.isolation {
+            Isolation::None => {
+                spawn::spawn_plain(&program, &spec.argv, &env, &work, stdout, stderr)
+                    .map_err(start_err)?
+            }
+            Isolation::Namespaces => {
+                let root_mount = dir.join("root");
+                let status_path = record::exit_status_path(&dir);
+                let status = std::fs::create_dir_all(&root_mount)
+                    .and_then(|()| {
+                        File::options()
+                            .create(true)
+                            .truncate(true)
+                            .write(true)
+                            .open(&status_path)
+                    })
+                    .map_err(|e| {
+                        fail(
+                            format!("cannot prepare instance directory {}", dir.display()),
+                            Some(e),
+                        )
+                    })?;
+                let skeleton = record::skeleton_dir(&inner.state_dir);
+                let layout = ns::Layout {
+                    skeleton: &skeleton,
+                    rootfs: &spec.image.rootfs,
+                    root_mount: &root_mount,
+                    workdir: &spec.workdir,
+                    hostname: id.as_str(),
+                };
+                let stdio = ns::Stdio {
+                    stdout,
+                    stderr,
+                    status,
+                };
+                let started =
+                    ns::spawn(&layout, &program, &spec.argv, &env, stdio).map_err(start_err)?;
+                let pid = started.pid;
+                guard.spawned = Some(GuardedChild {
+                    pid,
+                    pidfd: started.pidfd,
+                    reap: true,
+                });
+                // Wait (off the reactor) until the program has been executed
+                // or a setup step has failed.
+                let errors = started.errors;
+                match tokio::task::spawn_blocking(move || ns::wait_started(errors)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(start_err(e)),
+                    Err(e) => return Err(start_err(std::io::Error::other(e))),
+                }
+                // Unreaped (even if it ended), so its pid is still its own.
+                let start_ticks = procfs::stat(pid).map_err(start_err)?.start_ticks;
+                let Some(child) = guard.spawned.take() else {
+                    return Err(fail("internal error: lost the process handle".into(), None));
+                };
+                Spawned {
+                    pid,
+                    start_ticks,
+                    pidfd: child.pidfd,
+                    waiter: Waiter::Own,
+                    mode: Mode::Namespaced,
+                }
+            }
+        };
+        guard.spawned = Some(GuardedChild {
+            pid,
+            pidfd,
+            reap: matches!(waiter, Waiter::Own),
+        });
 
         let rec = Record {
             labels: spec.labels.clone(),
@@ -808,7 +983,7 @@ impl Provider for ProcessProvider {
         record::write_record(&record::record_path(&dir), &rec)?;
 
         // Success: hand the process over to a watcher.
-        let Some((_, pidfd)) = guard.spawned.take() else {
+        let Some(GuardedChild { pidfd, .. }) = guard.spawned.take() else {
             return Err(fail("internal error: lost the process handle".into(), None));
         };
         guard.logs = None;
@@ -911,17 +1086,29 @@ struct LaunchGuard<'a> {
     id: &'a InstanceId,
     dir: Option<PathBuf>,
     logs: Option<PathBuf>,
-    spawned: Option<(i32, OwnedFd)>,
+    spawned: Option<GuardedChild>,
+}
+
+/// A leader started by a launch that has not finished yet.
+struct GuardedChild {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// Whether nobody else will reap it (not a `tokio::process` child).
+    reap: bool,
 }
 
 impl Drop for LaunchGuard<'_> {
     fn drop(&mut self) {
-        if let Some((pid, fd)) = self.spawned.take() {
+        if let Some(child) = self.spawned.take() {
             // The leader is our unreaped child, so its pid and process group
             // cannot have been reused.
-            let _ = rustix::process::pidfd_send_signal(fd.as_fd(), Signal::KILL);
-            if let Some(p) = Pid::from_raw(pid) {
+            let _ = rustix::process::pidfd_send_signal(child.pidfd.as_fd(), Signal::KILL);
+            if let Some(p) = Pid::from_raw(child.pid) {
                 let _ = rustix::process::kill_process_group(p, Signal::KILL);
+            }
+            if child.reap {
+                // SIGKILL is quick; waiting for it is still kept off the reactor.
+                tokio::task::spawn_blocking(move || reap(&child.pidfd));
             }
         }
         for dir in [self.dir.take(), self.logs.take()].into_iter().flatten() {
@@ -973,25 +1160,29 @@ fn labels_from_env(env: &BTreeMap<String, String>) -> Option<Labels> {
     Labels::from_map(&map).ok()
 }
 
-/// The leader among the labelled processes of one instance: a labelled
-/// session leader (a plain instance), or the unlabelled init of the pid
-/// namespace the labelled processes live in (a namespaced instance).
+/// The leader among the labelled processes of one instance. The earliest
+/// started of them is the program (its descendants came later). If it lives
+/// in a nested pid namespace, the leader is its parent, the namespace's init
+/// (which carries no labels itself); otherwise the program itself, if it still
+/// leads its session. `None`: only leftovers of an ended leader remain.
 fn find_leader(members: &[procfs::Labelled]) -> Option<(Mode, i32, u64)> {
-    if let Some(p) = members.iter().find(|p| p.stat.sid == p.stat.pid) {
-        return Some((Mode::Plain, p.stat.pid, p.stat.start_ticks));
+    let first = members
+        .iter()
+        .min_by_key(|p| (p.stat.start_ticks, p.stat.pid))?;
+    if procfs::is_nested(first.stat.pid) {
+        let init = first.stat.ppid;
+        let s = procfs::stat(init).ok()?;
+        return (procfs::is_nested_init(init) && s.sid == init && !s.is_zombie()).then_some((
+            Mode::Namespaced,
+            init,
+            s.start_ticks,
+        ));
     }
-    let sids: HashSet<i32> = members.iter().map(|p| p.stat.sid).collect();
-    for sid in sids {
-        if sid > 0
-            && procfs::is_nested_init(sid)
-            && let Ok(s) = procfs::stat(sid)
-            && s.sid == sid
-            && !s.is_zombie()
-        {
-            return Some((Mode::Namespaced, sid, s.start_ticks));
-        }
-    }
-    None
+    (first.stat.sid == first.stat.pid).then_some((
+        Mode::Plain,
+        first.stat.pid,
+        first.stat.start_ticks,
+    ))
 }
 
 /// A pidfd for `pid`, if it still is the process that started at
@@ -1029,6 +1220,34 @@ async fn wait_for_exit(pidfd: &Arc<OwnedFd>, pid: i32, start_ticks: u64) {
     while procfs::is_alive(pid, start_ticks) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reaps our own ended child through its pidfd and returns how it ended.
+fn reap(pidfd: &OwnedFd) -> RunState {
+    use rustix::process::{WaitId, WaitIdOptions};
+    match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+        Ok(Some(status)) => match status.exit_status() {
+            Some(code) => RunState::Exited {
+                code: Some(code),
+                signal: None,
+            },
+            None => RunState::Exited {
+                code: None,
+                signal: status.terminating_signal(),
+            },
+        },
+        _ => UNKNOWN_EXIT,
+    }
+}
+
+/// Reaps the ended process behind `pidfd` if it is our child; does nothing
+/// (and does not wait) otherwise.
+fn try_reap(pidfd: &OwnedFd) {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let _ = rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    );
 }
 
 fn state_of(status: std::process::ExitStatus) -> RunState {

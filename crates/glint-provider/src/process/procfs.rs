@@ -16,6 +16,8 @@ pub(crate) struct Stat {
     pub pid: i32,
     /// One-letter state (`R`, `S`, `Z`, …).
     pub state: u8,
+    /// Parent process id.
+    pub ppid: i32,
     /// Process group id.
     pub pgid: i32,
     /// Session id.
@@ -51,12 +53,14 @@ fn parse_stat(pid: i32, text: &[u8]) -> Option<Stat> {
     // Fields from 3 (state) on; index 0 here is field 3.
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     let state = *fields.first()?.as_bytes().first()?;
+    let ppid = fields.get(1)?.parse().ok()?;
     let pgid = fields.get(2)?.parse().ok()?;
     let sid = fields.get(3)?.parse().ok()?;
     let start_ticks = fields.get(19)?.parse().ok()?;
     Some(Stat {
         pid,
         state,
+        ppid,
         pgid,
         sid,
         start_ticks,
@@ -81,6 +85,11 @@ pub(crate) fn ns_pids(pid: i32) -> io::Result<Vec<i32>> {
         .split_ascii_whitespace()
         .filter_map(|p| p.parse().ok())
         .collect())
+}
+
+/// Whether `pid` lives in a pid namespace nested in ours.
+pub(crate) fn is_nested(pid: i32) -> bool {
+    matches!(ns_pids(pid), Ok(v) if v.len() > 1)
 }
 
 /// Whether `pid` is the init (pid 1) of a pid namespace nested in ours.
@@ -181,6 +190,7 @@ mod tests {
             b"4242 (a) b) (c) S 1 4240 4241 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let s = parse_stat(4242, line).unwrap();
         assert_eq!(s.state, b'S');
+        assert_eq!(s.ppid, 1);
         assert_eq!(s.pgid, 4240);
         assert_eq!(s.sid, 4241);
         assert_eq!(s.start_ticks, 987654);

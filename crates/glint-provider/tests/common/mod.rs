@@ -206,13 +206,55 @@ pub fn image_root() -> &'static Path {
 }
 
 /// A unique store id, so that tests running side by side never adopt each
-/// other's instances.
-pub fn unique_store(name: &str) -> String {
-    format!(
+/// other's instances. When dropped (a test's end, even by a panic) it kills
+/// every process still carrying the id, so a failing test leaks nothing.
+pub struct TestStore(String);
+
+pub fn unique_store(name: &str) -> TestStore {
+    TestStore(format!(
         "test-{}-{name}-{}",
         std::process::id(),
         next_entropy() % 100_000
-    )
+    ))
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let needle = format!("GLINT_STORE={}", self.0);
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|&b| b == 0).any(|v| v == needle.as_bytes())
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
 }
 
 fn next_entropy() -> u64 {
@@ -252,15 +294,21 @@ pub fn spec(store: &str, service: &str, mode: &str) -> LaunchSpec {
 
 /// Waits until the file contains `needle`; returns its contents.
 pub fn wait_for_text(path: &Path, needle: &str) -> String {
+    wait_for_lines(path, needle, 0)
+}
+
+/// Waits until the file contains `needle`, and `needle` as a whole line at
+/// least `count` times; returns its contents.
+pub fn wait_for_lines(path: &Path, needle: &str, count: usize) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
+        if text.contains(needle) && text.lines().filter(|l| *l == needle).count() >= count {
             return text;
         }
         assert!(
             Instant::now() < deadline,
-            "{} never contained {needle:?}; it has:\n{text}",
+            "{} never had {needle:?} ({count} times as a line); it has:\n{text}",
             path.display()
         );
         std::thread::sleep(Duration::from_millis(10));
