@@ -174,6 +174,7 @@ impl ImageSource for CopyImages {
             Ok(LaunchImage {
                 digest: digest.clone(),
                 rootfs,
+                archive: None,
             })
         } else {
             Err(ImageError::Missing(digest.clone()))

@@ -332,8 +332,14 @@ impl Runtime {
             Msg::Provider(ProviderEvent::Exited { instance, state }) => {
                 self.exited(&instance, state).await;
             }
-            Msg::Provider(ProviderEvent::Drift { instance, what }) => {
+            Msg::Provider(ProviderEvent::Drift { instance, what, .. }) => {
                 self.drifted(&instance, &what);
+            }
+            Msg::Provider(ProviderEvent::Incident { what, action }) => {
+                self.event(NewEvent::incident(
+                    EventKind::Drift,
+                    format!("{what}; {action}"),
+                ));
             }
             Msg::Provider(ProviderEvent::Resync) => self.resync().await,
             Msg::Health(id, t) => self.health(&id, t),
