@@ -225,16 +225,33 @@ impl DockerProvider {
         Ok(out)
     }
 
-    /// The container of an instance, if it exists.
+    /// The container of an instance, if it exists. Found by its labels, not
+    /// its name: a container can be renamed, and orphans may have any name.
     async fn find(
         &self,
         instance: &InstanceId,
     ) -> Result<Option<ContainerInspectResponse>, ProviderError> {
-        let name = self.container_name(instance);
-        match self.inner.docker.inspect_container(&name, None).await {
+        let mut filters = self.inner.label_filters();
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(format!("{}={instance}", glint_model::keys::INSTANCE));
+        }
+        let list = self
+            .inner
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| backend(format!("find the container of {instance}"), e))?;
+        let Some(id) = list.into_iter().find_map(|c| c.id) else {
+            return Ok(None);
+        };
+        match self.inner.docker.inspect_container(&id, None).await {
             Ok(c) => Ok(Some(c)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(backend(format!("inspect container {name}"), e)),
+            Err(e) => Err(backend(format!("inspect container {id}"), e)),
         }
     }
 

@@ -4,7 +4,8 @@
 //! image's program as the entrypoint, the declared env plus `PORT`, the
 //! ownership labels, a read-only root filesystem with a tmpfs `/tmp`, the
 //! declared limits, no restart policy (Glint replaces; Docker must never
-//! restart in place) and exactly one network, Glint's.
+//! restart in place), Docker's init as PID 1 (so that SIGTERM reaches the
+//! program) and exactly one network, Glint's.
 //!
 //! The check functions compare a live container with that contract. They are
 //! pure, so the rules are unit-tested without an engine.
@@ -31,6 +32,7 @@ const DOCKER_MOUNTS: &[&str] = &[
     "/proc",
     "/sys",
     "/.dockerenv",
+    "/sbin/docker-init",
 ];
 
 /// The limits a container was launched with, read back from its labels.
@@ -88,6 +90,10 @@ pub fn create_body(spec: &LaunchSpec, image: &str, network: &str) -> ContainerCr
         }),
         network_mode: Some(network.to_owned()),
         security_opt: Some(vec!["no-new-privileges".into()]),
+        // docker-init (tini) as PID 1: a program that is PID 1 and installs no
+        // handler ignores SIGTERM, so a graceful stop would always end in
+        // SIGKILL after the grace period.
+        init: Some(true),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -257,6 +263,8 @@ mod tests {
             change("/evil", ChangeType::_1),
             change("/bin/hello", ChangeType::_2),
             change("/tmpx", ChangeType::_1),
+            change("/sbin", ChangeType::_1),
+            change("/sbin/docker-init", ChangeType::_1),
         ];
         assert_eq!(
             filesystem_drift(&changes, &["/data".into()]),
