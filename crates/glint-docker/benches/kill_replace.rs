@@ -39,6 +39,10 @@ fn stats(name: &str, mut xs: Vec<Duration>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     if !docker_available() {
         return;
     }
@@ -69,9 +73,10 @@ async fn main() {
             .await
             .expect("kill");
         let id = current.clone();
-        f.wait_for("exit", move |e| {
-            matches!(e, ProviderEvent::Exited { instance, .. } if *instance == id)
-        })
+        f.wait_for(
+            "exit",
+            move |e| matches!(e, ProviderEvent::Exited { instance, .. } if *instance == id),
+        )
         .await;
         noticed.push(t0.elapsed());
         let spec = f.spec(Resources::default());

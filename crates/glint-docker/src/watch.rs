@@ -30,9 +30,14 @@ use futures_util::StreamExt;
 use glint_model::{InstanceId, Name, keys as label_keys};
 use glint_provider::{DriftKind, ProviderError, ProviderEvent, RunState};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
+
+/// How long after a `kill` event a still-running container counts as having
+/// survived the signal (a graceful stop may take longer: it is then reported
+/// both as this drift and, when it ends, as an exit).
+const SURVIVED_SIGNAL: Duration = Duration::from_secs(1);
 
 /// What the provider remembers about one instance it has seen.
 #[derive(Debug, Default)]
@@ -96,7 +101,8 @@ pub(crate) fn run_state(c: &ContainerInspectResponse) -> RunState {
     if running {
         return RunState::Running;
     }
-    let code = state.and_then(|s| s.exit_code);
+    let never_started = state.and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED);
+    let code = state.and_then(|s| s.exit_code).filter(|_| !never_started);
     match code {
         Some(c) if (129..=192).contains(&c) => RunState::Exited {
             code: None,
@@ -410,6 +416,11 @@ impl Inner {
     async fn check_container(&self, instance: &InstanceId, c: &ContainerInspectResponse) {
         let id = c.id.clone().unwrap_or_default();
         let status = c.state.as_ref().and_then(|s| s.status);
+        if status == Some(ContainerStateStatusEnum::CREATED) {
+            // Created and not yet started: a launch is in progress (a launch
+            // that fails removes its container).
+            return;
+        }
         if status == Some(ContainerStateStatusEnum::PAUSED)
             || c.state.as_ref().and_then(|s| s.paused) == Some(true)
         {
@@ -546,7 +557,7 @@ impl Inner {
     // Events
 
     /// Reacts to one engine event.
-    pub(crate) async fn handle_event(&self, ev: EventMessage) {
+    pub(crate) async fn handle_event(self: &Arc<Self>, ev: EventMessage) {
         let actor = ev.actor.unwrap_or_default();
         let attrs = actor.attributes.unwrap_or_default();
         let id = actor.id.unwrap_or_default();
@@ -574,7 +585,7 @@ impl Inner {
     }
 
     async fn container_event(
-        &self,
+        self: &Arc<Self>,
         instance: &InstanceId,
         id: &str,
         verb: &str,
@@ -626,6 +637,26 @@ impl Inner {
                 let what = self.describe_exec(&exec, detail).await;
                 self.report_exec(instance, &exec, what);
             }
+            "kill" => {
+                // `docker stop` and `docker kill` end in `die`, reported as an
+                // exit. A signal the program survives (`docker kill -s HUP`)
+                // changed a running instance from outside: drift.
+                let signal = attrs.get("signal").cloned().unwrap_or_default();
+                let (inner, instance, id) = (self.clone(), instance.clone(), id.to_owned());
+                tokio::spawn(async move {
+                    tokio::time::sleep(SURVIVED_SIGNAL).await;
+                    let Some(c) = inner.inspect(&id).await else {
+                        return;
+                    };
+                    if matches!(run_state(&c), RunState::Running) {
+                        inner.report_drift(
+                            &instance,
+                            DriftKind::Other,
+                            format!("it was sent signal {signal} (docker kill) and kept running"),
+                        );
+                    }
+                });
+            }
             "update" => {
                 if let Some(c) = self.inspect(id).await {
                     self.check_limits(instance, &c);
@@ -672,7 +703,7 @@ impl Inner {
 
     /// Follows the event stream for ever, reconnecting (and asking for a
     /// resync) when it breaks.
-    pub(crate) async fn follow_events(&self) {
+    pub(crate) async fn follow_events(self: &Arc<Self>) {
         let mut since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

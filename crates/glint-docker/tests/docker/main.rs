@@ -564,3 +564,19 @@ async fn images_are_loaded_verified_and_a_moved_tag_is_repaired() {
     assert_eq!(c["Image"], salted.config.as_str());
     let _ = (f.drain(), g.drain());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_the_program_survives_is_drift() {
+    require_docker!();
+    let mut f = Fixture::new().await;
+    let spec = f.spec(Resources::default());
+    let id = spec.labels.instance.clone();
+    f.provider.launch(spec).await.expect("launch");
+    // Docker's init passes the signal on; the demo app ignores SIGWINCH
+    // (its default action), so it keeps running, changed from outside.
+    docker(&["kill", "-s", "WINCH", &f.provider.container_name(&id)]);
+    let (ev, _) = f
+        .wait_for("signal drift", is_drift(DriftKind::Other, &id))
+        .await;
+    assert!(format!("{ev:?}").contains("kept running"), "{ev:?}");
+}
