@@ -239,29 +239,53 @@ impl Cleanup {
     }
 }
 
+impl Cleanup {
+    fn labelled(&self, what: &[&str]) -> Vec<String> {
+        let filter = format!("label=dev.glint.store={}", self.store);
+        let mut args = what.to_vec();
+        args.extend(["--filter", &filter]);
+        Command::new("docker")
+            .args(&args)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let filter = format!("label=dev.glint.store={}", self.store);
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        let mut names: Vec<String> = ids.split_whitespace().map(str::to_owned).collect();
-        names.extend(self.extra.iter().cloned());
-        if !names.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&names)
-                .output();
-        }
-        let nets = Command::new("docker")
-            .args(["network", "ls", "-q", "--filter", &filter])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for n in nets.split_whitespace().chain([self.network.as_str()]) {
-            let _ = Command::new("docker").args(["network", "rm", n]).output();
+        // A provider dropped just before may still finish a request (its
+        // watchers are aborted, not joined) and recreate the network: sweep
+        // until nothing is left.
+        for round in 0..5 {
+            let mut containers = self.labelled(&["ps", "-aq"]);
+            if round == 0 {
+                containers.extend(self.extra.iter().cloned());
+            }
+            if !containers.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v"])
+                    .args(&containers)
+                    .output();
+            }
+            let mut networks = self.labelled(&["network", "ls", "-q"]);
+            if round == 0 {
+                networks.push(self.network.clone());
+            }
+            for n in &networks {
+                let _ = Command::new("docker").args(["network", "rm", n]).output();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            if self.labelled(&["ps", "-aq"]).is_empty()
+                && self.labelled(&["network", "ls", "-q"]).is_empty()
+            {
+                break;
+            }
         }
         for i in &self.images {
             let _ = Command::new("docker").args(["rmi", "-f", i]).output();
