@@ -787,6 +787,12 @@ impl Inner {
                 if ours.contains(&id) {
                     continue;
                 }
+                // Launched since the listing above? Then it is ours.
+                if let Some(c) = self.inspect(&id).await
+                    && self.is_ours(&labels_of(&c))
+                {
+                    continue;
+                }
                 let name = endpoint.name.unwrap_or_default();
                 self.evict_foreign(&id, &name).await;
             }

@@ -580,3 +580,35 @@ async fn a_signal_the_program_survives_is_drift() {
         .await;
     assert!(format!("{ev:?}").contains("kept running"), "{ev:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_launches_during_resyncs_raise_no_false_alarm() {
+    require_docker!();
+    let mut f = Fixture::new().await;
+    let specs: Vec<_> = (0..4).map(|_| f.spec(Resources::default())).collect();
+    let launches = futures_util::future::join_all(
+        specs
+            .into_iter()
+            .map(|s| async { f.provider.launch(s).await }),
+    );
+    let resyncs = async {
+        // Resync back to back while the launches run: half-created
+        // containers must be neither exits nor foreigners.
+        for _ in 0..20 {
+            f.provider.resync().await.expect("resync");
+        }
+    };
+    let (launched, ()) = tokio::join!(launches, resyncs);
+    for o in launched {
+        let o = o.expect("launch");
+        get_when_up(o.addr.expect("addr"), "/healthz").await;
+    }
+    f.provider.resync().await.expect("resync");
+    let alarms: Vec<_> = f
+        .drain()
+        .into_iter()
+        .filter(|e| !matches!(e, ProviderEvent::Resync))
+        .collect();
+    assert!(alarms.is_empty(), "false alarms: {alarms:?}");
+    assert_eq!(f.provider.observe().await.expect("observe").len(), 4);
+}
