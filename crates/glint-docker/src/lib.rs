@@ -405,7 +405,7 @@ impl Provider for DockerProvider {
         let t = i32::try_from(secs).unwrap_or(i32::MAX);
         // The stop request lasts as long as the grace period.
         let docker = self.inner.docker.clone().with_timeout(Duration::from_secs(
-            secs.try_into().unwrap_or(u64::MAX) + 60,
+            u64::try_from(secs).unwrap_or(u64::MAX).saturating_add(60),
         ));
         match docker
             .stop_container(

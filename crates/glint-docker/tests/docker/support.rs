@@ -228,6 +228,16 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    /// A guard for everything of `store`, and the network named `network`.
+    pub fn new(store: &str, network: &str) -> Cleanup {
+        Cleanup {
+            store: store.to_owned(),
+            network: network.to_owned(),
+            extra: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
     /// Also remove this image (tag or id) at the end.
     pub fn image(&mut self, reference: &str) {
         self.images.push(reference.to_owned());
@@ -303,12 +313,7 @@ impl Fixture {
     pub async fn with_store(store: &str) -> Fixture {
         let env = Name::new("t").expect("name");
         let network = glint_docker::naming::network_name(&env, store);
-        let guard = Cleanup {
-            store: store.to_owned(),
-            network,
-            extra: Vec::new(),
-            images: Vec::new(),
-        };
+        let guard = Cleanup::new(store, &network);
         let state = tempfile::tempdir().expect("temp dir");
         let provider = DockerProvider::connect_with(
             store,
