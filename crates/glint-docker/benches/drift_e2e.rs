@@ -402,6 +402,48 @@ async fn main() {
         times[0].as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3
     );
+    // A rolling update (surge 1) of the 3 containers to a new setting, the
+    // Glint side of bench/swarm.sh's start-first rollout.
+    let failed_before = failed.load(Ordering::Relaxed);
+    let ok_before = ok.load(Ordering::Relaxed);
+    let mut v2 = environment(listen);
+    for svc in v2.services.values_mut() {
+        svc.env.insert("GREETING".into(), "v2".into());
+    }
+    let t = Instant::now();
+    store
+        .create_version(NewVersion {
+            env: v2,
+            images: BTreeMap::from([(Name::new("hello").unwrap(), image.digest.clone())]),
+            root: dir.path().to_owned(),
+            sources: Vec::new(),
+            kind: VersionKind::Apply,
+        })
+        .unwrap();
+    conductor.poke();
+    let mut watch = conductor.status();
+    loop {
+        let done = {
+            let st = watch.borrow();
+            st.version.map(|v| v.0) == Some(2)
+                && st
+                    .services
+                    .iter()
+                    .all(|s| s.ready_current == 3 && s.instances.iter().all(|i| i.current))
+        };
+        if done {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "rollout stuck");
+        let _ = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+    }
+    println!(
+        "glint rolling update of 3 containers: converged in {:.1} s; requests ok={} failed={}",
+        t.elapsed().as_secs_f64(),
+        ok.load(Ordering::Relaxed) - ok_before,
+        failed.load(Ordering::Relaxed) - failed_before
+    );
+
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     println!(
