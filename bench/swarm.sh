@@ -21,7 +21,8 @@
 # DNS round robin) for every request. (Debian's static busybox `wget -T`
 # crashes; the client uses `timeout 2 wget` instead.)
 #
-# Usage: bench/swarm.sh  (needs `cargo build --release -p glint-cli --bin glint-hello`
+# Usage: bench/swarm.sh  (needs `cargo build --release -p glint-cli --bin glint-hello`,
+#        or HELLO=path/to/glint-hello;
 #        and busybox-static)
 # Env:   REPLICAS (3), MAX_SECONDS (120: hard bound of the load loop)
 set -euo pipefail
