@@ -47,6 +47,39 @@ pub fn providers(global: &Global, store: &Store) -> Result<Providers, Failed> {
     Ok(map)
 }
 
+/// Connects the providers that are not started up front (Docker), when a
+/// version first needs them or instances of theirs are to be adopted.
+struct Factory {
+    store_id: String,
+    state_dir: std::path::PathBuf,
+}
+
+impl glint_conductor::ProviderFactory for Factory {
+    fn connect(
+        &self,
+        kind: ProviderKind,
+        environment: glint_model::Name,
+    ) -> glint_conductor::Connecting {
+        let store_id = self.store_id.clone();
+        let state_dir = self.state_dir.clone();
+        Box::pin(async move {
+            match kind {
+                ProviderKind::Docker => {
+                    let options = glint_docker::DockerOptions {
+                        state_dir: Some(state_dir),
+                        ..glint_docker::DockerOptions::default()
+                    };
+                    glint_docker::DockerProvider::connect_with(&store_id, &environment, options)
+                        .await
+                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                        .map_err(|e| glint_conductor::error_chain(&e))
+                }
+                other => Err(format!("no {other} provider in this build")),
+            }
+        })
+    }
+}
+
 /// Takes the lock and starts a conductor and its API.
 pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Running, Failed> {
     let dir = crate::common::data_dir(global);
@@ -68,7 +101,13 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
         api: Some(socket.display().to_string()),
         ..Config::default()
     };
-    let handle = glint_conductor::start(store, providers, images, config)
+    let factory = Arc::new(Factory {
+        store_id: store
+            .store_id()
+            .map_err(|e| fail_io("cannot read the store id", &e))?,
+        state_dir: dir.join("docker"),
+    });
+    let handle = glint_conductor::start(store, providers, Some(factory), images, config)
         .await
         .map_err(|e| fail_io("cannot start the conductor", &e))?;
     let (api_stop, stop_rx) = watch::channel(false);

@@ -10,8 +10,9 @@
 //! The real source is Glint's OCI image store ([`glint_image::ImageStore`]);
 //! the trait exists so that tests and other providers can supply their own.
 
-use glint_model::Digest;
+use glint_model::{Digest, ProviderKind};
 use glint_provider::LaunchImage;
+use std::path::PathBuf;
 
 /// Why an image cannot be launched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,30 +27,40 @@ pub struct PrepareError {
 
 /// Where the conductor gets runnable images.
 pub trait ImageSource: Send + Sync + 'static {
-    /// Verifies the image and returns what a provider needs to run it. May
-    /// block (hashing, unpacking): call it from a blocking task.
-    fn prepare(&self, digest: &Digest) -> Result<LaunchImage, PrepareError>;
+    /// Verifies the image and returns what a provider of `kind` needs to run
+    /// it: the unpacked root filesystem for local processes, an archive
+    /// `docker load` accepts for Docker. May block (hashing, unpacking,
+    /// exporting): call it from a blocking task.
+    fn prepare(&self, digest: &Digest, kind: ProviderKind) -> Result<LaunchImage, PrepareError>;
 }
 
 impl ImageSource for glint_image::ImageStore {
-    fn prepare(&self, digest: &Digest) -> Result<LaunchImage, PrepareError> {
-        match self.rootfs(digest) {
-            Ok(rootfs) => Ok(LaunchImage {
+    fn prepare(&self, digest: &Digest, kind: ProviderKind) -> Result<LaunchImage, PrepareError> {
+        let result = match kind {
+            ProviderKind::Docker => self.archive(digest).map(|archive| LaunchImage {
                 digest: digest.clone(),
-                rootfs,
+                rootfs: PathBuf::new(),
+                archive: Some(archive),
             }),
-            Err(e) => {
-                let tampered = matches!(
-                    e,
-                    glint_image::ImageError::Tampered { .. }
-                        | glint_image::ImageError::RootfsTampered { .. }
-                        | glint_image::ImageError::MissingBlob { .. }
-                );
-                Err(PrepareError {
-                    message: crate::error_chain(&e),
-                    tampered,
+            ProviderKind::Process | ProviderKind::Simulated => {
+                self.rootfs(digest).map(|rootfs| LaunchImage {
+                    digest: digest.clone(),
+                    rootfs,
+                    archive: None,
                 })
             }
-        }
+        };
+        result.map_err(|e| {
+            let tampered = matches!(
+                e,
+                glint_image::ImageError::Tampered { .. }
+                    | glint_image::ImageError::RootfsTampered { .. }
+                    | glint_image::ImageError::MissingBlob { .. }
+            );
+            PrepareError {
+                message: crate::error_chain(&e),
+                tampered,
+            }
+        })
     }
 }

@@ -27,5 +27,8 @@ pub mod plan;
 pub mod runtime;
 pub mod status;
 
-pub use runtime::{ConductorClient, ConductorHandle, Config, Providers, error_chain, start};
+pub use runtime::{
+    ConductorClient, ConductorHandle, Config, Connecting, ProviderFactory, Providers, error_chain,
+    start,
+};
 pub use status::Status;

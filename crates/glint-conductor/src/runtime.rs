@@ -33,7 +33,7 @@ use glint_store::{
     ConductorInfo, Created, EventKind, Health, InstanceRecord, InstanceState, NewEvent, NewVersion,
     Store, VersionKind, VersionRecord, now_ms,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +89,20 @@ impl LaunchError {
 
 /// The providers the conductor may use, by kind.
 pub type Providers = BTreeMap<ProviderKind, Arc<dyn Provider>>;
+
+/// A provider being connected, as [`ProviderFactory::connect`] returns it.
+pub type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<dyn Provider>, String>> + Send>>;
+
+/// Connects providers the conductor needs but was not started with (Docker,
+/// when a version first uses it, or to adopt containers after a restart).
+pub trait ProviderFactory: Send + Sync + 'static {
+    /// Connects a provider of `kind` for `environment`.
+    fn connect(&self, kind: ProviderKind, environment: Name) -> Connecting;
+}
+
+/// How long a failed provider connection is left before it is tried again.
+const PROVIDER_RETRY: Duration = Duration::from_secs(10);
 
 /// How the conductor runs.
 #[derive(Debug, Clone)]
@@ -180,6 +194,7 @@ impl ConductorClient {
 pub async fn start(
     store: Arc<Store>,
     providers: Providers,
+    factory: Option<Arc<dyn ProviderFactory>>,
     images: Arc<dyn ImageSource>,
     config: Config,
 ) -> Result<ConductorHandle, glint_store::StoreError> {
@@ -187,25 +202,7 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     for provider in providers.values() {
-        let mut events = provider.subscribe();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(e) => {
-                        if tx.send(Msg::Provider(e)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if tx.send(Msg::Provider(ProviderEvent::Resync)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
+        forward_events(provider.as_ref(), tx.clone());
     }
     let started = Instant::now();
     let info = ConductorInfo {
@@ -225,6 +222,8 @@ pub async fn start(
         store,
         store_id,
         providers,
+        factory,
+        provider_errors: HashMap::new(),
         images,
         config,
         tx: tx.clone(),
@@ -250,10 +249,34 @@ pub async fn start(
     })
 }
 
+/// Forwards a provider's events into the loop.
+fn forward_events(provider: &dyn Provider, tx: mpsc::UnboundedSender<Msg>) {
+    let mut events = provider.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if tx.send(Msg::Provider(e)).is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if tx.send(Msg::Provider(ProviderEvent::Resync)).is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
 /// One live instance as the loop tracks it.
 struct Live {
     rec: InstanceRecord,
     phase: MemberPhase,
+    /// Why it failed, when it did (shown when it is retired).
+    failure: Option<String>,
     fingerprint: Option<ContentHash>,
     probe: Option<JoinHandle<()>>,
 }
@@ -288,6 +311,9 @@ struct Runtime {
     store: Arc<Store>,
     store_id: String,
     providers: Providers,
+    factory: Option<Arc<dyn ProviderFactory>>,
+    /// Why a provider could not be connected, and when to try again.
+    provider_errors: HashMap<ProviderKind, (String, Instant)>,
     images: Arc<dyn ImageSource>,
     config: Config,
     tx: mpsc::UnboundedSender<Msg>,
@@ -312,6 +338,18 @@ struct Runtime {
 
 impl Runtime {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        // Every provider that runs, or is to run, an instance must be there
+        // before adoption, or its instances would look vanished.
+        self.refresh_target();
+        let mut kinds: BTreeSet<ProviderKind> = self
+            .store
+            .live_instances()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.provider)
+            .collect();
+        kinds.extend(self.target_provider_kinds());
+        self.ensure_providers(kinds).await;
         self.adopt().await;
         self.pass().await;
         let mut resync = tokio::time::interval(RESYNC);
@@ -363,8 +401,18 @@ impl Runtime {
             Msg::Provider(ProviderEvent::Exited { instance, state }) => {
                 self.exited(&instance, state).await;
             }
-            Msg::Provider(ProviderEvent::Drift { instance, what }) => {
-                self.drifted(&instance, &what);
+            Msg::Provider(ProviderEvent::Drift {
+                instance,
+                what,
+                kind,
+            }) => {
+                self.drifted(&instance, &what, kind);
+            }
+            Msg::Provider(ProviderEvent::Incident { what, action }) => {
+                self.event(NewEvent::incident(
+                    EventKind::Drift,
+                    format!("{what}; {action}"),
+                ));
             }
             Msg::Provider(ProviderEvent::Resync) => self.resync().await,
             Msg::Health(id, t) => self.health(&id, t),
@@ -597,6 +645,60 @@ impl Runtime {
         }
     }
 
+    /// The provider kinds the target's services use.
+    fn target_provider_kinds(&self) -> BTreeSet<ProviderKind> {
+        self.target
+            .as_ref()
+            .map(|t| t.env.services.values().map(|s| s.provider).collect())
+            .unwrap_or_default()
+    }
+
+    /// Connects the providers of `kinds` that are missing, through the
+    /// factory; a failure is recorded (and retried later), so that launches
+    /// on that provider fail with the reason.
+    async fn ensure_providers(&mut self, kinds: BTreeSet<ProviderKind>) {
+        let Some(factory) = self.factory.clone() else {
+            return;
+        };
+        let env = self
+            .target
+            .as_ref()
+            .map(|t| t.env.name.clone())
+            .or_else(|| Name::new("default").ok());
+        let Some(env) = env else { return };
+        for kind in kinds {
+            if self.providers.contains_key(&kind) {
+                continue;
+            }
+            if let Some((_, retry)) = self.provider_errors.get(&kind)
+                && *retry > Instant::now()
+            {
+                continue;
+            }
+            match factory.connect(kind, env.clone()).await {
+                Ok(p) => {
+                    forward_events(p.as_ref(), self.tx.clone());
+                    self.providers.insert(kind, p);
+                    self.provider_errors.remove(&kind);
+                    self.event(NewEvent::info(
+                        EventKind::ConductorStarted,
+                        format!("connected the {kind} provider"),
+                    ));
+                }
+                Err(e) => {
+                    if !self.provider_errors.contains_key(&kind) {
+                        self.event(NewEvent::warning(
+                            EventKind::InstanceLaunchFailed,
+                            format!("the {kind} provider is not available: {e}"),
+                        ));
+                    }
+                    self.provider_errors
+                        .insert(kind, (e, Instant::now() + PROVIDER_RETRY));
+                }
+            }
+        }
+    }
+
     /// Periodic and on-demand comparison with what providers observe.
     async fn resync(&mut self) {
         let observed = self.observe_all().await;
@@ -664,7 +766,11 @@ impl Runtime {
         }
     }
 
-    fn drifted(&mut self, id: &InstanceId, what: &str) {
+    /// An instance no longer matches what was launched: an incident, and a
+    /// replacement — except for a `docker exec` into a service declared with
+    /// `on_exec = report`, which is only recorded.
+    fn drifted(&mut self, id: &InstanceId, what: &str, kind: glint_provider::DriftKind) {
+        let spec = self.spec_of(id);
         let Some(l) = self.live.get_mut(id) else {
             return;
         };
@@ -672,14 +778,20 @@ impl Runtime {
             return;
         }
         let version = l.rec.version;
-        l.phase = MemberPhase::Failed;
+        let report_only = kind == glint_provider::DriftKind::Exec
+            && spec.is_some_and(|s| s.on_exec == glint_model::OnExec::Report);
+        let action = if report_only {
+            "reported only (on_exec = report)"
+        } else {
+            l.phase = MemberPhase::Failed;
+            l.failure = Some(format!("drifted: {what}"));
+            "replacing it"
+        };
         self.event(
-            NewEvent::incident(
-                EventKind::Drift,
-                format!("{id} drifted ({what}); replacing it"),
-            )
-            .instance(id)
-            .version(version),
+            NewEvent::incident(EventKind::Drift, format!("{id} drifted: {what}; {action}"))
+                .instance(id)
+                .version(version)
+                .details(serde_json::json!({ "kind": format!("{kind:?}").to_lowercase() })),
         );
     }
 
@@ -712,6 +824,7 @@ impl Runtime {
             }
             Transition::Unhealthy { reason } => {
                 l.phase = MemberPhase::Failed;
+                l.failure = Some(format!("unhealthy: {reason}"));
                 let _ = self.store.set_health(id, Health::Unhealthy);
                 let _ = self.store.mark_failed(id);
                 self.event(
@@ -725,6 +838,7 @@ impl Runtime {
             }
             Transition::NeverHealthy { reason } => {
                 l.phase = MemberPhase::Failed;
+                l.failure = Some(format!("never became healthy: {reason}"));
                 let _ = self.store.set_health(id, Health::Unhealthy);
                 let _ = self.store.mark_failed(id);
                 self.event(
@@ -916,6 +1030,7 @@ impl Runtime {
             Live {
                 rec,
                 phase,
+                failure: None,
                 fingerprint: None,
                 probe: None,
             },
@@ -1061,6 +1176,11 @@ impl Runtime {
         let mut argv = image.entrypoint.clone();
         argv.extend(svc.args.iter().cloned());
         let provider = self.providers.get(&svc.provider).cloned();
+        let unavailable = self
+            .provider_errors
+            .get(&svc.provider)
+            .map(|(e, _)| format!("the {} provider is not available: {e}", svc.provider))
+            .unwrap_or_else(|| format!("the {} provider is not available here", svc.provider));
         let images = self.images.clone();
         let digest = digest.clone();
         let workdir = image.workdir.clone();
@@ -1070,10 +1190,8 @@ impl Runtime {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let r = async {
-                let provider = provider.ok_or_else(|| {
-                    LaunchError::plain(format!("the {kind} provider is not available here"))
-                })?;
-                let image = tokio::task::spawn_blocking(move || images.prepare(&digest))
+                let provider = provider.ok_or_else(|| LaunchError::plain(unavailable))?;
+                let image = tokio::task::spawn_blocking(move || images.prepare(&digest, kind))
                     .await
                     .map_err(|e| LaunchError::plain(format!("image preparation failed: {e}")))?
                     .map_err(|e| LaunchError {
@@ -1108,6 +1226,10 @@ impl Runtime {
         if l.phase == MemberPhase::Retiring {
             return;
         }
+        let reason = match (&l.failure, l.phase) {
+            (Some(f), MemberPhase::Failed) => f.clone(),
+            _ => reason,
+        };
         let was_launching = l.phase == MemberPhase::Launching;
         l.phase = MemberPhase::Retiring;
         l.rec.state = InstanceState::Retiring;
@@ -1176,6 +1298,10 @@ impl Runtime {
     /// One pass: decide and act, follow the rollout, then route.
     async fn pass(&mut self) {
         self.refresh_target();
+        if !self.stopping {
+            let kinds = self.target_provider_kinds();
+            self.ensure_providers(kinds).await;
+        }
         let now = now_ms();
         let members: Vec<Member> = self
             .live

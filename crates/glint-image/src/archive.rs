@@ -81,6 +81,25 @@ fn is_gzip(path: &Path) -> Result<bool> {
 }
 
 impl ImageStore {
+    /// The image as an archive `docker load` accepts, exported once per
+    /// digest under `<store>/archives/` and reused (the image is verified on
+    /// every call; a consumer should still check the archive against the
+    /// digest, as the Docker provider does).
+    pub fn archive(&self, digest: &Digest) -> Result<std::path::PathBuf> {
+        self.verify(digest)?;
+        let dir = self.dir().join("archives");
+        let path = dir.join(format!("{}.tar", digest.hex()));
+        if path.exists() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir).map_err(ImageError::io("cannot create", dir.clone()))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+        self.export(digest, &tmp)?;
+        std::fs::rename(&tmp, &path)
+            .map_err(ImageError::io("cannot move into place", path.clone()))?;
+        Ok(path)
+    }
+
     /// Writes image `digest` as a single archive that `docker load` accepts
     /// (and [`ImageStore::import`] reads back). The image is verified first.
     pub fn export(&self, digest: &Digest, path: &Path) -> Result<()> {

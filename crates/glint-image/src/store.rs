@@ -140,6 +140,7 @@ impl ImageStore {
             "blobs/sha256",
             "meta",
             "rootfs",
+            "archives",
             "cache/steps",
             "cache/images",
             "tmp",
@@ -655,7 +656,7 @@ impl ImageStore {
             }
         }
         // Unpacked trees and side records of images that are gone.
-        for (sub, suffix) in [("rootfs", ""), ("meta", ".json")] {
+        for (sub, suffix) in [("rootfs", ""), ("meta", ".json"), ("archives", ".tar")] {
             let d = self.dir.join(sub);
             for entry in fs::read_dir(&d).map_err(ImageError::io("cannot list", &d))? {
                 let entry = entry.map_err(ImageError::io("cannot list", &d))?;

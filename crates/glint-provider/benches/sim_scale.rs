@@ -27,6 +27,7 @@ fn spec(i: u64) -> LaunchSpec {
         image: LaunchImage {
             digest: Digest::of(b"img"),
             rootfs: "/nonexistent".into(),
+            archive: None,
         },
         argv: vec!["/bin/app".into()],
         env: BTreeMap::new(),

@@ -64,6 +64,10 @@ pub struct LaunchImage {
     /// The unpacked root filesystem, shared read-only by all instances of this
     /// digest. The process provider resolves absolute entrypoint paths in it.
     pub rootfs: PathBuf,
+    /// The image as an archive that `docker load` accepts (OCI layout plus the
+    /// legacy `manifest.json`), for providers that load images into an engine.
+    /// `None` when the image store has not exported one.
+    pub archive: Option<PathBuf>,
 }
 
 /// Whether an instance's program is still running.
@@ -123,11 +127,55 @@ pub enum ProviderEvent {
     Drift {
         /// The instance.
         instance: InstanceId,
-        /// What was found, for the incident.
+        /// Which kind of drift, so that the conductor can apply per-service
+        /// choices (`on_exec = replace | report`).
+        kind: DriftKind,
+        /// What was found, for the incident: a human sentence such as
+        /// "docker exec ran `sh` as root".
         what: String,
+    },
+    /// The provider found and corrected something that is not an instance
+    /// (a foreign container on Glint's network, Glint's network deleted or
+    /// altered). The conductor records it as an incident.
+    Incident {
+        /// What was found.
+        what: String,
+        /// What the provider did about it.
+        action: String,
     },
     /// Something that needs a full resync (a reconnect, a lagging stream).
     Resync,
+}
+
+/// Which kind of drift an instance shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// Someone ran a command inside the instance (`docker exec`).
+    Exec,
+    /// The instance was paused (frozen) by someone else.
+    Paused,
+    /// Its resource limits were changed (`docker update`).
+    Limits,
+    /// Its filesystem shows changes outside volumes and tmpfs.
+    Filesystem,
+    /// It was disconnected from Glint's network or connected to another one.
+    Network,
+    /// Any other difference from what was launched.
+    Other,
+}
+
+impl std::fmt::Display for DriftKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DriftKind::Exec => "exec",
+            DriftKind::Paused => "paused",
+            DriftKind::Limits => "limits",
+            DriftKind::Filesystem => "filesystem",
+            DriftKind::Network => "network",
+            DriftKind::Other => "other",
+        })
+    }
 }
 
 /// A provider failure.

@@ -32,6 +32,7 @@ fn spec(env: &[(&str, &str)]) -> LaunchSpec {
         image: LaunchImage {
             digest: Digest::of(b"img"),
             rootfs: "/nonexistent".into(),
+            archive: None,
         },
         argv: vec!["/bin/app".into()],
         env: env

@@ -61,11 +61,37 @@ fn body(global: &Global, args: LogsArgs) -> CmdResult {
             ),
         ));
     }
-    let state = crate::common::data_dir(global).join("process");
+    let data = crate::common::data_dir(global);
     let prefix = ids.len() > 1;
     for id in &ids {
-        let paths = glint_provider::process::log_paths(&state, id);
-        for path in [paths.stdout, paths.stderr] {
+        let record = store
+            .instance(id)
+            .map_err(|e| fail_io("cannot read instances", &e))?;
+        let docker = record
+            .as_ref()
+            .is_some_and(|r| r.provider == glint_model::ProviderKind::Docker);
+        let (stdout, stderr) = if docker {
+            let p = glint_docker::log_paths(&data.join("docker"), id);
+            (p.stdout, p.stderr)
+        } else {
+            let p = glint_provider::process::log_paths(&data.join("process"), id);
+            (p.stdout, p.stderr)
+        };
+        if docker && !stdout.exists() {
+            // A running container's output stays with the engine until the
+            // container is removed.
+            let env = store
+                .latest_version()
+                .ok()
+                .flatten()
+                .map(|v| v.env.name.to_string())
+                .unwrap_or_default();
+            println!(
+                "{id} is a running container: its output is at `docker logs glint-{env}-{id}`"
+            );
+            continue;
+        }
+        for path in [stdout, stderr] {
             let Ok(f) = std::fs::File::open(&path) else {
                 continue;
             };

@@ -283,6 +283,7 @@ pub fn spec(store: &str, service: &str, mode: &str) -> LaunchSpec {
         image: LaunchImage {
             digest: Digest::of(b"test image"),
             rootfs: image_root().to_owned(),
+            archive: None,
         },
         argv: vec!["/bin/testapp".into()],
         env: BTreeMap::from([(APP_MODE.to_owned(), mode.to_owned())]),
