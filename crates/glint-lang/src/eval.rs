@@ -9,9 +9,9 @@
 use crate::ast::{self, BinOp, Block, EntryKind, Expr, ExprKind, FnDef, StrSeg, TypeExpr, UnOp};
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
+use crate::fxhash::{FxMap, FxSet};
 use crate::source::{FileId, Span, join_path};
 use crate::value::{Field, FnValue, Kind, Record, SV, Step, Value};
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Largest list or string evaluation may build.
@@ -42,7 +42,7 @@ pub struct Module {
     /// The parsed file.
     pub ast: Rc<ast::File>,
     /// Top-level names.
-    pub bindings: HashMap<String, Binding>,
+    pub bindings: FxMap<String, Binding>,
 }
 
 /// All modules of a compilation.
@@ -70,7 +70,7 @@ impl Program {
 #[derive(Debug, Default)]
 pub struct DeclTable {
     /// Names by kind.
-    pub names: HashMap<Kind, HashSet<Rc<str>>>,
+    pub names: FxMap<Kind, FxSet<Rc<str>>>,
 }
 
 impl DeclTable {
@@ -80,14 +80,15 @@ impl DeclTable {
     }
 }
 
-/// Declaration views for policies: `services`, and the record behind each
-/// reference.
-#[derive(Debug, Default)]
+/// What policies see: the compiled environment, and the lists of
+/// references behind `services`, `rules`, ... (fields are read lazily with
+/// [`crate::lower::view_field`]).
+#[derive(Debug)]
 pub struct Views {
     /// Lists by kind.
-    pub lists: HashMap<Kind, Value>,
-    /// Each declaration's view.
-    pub by_name: HashMap<(Kind, Rc<str>), Value>,
+    pub lists: FxMap<Kind, Value>,
+    /// The compiled environment.
+    pub env: glint_model::Environment,
 }
 
 enum LetState {
@@ -127,8 +128,8 @@ pub struct Eval<'p> {
     /// Views (set for the policy phase).
     pub views: Option<Views>,
     /// Hints for unknown names that evaluated to bare words, by span.
-    pub sym_hints: HashMap<Span, Option<String>>,
-    lets: HashMap<(usize, usize), LetState>,
+    pub sym_hints: FxMap<Span, Option<String>>,
+    lets: FxMap<(usize, usize), LetState>,
     active_fns: Vec<*const FnDef>,
     steps: u64,
     depth: usize,
@@ -173,8 +174,8 @@ impl<'p> Eval<'p> {
             diags: Vec::new(),
             decls: None,
             views: None,
-            sym_hints: HashMap::new(),
-            lets: HashMap::new(),
+            sym_hints: FxMap::default(),
+            lets: FxMap::default(),
             active_fns: Vec::new(),
             steps: 0,
             depth: 0,
@@ -272,7 +273,7 @@ impl<'p> Eval<'p> {
 
     fn let_name(&self, module: usize, item: usize) -> (String, Span) {
         match &self.prog.modules[module].ast.items[item].kind {
-            ast::ItemKind::Let { name, .. } => (name.name.clone(), name.span),
+            ast::ItemKind::Let { name, .. } => (name.name.to_string(), name.span),
             _ => (String::new(), Span::default()),
         }
     }
@@ -418,7 +419,8 @@ impl<'p> Eval<'p> {
                 Value::Str(Rc::from(out))
             }
             ExprKind::Name(n) => self.lookup(n, e.span, scope)?,
-            ExprKind::List { items, .. } => {
+            ExprKind::List(l) => {
+                let items = &l.items;
                 let mut out = Vec::with_capacity(items.len());
                 let mut failed = false;
                 for item in items {
@@ -433,9 +435,9 @@ impl<'p> Eval<'p> {
                 Value::List(Rc::new(out))
             }
             ExprKind::Record(b) => Value::Record(Rc::new(self.eval_block(b, scope, &[])?.0)),
-            ExprKind::Tagged(tag, b) => Value::Tagged(
-                Rc::from(tag.name.as_str()),
-                Rc::new(self.eval_block(b, scope, &[])?.0),
+            ExprKind::Tagged(tb) => Value::Tagged(
+                Rc::clone(&tb.0.name),
+                Rc::new(self.eval_block(&tb.1, scope, &[])?.0),
             ),
             ExprKind::Paren(inner) => self.eval(inner, scope)?.v,
             ExprKind::Field(base, name) => {
@@ -534,9 +536,7 @@ impl<'p> Eval<'p> {
                 };
                 let mut result = *all;
                 for item in items.iter() {
-                    scope
-                        .locals
-                        .push((Rc::from(var.name.as_str()), item.v.clone()));
+                    scope.locals.push((var.name.clone(), item.v.clone()));
                     let r = self.eval(body, scope);
                     scope.locals.pop();
                     let r = r?;
@@ -875,13 +875,15 @@ impl<'p> Eval<'p> {
                 }
             }
             Value::Ref(kind, n) => {
-                let view = self
+                let found = self
                     .views
                     .as_ref()
-                    .and_then(|v| v.by_name.get(&(*kind, n.clone())))
-                    .cloned();
-                match view {
-                    Some(v) => self.field(SV { v, span: base.span }, name, span),
+                    .map(|v| crate::lower::view_field(&v.env, *kind, n, name));
+                match found {
+                    Some(Some(v)) => Ok(v),
+                    Some(None) => {
+                        self.no_field(&base, name, span, crate::lower::view_fields(*kind).to_vec())
+                    }
                     None => {
                         if name == "name" {
                             return Ok(Value::Str(n.clone()));
@@ -1147,8 +1149,7 @@ impl<'p> Eval<'p> {
                 Some(n) => match def.params.iter().position(|p| p.name.name == n.name) {
                     Some(i) => i,
                     None => {
-                        let hint =
-                            did_you_mean(&n.name, def.params.iter().map(|p| p.name.name.as_str()));
+                        let hint = did_you_mean(&n.name, def.params.iter().map(|p| &*p.name.name));
                         let d = Diagnostic::error(
                             Code::BadArguments,
                             n.span,
@@ -1241,7 +1242,7 @@ impl<'p> Eval<'p> {
                     Some(t) => self.check_type(v, t, "argument")?,
                     None => v,
                 };
-                scope.locals.push((Rc::from(p.name.name.as_str()), v.v));
+                scope.locals.push((Rc::clone(&(p.name.name)), v.v));
             }
             let out = self.eval(&def.body, &mut scope)?;
             match &def.ret {
@@ -1540,7 +1541,7 @@ impl<'p> Eval<'p> {
             return Ok(true);
         }
         let arg = |i: usize| t.args.get(i);
-        Ok(match t.name.name.as_str() {
+        Ok(match &*t.name.name {
             "any" => true,
             "int" => matches!(v, Value::Int(_)),
             "bool" => matches!(v, Value::Bool(_)),
@@ -1626,7 +1627,7 @@ impl<'p> Eval<'p> {
         let mut deferred = Vec::new();
         for entry in &b.entries {
             match &entry.kind {
-                EntryKind::Attr { key, value } if defer.contains(&key.name.as_str()) => {
+                EntryKind::Attr { key, value } if defer.contains(&&*key.name) => {
                     if deferred
                         .iter()
                         .any(|(k, _): &(&ast::Key, &Expr)| k.name == key.name)
@@ -1662,7 +1663,8 @@ impl<'p> Eval<'p> {
                     };
                     self.insert(&mut rec, key, v);
                 }
-                EntryKind::Copy { src, dst } => {
+                EntryKind::Copy(pair) => {
+                    let (src, dst) = &**pair;
                     let (Ok(s), Ok(d)) = (self.eval(src, scope), self.eval(dst, scope)) else {
                         continue;
                     };
@@ -1756,7 +1758,7 @@ impl<'p> Eval<'p> {
     }
 
     fn insert(&mut self, rec: &mut Record, key: &ast::Key, v: SV) {
-        if let Some(existing) = rec.fields.iter_mut().find(|f| &*f.key == key.name.as_str()) {
+        if let Some(existing) = rec.fields.iter_mut().find(|f| f.key == key.name) {
             if existing.from_spread {
                 existing.value = v;
                 existing.key_span = key.span;
@@ -1768,7 +1770,7 @@ impl<'p> Eval<'p> {
             return;
         }
         rec.fields.push(Field {
-            key: Rc::from(key.name.as_str()),
+            key: Rc::clone(&(key.name)),
             key_span: key.span,
             value: v,
             from_spread: false,
@@ -1786,7 +1788,7 @@ fn short_type(v: &Value) -> String {
 
 /// A type annotation as text.
 pub fn type_text(t: &TypeExpr) -> String {
-    let mut s = t.name.name.clone();
+    let mut s = t.name.name.to_string();
     if !t.args.is_empty() {
         s.push('(');
         s.push_str(&t.args.iter().map(type_text).collect::<Vec<_>>().join(", "));

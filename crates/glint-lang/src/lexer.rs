@@ -10,6 +10,7 @@ use crate::diag::Diagnostic;
 use crate::source::{FileId, Span};
 use glint_model::{Cidr, Digest};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 
 /// Longest string literal accepted, in bytes.
 pub const MAX_STRING: usize = 1 << 20;
@@ -37,15 +38,15 @@ pub enum TokKind {
     /// A size in bytes.
     Size(u64),
     /// An IPv4 address.
-    Ip(IpAddr),
+    Ip(Rc<IpAddr>),
     /// A CIDR block.
-    Cidr(Cidr),
+    Cidr(Rc<Cidr>),
     /// An address and port.
-    Addr(SocketAddr),
+    Addr(Rc<SocketAddr>),
     /// A `sha256:` digest.
-    Digest(Digest),
+    Digest(Rc<Digest>),
     /// A string literal.
-    Str(Vec<StrPart>),
+    Str(Rc<[StrPart]>),
     /// `{`
     LBrace,
     /// `}`
@@ -172,7 +173,7 @@ pub fn lex(
         pos: start,
         end: end.min(text.len()),
         diags,
-        tokens: Vec::new(),
+        tokens: Vec::with_capacity(end.saturating_sub(start) / 6 + 1),
     };
     lx.run();
     lx.tokens
@@ -368,7 +369,7 @@ impl Lexer<'_, '_> {
             }
             let text = &self.text[start..self.pos];
             return match Digest::parse(text) {
-                Ok(d) => TokKind::Digest(d),
+                Ok(d) => TokKind::Digest(Rc::new(d)),
                 Err(_) => {
                     let hex = &text["sha256:".len()..];
                     let why = if hex.len() != 64 {
@@ -553,7 +554,7 @@ impl Lexer<'_, '_> {
             return TokKind::Error;
         };
         match suffix {
-            None => TokKind::Ip(IpAddr::V4(ip)),
+            None => TokKind::Ip(Rc::new(IpAddr::V4(ip))),
             Some(('/', s, e)) => {
                 let prefix: Option<u8> = self.text[s..e].parse().ok().filter(|p| *p <= 32);
                 let Some(prefix) = prefix else {
@@ -567,7 +568,7 @@ impl Lexer<'_, '_> {
                     return TokKind::Error;
                 };
                 match Cidr::new(IpAddr::V4(ip), prefix) {
-                    Ok(c) => TokKind::Cidr(c),
+                    Ok(c) => TokKind::Cidr(Rc::new(c)),
                     Err(err) => {
                         let network =
                             Cidr::new(IpAddr::V4(ip), prefix)
@@ -595,7 +596,7 @@ impl Lexer<'_, '_> {
             Some((_, s, e)) => {
                 let port: Option<u16> = self.text[s..e].parse().ok().filter(|p| *p >= 1);
                 match port {
-                    Some(p) => TokKind::Addr(SocketAddr::new(IpAddr::V4(ip), p)),
+                    Some(p) => TokKind::Addr(Rc::new(SocketAddr::new(IpAddr::V4(ip), p))),
                     None => {
                         let d = self.error(
                             Code::InvalidAddress,
@@ -615,7 +616,7 @@ impl Lexer<'_, '_> {
         let start = self.pos;
         self.pos += 1;
         match self.string_body(start, 0) {
-            Some(parts) => TokKind::Str(parts),
+            Some(parts) => TokKind::Str(Rc::from(parts)),
             None => TokKind::Error,
         }
     }
@@ -809,7 +810,7 @@ mod tests {
         assert_eq!(k[1], TokKind::Duration(30_000));
         assert_eq!(k[2], TokKind::Size(2 << 30));
         assert!(matches!(k[3], TokKind::Cidr(_)));
-        assert!(matches!(k[4], TokKind::Addr(a) if a.port() == 8080));
+        assert!(matches!(&k[4], TokKind::Addr(a) if a.port() == 8080));
         assert!(matches!(k[5], TokKind::Ip(_)));
         assert_eq!(k[6], TokKind::Ident);
     }

@@ -25,6 +25,7 @@ pub mod codes;
 pub mod diag;
 pub mod eval;
 pub mod format;
+pub mod fxhash;
 pub mod lexer;
 pub mod lower;
 pub mod parser;
@@ -37,9 +38,10 @@ pub use format::format;
 pub use glint_model::Environment;
 pub use source::{FileId, SourceMap, Span};
 
+use crate::fxhash::FxMap;
 use ast::ItemKind;
 use eval::{Binding, Eval, Module, Program};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Largest source file accepted (bytes).
@@ -139,7 +141,7 @@ pub fn compile(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Com
     let mut sources = SourceMap::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut prog = Program::default();
-    let mut key_to_mod: HashMap<String, usize> = HashMap::new();
+    let mut key_to_mod: FxMap<String, usize> = FxMap::default();
     // Import edges per module: (target module, span of the import path).
     let mut edges: Vec<Vec<(usize, Span)>> = Vec::new();
 
@@ -213,14 +215,14 @@ pub fn compile(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Com
     // Top-level bindings of each module.
     for (m, module_edges) in edges.iter().enumerate() {
         let ast = prog.modules[m].ast.clone();
-        let mut bindings: HashMap<String, Binding> = HashMap::new();
-        let mut spans: HashMap<String, Span> = HashMap::new();
+        let mut bindings: FxMap<String, Binding> = FxMap::default();
+        let mut spans: FxMap<String, Span> = FxMap::default();
         let mut import_idx = 0;
         for (i, item) in ast.items.iter().enumerate() {
             let (name, span, b) = match &item.kind {
-                ItemKind::Let { name, .. } => (name.name.clone(), name.span, Binding::Let(i)),
+                ItemKind::Let { name, .. } => (name.name.to_string(), name.span, Binding::Let(i)),
                 ItemKind::Fn(def) => (
-                    def.name.name.clone(),
+                    def.name.name.to_string(),
                     def.name.span,
                     Binding::Fn(def.clone()),
                 ),
@@ -237,7 +239,7 @@ pub fn compile(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Com
                     }
                     let Some(target) = target else { continue };
                     let (name, span) = match alias {
-                        Some(a) => (a.name.clone(), a.span),
+                        Some(a) => (a.name.to_string(), a.span),
                         None => (module_alias(path), *path_span),
                     };
                     (name, span, Binding::Module(target))
@@ -398,7 +400,7 @@ fn load_module(
         file,
         key: key.to_owned(),
         ast: Rc::new(ast),
-        bindings: HashMap::new(),
+        bindings: FxMap::default(),
     });
     Some(prog.modules.len() - 1)
 }

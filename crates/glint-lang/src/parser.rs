@@ -10,6 +10,7 @@ use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::lexer::{StrPart, TokKind, Token, lex};
 use crate::source::{FileId, Span};
+use std::rc::Rc;
 
 /// Deepest nesting of expressions and blocks.
 pub const MAX_DEPTH: usize = 128;
@@ -264,11 +265,11 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     /// A comment on the same line right after the construct that just ended.
-    fn take_trailing(&mut self) -> Option<Comment> {
+    fn take_trailing(&mut self) -> Option<Box<Comment>> {
         // Look at the raw next token (do not skip comments first).
         if let Some((c, nl)) = self.pending.first() {
             if !nl {
-                let c = c.clone();
+                let c = Box::new(c.clone());
                 self.pending.remove(0);
                 return Some(c);
             }
@@ -282,7 +283,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                 blank_before: false,
             };
             self.pos += 1;
-            return Some(c);
+            return Some(Box::new(c));
         }
         None
     }
@@ -417,7 +418,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         if t.kind == TokKind::Ident {
             self.bump();
             Ok(Ident {
-                name: self.text_of(t.span).to_owned(),
+                name: Rc::from(self.text_of(t.span)),
                 span: t.span,
             })
         } else {
@@ -430,7 +431,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         self.bump();
         let t = self.peek().clone();
         let path = match &t.kind {
-            TokKind::Str(parts) => match parts.as_slice() {
+            TokKind::Str(parts) => match &parts[..] {
                 [StrPart::Lit(s)] => s.clone(),
                 _ => {
                     self.error_at(
@@ -608,7 +609,7 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn decl(&mut self) -> PResult<Decl> {
         let kind = self.ident("a declaration kind")?;
-        if !DECL_KINDS.contains(&kind.name.as_str()) {
+        if !DECL_KINDS.contains(&&*kind.name) {
             let guess = did_you_mean(
                 &kind.name,
                 DECL_KINDS
@@ -705,7 +706,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                             if e.trivia.trailing.is_none() {
                                 e.trivia.trailing = Some(c);
                             } else {
-                                self.pending.push((c, true));
+                                self.pending.push((*c, true));
                             }
                         }
                     } else {
@@ -758,17 +759,17 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Ident => {
                 self.bump();
                 Ok(Key {
-                    name: self.text_of(t.span).to_owned(),
+                    name: Rc::from(self.text_of(t.span)),
                     span: t.span,
                     quoted: false,
                 })
             }
-            TokKind::Str(parts) => match parts.as_slice() {
+            TokKind::Str(parts) => match &parts[..] {
                 [StrPart::Lit(s)] => {
                     let name = s.clone();
                     self.bump();
                     Ok(Key {
-                        name,
+                        name: Rc::from(name),
                         span: t.span,
                         quoted: true,
                     })
@@ -813,7 +814,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                     }
                     self.bump();
                     let dst = self.expr();
-                    EntryKind::Copy { src, dst }
+                    EntryKind::Copy(Box::new((src, dst)))
                 }
                 "run" if statement => {
                     self.bump();
@@ -1143,18 +1144,19 @@ impl<'a, 'd> Parser<'a, 'd> {
             }
             TokKind::Duration(v) => lit(ExprKind::Duration(*v)),
             TokKind::Size(v) => lit(ExprKind::Size(*v)),
-            TokKind::Ip(v) => lit(ExprKind::Ip(*v)),
-            TokKind::Cidr(v) => lit(ExprKind::Cidr(*v)),
-            TokKind::Addr(v) => lit(ExprKind::Addr(*v)),
-            TokKind::Digest(v) => lit(ExprKind::Digest(v.clone())),
+            TokKind::Ip(v) => lit(ExprKind::Ip(**v)),
+            TokKind::Cidr(v) => lit(ExprKind::Cidr(**v)),
+            TokKind::Addr(v) => lit(ExprKind::Addr(**v)),
+            TokKind::Digest(v) => lit(ExprKind::Digest((**v).clone())),
             TokKind::Str(parts) => {
                 let parts = parts.clone();
                 self.bump();
                 let mut segs = Vec::new();
-                for p in parts {
+                for p in parts.iter() {
                     match p {
-                        StrPart::Lit(s) => segs.push(StrSeg::Lit(s)),
+                        StrPart::Lit(s) => segs.push(StrSeg::Lit(s.clone())),
                         StrPart::Interp(span) => {
+                            let span = *span;
                             let e = parse_sub_expr(self.text, span, self.diags, self.depth + 1);
                             segs.push(StrSeg::Interp(e));
                         }
@@ -1170,7 +1172,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                 let b = self.block()?;
                 let span = b.span;
                 return Ok(Expr {
-                    kind: ExprKind::Record(b),
+                    kind: ExprKind::Record(Box::new(b)),
                     span,
                 });
             }
@@ -1202,13 +1204,13 @@ impl<'a, 'd> Parser<'a, 'd> {
                             let b = self.block()?;
                             let span = t.span.to(b.span);
                             return Ok(Expr {
-                                kind: ExprKind::Tagged(
+                                kind: ExprKind::Tagged(Box::new((
                                     Ident {
-                                        name: word,
+                                        name: Rc::from(word),
                                         span: t.span,
                                     },
                                     b,
-                                ),
+                                ))),
                                 span,
                             });
                         }
@@ -1291,11 +1293,11 @@ impl<'a, 'd> Parser<'a, 'd> {
             multiline = true;
         }
         Ok(Expr {
-            kind: ExprKind::List {
+            kind: ExprKind::List(Box::new(ListExpr {
                 items,
                 dangling,
                 multiline,
-            },
+            })),
             span: open.span.to(close.span),
         })
     }
