@@ -16,10 +16,13 @@ use std::rc::Rc;
 
 /// Largest list or string evaluation may build.
 pub const MAX_ELEMS: usize = 1_000_000;
-/// Most evaluation steps in one compilation.
-pub const MAX_STEPS: u64 = 200_000_000;
+/// Evaluation steps always allowed in one compilation; larger sources get
+/// [`STEPS_PER_BYTE`] more per byte of source.
+pub const BASE_STEPS: u64 = 5_000_000;
+/// Extra evaluation steps allowed per byte of source.
+pub const STEPS_PER_BYTE: u64 = 20;
 /// Deepest evaluation nesting (expressions, calls and lazy bindings together).
-pub const MAX_EVAL_DEPTH: usize = 400;
+pub const MAX_EVAL_DEPTH: usize = 1500;
 
 /// A name bound at the top level of a module.
 #[derive(Debug, Clone)]
@@ -132,6 +135,8 @@ pub struct Eval<'p> {
     lets: FxMap<(usize, usize), LetState>,
     active_fns: Vec<*const FnDef>,
     steps: u64,
+    /// The most steps this compilation may take.
+    pub max_steps: u64,
     depth: usize,
     steps_reported: bool,
 }
@@ -178,6 +183,13 @@ impl<'p> Eval<'p> {
             lets: FxMap::default(),
             active_fns: Vec::new(),
             steps: 0,
+            max_steps: BASE_STEPS.saturating_add(
+                prog.file_texts
+                    .iter()
+                    .map(|t| t.len() as u64)
+                    .sum::<u64>()
+                    .saturating_mul(STEPS_PER_BYTE),
+            ),
             depth: 0,
             steps_reported: false,
         }
@@ -189,12 +201,12 @@ impl<'p> Eval<'p> {
 
     fn step(&mut self, span: Span) -> R<()> {
         self.steps += 1;
-        if self.steps > MAX_STEPS {
+        if self.steps > self.max_steps {
             if !self.steps_reported {
                 self.steps_reported = true;
                 self.err(
                     Diagnostic::error(Code::ValueTooLarge, span, "evaluation takes too many steps")
-                        .with_primary(format!("gave up after {MAX_STEPS} steps here"))
+                        .with_primary(format!("gave up after {} steps here", self.max_steps))
                         .with_help("this usually means nested quantifiers or `range` over very large lists"),
                 );
             }

@@ -21,6 +21,10 @@ const WIDTH: usize = 100;
 
 /// Formats one source file. Returns the diagnostics if it does not parse.
 pub fn format(key: &str, source: &[u8]) -> Result<String, Diagnostics> {
+    crate::with_stack(|| format_here(key, source))
+}
+
+fn format_here(key: &str, source: &[u8]) -> Result<String, Diagnostics> {
     let mut sources = SourceMap::new();
     let text = match std::str::from_utf8(source) {
         Ok(t) => t.to_owned(),

@@ -70,7 +70,7 @@ pub struct LoadError {
 /// Supplies source files. Keys are paths relative to the environment root
 /// (the main file's directory) with `/` separators, possibly starting with
 /// `..`, or absolute paths (policy files given on the command line).
-pub trait Loader {
+pub trait Loader: Sync {
     /// Loads the file with this key.
     fn load(&self, key: &str) -> Result<LoadedFile, LoadError>;
 }
@@ -135,9 +135,52 @@ impl Compilation {
     }
 }
 
+/// Stack size of the thread that compiles or formats. The parser and the
+/// evaluator are recursive with explicit depth limits; this stack holds the
+/// deepest input those limits allow, whatever the caller's stack is.
+const STACK_SIZE: usize = 64 << 20;
+
+/// Runs `f` on a thread with a [`STACK_SIZE`] stack (inline if no thread can
+/// be started).
+fn with_stack<T: Send, F: FnOnce() -> T + Send>(f: F) -> T {
+    let slot = std::sync::Mutex::new(Some(f));
+    let take = || slot.lock().ok().and_then(|mut g| g.take());
+    let joined = std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("glint-lang".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(s, || take().map(|f| f()));
+        match handle {
+            Ok(h) => match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => None,
+        }
+    });
+    match joined {
+        Some(r) => r,
+        // The thread could not be started: run here.
+        None => match take() {
+            Some(f) => f(),
+            None => unreachable_compile(),
+        },
+    }
+}
+
+#[cold]
+fn unreachable_compile() -> ! {
+    // `take` hands the closure out once; the thread ran it or did not start.
+    panic!("glint-lang: the compile closure ran neither on its thread nor inline")
+}
+
 /// Compiles the environment whose main file has key `main` (e.g.
 /// `hello.glint`), loading imports and `options.policies` through `loader`.
 pub fn compile(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Compilation {
+    with_stack(|| compile_here(main, loader, options))
+}
+
+fn compile_here(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Compilation {
     let mut sources = SourceMap::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut prog = Program::default();
