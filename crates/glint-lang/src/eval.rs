@@ -578,16 +578,19 @@ impl<'p> Eval<'p> {
     fn too_large<T>(&mut self, span: Span, what: &str) -> R<T> {
         self.err(
             Diagnostic::error(Code::ValueTooLarge, span, format!("{what} too large"))
-                .with_primary(format!("builds a {what} of more than {MAX_ELEMS} elements")),
+                .with_primary(format!("builds a {what} of more than {MAX_ELEMS} elements"))
+                .with_help("configurations never need values this large; check for a runaway `range` or repeated concatenation"),
         );
         Err(Reported)
     }
 
     fn overflow<T>(&mut self, span: Span) -> R<T> {
         self.err(
-            Diagnostic::error(Code::Arithmetic, span, "arithmetic overflow").with_primary(
-                "the result does not fit in 64 bits (or is negative where it cannot be)",
-            ),
+            Diagnostic::error(Code::Arithmetic, span, "arithmetic overflow")
+                .with_primary(
+                    "the result does not fit in 64 bits (or is negative where it cannot be)",
+                )
+                .with_help("durations and sizes cannot be negative; check the operands"),
         );
         Err(Reported)
     }
@@ -640,14 +643,16 @@ impl<'p> Eval<'p> {
             (BinOp::Div | BinOp::Rem, _, Int(0)) => {
                 self.err(
                     Diagnostic::error(Code::Arithmetic, span, "division by zero")
-                        .with_primary("the divisor is zero"),
+                        .with_primary("the divisor is zero")
+                        .with_help("guard the division: `if n > 0 then total / n else total`"),
                 );
                 return Err(Reported);
             }
             (BinOp::Div, Duration(_) | Size(_), Duration(0) | Size(0)) => {
                 self.err(
                     Diagnostic::error(Code::Arithmetic, span, "division by zero")
-                        .with_primary("the divisor is zero"),
+                        .with_primary("the divisor is zero")
+                        .with_help("guard the division: `if n > 0 then total / n else total`"),
                 );
                 return Err(Reported);
             }

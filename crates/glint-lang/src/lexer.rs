@@ -468,6 +468,7 @@ impl Lexer<'_, '_> {
             let Some(total) = value.and_then(|v| v.checked_mul(mult)) else {
                 let d = self.error(Code::InvalidNumber, start, self.pos, "number too large");
                 d.primary.message = "does not fit in 64 bits".into();
+                d.help = Some("use a larger unit, or a smaller value".into());
                 return TokKind::Error;
             };
             return if dur.is_some() {
@@ -481,6 +482,7 @@ impl Lexer<'_, '_> {
             None => {
                 let d = self.error(Code::InvalidNumber, start, self.pos, "integer too large");
                 d.primary.message = "integers must fit in a signed 64-bit integer".into();
+                d.help = Some("the largest integer is 9223372036854775807".into());
                 TokKind::Error
             }
         }
@@ -565,6 +567,8 @@ impl Lexer<'_, '_> {
                         format!("invalid prefix length in `{whole}`"),
                     );
                     d.primary.message = "must be from 0 to 32".into();
+                    d.help =
+                        Some("an IPv4 prefix length is 0 (everything) to 32 (one address)".into());
                     return TokKind::Error;
                 };
                 match Cidr::new(IpAddr::V4(ip), prefix) {
@@ -605,6 +609,8 @@ impl Lexer<'_, '_> {
                             format!("invalid port in `{whole}`"),
                         );
                         d.primary.message = "a port is a number from 1 to 65535".into();
+                        d.help =
+                            Some("write the address as `IP:PORT`, e.g. `127.0.0.1:8080`".into());
                         TokKind::Error
                     }
                 }
@@ -642,6 +648,10 @@ impl Lexer<'_, '_> {
             if self.pos - start > MAX_STRING {
                 let d = self.error(Code::TooLarge, start, start + 1, "string literal too large");
                 d.primary.message = format!("longer than {MAX_STRING} bytes");
+                d.help = Some(
+                    "keep large data out of the declaration: copy a file into an image instead"
+                        .into(),
+                );
                 // Skip to the end of the line.
                 while self.pos < self.end && self.src[self.pos] != b'\n' {
                     self.pos += 1;
