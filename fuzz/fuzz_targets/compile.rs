@@ -3,7 +3,8 @@
 //! the stack or hanging, and formatting must be idempotent.
 //!
 //! Run (stable toolchain, no sanitizer):
-//!   cd fuzz && cargo fuzz run -s none compile corpus/compile -- -dict=glint.dict -max_total_time=600
+//!   cd fuzz && mkdir -p corpus/compile && cp $(find ../examples -name "*.glint") corpus/compile/
+//!   cargo fuzz run -s none compile corpus/compile -- -dict=glint.dict -max_len=4096 -max_total_time=600
 
 #![no_main]
 

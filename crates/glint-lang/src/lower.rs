@@ -155,8 +155,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
             let Ok(name) = Name::new(d.name.to_string()) else {
                 continue;
             };
-            let what = format!("{} `{}`", d.kind, d.name);
-            let mut f = Fields::new(&rec, d.name_span, what);
+            let mut f = Fields::new(&rec, d.name_span, What::Decl(d.kind, d.name.clone()));
             match kind {
                 Kind::Image => {
                     if let Some(img) = lw.image(ev, &mut f, &rec) {
@@ -257,7 +256,9 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                 Kind::Environment => {}
             }
             if kind != Kind::Image {
-                steps_not_allowed(ev, &rec, &format!("a {kind}"));
+                if !rec.steps.is_empty() {
+                    steps_not_allowed(ev, &rec, &format!("a {kind}"));
+                }
             }
         }
     }
@@ -450,20 +451,49 @@ impl Eval<'_> {
 // ---------------------------------------------------------------------------
 // Field access with unknown-field detection
 
+/// What a block describes, for messages (formatted only when one is needed).
+enum What {
+    Static(&'static str),
+    Owned(String),
+    Decl(Kind, Rc<str>),
+}
+
+impl From<&'static str> for What {
+    fn from(s: &'static str) -> What {
+        What::Static(s)
+    }
+}
+
+impl From<String> for What {
+    fn from(s: String) -> What {
+        What::Owned(s)
+    }
+}
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Static(s) => f.write_str(s),
+            What::Owned(s) => f.write_str(s),
+            What::Decl(k, n) => write!(f, "{k} `{n}`"),
+        }
+    }
+}
+
 struct Fields<'a> {
     rec: &'a Record,
     used: Vec<bool>,
     decl_span: Span,
-    what: String,
+    what: What,
 }
 
 impl<'a> Fields<'a> {
-    fn new(rec: &'a Record, decl_span: Span, what: String) -> Fields<'a> {
+    fn new(rec: &'a Record, decl_span: Span, what: impl Into<What>) -> Fields<'a> {
         Fields {
             used: vec![false; rec.fields.len()],
             rec,
             decl_span,
-            what,
+            what: what.into(),
         }
     }
 
@@ -522,7 +552,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn missing(ev: &mut Eval<'_>, span: Span, what: &str, key: &str, hint: &str) {
+fn missing(ev: &mut Eval<'_>, span: Span, what: &dyn std::fmt::Display, key: &str, hint: &str) {
     ev.diags.push(
         Diagnostic::error(Code::MissingField, span, format!("{what} has no `{key}`"))
             .with_primary(format!("missing `{key}`"))
@@ -1338,7 +1368,7 @@ impl Lowerer<'_> {
 
 fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
     let r = record(ev, v, "a health check block")?;
-    let mut f = Fields::new(r, v.span, "the health check".into());
+    let mut f = Fields::new(r, v.span, "the health check");
     let mut ok = true;
     let http = f.take("http").and_then(|p| match string(ev, p) {
         Some(s) if s.starts_with('/') => Some(s),
@@ -1381,7 +1411,7 @@ fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
                 missing(
                     ev,
                     v.span,
-                    "the health check",
+                    &"the health check",
                     "http",
                     "the HTTP path to probe, e.g. `http = \"/healthz\"` (or `tcp = true`)",
                 );
@@ -1554,7 +1584,7 @@ fn rollout(ev: &mut Eval<'_>, v: &SV) -> Option<Rollout> {
     };
     match &v.v {
         Value::Record(r) => {
-            let mut f = Fields::new(r, v.span, "the rollout settings".into());
+            let mut f = Fields::new(r, v.span, "the rollout settings");
             let mut ok = true;
             if let Some(s) = f.take("strategy") {
                 match strategy(ev, s) {
@@ -1595,7 +1625,7 @@ fn rollout(ev: &mut Eval<'_>, v: &SV) -> Option<Rollout> {
 
 fn resources(ev: &mut Eval<'_>, v: &SV) -> Option<Resources> {
     let r = record(ev, v, "a resources block")?;
-    let mut f = Fields::new(r, v.span, "the resources".into());
+    let mut f = Fields::new(r, v.span, "the resources");
     let mut ok = true;
     let memory = f.take("memory").and_then(|m| {
         let s = size(ev, m);
@@ -1613,7 +1643,7 @@ fn resources(ev: &mut Eval<'_>, v: &SV) -> Option<Resources> {
 
 fn autoscale(ev: &mut Eval<'_>, v: &SV) -> Option<Autoscale> {
     let r = record(ev, v, "an autoscale block")?;
-    let mut f = Fields::new(r, v.span, "the autoscale block".into());
+    let mut f = Fields::new(r, v.span, "the autoscale block");
     let min = match f.take("min") {
         Some(m) => int_in(ev, m, 0, 10_000, "min")?,
         None => 1,
@@ -1670,7 +1700,7 @@ fn mounts(ev: &mut Eval<'_>, v: &SV) -> Option<Vec<Mount>> {
             ok = false;
             continue;
         };
-        let mut f = Fields::new(r, i.span, "the mount".into());
+        let mut f = Fields::new(r, i.span, "the mount");
         let volume = f
             .required(ev, "volume", "`volume.NAME`")
             .and_then(|v| reference(ev, v, Kind::Volume));
