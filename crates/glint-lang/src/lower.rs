@@ -255,10 +255,8 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                 }
                 Kind::Environment => {}
             }
-            if kind != Kind::Image {
-                if !rec.steps.is_empty() {
-                    steps_not_allowed(ev, &rec, &format!("a {kind}"));
-                }
+            if kind != Kind::Image && !rec.steps.is_empty() {
+                steps_not_allowed(ev, &rec, &format!("a {kind}"));
             }
         }
     }
