@@ -239,7 +239,7 @@ pub struct Expr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StrSeg {
     /// Text.
-    Lit(String),
+    Lit(Rc<str>),
     /// `${ expr }`
     Interp(Expr),
 }

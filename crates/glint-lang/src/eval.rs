@@ -389,6 +389,9 @@ impl<'p> Eval<'p> {
             ExprKind::None => Value::None,
             ExprKind::Error => return Err(Reported),
             ExprKind::Str(segs) => {
+                if let [StrSeg::Lit(s)] = segs.as_slice() {
+                    return Ok(Value::Str(s.clone()));
+                }
                 let mut out = String::new();
                 for seg in segs {
                     match seg {

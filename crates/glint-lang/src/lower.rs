@@ -236,7 +236,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                             ExprKind::Str(segs) => segs
                                 .iter()
                                 .map(|s| match s {
-                                    ast::StrSeg::Lit(l) => l.clone(),
+                                    ast::StrSeg::Lit(l) => l.to_string(),
                                     ast::StrSeg::Interp(e) => {
                                         format!("${{{}}}", ev.prog_text(e.span))
                                     }

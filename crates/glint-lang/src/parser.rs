@@ -85,6 +85,8 @@ struct Parser<'a, 'd> {
     aborted: bool,
     /// Whether `name {` may start a tagged value (off in `for ... in EXPR {`).
     no_brace: bool,
+    /// Names and keys seen so far: each distinct text is allocated once.
+    interned: crate::fxhash::FxSet<Rc<str>>,
 }
 
 /// Whether any diagnostic was added since `mark`.
@@ -112,10 +114,21 @@ impl<'a, 'd> Parser<'a, 'd> {
             depth,
             aborted: false,
             no_brace: false,
+            interned: crate::fxhash::FxSet::default(),
         }
     }
 
     // ----- token access -------------------------------------------------
+
+    /// The shared copy of a name's text.
+    fn intern(&mut self, s: &str) -> Rc<str> {
+        if let Some(r) = self.interned.get(s) {
+            return r.clone();
+        }
+        let r: Rc<str> = Rc::from(s);
+        self.interned.insert(r.clone());
+        r
+    }
 
     /// Moves comments at the cursor into `pending`.
     fn skip_comments(&mut self) {
@@ -418,7 +431,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         if t.kind == TokKind::Ident {
             self.bump();
             Ok(Ident {
-                name: Rc::from(self.text_of(t.span)),
+                name: self.intern(self.text_of(t.span)),
                 span: t.span,
             })
         } else {
@@ -759,7 +772,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Ident => {
                 self.bump();
                 Ok(Key {
-                    name: Rc::from(self.text_of(t.span)),
+                    name: self.intern(self.text_of(t.span)),
                     span: t.span,
                     quoted: false,
                 })
@@ -769,7 +782,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                     let name = s.clone();
                     self.bump();
                     Ok(Key {
-                        name: Rc::from(name),
+                        name: self.intern(&name),
                         span: t.span,
                         quoted: true,
                     })
@@ -1154,7 +1167,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                 let mut segs = Vec::new();
                 for p in parts.iter() {
                     match p {
-                        StrPart::Lit(s) => segs.push(StrSeg::Lit(s.clone())),
+                        StrPart::Lit(s) => segs.push(StrSeg::Lit(Rc::from(s.as_str()))),
                         StrPart::Interp(span) => {
                             let span = *span;
                             let e = parse_sub_expr(self.text, span, self.diags, self.depth + 1);
@@ -1206,7 +1219,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                             return Ok(Expr {
                                 kind: ExprKind::Tagged(Box::new((
                                     Ident {
-                                        name: Rc::from(word),
+                                        name: self.intern(&word),
                                         span: t.span,
                                     },
                                     b,
