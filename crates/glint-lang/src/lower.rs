@@ -522,7 +522,37 @@ impl<'a> Fields<'a> {
             if self.used[i] || allowed.contains(&&*f.key) {
                 continue;
             }
-            let hint = did_you_mean(&f.key, allowed.iter().copied());
+            let hint = did_you_mean(&f.key, allowed.iter().copied()).or_else(|| {
+                // Names users bring from other tools.
+                const ALIASES: &[(&str, &str)] = &[
+                    ("replicas", "instances"),
+                    ("count", "instances"),
+                    ("scale", "instances"),
+                    ("command", "entrypoint"),
+                    ("cmd", "entrypoint"),
+                    ("environment", "env"),
+                    ("path", "http"),
+                    ("healthcheck", "health"),
+                    ("health_check", "health"),
+                    ("ttl", "max_age"),
+                    ("max_lifetime", "max_age"),
+                    ("ingress", "from"),
+                    ("source", "from"),
+                    ("target", "to"),
+                    ("destination", "to"),
+                    ("port", "ports"),
+                    ("address", "listen"),
+                    ("bind", "listen"),
+                    ("volumes", "mounts"),
+                    ("strategy", "rollout"),
+                    ("base", "from"),
+                    ("capacity", "size"),
+                ];
+                ALIASES
+                    .iter()
+                    .find(|(from, to)| **from == *f.key && allowed.contains(to))
+                    .map(|(_, to)| (*to).to_owned())
+            });
             let d = Diagnostic::error(
                 Code::UnknownField,
                 f.key_span,
@@ -955,7 +985,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("`{k}.{n}` is a {k}; write `{kind}.NAME`")),
             );
             None
@@ -964,7 +994,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("refer to it as `{kind}.{s}` (no quotes)")),
             );
             None
@@ -976,14 +1006,21 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
                     Diagnostic::error(
                         Code::TypeMismatch,
                         v.span,
-                        format!("expected a reference to a {kind}, found a bare name"),
+                        format!(
+                            "expected a reference to {}, found a bare name",
+                            crate::value::article(kind.keyword())
+                        ),
                     )
                     .with_primary(format!("write `{kind}.{s}`"))
                     .with_help(format!("references name their kind: `{kind}.{s}`")),
                 );
             } else {
                 let s = s.clone();
-                ev.unknown_name(&s, v.span, &format!("a reference to a {kind}"));
+                ev.unknown_name(
+                    &s,
+                    v.span,
+                    &format!("a reference to {}", crate::value::article(kind.keyword())),
+                );
             }
             None
         }
@@ -991,7 +1028,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("write `{kind}.NAME`")),
             );
             None
