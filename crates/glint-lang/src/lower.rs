@@ -2119,11 +2119,21 @@ fn ref_value(kind: Kind, n: &Name) -> Value {
 fn build_views(env: Environment, spans: &Spans) -> Views {
     let mut lists = FxMap::default();
     let mut add = |kind: Kind, names: Vec<&Name>| {
+        let table = spans.decl.get(&kind);
         let items: Vec<SV> = names
             .into_iter()
-            .map(|n| SV {
-                v: ref_value(kind, n),
-                span: spans.get(kind, n.as_str()).unwrap_or_default(),
+            .map(|n| {
+                // Share the declaration's name instead of allocating a copy.
+                match table.and_then(|t| t.get_key_value(n.as_str())) {
+                    Some((name, span)) => SV {
+                        v: Value::Ref(kind, name.clone()),
+                        span: *span,
+                    },
+                    None => SV {
+                        v: ref_value(kind, n),
+                        span: Span::default(),
+                    },
+                }
             })
             .collect();
         lists.insert(kind, Value::List(Rc::new(items)));
