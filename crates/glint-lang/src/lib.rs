@@ -15,6 +15,19 @@
 //! - [`diag`], [`codes`]: diagnostics as data, their rendering and the
 //!   long explanations behind `glint explain`.
 //!
+//! Testing and measuring (see also `docs/language.md`):
+//! - `tests/diagnostics.rs`: one insta snapshot per diagnostic code (the
+//!   rendered message with source, caret, labels and help);
+//! - `tests/language.rs`: language features, determinism of the IR and its
+//!   hash, every example compiles and is formatted (idempotent, comments kept);
+//! - `tests/robustness.rs`: proptest over random bytes, token soup, mutated
+//!   examples, deep nesting, long chains and huge literals
+//!   (`PROPTEST_CASES=N` to run longer);
+//! - `fuzz/`: a `cargo fuzz` target over compile and format
+//!   (`cargo fuzz run -s none compile` on stable);
+//! - `benches/compile.rs`: N services + N endpoints + N rules with the
+//!   standard policies (`cargo bench -p glint-lang --bench compile`).
+//!
 //! Architecture invariant: nothing in this crate does IO. Imports are
 //! resolved to keys (paths relative to the main file's directory, joined with
 //! `/`) and loaded through the [`Loader`]; the standard library (`std:…`)
