@@ -166,27 +166,30 @@ pub fn lex(
     end: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Token> {
-    let mut lx = Lexer {
-        src: text.as_bytes(),
-        text,
-        file,
-        pos: start,
-        end: end.min(text.len()),
-        diags,
-        tokens: Vec::with_capacity(end.saturating_sub(start) / 6 + 1),
-    };
-    lx.run();
-    lx.tokens
+    let mut lx = Lexer::new(text, file, start, end);
+    let mut tokens = Vec::with_capacity(end.saturating_sub(start) / 6 + 1);
+    loop {
+        let t = lx.next_token();
+        let eof = t.kind == TokKind::Eof;
+        tokens.push(t);
+        if eof {
+            break;
+        }
+    }
+    diags.append(&mut lx.diags);
+    tokens
 }
 
-struct Lexer<'a, 'd> {
+/// A lexer producing one token at a time (the parser pulls tokens as it
+/// needs them, so a large file never has all its tokens in memory at once).
+pub struct Lexer<'a> {
     src: &'a [u8],
     text: &'a str,
     file: FileId,
     pos: usize,
     end: usize,
-    diags: &'d mut Vec<Diagnostic>,
-    tokens: Vec<Token>,
+    /// Problems found so far (the caller drains them).
+    pub diags: Vec<Diagnostic>,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -197,7 +200,19 @@ fn is_ident_continue(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-impl Lexer<'_, '_> {
+impl<'a> Lexer<'a> {
+    /// A lexer over `text[start..end]` of `file`.
+    pub fn new(text: &'a str, file: FileId, start: usize, end: usize) -> Lexer<'a> {
+        Lexer {
+            src: text.as_bytes(),
+            text,
+            file,
+            pos: start.min(text.len()),
+            end: end.min(text.len()),
+            diags: Vec::new(),
+        }
+    }
+
     fn peek(&self, off: usize) -> u8 {
         let i = self.pos + off;
         if i < self.end { self.src[i] } else { 0 }
@@ -220,7 +235,8 @@ impl Lexer<'_, '_> {
         &mut self.diags[last]
     }
 
-    fn run(&mut self) {
+    /// The next token ([`TokKind::Eof`] at the end, repeatedly).
+    pub fn next_token(&mut self) -> Token {
         let mut newlines = 0usize;
         while self.pos < self.end {
             let b = self.src[self.pos];
@@ -238,20 +254,19 @@ impl Lexer<'_, '_> {
             }
             let start = self.pos;
             let kind = self.token(b);
-            self.tokens.push(Token {
+            return Token {
                 kind,
                 span: self.span(start, self.pos),
                 newline_before: newlines > 0,
                 blank_before: newlines > 1,
-            });
-            newlines = 0;
+            };
         }
-        self.tokens.push(Token {
+        Token {
             kind: TokKind::Eof,
             span: self.span(self.end, self.end),
             newline_before: newlines > 0,
             blank_before: newlines > 1,
-        });
+        }
     }
 
     fn token(&mut self, b: u8) -> TokKind {

@@ -8,7 +8,7 @@
 use crate::ast::*;
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::lexer::{StrPart, TokKind, Token, lex};
+use crate::lexer::{Lexer, StrPart, TokKind, Token};
 use crate::source::{FileId, Span};
 use std::rc::Rc;
 
@@ -36,22 +36,16 @@ const KEYWORDS: &[&str] = &[
 
 /// Parses a whole file. Diagnostics are appended to `diags`.
 pub fn parse_file(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> File {
-    let tokens = lex(text, file, 0, text.len(), diags);
-    let mut p = Parser::new(text, file, tokens, diags, 0);
+    let lexer = Lexer::new(text, file, 0, text.len());
+    let mut p = Parser::new(text, file, lexer, diags, 0);
     p.file()
 }
 
 /// Parses a single expression from a range of a file (used for string
 /// interpolations).
 fn parse_sub_expr(text: &str, span: Span, diags: &mut Vec<Diagnostic>, depth: usize) -> Expr {
-    let tokens = lex(
-        text,
-        span.file,
-        span.start as usize,
-        span.end as usize,
-        diags,
-    );
-    let mut p = Parser::new(text, span.file, tokens, diags, depth);
+    let lexer = Lexer::new(text, span.file, span.start as usize, span.end as usize);
+    let mut p = Parser::new(text, span.file, lexer, diags, depth);
     if p.at(&TokKind::Eof) {
         p.error_here("expected an expression inside `${}`", "empty interpolation");
         return Expr {
@@ -76,9 +70,13 @@ fn parse_sub_expr(text: &str, span: Span, diags: &mut Vec<Diagnostic>, depth: us
 
 struct Parser<'a, 'd> {
     text: &'a str,
-    file: FileId,
-    tokens: Vec<Token>,
+    lexer: Lexer<'a>,
+    /// Tokens read ahead of the cursor (comments included).
+    buf: std::collections::VecDeque<Token>,
+    /// Tokens consumed so far (to detect progress during recovery).
     pos: usize,
+    /// The span of the last non-comment token consumed.
+    last: Span,
     diags: &'d mut Vec<Diagnostic>,
     pending: Vec<(Comment, bool)>,
     depth: usize,
@@ -100,15 +98,16 @@ impl<'a, 'd> Parser<'a, 'd> {
     fn new(
         text: &'a str,
         file: FileId,
-        tokens: Vec<Token>,
+        lexer: Lexer<'a>,
         diags: &'d mut Vec<Diagnostic>,
         depth: usize,
     ) -> Self {
         Parser {
             text,
-            file,
-            tokens,
+            lexer,
+            buf: std::collections::VecDeque::new(),
             pos: 0,
+            last: Span::new(file, 0, 0),
             diags,
             pending: Vec::new(),
             depth,
@@ -130,9 +129,28 @@ impl<'a, 'd> Parser<'a, 'd> {
         r
     }
 
+    /// Makes sure `n` raw tokens are read ahead.
+    fn fill(&mut self, n: usize) {
+        while self.buf.len() < n {
+            let t = self.lexer.next_token();
+            if !self.lexer.diags.is_empty() {
+                self.diags.append(&mut self.lexer.diags);
+            }
+            self.buf.push_back(t);
+        }
+    }
+
+    /// The raw token at the cursor (a comment, possibly).
+    fn raw(&mut self) -> &Token {
+        self.fill(1);
+        &self.buf[0]
+    }
+
     /// Moves comments at the cursor into `pending`.
     fn skip_comments(&mut self) {
-        while let Some(t) = self.tokens.get(self.pos) {
+        loop {
+            self.fill(1);
+            let t = &self.buf[0];
             if t.kind != TokKind::Comment {
                 break;
             }
@@ -143,40 +161,45 @@ impl<'a, 'd> Parser<'a, 'd> {
                 span: t.span,
                 blank_before: t.blank_before,
             };
-            self.pending.push((c, t.newline_before));
+            let nl = t.newline_before;
+            self.pending.push((c, nl));
+            self.buf.pop_front();
             self.pos += 1;
         }
     }
 
     fn peek(&mut self) -> &Token {
         self.skip_comments();
-        let last = self.tokens.len() - 1;
-        &self.tokens[self.pos.min(last)]
+        &self.buf[0]
     }
 
     fn peek_nth(&mut self, n: usize) -> &Token {
         self.skip_comments();
-        let mut i = self.pos;
+        let mut i = 0;
         let mut seen = 0;
-        let last = self.tokens.len() - 1;
-        while i < last {
-            if self.tokens[i].kind != TokKind::Comment {
+        loop {
+            self.fill(i + 1);
+            let kind = &self.buf[i].kind;
+            if *kind == TokKind::Eof {
+                return &self.buf[i];
+            }
+            if *kind != TokKind::Comment {
                 if seen == n {
-                    return &self.tokens[i];
+                    return &self.buf[i];
                 }
                 seen += 1;
             }
             i += 1;
         }
-        &self.tokens[last]
     }
 
     fn bump(&mut self) -> Token {
         self.skip_comments();
-        let last = self.tokens.len() - 1;
-        let t = self.tokens[self.pos.min(last)].clone();
-        if self.pos < last {
+        let t = self.buf[0].clone();
+        if t.kind != TokKind::Eof {
+            self.buf.pop_front();
             self.pos += 1;
+            self.last = t.span;
         }
         t
     }
@@ -197,14 +220,7 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     fn prev_end(&self) -> Span {
-        let mut i = self.pos;
-        while i > 0 {
-            i -= 1;
-            if self.tokens[i].kind != TokKind::Comment {
-                return self.tokens[i].span;
-            }
-        }
-        Span::new(self.file, 0, 0)
+        self.last
     }
 
     // ----- errors -------------------------------------------------------
@@ -288,13 +304,14 @@ impl<'a, 'd> Parser<'a, 'd> {
             }
             return None;
         }
-        let t = self.tokens.get(self.pos)?;
+        let t = self.raw().clone();
         if t.kind == TokKind::Comment && !t.newline_before {
             let c = Comment {
                 text: self.text_of(t.span).trim_end().to_owned(),
                 span: t.span,
                 blank_before: false,
             };
+            self.buf.pop_front();
             self.pos += 1;
             return Some(Box::new(c));
         }
@@ -1120,7 +1137,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Int(v) => {
                 self.bump();
                 // `30 s`: a number, a space and a unit.
-                let n = self.tokens.get(self.pos).cloned();
+                let n = Some(self.raw().clone());
                 if let Some(n) = n
                     && n.kind == TokKind::Ident
                     && !n.newline_before
@@ -1138,7 +1155,9 @@ impl<'a, 'd> Parser<'a, 'd> {
                             .with_primary("a number and a unit are one token")
                             .with_help(format!("write `{number}{unit}` without the space")),
                         );
+                        self.buf.pop_front();
                         self.pos += 1;
+                        self.last = n.span;
                         let total = u64::try_from(*v)
                             .ok()
                             .and_then(|v| v.checked_mul(mult.1))
