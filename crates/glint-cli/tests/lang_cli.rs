@@ -78,3 +78,252 @@ fn explain_prints_the_long_explanation() {
     let out = glint(&["explain", "E9999"], &repo());
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, text).unwrap();
+}
+
+const APP: &str =
+    "image app {\n  copy \"bin/app\" to \"/bin/app\"\n  entrypoint = [\"/bin/app\"]\n}\n";
+
+/// The mistakes a new user makes, each answered with what, where and how.
+#[test]
+fn new_user_mistakes_get_actionable_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "typo.glint",
+            "service web {\n  image = image.app\n  instnaces = 3\n}\n",
+            &[
+                "error[E0101]: unknown field `instnaces`",
+                "typo.glint:8:3",
+                "did you mean `instances`?",
+            ],
+        ),
+        (
+            "string.glint",
+            "service web {\n  image = image.app\n  max_age = \"1 hour\"\n}\n",
+            &[
+                "error[E0103]: expected duration, found string",
+                "string.glint:8:13",
+                "write `1h`",
+            ],
+        ),
+        (
+            "space.glint",
+            "service web {\n  image = image.app\n  stop_grace = 30 s\n}\n",
+            &[
+                "error[E0009]",
+                "space.glint:8:16",
+                "write `30s` without the space",
+            ],
+        ),
+        (
+            "cidr.glint",
+            "service db {\n  image = image.app\n}\nrule r {\n  from = 10.0.0.300/8\n  to = service.db\n}\n",
+            &[
+                "error[E0007]",
+                "cidr.glint:10:10",
+                "`300` is not a number from 0 to 255",
+            ],
+        ),
+        (
+            "port.glint",
+            "service db {\n  image = image.app\n}\nrule r {\n  from = 10.0.0.0/8\n  to = service.db\n  ports = [70000]\n}\n",
+            &[
+                "error[E0105]: port 70000 is out of range",
+                "port.glint:12:12",
+                "pick a port from 1 to 65535",
+            ],
+        ),
+    ];
+    for (name, body, expect) in cases {
+        write(dir.path(), name, &format!("{APP}\n{body}"));
+        let out = glint(&["check", name], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = text(&out.stderr);
+        for e in *expect {
+            assert!(err.contains(e), "{name}: missing {e:?} in\n{err}");
+        }
+    }
+}
+
+#[test]
+fn import_cycles_and_policy_violations_fail_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.glint", "import \"lib/a.glint\"\n");
+    write(dir.path(), "lib/a.glint", "import \"b.glint\"\n");
+    write(dir.path(), "lib/b.glint", "import \"a.glint\"\n");
+    let out = glint(&["check", "main.glint"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error[E0301]: import cycle: lib/a.glint -> lib/b.glint -> lib/a.glint"),
+        "{err}"
+    );
+
+    let out = glint(
+        &["check", "examples/policy-failures/public-admin-port.glint"],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error[E0400]: rule `ssh_from_anywhere` opens an administrative port"),
+        "{err}"
+    );
+    assert!(
+        err.contains("violates policy `no_public_admin_ports`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn warnings_alone_exit_zero_and_policy_files_apply() {
+    let out = glint(
+        &["check", "examples/policy-failures/unpinned-image.glint"],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("warning[E0400]: image `app` is not pinned by digest"));
+
+    let plain = glint(
+        &["check", "examples/policy-failures/org-max-age.glint"],
+        &repo(),
+    );
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    let org = glint(
+        &[
+            "check",
+            "examples/policy-failures/org-max-age.glint",
+            "--policy",
+            "examples/policies/org.glint",
+        ],
+        &repo(),
+    );
+    assert_eq!(org.status.code(), Some(1));
+    let err = text(&org.stderr);
+    assert!(
+        err.contains("service `api` keeps instances for more than 7d"),
+        "{err}"
+    );
+    assert!(err.contains("::: examples/policies/org.glint:"), "{err}");
+
+    let shop = glint(
+        &[
+            "check",
+            "examples/three-tier/main.glint",
+            "--policy",
+            "examples/policies/org.glint",
+        ],
+        &repo(),
+    );
+    assert_eq!(shop.status.code(), Some(0), "{}", text(&shop.stderr));
+
+    let missing = glint(
+        &[
+            "check",
+            "examples/hello/hello.glint",
+            "--policy",
+            "nope.glint",
+        ],
+        &repo(),
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("nope.glint"));
+}
+
+#[test]
+fn json_diagnostics_are_machine_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.glint",
+        "service web {\n  image = image.nope\n}\n",
+    );
+    let out = glint(&["check", "bad.glint", "--format", "json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["errors"], 1);
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["code"], "E0201");
+    assert_eq!(d["file"], "bad.glint");
+    assert_eq!(d["line"], 2);
+    assert_eq!(d["column"], 11);
+    assert_eq!(d["labels"][0]["primary"], true);
+    assert!(d["help"].as_str().unwrap().contains("image"));
+
+    let ok = glint(
+        &[
+            "check",
+            "examples/hello/hello.glint",
+            "--format",
+            "json",
+            "--emit",
+            "ir",
+        ],
+        &repo(),
+    );
+    assert_eq!(ok.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    assert_eq!(
+        doc["environment"]["endpoints"]["public"]["listen"],
+        "127.0.0.1:8080"
+    );
+    assert_eq!(doc["hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn fmt_rewrites_checks_and_refuses_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.glint",
+        "// keep me\nservice web{\nimage=image.app // and me\ninstances=3}\n",
+    );
+    let check = glint(&["fmt", "--check", "a.glint"], dir.path());
+    assert_eq!(check.status.code(), Some(1));
+    assert!(text(&check.stdout).contains("would reformat a.glint"));
+    let fmt = glint(&["fmt", "a.glint"], dir.path());
+    assert_eq!(fmt.status.code(), Some(0));
+    let formatted = std::fs::read_to_string(dir.path().join("a.glint")).unwrap();
+    assert_eq!(
+        formatted,
+        "// keep me\nservice web {\n  image     = image.app // and me\n  instances = 3\n}\n"
+    );
+    let again = glint(&["fmt", "--check", "a.glint"], dir.path());
+    assert_eq!(again.status.code(), Some(0));
+
+    write(dir.path(), "broken.glint", "service web {\n");
+    let broken = glint(&["fmt", "broken.glint"], dir.path());
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(text(&broken.stderr).contains("error[E0100]"));
+    let missing = glint(&["fmt", "missing.glint"], dir.path());
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn every_example_is_formatted() {
+    let mut files = vec![];
+    let mut stack = vec![repo().join("examples")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "glint") {
+                files.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut args = vec!["fmt", "--check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = glint(&args, &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

@@ -3,12 +3,13 @@
 use crate::source::Span;
 use glint_model::{Cidr, Digest};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 
 /// A name as written, with its span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ident {
     /// The text.
-    pub name: String,
+    pub name: Rc<str>,
     /// Where.
     pub span: Span,
 }
@@ -32,7 +33,7 @@ pub struct Trivia {
     /// Whether an empty line precedes the item itself.
     pub blank_before: bool,
     /// A comment at the end of its last line.
-    pub trailing: Option<Comment>,
+    pub trailing: Option<Box<Comment>>,
 }
 
 /// A parsed file.
@@ -190,7 +191,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     /// The key.
-    pub name: String,
+    pub name: Rc<str>,
     /// Where.
     pub span: Span,
     /// Written as a string.
@@ -214,13 +215,9 @@ pub enum EntryKind {
         /// The nested block.
         body: Block,
     },
-    /// `copy SRC to DST` (image build step)
-    Copy {
-        /// Source path (relative to the file).
-        src: Expr,
-        /// Destination inside the image.
-        dst: Expr,
-    },
+    /// `copy SRC to DST` (image build step): source path (relative to the
+    /// file) and destination inside the image.
+    Copy(Box<(Expr, Expr)>),
     /// `run CMD` (image build step)
     Run(Expr),
     /// `test CMD` (image test)
@@ -242,9 +239,20 @@ pub struct Expr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StrSeg {
     /// Text.
-    Lit(String),
+    Lit(Rc<str>),
     /// `${ expr }`
     Interp(Expr),
+}
+
+/// A list literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListExpr {
+    /// Elements.
+    pub items: Vec<ListItem>,
+    /// Comments before `]`.
+    pub dangling: Vec<Comment>,
+    /// Spread over several lines in the source.
+    pub multiline: bool,
 }
 
 /// An element of a list literal, with its comments.
@@ -366,18 +374,11 @@ pub enum ExprKind {
     /// A name.
     Name(String),
     /// `[a, b]`
-    List {
-        /// Elements.
-        items: Vec<ListItem>,
-        /// Comments before `]`.
-        dangling: Vec<Comment>,
-        /// Spread over several lines in the source.
-        multiline: bool,
-    },
+    List(Box<ListExpr>),
     /// `{ k = v }`
-    Record(Block),
+    Record(Box<Block>),
     /// `rolling { surge = 2 }`: an enum value with a payload.
-    Tagged(Ident, Block),
+    Tagged(Box<(Ident, Block)>),
     /// `e.name`
     Field(Box<Expr>, Ident),
     /// `e[i]`

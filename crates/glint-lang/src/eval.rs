@@ -9,17 +9,20 @@
 use crate::ast::{self, BinOp, Block, EntryKind, Expr, ExprKind, FnDef, StrSeg, TypeExpr, UnOp};
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
+use crate::fxhash::{FxMap, FxSet};
 use crate::source::{FileId, Span, join_path};
 use crate::value::{Field, FnValue, Kind, Record, SV, Step, Value};
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Largest list or string evaluation may build.
 pub const MAX_ELEMS: usize = 1_000_000;
-/// Most evaluation steps in one compilation.
-pub const MAX_STEPS: u64 = 200_000_000;
+/// Evaluation steps always allowed in one compilation; larger sources get
+/// [`STEPS_PER_BYTE`] more per byte of source.
+pub const BASE_STEPS: u64 = 5_000_000;
+/// Extra evaluation steps allowed per byte of source.
+pub const STEPS_PER_BYTE: u64 = 20;
 /// Deepest evaluation nesting (expressions, calls and lazy bindings together).
-pub const MAX_EVAL_DEPTH: usize = 400;
+pub const MAX_EVAL_DEPTH: usize = 1500;
 
 /// A name bound at the top level of a module.
 #[derive(Debug, Clone)]
@@ -42,7 +45,7 @@ pub struct Module {
     /// The parsed file.
     pub ast: Rc<ast::File>,
     /// Top-level names.
-    pub bindings: HashMap<String, Binding>,
+    pub bindings: FxMap<String, Binding>,
 }
 
 /// All modules of a compilation.
@@ -70,7 +73,7 @@ impl Program {
 #[derive(Debug, Default)]
 pub struct DeclTable {
     /// Names by kind.
-    pub names: HashMap<Kind, HashSet<Rc<str>>>,
+    pub names: FxMap<Kind, FxSet<Rc<str>>>,
 }
 
 impl DeclTable {
@@ -80,14 +83,15 @@ impl DeclTable {
     }
 }
 
-/// Declaration views for policies: `services`, and the record behind each
-/// reference.
-#[derive(Debug, Default)]
+/// What policies see: the compiled environment, and the lists of
+/// references behind `services`, `rules`, ... (fields are read lazily with
+/// [`crate::lower::view_field`]).
+#[derive(Debug)]
 pub struct Views {
     /// Lists by kind.
-    pub lists: HashMap<Kind, Value>,
-    /// Each declaration's view.
-    pub by_name: HashMap<(Kind, Rc<str>), Value>,
+    pub lists: FxMap<Kind, Value>,
+    /// The compiled environment.
+    pub env: glint_model::Environment,
 }
 
 enum LetState {
@@ -127,10 +131,12 @@ pub struct Eval<'p> {
     /// Views (set for the policy phase).
     pub views: Option<Views>,
     /// Hints for unknown names that evaluated to bare words, by span.
-    pub sym_hints: HashMap<Span, Option<String>>,
-    lets: HashMap<(usize, usize), LetState>,
+    pub sym_hints: FxMap<Span, Option<String>>,
+    lets: FxMap<(usize, usize), LetState>,
     active_fns: Vec<*const FnDef>,
     steps: u64,
+    /// The most steps this compilation may take.
+    pub max_steps: u64,
     depth: usize,
     steps_reported: bool,
 }
@@ -173,10 +179,17 @@ impl<'p> Eval<'p> {
             diags: Vec::new(),
             decls: None,
             views: None,
-            sym_hints: HashMap::new(),
-            lets: HashMap::new(),
+            sym_hints: FxMap::default(),
+            lets: FxMap::default(),
             active_fns: Vec::new(),
             steps: 0,
+            max_steps: BASE_STEPS.saturating_add(
+                prog.file_texts
+                    .iter()
+                    .map(|t| t.len() as u64)
+                    .sum::<u64>()
+                    .saturating_mul(STEPS_PER_BYTE),
+            ),
             depth: 0,
             steps_reported: false,
         }
@@ -188,12 +201,12 @@ impl<'p> Eval<'p> {
 
     fn step(&mut self, span: Span) -> R<()> {
         self.steps += 1;
-        if self.steps > MAX_STEPS {
+        if self.steps > self.max_steps {
             if !self.steps_reported {
                 self.steps_reported = true;
                 self.err(
                     Diagnostic::error(Code::ValueTooLarge, span, "evaluation takes too many steps")
-                        .with_primary(format!("gave up after {MAX_STEPS} steps here"))
+                        .with_primary(format!("gave up after {} steps here", self.max_steps))
                         .with_help("this usually means nested quantifiers or `range` over very large lists"),
                 );
             }
@@ -272,7 +285,7 @@ impl<'p> Eval<'p> {
 
     fn let_name(&self, module: usize, item: usize) -> (String, Span) {
         match &self.prog.modules[module].ast.items[item].kind {
-            ast::ItemKind::Let { name, .. } => (name.name.clone(), name.span),
+            ast::ItemKind::Let { name, .. } => (name.name.to_string(), name.span),
             _ => (String::new(), Span::default()),
         }
     }
@@ -376,6 +389,9 @@ impl<'p> Eval<'p> {
             ExprKind::None => Value::None,
             ExprKind::Error => return Err(Reported),
             ExprKind::Str(segs) => {
+                if let [StrSeg::Lit(s)] = segs.as_slice() {
+                    return Ok(Value::Str(s.clone()));
+                }
                 let mut out = String::new();
                 for seg in segs {
                     match seg {
@@ -418,7 +434,8 @@ impl<'p> Eval<'p> {
                 Value::Str(Rc::from(out))
             }
             ExprKind::Name(n) => self.lookup(n, e.span, scope)?,
-            ExprKind::List { items, .. } => {
+            ExprKind::List(l) => {
+                let items = &l.items;
                 let mut out = Vec::with_capacity(items.len());
                 let mut failed = false;
                 for item in items {
@@ -433,9 +450,9 @@ impl<'p> Eval<'p> {
                 Value::List(Rc::new(out))
             }
             ExprKind::Record(b) => Value::Record(Rc::new(self.eval_block(b, scope, &[])?.0)),
-            ExprKind::Tagged(tag, b) => Value::Tagged(
-                Rc::from(tag.name.as_str()),
-                Rc::new(self.eval_block(b, scope, &[])?.0),
+            ExprKind::Tagged(tb) => Value::Tagged(
+                Rc::clone(&tb.0.name),
+                Rc::new(self.eval_block(&tb.1, scope, &[])?.0),
             ),
             ExprKind::Paren(inner) => self.eval(inner, scope)?.v,
             ExprKind::Field(base, name) => {
@@ -534,9 +551,7 @@ impl<'p> Eval<'p> {
                 };
                 let mut result = *all;
                 for item in items.iter() {
-                    scope
-                        .locals
-                        .push((Rc::from(var.name.as_str()), item.v.clone()));
+                    scope.locals.push((var.name.clone(), item.v.clone()));
                     let r = self.eval(body, scope);
                     scope.locals.pop();
                     let r = r?;
@@ -566,16 +581,19 @@ impl<'p> Eval<'p> {
     fn too_large<T>(&mut self, span: Span, what: &str) -> R<T> {
         self.err(
             Diagnostic::error(Code::ValueTooLarge, span, format!("{what} too large"))
-                .with_primary(format!("builds a {what} of more than {MAX_ELEMS} elements")),
+                .with_primary(format!("builds a {what} of more than {MAX_ELEMS} elements"))
+                .with_help("configurations never need values this large; check for a runaway `range` or repeated concatenation"),
         );
         Err(Reported)
     }
 
     fn overflow<T>(&mut self, span: Span) -> R<T> {
         self.err(
-            Diagnostic::error(Code::Arithmetic, span, "arithmetic overflow").with_primary(
-                "the result does not fit in 64 bits (or is negative where it cannot be)",
-            ),
+            Diagnostic::error(Code::Arithmetic, span, "arithmetic overflow")
+                .with_primary(
+                    "the result does not fit in 64 bits (or is negative where it cannot be)",
+                )
+                .with_help("durations and sizes cannot be negative; check the operands"),
         );
         Err(Reported)
     }
@@ -628,14 +646,16 @@ impl<'p> Eval<'p> {
             (BinOp::Div | BinOp::Rem, _, Int(0)) => {
                 self.err(
                     Diagnostic::error(Code::Arithmetic, span, "division by zero")
-                        .with_primary("the divisor is zero"),
+                        .with_primary("the divisor is zero")
+                        .with_help("guard the division: `if n > 0 then total / n else total`"),
                 );
                 return Err(Reported);
             }
             (BinOp::Div, Duration(_) | Size(_), Duration(0) | Size(0)) => {
                 self.err(
                     Diagnostic::error(Code::Arithmetic, span, "division by zero")
-                        .with_primary("the divisor is zero"),
+                        .with_primary("the divisor is zero")
+                        .with_help("guard the division: `if n > 0 then total / n else total`"),
                 );
                 return Err(Reported);
             }
@@ -875,13 +895,15 @@ impl<'p> Eval<'p> {
                 }
             }
             Value::Ref(kind, n) => {
-                let view = self
+                let found = self
                     .views
                     .as_ref()
-                    .and_then(|v| v.by_name.get(&(*kind, n.clone())))
-                    .cloned();
-                match view {
-                    Some(v) => self.field(SV { v, span: base.span }, name, span),
+                    .map(|v| crate::lower::view_field(&v.env, *kind, n, name));
+                match found {
+                    Some(Some(v)) => Ok(v),
+                    Some(None) => {
+                        self.no_field(&base, name, span, crate::lower::view_fields(*kind).to_vec())
+                    }
                     None => {
                         if name == "name" {
                             return Ok(Value::Str(n.clone()));
@@ -1147,8 +1169,7 @@ impl<'p> Eval<'p> {
                 Some(n) => match def.params.iter().position(|p| p.name.name == n.name) {
                     Some(i) => i,
                     None => {
-                        let hint =
-                            did_you_mean(&n.name, def.params.iter().map(|p| p.name.name.as_str()));
+                        let hint = did_you_mean(&n.name, def.params.iter().map(|p| &*p.name.name));
                         let d = Diagnostic::error(
                             Code::BadArguments,
                             n.span,
@@ -1241,7 +1262,7 @@ impl<'p> Eval<'p> {
                     Some(t) => self.check_type(v, t, "argument")?,
                     None => v,
                 };
-                scope.locals.push((Rc::from(p.name.name.as_str()), v.v));
+                scope.locals.push((Rc::clone(&(p.name.name)), v.v));
             }
             let out = self.eval(&def.body, &mut scope)?;
             match &def.ret {
@@ -1540,7 +1561,7 @@ impl<'p> Eval<'p> {
             return Ok(true);
         }
         let arg = |i: usize| t.args.get(i);
-        Ok(match t.name.name.as_str() {
+        Ok(match &*t.name.name {
             "any" => true,
             "int" => matches!(v, Value::Int(_)),
             "bool" => matches!(v, Value::Bool(_)),
@@ -1626,7 +1647,7 @@ impl<'p> Eval<'p> {
         let mut deferred = Vec::new();
         for entry in &b.entries {
             match &entry.kind {
-                EntryKind::Attr { key, value } if defer.contains(&key.name.as_str()) => {
+                EntryKind::Attr { key, value } if defer.contains(&&*key.name) => {
                     if deferred
                         .iter()
                         .any(|(k, _): &(&ast::Key, &Expr)| k.name == key.name)
@@ -1662,7 +1683,8 @@ impl<'p> Eval<'p> {
                     };
                     self.insert(&mut rec, key, v);
                 }
-                EntryKind::Copy { src, dst } => {
+                EntryKind::Copy(pair) => {
+                    let (src, dst) = &**pair;
                     let (Ok(s), Ok(d)) = (self.eval(src, scope), self.eval(dst, scope)) else {
                         continue;
                     };
@@ -1756,7 +1778,7 @@ impl<'p> Eval<'p> {
     }
 
     fn insert(&mut self, rec: &mut Record, key: &ast::Key, v: SV) {
-        if let Some(existing) = rec.fields.iter_mut().find(|f| &*f.key == key.name.as_str()) {
+        if let Some(existing) = rec.fields.iter_mut().find(|f| f.key == key.name) {
             if existing.from_spread {
                 existing.value = v;
                 existing.key_span = key.span;
@@ -1768,7 +1790,7 @@ impl<'p> Eval<'p> {
             return;
         }
         rec.fields.push(Field {
-            key: Rc::from(key.name.as_str()),
+            key: Rc::clone(&(key.name)),
             key_span: key.span,
             value: v,
             from_spread: false,
@@ -1786,7 +1808,7 @@ fn short_type(v: &Value) -> String {
 
 /// A type annotation as text.
 pub fn type_text(t: &TypeExpr) -> String {
-    let mut s = t.name.name.clone();
+    let mut s = t.name.name.to_string();
     if !t.args.is_empty() {
         s.push('(');
         s.push_str(&t.args.iter().map(type_text).collect::<Vec<_>>().join(", "));

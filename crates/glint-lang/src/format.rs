@@ -21,6 +21,10 @@ const WIDTH: usize = 100;
 
 /// Formats one source file. Returns the diagnostics if it does not parse.
 pub fn format(key: &str, source: &[u8]) -> Result<String, Diagnostics> {
+    crate::with_stack(|| format_here(key, source))
+}
+
+fn format_here(key: &str, source: &[u8]) -> Result<String, Diagnostics> {
     let mut sources = SourceMap::new();
     let text = match std::str::from_utf8(source) {
         Ok(t) => t.to_owned(),
@@ -131,7 +135,7 @@ impl Printer<'_> {
     }
 
     /// Appends ` // comment` to the last line written.
-    fn trailing(&mut self, c: &Option<Comment>) {
+    fn trailing(&mut self, c: &Option<Box<Comment>>) {
         if let Some(c) = c {
             if self.out.ends_with('\n') {
                 self.out.pop();
@@ -204,7 +208,7 @@ impl Printer<'_> {
                     .params
                     .iter()
                     .map(|p| {
-                        let mut s = p.name.name.clone();
+                        let mut s = p.name.name.to_string();
                         if let Some(t) = &p.ty {
                             s.push_str(": ");
                             s.push_str(&type_str(t));
@@ -226,7 +230,7 @@ impl Printer<'_> {
             }
             ItemKind::Decl(d) => {
                 let name = match &d.name {
-                    DeclName::Ident(i) => i.name.clone(),
+                    DeclName::Ident(i) => i.name.to_string(),
                     DeclName::Str(e) => self.expr(e, indent),
                 };
                 let head = format!("{} {name}", d.kind.name);
@@ -267,7 +271,7 @@ impl Printer<'_> {
         if k.quoted {
             self.slice(k.span).to_owned()
         } else {
-            k.name.clone()
+            k.name.to_string()
         }
     }
 
@@ -332,7 +336,8 @@ impl Printer<'_> {
                     let k = self.key_str(key);
                     self.block_stmt(&k, body, indent);
                 }
-                EntryKind::Copy { src, dst } => {
+                EntryKind::Copy(pair) => {
+                    let (src, dst) = &**pair;
                     let s = format!(
                         "copy {} to {}",
                         self.expr(src, indent),
@@ -378,13 +383,9 @@ impl Printer<'_> {
             | ExprKind::None
             | ExprKind::Name(_)
             | ExprKind::Error => self.slice(e.span).to_owned(),
-            ExprKind::List {
-                items,
-                dangling,
-                multiline,
-            } => self.list(items, dangling, *multiline, indent),
+            ExprKind::List(l) => self.list(&l.items, &l.dangling, l.multiline, indent),
             ExprKind::Record(b) => self.record(None, b, indent),
-            ExprKind::Tagged(tag, b) => self.record(Some(&tag.name), b, indent),
+            ExprKind::Tagged(tb) => self.record(Some(&tb.0.name), &tb.1, indent),
             ExprKind::Field(base, name) => format!("{}.{}", self.expr(base, indent), name.name),
             ExprKind::Index(base, idx) => {
                 format!("{}[{}]", self.expr(base, indent), self.expr(idx, indent))

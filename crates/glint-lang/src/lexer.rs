@@ -10,6 +10,7 @@ use crate::diag::Diagnostic;
 use crate::source::{FileId, Span};
 use glint_model::{Cidr, Digest};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 
 /// Longest string literal accepted, in bytes.
 pub const MAX_STRING: usize = 1 << 20;
@@ -37,15 +38,15 @@ pub enum TokKind {
     /// A size in bytes.
     Size(u64),
     /// An IPv4 address.
-    Ip(IpAddr),
+    Ip(Rc<IpAddr>),
     /// A CIDR block.
-    Cidr(Cidr),
+    Cidr(Rc<Cidr>),
     /// An address and port.
-    Addr(SocketAddr),
+    Addr(Rc<SocketAddr>),
     /// A `sha256:` digest.
-    Digest(Digest),
+    Digest(Rc<Digest>),
     /// A string literal.
-    Str(Vec<StrPart>),
+    Str(Rc<[StrPart]>),
     /// `{`
     LBrace,
     /// `}`
@@ -165,27 +166,30 @@ pub fn lex(
     end: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Token> {
-    let mut lx = Lexer {
-        src: text.as_bytes(),
-        text,
-        file,
-        pos: start,
-        end: end.min(text.len()),
-        diags,
-        tokens: Vec::new(),
-    };
-    lx.run();
-    lx.tokens
+    let mut lx = Lexer::new(text, file, start, end);
+    let mut tokens = Vec::with_capacity(end.saturating_sub(start) / 6 + 1);
+    loop {
+        let t = lx.next_token();
+        let eof = t.kind == TokKind::Eof;
+        tokens.push(t);
+        if eof {
+            break;
+        }
+    }
+    diags.append(&mut lx.diags);
+    tokens
 }
 
-struct Lexer<'a, 'd> {
+/// A lexer producing one token at a time (the parser pulls tokens as it
+/// needs them, so a large file never has all its tokens in memory at once).
+pub struct Lexer<'a> {
     src: &'a [u8],
     text: &'a str,
     file: FileId,
     pos: usize,
     end: usize,
-    diags: &'d mut Vec<Diagnostic>,
-    tokens: Vec<Token>,
+    /// Problems found so far (the caller drains them).
+    pub diags: Vec<Diagnostic>,
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -196,7 +200,19 @@ fn is_ident_continue(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-impl Lexer<'_, '_> {
+impl<'a> Lexer<'a> {
+    /// A lexer over `text[start..end]` of `file`.
+    pub fn new(text: &'a str, file: FileId, start: usize, end: usize) -> Lexer<'a> {
+        Lexer {
+            src: text.as_bytes(),
+            text,
+            file,
+            pos: start.min(text.len()),
+            end: end.min(text.len()),
+            diags: Vec::new(),
+        }
+    }
+
     fn peek(&self, off: usize) -> u8 {
         let i = self.pos + off;
         if i < self.end { self.src[i] } else { 0 }
@@ -219,7 +235,8 @@ impl Lexer<'_, '_> {
         &mut self.diags[last]
     }
 
-    fn run(&mut self) {
+    /// The next token ([`TokKind::Eof`] at the end, repeatedly).
+    pub fn next_token(&mut self) -> Token {
         let mut newlines = 0usize;
         while self.pos < self.end {
             let b = self.src[self.pos];
@@ -237,20 +254,19 @@ impl Lexer<'_, '_> {
             }
             let start = self.pos;
             let kind = self.token(b);
-            self.tokens.push(Token {
+            return Token {
                 kind,
                 span: self.span(start, self.pos),
                 newline_before: newlines > 0,
                 blank_before: newlines > 1,
-            });
-            newlines = 0;
+            };
         }
-        self.tokens.push(Token {
+        Token {
             kind: TokKind::Eof,
             span: self.span(self.end, self.end),
             newline_before: newlines > 0,
             blank_before: newlines > 1,
-        });
+        }
     }
 
     fn token(&mut self, b: u8) -> TokKind {
@@ -368,7 +384,7 @@ impl Lexer<'_, '_> {
             }
             let text = &self.text[start..self.pos];
             return match Digest::parse(text) {
-                Ok(d) => TokKind::Digest(d),
+                Ok(d) => TokKind::Digest(Rc::new(d)),
                 Err(_) => {
                     let hex = &text["sha256:".len()..];
                     let why = if hex.len() != 64 {
@@ -467,6 +483,7 @@ impl Lexer<'_, '_> {
             let Some(total) = value.and_then(|v| v.checked_mul(mult)) else {
                 let d = self.error(Code::InvalidNumber, start, self.pos, "number too large");
                 d.primary.message = "does not fit in 64 bits".into();
+                d.help = Some("use a larger unit, or a smaller value".into());
                 return TokKind::Error;
             };
             return if dur.is_some() {
@@ -480,6 +497,7 @@ impl Lexer<'_, '_> {
             None => {
                 let d = self.error(Code::InvalidNumber, start, self.pos, "integer too large");
                 d.primary.message = "integers must fit in a signed 64-bit integer".into();
+                d.help = Some("the largest integer is 9223372036854775807".into());
                 TokKind::Error
             }
         }
@@ -553,7 +571,7 @@ impl Lexer<'_, '_> {
             return TokKind::Error;
         };
         match suffix {
-            None => TokKind::Ip(IpAddr::V4(ip)),
+            None => TokKind::Ip(Rc::new(IpAddr::V4(ip))),
             Some(('/', s, e)) => {
                 let prefix: Option<u8> = self.text[s..e].parse().ok().filter(|p| *p <= 32);
                 let Some(prefix) = prefix else {
@@ -564,10 +582,12 @@ impl Lexer<'_, '_> {
                         format!("invalid prefix length in `{whole}`"),
                     );
                     d.primary.message = "must be from 0 to 32".into();
+                    d.help =
+                        Some("an IPv4 prefix length is 0 (everything) to 32 (one address)".into());
                     return TokKind::Error;
                 };
                 match Cidr::new(IpAddr::V4(ip), prefix) {
-                    Ok(c) => TokKind::Cidr(c),
+                    Ok(c) => TokKind::Cidr(Rc::new(c)),
                     Err(err) => {
                         let network =
                             Cidr::new(IpAddr::V4(ip), prefix)
@@ -595,7 +615,7 @@ impl Lexer<'_, '_> {
             Some((_, s, e)) => {
                 let port: Option<u16> = self.text[s..e].parse().ok().filter(|p| *p >= 1);
                 match port {
-                    Some(p) => TokKind::Addr(SocketAddr::new(IpAddr::V4(ip), p)),
+                    Some(p) => TokKind::Addr(Rc::new(SocketAddr::new(IpAddr::V4(ip), p))),
                     None => {
                         let d = self.error(
                             Code::InvalidAddress,
@@ -604,6 +624,8 @@ impl Lexer<'_, '_> {
                             format!("invalid port in `{whole}`"),
                         );
                         d.primary.message = "a port is a number from 1 to 65535".into();
+                        d.help =
+                            Some("write the address as `IP:PORT`, e.g. `127.0.0.1:8080`".into());
                         TokKind::Error
                     }
                 }
@@ -615,7 +637,7 @@ impl Lexer<'_, '_> {
         let start = self.pos;
         self.pos += 1;
         match self.string_body(start, 0) {
-            Some(parts) => TokKind::Str(parts),
+            Some(parts) => TokKind::Str(Rc::from(parts)),
             None => TokKind::Error,
         }
     }
@@ -641,6 +663,10 @@ impl Lexer<'_, '_> {
             if self.pos - start > MAX_STRING {
                 let d = self.error(Code::TooLarge, start, start + 1, "string literal too large");
                 d.primary.message = format!("longer than {MAX_STRING} bytes");
+                d.help = Some(
+                    "keep large data out of the declaration: copy a file into an image instead"
+                        .into(),
+                );
                 // Skip to the end of the line.
                 while self.pos < self.end && self.src[self.pos] != b'\n' {
                     self.pos += 1;
@@ -809,7 +835,7 @@ mod tests {
         assert_eq!(k[1], TokKind::Duration(30_000));
         assert_eq!(k[2], TokKind::Size(2 << 30));
         assert!(matches!(k[3], TokKind::Cidr(_)));
-        assert!(matches!(k[4], TokKind::Addr(a) if a.port() == 8080));
+        assert!(matches!(&k[4], TokKind::Addr(a) if a.port() == 8080));
         assert!(matches!(k[5], TokKind::Ip(_)));
         assert_eq!(k[6], TokKind::Ident);
     }

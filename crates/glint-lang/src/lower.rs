@@ -10,10 +10,11 @@ use crate::ast::{self, Block, DeclName, ExprKind, ItemKind};
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::eval::{DeclTable, ENUM_WORDS, Eval, R, Reported, Scope, Views, is_poisoned};
+use crate::fxhash::FxMap;
 use crate::source::Span;
 use crate::value::{Kind, Record, SV, Step, Value};
 use glint_model::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// One declaration instance (a `for` may produce many from one item).
@@ -28,7 +29,13 @@ struct DeclInst<'p> {
 /// What lowering needs to know about a declaration afterwards.
 #[derive(Default)]
 struct Spans {
-    decl: HashMap<(Kind, Rc<str>), Span>,
+    decl: FxMap<Kind, FxMap<Rc<str>, Span>>,
+}
+
+impl Spans {
+    fn get(&self, kind: Kind, name: &str) -> Option<Span> {
+        self.decl.get(&kind).and_then(|m| m.get(name)).copied()
+    }
 }
 
 /// Lowers every module of the program into one environment.
@@ -65,8 +72,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
             }
             continue;
         }
-        let key = (d.kind, d.name.clone());
-        if let Some(first) = spans.decl.get(&key) {
+        if let Some(first) = spans.get(d.kind, &d.name) {
             ev.diags.push(
                 Diagnostic::error(
                     Code::DuplicateDeclaration,
@@ -74,13 +80,17 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                     format!("{} `{}` is declared twice", d.kind, d.name),
                 )
                 .with_primary("declared again here")
-                .with_label(*first, "first declared here")
+                .with_label(first, "first declared here")
                 .with_help("rename one of them; names are unique per kind across all files"),
             );
             keep[i] = false;
             continue;
         }
-        spans.decl.insert(key, d.name_span);
+        spans
+            .decl
+            .entry(d.kind)
+            .or_default()
+            .insert(d.name.clone(), d.name_span);
         table
             .names
             .entry(d.kind)
@@ -145,8 +155,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
             let Ok(name) = Name::new(d.name.to_string()) else {
                 continue;
             };
-            let what = format!("{} `{}`", d.kind, d.name);
-            let mut f = Fields::new(&rec, d.name_span, what);
+            let mut f = Fields::new(&rec, d.name_span, What::Decl(d.kind, d.name.clone()));
             match kind {
                 Kind::Image => {
                     if let Some(img) = lw.image(ev, &mut f, &rec) {
@@ -190,7 +199,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                     let get = |k: &str| {
                         deferred
                             .iter()
-                            .find(|(key, _)| key.name == k)
+                            .find(|(key, _)| &*key.name == k)
                             .map(|(_, e)| *e)
                     };
                     let (check, message) = (get("check"), get("message"));
@@ -227,7 +236,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                             ExprKind::Str(segs) => segs
                                 .iter()
                                 .map(|s| match s {
-                                    ast::StrSeg::Lit(l) => l.clone(),
+                                    ast::StrSeg::Lit(l) => l.to_string(),
                                     ast::StrSeg::Interp(e) => {
                                         format!("${{{}}}", ev.prog_text(e.span))
                                     }
@@ -246,7 +255,7 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
                 }
                 Kind::Environment => {}
             }
-            if kind != Kind::Image {
+            if kind != Kind::Image && !rec.steps.is_empty() {
                 steps_not_allowed(ev, &rec, &format!("a {kind}"));
             }
         }
@@ -287,11 +296,15 @@ pub fn lower(ev: &mut Eval<'_>, default_name: &str) -> Environment {
     // 6. Policies.
     let defs = std::mem::take(&mut lw.policy_defs);
     if !defs.is_empty() {
-        ev.views = Some(build_views(&env, &spans));
+        let name = env.name.clone();
+        let compiled = std::mem::replace(&mut env, Environment::empty(name));
+        ev.views = Some(build_views(compiled, &spans));
         for def in &defs {
             run_policy(ev, def);
         }
-        ev.views = None;
+        if let Some(v) = ev.views.take() {
+            env = v.env;
+        }
     }
     env
 }
@@ -310,7 +323,7 @@ fn collect<'p>(
                     continue;
                 };
                 let (name, span) = match &d.name {
-                    DeclName::Ident(i) => (i.name.clone(), i.span),
+                    DeclName::Ident(i) => (i.name.to_string(), i.span),
                     DeclName::Str(e) => match ev.eval(e, scope) {
                         Ok(SV {
                             v: Value::Str(s),
@@ -364,9 +377,7 @@ fn collect<'p>(
                     continue;
                 };
                 for el in elems.iter() {
-                    scope
-                        .locals
-                        .push((Rc::from(var.name.as_str()), el.v.clone()));
+                    scope.locals.push((var.name.clone(), el.v.clone()));
                     collect(ev, items, scope, out, depth + 1);
                     scope.locals.pop();
                 }
@@ -438,20 +449,49 @@ impl Eval<'_> {
 // ---------------------------------------------------------------------------
 // Field access with unknown-field detection
 
+/// What a block describes, for messages (formatted only when one is needed).
+enum What {
+    Static(&'static str),
+    Owned(String),
+    Decl(Kind, Rc<str>),
+}
+
+impl From<&'static str> for What {
+    fn from(s: &'static str) -> What {
+        What::Static(s)
+    }
+}
+
+impl From<String> for What {
+    fn from(s: String) -> What {
+        What::Owned(s)
+    }
+}
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Static(s) => f.write_str(s),
+            What::Owned(s) => f.write_str(s),
+            What::Decl(k, n) => write!(f, "{k} `{n}`"),
+        }
+    }
+}
+
 struct Fields<'a> {
     rec: &'a Record,
     used: Vec<bool>,
     decl_span: Span,
-    what: String,
+    what: What,
 }
 
 impl<'a> Fields<'a> {
-    fn new(rec: &'a Record, decl_span: Span, what: String) -> Fields<'a> {
+    fn new(rec: &'a Record, decl_span: Span, what: impl Into<What>) -> Fields<'a> {
         Fields {
             used: vec![false; rec.fields.len()],
             rec,
             decl_span,
-            what,
+            what: what.into(),
         }
     }
 
@@ -482,7 +522,37 @@ impl<'a> Fields<'a> {
             if self.used[i] || allowed.contains(&&*f.key) {
                 continue;
             }
-            let hint = did_you_mean(&f.key, allowed.iter().copied());
+            let hint = did_you_mean(&f.key, allowed.iter().copied()).or_else(|| {
+                // Names users bring from other tools.
+                const ALIASES: &[(&str, &str)] = &[
+                    ("replicas", "instances"),
+                    ("count", "instances"),
+                    ("scale", "instances"),
+                    ("command", "entrypoint"),
+                    ("cmd", "entrypoint"),
+                    ("environment", "env"),
+                    ("path", "http"),
+                    ("healthcheck", "health"),
+                    ("health_check", "health"),
+                    ("ttl", "max_age"),
+                    ("max_lifetime", "max_age"),
+                    ("ingress", "from"),
+                    ("source", "from"),
+                    ("target", "to"),
+                    ("destination", "to"),
+                    ("port", "ports"),
+                    ("address", "listen"),
+                    ("bind", "listen"),
+                    ("volumes", "mounts"),
+                    ("strategy", "rollout"),
+                    ("base", "from"),
+                    ("capacity", "size"),
+                ];
+                ALIASES
+                    .iter()
+                    .find(|(from, to)| **from == *f.key && allowed.contains(to))
+                    .map(|(_, to)| (*to).to_owned())
+            });
             let d = Diagnostic::error(
                 Code::UnknownField,
                 f.key_span,
@@ -510,7 +580,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn missing(ev: &mut Eval<'_>, span: Span, what: &str, key: &str, hint: &str) {
+fn missing(ev: &mut Eval<'_>, span: Span, what: &dyn std::fmt::Display, key: &str, hint: &str) {
     ev.diags.push(
         Diagnostic::error(Code::MissingField, span, format!("{what} has no `{key}`"))
             .with_primary(format!("missing `{key}`"))
@@ -915,7 +985,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("`{k}.{n}` is a {k}; write `{kind}.NAME`")),
             );
             None
@@ -924,7 +994,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("refer to it as `{kind}.{s}` (no quotes)")),
             );
             None
@@ -936,14 +1006,21 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
                     Diagnostic::error(
                         Code::TypeMismatch,
                         v.span,
-                        format!("expected a reference to a {kind}, found a bare name"),
+                        format!(
+                            "expected a reference to {}, found a bare name",
+                            crate::value::article(kind.keyword())
+                        ),
                     )
                     .with_primary(format!("write `{kind}.{s}`"))
                     .with_help(format!("references name their kind: `{kind}.{s}`")),
                 );
             } else {
                 let s = s.clone();
-                ev.unknown_name(&s, v.span, &format!("a reference to a {kind}"));
+                ev.unknown_name(
+                    &s,
+                    v.span,
+                    &format!("a reference to {}", crate::value::article(kind.keyword())),
+                );
             }
             None
         }
@@ -951,7 +1028,7 @@ fn reference(ev: &mut Eval<'_>, v: &SV, kind: Kind) -> Option<Name> {
             type_error(
                 ev,
                 v,
-                &format!("a reference to a {kind}"),
+                &format!("a reference to {}", crate::value::article(kind.keyword())),
                 Some(format!("write `{kind}.NAME`")),
             );
             None
@@ -1326,7 +1403,7 @@ impl Lowerer<'_> {
 
 fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
     let r = record(ev, v, "a health check block")?;
-    let mut f = Fields::new(r, v.span, "the health check".into());
+    let mut f = Fields::new(r, v.span, "the health check");
     let mut ok = true;
     let http = f.take("http").and_then(|p| match string(ev, p) {
         Some(s) if s.starts_with('/') => Some(s),
@@ -1369,7 +1446,7 @@ fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
                 missing(
                     ev,
                     v.span,
-                    "the health check",
+                    &"the health check",
                     "http",
                     "the HTTP path to probe, e.g. `http = \"/healthz\"` (or `tcp = true`)",
                 );
@@ -1542,7 +1619,7 @@ fn rollout(ev: &mut Eval<'_>, v: &SV) -> Option<Rollout> {
     };
     match &v.v {
         Value::Record(r) => {
-            let mut f = Fields::new(r, v.span, "the rollout settings".into());
+            let mut f = Fields::new(r, v.span, "the rollout settings");
             let mut ok = true;
             if let Some(s) = f.take("strategy") {
                 match strategy(ev, s) {
@@ -1583,7 +1660,7 @@ fn rollout(ev: &mut Eval<'_>, v: &SV) -> Option<Rollout> {
 
 fn resources(ev: &mut Eval<'_>, v: &SV) -> Option<Resources> {
     let r = record(ev, v, "a resources block")?;
-    let mut f = Fields::new(r, v.span, "the resources".into());
+    let mut f = Fields::new(r, v.span, "the resources");
     let mut ok = true;
     let memory = f.take("memory").and_then(|m| {
         let s = size(ev, m);
@@ -1601,7 +1678,7 @@ fn resources(ev: &mut Eval<'_>, v: &SV) -> Option<Resources> {
 
 fn autoscale(ev: &mut Eval<'_>, v: &SV) -> Option<Autoscale> {
     let r = record(ev, v, "an autoscale block")?;
-    let mut f = Fields::new(r, v.span, "the autoscale block".into());
+    let mut f = Fields::new(r, v.span, "the autoscale block");
     let min = match f.take("min") {
         Some(m) => int_in(ev, m, 0, 10_000, "min")?,
         None => 1,
@@ -1658,7 +1735,7 @@ fn mounts(ev: &mut Eval<'_>, v: &SV) -> Option<Vec<Mount>> {
             ok = false;
             continue;
         };
-        let mut f = Fields::new(r, i.span, "the mount".into());
+        let mut f = Fields::new(r, i.span, "the mount");
         let volume = f
             .required(ev, "volume", "`volume.NAME`")
             .and_then(|v| reference(ev, v, Kind::Volume));
@@ -1919,7 +1996,7 @@ fn variable(ev: &mut Eval<'_>, f: &mut Fields<'_>) -> Option<Variable> {
 
 fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
     // Iterative colouring over `from = image.X` edges (each image has at most one).
-    let mut state: HashMap<&str, u8> = HashMap::new(); // 1 visiting, 2 done
+    let mut state: FxMap<&str, u8> = FxMap::default(); // 1 visiting, 2 done
     for start in env.images.keys() {
         if state.contains_key(start.as_str()) {
             continue;
@@ -1939,13 +2016,7 @@ fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
                         .copied()
                         .collect::<Vec<_>>()
                         .join(" -> ");
-                    let span_of = |n: &str| {
-                        spans
-                            .decl
-                            .get(&(Kind::Image, Rc::from(n)))
-                            .copied()
-                            .unwrap_or_default()
-                    };
+                    let span_of = |n: &str| spans.get(Kind::Image, n).unwrap_or_default();
                     let mut d = Diagnostic::error(
                         Code::ReferenceCycle,
                         span_of(cur),
@@ -1978,16 +2049,10 @@ fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
 }
 
 fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
-    let mut seen: HashMap<std::net::SocketAddr, &Name> = HashMap::new();
+    let mut seen: FxMap<std::net::SocketAddr, &Name> = FxMap::default();
     for (name, e) in &env.endpoints {
         if let Some(first) = seen.get(&e.listen) {
-            let span_of = |n: &str| {
-                spans
-                    .decl
-                    .get(&(Kind::Endpoint, Rc::from(n)))
-                    .copied()
-                    .unwrap_or_default()
-            };
+            let span_of = |n: &str| spans.get(Kind::Endpoint, n).unwrap_or_default();
             ev.diags.push(
                 Diagnostic::error(
                     Code::ListenConflict,
@@ -2010,30 +2075,6 @@ fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
 // ---------------------------------------------------------------------------
 // Policies
 
-struct ViewBuilder {
-    keys: HashMap<&'static str, Rc<str>>,
-}
-
-impl ViewBuilder {
-    fn rec(&mut self, origin: Option<Span>, fields: Vec<(&'static str, Value)>) -> Value {
-        let mut r = Record {
-            origin,
-            ..Record::default()
-        };
-        let span = origin.unwrap_or_default();
-        for (k, v) in fields {
-            let key = self.keys.entry(k).or_insert_with(|| Rc::from(k)).clone();
-            r.fields.push(crate::value::Field {
-                key,
-                key_span: span,
-                value: SV { v, span },
-                from_spread: false,
-            });
-        }
-        Value::Record(Rc::new(r))
-    }
-}
-
 fn s(x: &str) -> Value {
     Value::Str(Rc::from(x))
 }
@@ -2049,321 +2090,309 @@ fn dur(m: Millis) -> Value {
 fn opt(v: Option<Value>) -> Value {
     v.unwrap_or(Value::None)
 }
-fn lst(items: Vec<Value>, span: Span) -> Value {
-    Value::List(Rc::new(items.into_iter().map(|v| SV { v, span }).collect()))
+fn lst(items: Vec<Value>) -> Value {
+    Value::List(Rc::new(
+        items
+            .into_iter()
+            .map(|v| SV {
+                v,
+                span: Span::default(),
+            })
+            .collect(),
+    ))
+}
+fn rec(fields: Vec<(&str, Value)>) -> Value {
+    let mut r = Record::default();
+    for (k, v) in fields {
+        r.set(k, v, Span::default());
+    }
+    Value::Record(Rc::new(r))
+}
+fn ref_value(kind: Kind, n: &Name) -> Value {
+    Value::Ref(kind, Rc::from(n.as_str()))
 }
 
-fn build_views(env: &Environment, spans: &Spans) -> Views {
-    let mut b = ViewBuilder {
-        keys: HashMap::new(),
-    };
-    let mut views = Views::default();
-    let span_of = |k: Kind, n: &Name| spans.decl.get(&(k, Rc::from(n.as_str()))).copied();
-    let add = |views: &mut Views, kind: Kind, name: &Name, v: Value| {
-        views
-            .by_name
-            .insert((kind, Rc::from(name.as_str())), v.clone());
-        let span = span_of(kind, name).unwrap_or_default();
-        if let Value::List(l) = views
-            .lists
-            .entry(kind)
-            .or_insert_with(|| Value::List(Rc::new(Vec::new())))
-            && let Some(l) = Rc::get_mut(l)
-        {
-            l.push(SV { v, span });
-        }
-    };
-    for (name, i) in &env.images {
-        let origin = span_of(Kind::Image, name);
-        let sp = origin.unwrap_or_default();
-        let from = match &i.from {
-            ImageBase::Scratch => sym("scratch"),
-            ImageBase::Image { name } => Value::Ref(Kind::Image, Rc::from(name.as_str())),
-            ImageBase::Archive { path, digest } => {
-                let Value::Record(r) = b.rec(
-                    origin,
-                    vec![
-                        ("path", s(path)),
-                        ("digest", Value::Digest(Rc::new(digest.clone()))),
-                    ],
-                ) else {
-                    continue;
-                };
-                Value::Tagged(Rc::from("archive"), r)
-            }
-        };
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                ("from", from),
-                (
-                    "digest",
-                    opt(i.digest.clone().map(|d| Value::Digest(Rc::new(d)))),
-                ),
-                ("port", opt(i.port.map(int))),
-                (
-                    "entrypoint",
-                    lst(i.entrypoint.iter().map(|x| s(x)).collect(), sp),
-                ),
-                ("workdir", s(&i.workdir)),
-                (
-                    "tests",
-                    int(i64::try_from(i.tests.len()).unwrap_or(i64::MAX)),
-                ),
-            ],
-        );
-        add(&mut views, Kind::Image, name, v);
-    }
-    for (name, sv) in &env.services {
-        let origin = span_of(Kind::Service, name);
-        let sp = origin.unwrap_or_default();
-        let health = sv.health.as_ref().map(|h| {
-            let (http, tcp) = match &h.probe {
-                Probe::Http { path } => (s(path), false),
-                Probe::Tcp => (Value::None, true),
-            };
-            b.rec(
-                origin,
-                vec![
-                    ("http", http),
-                    ("tcp", Value::Bool(tcp)),
-                    ("interval", dur(h.interval)),
-                    ("timeout", dur(h.timeout)),
-                    ("healthy_threshold", int(h.healthy_threshold)),
-                    ("unhealthy_threshold", int(h.unhealthy_threshold)),
-                    ("start_timeout", dur(h.start_timeout)),
-                ],
-            )
-        });
-        let strategy = match &sv.rollout.strategy {
-            Strategy::Rolling { surge, unavailable } => (
-                "rolling",
-                vec![("surge", int(*surge)), ("unavailable", int(*unavailable))],
-            ),
-            Strategy::BlueGreen { keep } => ("blue_green", vec![("keep", dur(*keep))]),
-            Strategy::Canary { steps, pause } => (
-                "canary",
-                vec![
-                    ("steps", lst(steps.iter().map(|x| int(*x)).collect(), sp)),
-                    ("pause", dur(*pause)),
-                ],
-            ),
-        };
-        let strategy = match b.rec(origin, strategy.1) {
-            Value::Record(r) => Value::Tagged(Rc::from(strategy.0), r),
-            other => other,
-        };
-        let rollout = b.rec(
-            origin,
-            vec![
-                ("strategy", strategy),
-                ("min_healthy", dur(sv.rollout.min_healthy)),
-                ("deadline", dur(sv.rollout.deadline)),
-                ("auto_rollback", Value::Bool(sv.rollout.auto_rollback)),
-            ],
-        );
-        let env_rec = b.rec(origin, Vec::new());
-        let env_rec = match env_rec {
-            Value::Record(r) => {
-                let mut r = (*r).clone();
-                for (k, v) in &sv.env {
-                    r.set(k, s(v), sp);
+/// The lists behind `services`, `rules`, ...: references to every
+/// declaration, each with the span of its name. Fields are read lazily from
+/// the compiled environment ([`view_field`]), so policies over 100,000
+/// declarations build nothing they do not read.
+fn build_views(env: Environment, spans: &Spans) -> Views {
+    let mut lists = FxMap::default();
+    let mut add = |kind: Kind, names: Vec<&Name>| {
+        let table = spans.decl.get(&kind);
+        let items: Vec<SV> = names
+            .into_iter()
+            .map(|n| {
+                // Share the declaration's name instead of allocating a copy.
+                match table.and_then(|t| t.get_key_value(n.as_str())) {
+                    Some((name, span)) => SV {
+                        v: Value::Ref(kind, name.clone()),
+                        span: *span,
+                    },
+                    None => SV {
+                        v: ref_value(kind, n),
+                        span: Span::default(),
+                    },
                 }
-                Value::Record(Rc::new(r))
-            }
-            other => other,
-        };
-        let autoscale = sv.autoscale.as_ref().map(|a| {
-            b.rec(
-                origin,
-                vec![
-                    ("min", int(a.min)),
-                    ("max", int(a.max)),
-                    ("target_cpu", int(a.target_cpu_percent)),
-                ],
-            )
-        });
-        let resources = b.rec(
-            origin,
-            vec![
-                ("memory", opt(sv.resources.memory.map(|m| Value::Size(m.0)))),
-                ("cpu_millis", opt(sv.resources.cpu_millis.map(int))),
-            ],
-        );
-        let mounts: Vec<Value> = sv
-            .mounts
-            .iter()
-            .map(|m| {
-                b.rec(
-                    origin,
-                    vec![
-                        (
-                            "volume",
-                            Value::Ref(Kind::Volume, Rc::from(m.volume.as_str())),
-                        ),
-                        ("path", s(&m.path)),
-                        ("read_only", Value::Bool(m.read_only)),
-                    ],
-                )
             })
             .collect();
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                (
-                    "image",
-                    Value::Ref(Kind::Image, Rc::from(sv.image.as_str())),
-                ),
-                ("provider", sym(&sv.provider.to_string())),
-                ("instances", int(sv.instances)),
-                ("args", lst(sv.args.iter().map(|x| s(x)).collect(), sp)),
-                ("env", env_rec),
-                ("port", int(sv.port)),
-                ("health", opt(health)),
-                ("rollout", rollout),
-                ("max_age", opt(sv.max_age.map(dur))),
-                ("drain", dur(sv.drain)),
-                ("stop_grace", dur(sv.stop_grace)),
-                ("resources", resources),
-                (
-                    "on_exec",
-                    sym(match sv.on_exec {
-                        OnExec::Replace => "replace",
-                        OnExec::Report => "report",
-                    }),
-                ),
-                ("autoscale", opt(autoscale)),
-                ("mounts", lst(mounts, sp)),
-            ],
-        );
-        add(&mut views, Kind::Service, name, v);
+        lists.insert(kind, Value::List(Rc::new(items)));
+    };
+    add(Kind::Image, env.images.keys().collect());
+    add(Kind::Service, env.services.keys().collect());
+    add(Kind::Endpoint, env.endpoints.keys().collect());
+    add(Kind::Rule, env.rules.keys().collect());
+    add(Kind::Variable, env.variables.keys().collect());
+    add(Kind::Volume, env.volumes.keys().collect());
+    add(Kind::Policy, env.policies.keys().collect());
+    Views { lists, env }
+}
+
+/// The fields a policy can read from each kind of declaration.
+pub fn view_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Image => &[
+            "name",
+            "from",
+            "digest",
+            "port",
+            "entrypoint",
+            "workdir",
+            "env",
+            "tests",
+        ],
+        Kind::Service => &[
+            "name",
+            "image",
+            "provider",
+            "instances",
+            "args",
+            "env",
+            "port",
+            "health",
+            "rollout",
+            "max_age",
+            "drain",
+            "stop_grace",
+            "resources",
+            "on_exec",
+            "autoscale",
+            "mounts",
+        ],
+        Kind::Endpoint => &["name", "listen", "service", "protocol"],
+        Kind::Rule => &["name", "from", "to", "ports", "protocol"],
+        Kind::Variable => &["name", "source", "secret", "value", "readers", "writers"],
+        Kind::Volume => &["name", "size"],
+        Kind::Policy => &["name", "severity", "message"],
+        Kind::Environment => &[],
     }
-    for (name, e) in &env.endpoints {
-        let origin = span_of(Kind::Endpoint, name);
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                ("listen", Value::Addr(e.listen)),
-                (
-                    "service",
-                    Value::Ref(Kind::Service, Rc::from(e.service.as_str())),
-                ),
-                (
-                    "protocol",
-                    sym(match e.protocol {
-                        EndpointProtocol::Http => "http",
-                        EndpointProtocol::Tcp => "tcp",
-                    }),
-                ),
-            ],
-        );
-        add(&mut views, Kind::Endpoint, name, v);
+}
+
+fn string_map_value(m: &BTreeMap<String, String>) -> Value {
+    let mut r = Record::default();
+    for (k, v) in m {
+        r.set(k, s(v), Span::default());
     }
-    for (name, r) in &env.rules {
-        let origin = span_of(Kind::Rule, name);
-        let sp = origin.unwrap_or_default();
-        let from = match &r.from {
-            RuleSource::Cidr(c) => Value::Cidr(*c),
-            RuleSource::Service(n) => Value::Ref(Kind::Service, Rc::from(n.as_str())),
-            RuleSource::Endpoint(n) => Value::Ref(Kind::Endpoint, Rc::from(n.as_str())),
-        };
-        // Effective ports: the declared ones, else the target service's port.
-        let ports: Vec<u16> = if r.ports.is_empty() {
-            env.services
-                .get(&r.to)
-                .map(|s| vec![s.port])
-                .unwrap_or_default()
-        } else {
-            r.ports.clone()
-        };
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                ("from", from),
-                ("to", Value::Ref(Kind::Service, Rc::from(r.to.as_str()))),
-                ("ports", lst(ports.into_iter().map(int).collect(), sp)),
-                (
-                    "protocol",
-                    sym(match r.protocol {
-                        Transport::Tcp => "tcp",
-                        Transport::Udp => "udp",
-                    }),
-                ),
-            ],
-        );
-        add(&mut views, Kind::Rule, name, v);
+    Value::Record(Rc::new(r))
+}
+
+/// One field of a declaration as a policy sees it (documented defaults
+/// applied; a rule's `ports` are its effective ports: the declared ones, else
+/// the target service's port).
+pub fn view_field(env: &Environment, kind: Kind, name: &str, field: &str) -> Option<Value> {
+    if field == "name" {
+        return Some(s(name));
     }
-    for (name, var) in &env.variables {
-        let origin = span_of(Kind::Variable, name);
-        let sp = origin.unwrap_or_default();
-        let (kind, value) = match &var.value {
-            VariableValue::Literal(v) => ("literal", s(v)),
-            VariableValue::Secret(_) => ("secret", Value::None),
-            VariableValue::Runtime(v) => ("runtime", opt(v.as_deref().map(s))),
-        };
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                ("source", sym(kind)),
-                ("secret", Value::Bool(kind == "secret")),
-                ("value", value),
-                (
-                    "readers",
-                    lst(
-                        var.readers
-                            .iter()
-                            .map(|n| Value::Ref(Kind::Service, Rc::from(n.as_str())))
-                            .collect(),
-                        sp,
-                    ),
-                ),
-                (
-                    "writers",
-                    lst(
-                        var.writers
-                            .iter()
-                            .map(|n| Value::Ref(Kind::Service, Rc::from(n.as_str())))
-                            .collect(),
-                        sp,
-                    ),
-                ),
-            ],
-        );
-        add(&mut views, Kind::Variable, name, v);
-    }
-    for (name, vol) in &env.volumes {
-        let origin = span_of(Kind::Volume, name);
-        let v = b.rec(
-            origin,
-            vec![
-                ("name", s(name.as_str())),
-                ("size", opt(vol.size.map(|b| Value::Size(b.0)))),
-            ],
-        );
-        add(&mut views, Kind::Volume, name, v);
-    }
-    for (name, p) in &env.policies {
-        let v = b.rec(
-            None,
-            vec![
-                ("name", s(name.as_str())),
-                (
-                    "severity",
-                    sym(match p.severity {
-                        Severity::Error => "error",
-                        Severity::Warning => "warning",
-                    }),
-                ),
-            ],
-        );
-        add(&mut views, Kind::Policy, name, v);
-    }
-    views
+    Some(match kind {
+        Kind::Image => {
+            let i = env.images.get(name)?;
+            match field {
+                "from" => match &i.from {
+                    ImageBase::Scratch => sym("scratch"),
+                    ImageBase::Image { name } => ref_value(Kind::Image, name),
+                    ImageBase::Archive { path, digest } => {
+                        let Value::Record(r) = rec(vec![
+                            ("path", s(path)),
+                            ("digest", Value::Digest(Rc::new(digest.clone()))),
+                        ]) else {
+                            return None;
+                        };
+                        Value::Tagged(Rc::from("archive"), r)
+                    }
+                },
+                "digest" => opt(i.digest.clone().map(|d| Value::Digest(Rc::new(d)))),
+                "port" => opt(i.port.map(int)),
+                "entrypoint" => lst(i.entrypoint.iter().map(|x| s(x)).collect()),
+                "workdir" => s(&i.workdir),
+                "env" => string_map_value(&i.env),
+                "tests" => int(i64::try_from(i.tests.len()).unwrap_or(i64::MAX)),
+                _ => return None,
+            }
+        }
+        Kind::Service => {
+            let sv = env.services.get(name)?;
+            match field {
+                "image" => ref_value(Kind::Image, &sv.image),
+                "provider" => sym(&sv.provider.to_string()),
+                "instances" => int(sv.instances),
+                "args" => lst(sv.args.iter().map(|x| s(x)).collect()),
+                "env" => string_map_value(&sv.env),
+                "port" => int(sv.port),
+                "health" => opt(sv.health.as_ref().map(|h| {
+                    let (http, tcp) = match &h.probe {
+                        Probe::Http { path } => (s(path), false),
+                        Probe::Tcp => (Value::None, true),
+                    };
+                    rec(vec![
+                        ("http", http),
+                        ("tcp", Value::Bool(tcp)),
+                        ("interval", dur(h.interval)),
+                        ("timeout", dur(h.timeout)),
+                        ("healthy_threshold", int(h.healthy_threshold)),
+                        ("unhealthy_threshold", int(h.unhealthy_threshold)),
+                        ("start_timeout", dur(h.start_timeout)),
+                    ])
+                })),
+                "rollout" => {
+                    let (tag, fields) = match &sv.rollout.strategy {
+                        Strategy::Rolling { surge, unavailable } => (
+                            "rolling",
+                            vec![("surge", int(*surge)), ("unavailable", int(*unavailable))],
+                        ),
+                        Strategy::BlueGreen { keep } => ("blue_green", vec![("keep", dur(*keep))]),
+                        Strategy::Canary { steps, pause } => (
+                            "canary",
+                            vec![
+                                ("steps", lst(steps.iter().map(|x| int(*x)).collect())),
+                                ("pause", dur(*pause)),
+                            ],
+                        ),
+                    };
+                    let Value::Record(payload) = rec(fields) else {
+                        return None;
+                    };
+                    rec(vec![
+                        ("strategy", Value::Tagged(Rc::from(tag), payload)),
+                        ("min_healthy", dur(sv.rollout.min_healthy)),
+                        ("deadline", dur(sv.rollout.deadline)),
+                        ("auto_rollback", Value::Bool(sv.rollout.auto_rollback)),
+                    ])
+                }
+                "max_age" => opt(sv.max_age.map(dur)),
+                "drain" => dur(sv.drain),
+                "stop_grace" => dur(sv.stop_grace),
+                "resources" => rec(vec![
+                    ("memory", opt(sv.resources.memory.map(|m| Value::Size(m.0)))),
+                    ("cpu_millis", opt(sv.resources.cpu_millis.map(int))),
+                ]),
+                "on_exec" => sym(match sv.on_exec {
+                    OnExec::Replace => "replace",
+                    OnExec::Report => "report",
+                }),
+                "autoscale" => opt(sv.autoscale.as_ref().map(|a| {
+                    rec(vec![
+                        ("min", int(a.min)),
+                        ("max", int(a.max)),
+                        ("target_cpu", int(a.target_cpu_percent)),
+                    ])
+                })),
+                "mounts" => lst(sv
+                    .mounts
+                    .iter()
+                    .map(|m| {
+                        rec(vec![
+                            ("volume", ref_value(Kind::Volume, &m.volume)),
+                            ("path", s(&m.path)),
+                            ("read_only", Value::Bool(m.read_only)),
+                        ])
+                    })
+                    .collect()),
+                _ => return None,
+            }
+        }
+        Kind::Endpoint => {
+            let e = env.endpoints.get(name)?;
+            match field {
+                "listen" => Value::Addr(e.listen),
+                "service" => ref_value(Kind::Service, &e.service),
+                "protocol" => sym(match e.protocol {
+                    EndpointProtocol::Http => "http",
+                    EndpointProtocol::Tcp => "tcp",
+                }),
+                _ => return None,
+            }
+        }
+        Kind::Rule => {
+            let r = env.rules.get(name)?;
+            match field {
+                "from" => match &r.from {
+                    RuleSource::Cidr(c) => Value::Cidr(*c),
+                    RuleSource::Service(n) => ref_value(Kind::Service, n),
+                    RuleSource::Endpoint(n) => ref_value(Kind::Endpoint, n),
+                },
+                "to" => ref_value(Kind::Service, &r.to),
+                "ports" => {
+                    let ports: Vec<u16> = if r.ports.is_empty() {
+                        env.services
+                            .get(&r.to)
+                            .map(|s| vec![s.port])
+                            .unwrap_or_default()
+                    } else {
+                        r.ports.clone()
+                    };
+                    lst(ports.into_iter().map(int).collect())
+                }
+                "protocol" => sym(match r.protocol {
+                    Transport::Tcp => "tcp",
+                    Transport::Udp => "udp",
+                }),
+                _ => return None,
+            }
+        }
+        Kind::Variable => {
+            let var = env.variables.get(name)?;
+            let (source, value) = match &var.value {
+                VariableValue::Literal(v) => ("literal", s(v)),
+                VariableValue::Secret(_) => ("secret", Value::None),
+                VariableValue::Runtime(v) => ("runtime", opt(v.as_deref().map(s))),
+            };
+            match field {
+                "source" => sym(source),
+                "secret" => Value::Bool(source == "secret"),
+                "value" => value,
+                "readers" => lst(var
+                    .readers
+                    .iter()
+                    .map(|n| ref_value(Kind::Service, n))
+                    .collect()),
+                "writers" => lst(var
+                    .writers
+                    .iter()
+                    .map(|n| ref_value(Kind::Service, n))
+                    .collect()),
+                _ => return None,
+            }
+        }
+        Kind::Volume => {
+            let v = env.volumes.get(name)?;
+            match field {
+                "size" => opt(v.size.map(|b| Value::Size(b.0))),
+                _ => return None,
+            }
+        }
+        Kind::Policy => {
+            let p = env.policies.get(name)?;
+            match field {
+                "severity" => sym(match p.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                }),
+                "message" => s(&p.message),
+                _ => return None,
+            }
+        }
+        Kind::Environment => return None,
+    })
 }
 
 fn run_policy(ev: &mut Eval<'_>, def: &PolicyDef<'_>) {
@@ -2391,9 +2420,7 @@ fn run_policy(ev: &mut Eval<'_>, def: &PolicyDef<'_>) {
                 return;
             };
             for item in items.iter() {
-                scope
-                    .locals
-                    .push((Rc::from(var.name.as_str()), item.v.clone()));
+                scope.locals.push((var.name.clone(), item.v.clone()));
                 let r: R<SV> = ev.eval(body, &mut scope);
                 match r {
                     Ok(SV {
@@ -2454,7 +2481,7 @@ fn note_policy(ev: &mut Eval<'_>, before: usize, def: &PolicyDef<'_>) {
 
 fn note_policy_for(ev: &mut Eval<'_>, before: usize, def: &PolicyDef<'_>, item: &Value) {
     let what = match item {
-        Value::Record(r) => r.get("name").and_then(|n| n.v.to_text()),
+        Value::Ref(_, n) => Some(n.to_string()),
         _ => None,
     };
     for d in &mut ev.diags[before..] {
@@ -2508,7 +2535,7 @@ fn violation(
         _ => None,
     });
     let who = item.and_then(|v| match v {
-        Value::Record(r) => r.get("name").and_then(|n| n.v.to_text()),
+        Value::Ref(_, n) => Some(n.to_string()),
         _ => None,
     });
     let label = match &who {

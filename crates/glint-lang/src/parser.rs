@@ -8,8 +8,9 @@
 use crate::ast::*;
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::lexer::{StrPart, TokKind, Token, lex};
+use crate::lexer::{Lexer, StrPart, TokKind, Token};
 use crate::source::{FileId, Span};
+use std::rc::Rc;
 
 /// Deepest nesting of expressions and blocks.
 pub const MAX_DEPTH: usize = 128;
@@ -35,22 +36,16 @@ const KEYWORDS: &[&str] = &[
 
 /// Parses a whole file. Diagnostics are appended to `diags`.
 pub fn parse_file(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> File {
-    let tokens = lex(text, file, 0, text.len(), diags);
-    let mut p = Parser::new(text, file, tokens, diags, 0);
+    let lexer = Lexer::new(text, file, 0, text.len());
+    let mut p = Parser::new(text, file, lexer, diags, 0);
     p.file()
 }
 
 /// Parses a single expression from a range of a file (used for string
 /// interpolations).
 fn parse_sub_expr(text: &str, span: Span, diags: &mut Vec<Diagnostic>, depth: usize) -> Expr {
-    let tokens = lex(
-        text,
-        span.file,
-        span.start as usize,
-        span.end as usize,
-        diags,
-    );
-    let mut p = Parser::new(text, span.file, tokens, diags, depth);
+    let lexer = Lexer::new(text, span.file, span.start as usize, span.end as usize);
+    let mut p = Parser::new(text, span.file, lexer, diags, depth);
     if p.at(&TokKind::Eof) {
         p.error_here("expected an expression inside `${}`", "empty interpolation");
         return Expr {
@@ -75,15 +70,21 @@ fn parse_sub_expr(text: &str, span: Span, diags: &mut Vec<Diagnostic>, depth: us
 
 struct Parser<'a, 'd> {
     text: &'a str,
-    file: FileId,
-    tokens: Vec<Token>,
+    lexer: Lexer<'a>,
+    /// Tokens read ahead of the cursor (comments included).
+    buf: std::collections::VecDeque<Token>,
+    /// Tokens consumed so far (to detect progress during recovery).
     pos: usize,
+    /// The span of the last non-comment token consumed.
+    last: Span,
     diags: &'d mut Vec<Diagnostic>,
     pending: Vec<(Comment, bool)>,
     depth: usize,
     aborted: bool,
     /// Whether `name {` may start a tagged value (off in `for ... in EXPR {`).
     no_brace: bool,
+    /// Names and keys seen so far: each distinct text is allocated once.
+    interned: crate::fxhash::FxSet<Rc<str>>,
 }
 
 /// Whether any diagnostic was added since `mark`.
@@ -97,28 +98,59 @@ impl<'a, 'd> Parser<'a, 'd> {
     fn new(
         text: &'a str,
         file: FileId,
-        tokens: Vec<Token>,
+        lexer: Lexer<'a>,
         diags: &'d mut Vec<Diagnostic>,
         depth: usize,
     ) -> Self {
         Parser {
             text,
-            file,
-            tokens,
+            lexer,
+            buf: std::collections::VecDeque::new(),
             pos: 0,
+            last: Span::new(file, 0, 0),
             diags,
             pending: Vec::new(),
             depth,
             aborted: false,
             no_brace: false,
+            interned: crate::fxhash::FxSet::default(),
         }
     }
 
     // ----- token access -------------------------------------------------
 
+    /// The shared copy of a name's text.
+    fn intern(&mut self, s: &str) -> Rc<str> {
+        if let Some(r) = self.interned.get(s) {
+            return r.clone();
+        }
+        let r: Rc<str> = Rc::from(s);
+        self.interned.insert(r.clone());
+        r
+    }
+
+    /// Makes sure `n` raw tokens are read ahead.
+    fn fill(&mut self, n: usize) {
+        while self.buf.len() < n {
+            let t = self.lexer.next_token();
+            if !self.lexer.diags.is_empty() {
+                self.diags.append(&mut self.lexer.diags);
+            }
+            self.buf.push_back(t);
+        }
+    }
+
+    /// The raw token at the cursor (a comment, possibly).
+    fn raw(&mut self) -> &Token {
+        self.fill(1);
+        &self.buf[0]
+    }
+
     /// Moves comments at the cursor into `pending`.
     fn skip_comments(&mut self) {
-        while let Some(t) = self.tokens.get(self.pos) {
+        loop {
+            self.fill(1);
+            let t = &self.buf[0];
             if t.kind != TokKind::Comment {
                 break;
             }
@@ -129,40 +161,45 @@ impl<'a, 'd> Parser<'a, 'd> {
                 span: t.span,
                 blank_before: t.blank_before,
             };
-            self.pending.push((c, t.newline_before));
+            let nl = t.newline_before;
+            self.pending.push((c, nl));
+            self.buf.pop_front();
             self.pos += 1;
         }
     }
 
     fn peek(&mut self) -> &Token {
         self.skip_comments();
-        let last = self.tokens.len() - 1;
-        &self.tokens[self.pos.min(last)]
+        &self.buf[0]
     }
 
     fn peek_nth(&mut self, n: usize) -> &Token {
         self.skip_comments();
-        let mut i = self.pos;
+        let mut i = 0;
         let mut seen = 0;
-        let last = self.tokens.len() - 1;
-        while i < last {
-            if self.tokens[i].kind != TokKind::Comment {
+        loop {
+            self.fill(i + 1);
+            let kind = &self.buf[i].kind;
+            if *kind == TokKind::Eof {
+                return &self.buf[i];
+            }
+            if *kind != TokKind::Comment {
                 if seen == n {
-                    return &self.tokens[i];
+                    return &self.buf[i];
                 }
                 seen += 1;
             }
             i += 1;
         }
-        &self.tokens[last]
     }
 
     fn bump(&mut self) -> Token {
         self.skip_comments();
-        let last = self.tokens.len() - 1;
-        let t = self.tokens[self.pos.min(last)].clone();
-        if self.pos < last {
+        let t = self.buf[0].clone();
+        if t.kind != TokKind::Eof {
+            self.buf.pop_front();
             self.pos += 1;
+            self.last = t.span;
         }
         t
     }
@@ -183,14 +220,7 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     fn prev_end(&self) -> Span {
-        let mut i = self.pos;
-        while i > 0 {
-            i -= 1;
-            if self.tokens[i].kind != TokKind::Comment {
-                return self.tokens[i].span;
-            }
-        }
-        Span::new(self.file, 0, 0)
+        self.last
     }
 
     // ----- errors -------------------------------------------------------
@@ -264,25 +294,26 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     /// A comment on the same line right after the construct that just ended.
-    fn take_trailing(&mut self) -> Option<Comment> {
+    fn take_trailing(&mut self) -> Option<Box<Comment>> {
         // Look at the raw next token (do not skip comments first).
         if let Some((c, nl)) = self.pending.first() {
             if !nl {
-                let c = c.clone();
+                let c = Box::new(c.clone());
                 self.pending.remove(0);
                 return Some(c);
             }
             return None;
         }
-        let t = self.tokens.get(self.pos)?;
+        let t = self.raw().clone();
         if t.kind == TokKind::Comment && !t.newline_before {
             let c = Comment {
                 text: self.text_of(t.span).trim_end().to_owned(),
                 span: t.span,
                 blank_before: false,
             };
+            self.buf.pop_front();
             self.pos += 1;
-            return Some(c);
+            return Some(Box::new(c));
         }
         None
     }
@@ -417,7 +448,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         if t.kind == TokKind::Ident {
             self.bump();
             Ok(Ident {
-                name: self.text_of(t.span).to_owned(),
+                name: self.intern(self.text_of(t.span)),
                 span: t.span,
             })
         } else {
@@ -430,7 +461,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         self.bump();
         let t = self.peek().clone();
         let path = match &t.kind {
-            TokKind::Str(parts) => match parts.as_slice() {
+            TokKind::Str(parts) => match &parts[..] {
                 [StrPart::Lit(s)] => s.clone(),
                 _ => {
                     self.error_at(
@@ -608,7 +639,7 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn decl(&mut self) -> PResult<Decl> {
         let kind = self.ident("a declaration kind")?;
-        if !DECL_KINDS.contains(&kind.name.as_str()) {
+        if !DECL_KINDS.contains(&&*kind.name) {
             let guess = did_you_mean(
                 &kind.name,
                 DECL_KINDS
@@ -705,7 +736,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                             if e.trivia.trailing.is_none() {
                                 e.trivia.trailing = Some(c);
                             } else {
-                                self.pending.push((c, true));
+                                self.pending.push((*c, true));
                             }
                         }
                     } else {
@@ -758,17 +789,17 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Ident => {
                 self.bump();
                 Ok(Key {
-                    name: self.text_of(t.span).to_owned(),
+                    name: self.intern(self.text_of(t.span)),
                     span: t.span,
                     quoted: false,
                 })
             }
-            TokKind::Str(parts) => match parts.as_slice() {
+            TokKind::Str(parts) => match &parts[..] {
                 [StrPart::Lit(s)] => {
                     let name = s.clone();
                     self.bump();
                     Ok(Key {
-                        name,
+                        name: self.intern(&name),
                         span: t.span,
                         quoted: true,
                     })
@@ -813,7 +844,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                     }
                     self.bump();
                     let dst = self.expr();
-                    EntryKind::Copy { src, dst }
+                    EntryKind::Copy(Box::new((src, dst)))
                 }
                 "run" if statement => {
                     self.bump();
@@ -1106,7 +1137,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Int(v) => {
                 self.bump();
                 // `30 s`: a number, a space and a unit.
-                let n = self.tokens.get(self.pos).cloned();
+                let n = Some(self.raw().clone());
                 if let Some(n) = n
                     && n.kind == TokKind::Ident
                     && !n.newline_before
@@ -1124,7 +1155,9 @@ impl<'a, 'd> Parser<'a, 'd> {
                             .with_primary("a number and a unit are one token")
                             .with_help(format!("write `{number}{unit}` without the space")),
                         );
+                        self.buf.pop_front();
                         self.pos += 1;
+                        self.last = n.span;
                         let total = u64::try_from(*v)
                             .ok()
                             .and_then(|v| v.checked_mul(mult.1))
@@ -1143,18 +1176,19 @@ impl<'a, 'd> Parser<'a, 'd> {
             }
             TokKind::Duration(v) => lit(ExprKind::Duration(*v)),
             TokKind::Size(v) => lit(ExprKind::Size(*v)),
-            TokKind::Ip(v) => lit(ExprKind::Ip(*v)),
-            TokKind::Cidr(v) => lit(ExprKind::Cidr(*v)),
-            TokKind::Addr(v) => lit(ExprKind::Addr(*v)),
-            TokKind::Digest(v) => lit(ExprKind::Digest(v.clone())),
+            TokKind::Ip(v) => lit(ExprKind::Ip(**v)),
+            TokKind::Cidr(v) => lit(ExprKind::Cidr(**v)),
+            TokKind::Addr(v) => lit(ExprKind::Addr(**v)),
+            TokKind::Digest(v) => lit(ExprKind::Digest((**v).clone())),
             TokKind::Str(parts) => {
                 let parts = parts.clone();
                 self.bump();
                 let mut segs = Vec::new();
-                for p in parts {
+                for p in parts.iter() {
                     match p {
-                        StrPart::Lit(s) => segs.push(StrSeg::Lit(s)),
+                        StrPart::Lit(s) => segs.push(StrSeg::Lit(Rc::from(s.as_str()))),
                         StrPart::Interp(span) => {
+                            let span = *span;
                             let e = parse_sub_expr(self.text, span, self.diags, self.depth + 1);
                             segs.push(StrSeg::Interp(e));
                         }
@@ -1170,7 +1204,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                 let b = self.block()?;
                 let span = b.span;
                 return Ok(Expr {
-                    kind: ExprKind::Record(b),
+                    kind: ExprKind::Record(Box::new(b)),
                     span,
                 });
             }
@@ -1202,13 +1236,13 @@ impl<'a, 'd> Parser<'a, 'd> {
                             let b = self.block()?;
                             let span = t.span.to(b.span);
                             return Ok(Expr {
-                                kind: ExprKind::Tagged(
+                                kind: ExprKind::Tagged(Box::new((
                                     Ident {
-                                        name: word,
+                                        name: self.intern(&word),
                                         span: t.span,
                                     },
                                     b,
-                                ),
+                                ))),
                                 span,
                             });
                         }
@@ -1291,11 +1325,11 @@ impl<'a, 'd> Parser<'a, 'd> {
             multiline = true;
         }
         Ok(Expr {
-            kind: ExprKind::List {
+            kind: ExprKind::List(Box::new(ListExpr {
                 items,
                 dangling,
                 multiline,
-            },
+            })),
             span: open.span.to(close.span),
         })
     }

@@ -392,3 +392,16 @@ fn every_code_has_a_snapshot_test() {
         assert!(glint_lang::explain(c.as_str()).is_some());
     }
 }
+
+#[test]
+fn every_code_is_documented() {
+    let doc = include_str!("../../../docs/language.md");
+    for c in Code::ALL {
+        assert!(
+            doc.contains(&format!("| {} | {} |", c.as_str(), c.title())),
+            "docs/language.md lacks {} ({})",
+            c.as_str(),
+            c.title()
+        );
+    }
+}

@@ -354,3 +354,20 @@ impl glint_lang::Loader for DirLoader {
             })
     }
 }
+
+#[test]
+fn every_example_in_the_language_docs_parses() {
+    let doc = include_str!("../../../docs/language.md");
+    let mut blocks = 0;
+    for (i, chunk) in doc.split("```glint\n").enumerate().skip(1) {
+        let code = chunk.split("```").next().unwrap();
+        if let Err(d) = glint_lang::format("doc.glint", code.as_bytes()) {
+            panic!(
+                "block {i} does not parse:\n{code}\n{}",
+                d.render_human(false)
+            );
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 10);
+}
