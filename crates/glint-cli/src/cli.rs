@@ -238,8 +238,11 @@ pub struct ConductorArgs {}
 /// `glint build`
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The main .glint file (or its compiled IR as .json).
+    /// The main .glint file.
     pub file: PathBuf,
+    /// Extra policy files.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
     /// Also start each built image in a sandbox without network and require
     /// its health check to pass (the immutability test).
     #[arg(long)]

@@ -1813,6 +1813,13 @@ impl Runtime {
                 p.shutdown(Duration::from_secs(5)).await;
             }
         }
+        if stop_instances && self.live.is_empty() {
+            for (kind, p) in &self.providers {
+                if let Err(e) = p.release().await {
+                    tracing::warn!("the {kind} provider could not release its resources: {e}");
+                }
+            }
+        }
         self.info.stopped = true;
         self.info.heartbeat_at = now_ms();
         let _ = self.store.write_conductor(&self.info);

@@ -467,4 +467,13 @@ impl Provider for DockerProvider {
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
         self.inner.events.subscribe()
     }
+
+    /// Removes Glint's network once nothing of this environment runs on it.
+    async fn release(&self) -> Result<(), ProviderError> {
+        if self.list().await?.is_empty() {
+            self.purge().await
+        } else {
+            Ok(())
+        }
+    }
 }

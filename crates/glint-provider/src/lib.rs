@@ -243,4 +243,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// A stream of what the provider notices.
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent>;
+
+    /// Called when the conductor has stopped every instance and is exiting
+    /// (`glint up` on Ctrl-C): releases what the provider shares between
+    /// instances (a Docker network). Instances are never touched here.
+    /// Default: nothing to release.
+    async fn release(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

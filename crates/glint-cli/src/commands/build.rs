@@ -2,55 +2,25 @@
 //! each image's digest; with `--verify`, start each built image in a sandbox
 //! without network and require its health check to pass.
 //!
-//! Files are loaded by a [`Loader`] so that the language can be plugged in
-//! without touching this command; until then the compiled IR (`.json`, as
-//! `glint check --emit ir` prints it) is accepted.
+//! The file is compiled (with its policies) exactly as `plan` and `apply`
+//! compile it; images are built into `<data-dir>/images`.
 
 use super::images::{open_store, report};
 use crate::cli::{BuildArgs, Global, OutputFormat};
 use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use glint_image::{BuildOptions, HealthProbe, Progress, VerifyRun};
-use glint_model::{Environment, Probe};
+use glint_model::Probe;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Loads an environment from its main file.
-pub type Loader = fn(&Path) -> Result<Environment, String>;
-
-/// The loader used until the language crate provides one: compiled IR only.
-fn load_ir(path: &Path) -> Result<Environment, String> {
-    if path.extension().is_some_and(|e| e == "json") {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not a compiled environment: {e}", path.display()))
-    } else {
-        Err(format!(
-            "cannot load {}: this build of glint cannot parse .glint files yet; pass the compiled IR (.json)",
-            path.display()
-        ))
-    }
-}
 
 /// Runs `glint build`.
 pub fn run(global: &Global, args: BuildArgs) -> i32 {
-    run_with(global, args, load_ir)
-}
-
-/// Runs `glint build` with a given loader.
-pub fn run_with(global: &Global, args: BuildArgs, load: Loader) -> i32 {
-    let env = match load(&args.file) {
-        Ok(env) => env,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+    let loaded = match crate::compile::load(global, &args.file, &args.policies) {
+        Ok(l) => l,
+        Err(f) => return f.0,
     };
-    let root = match args.file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => ".".into(),
-    };
+    let env = loaded.env;
+    let root = loaded.root;
     let store = match open_store(global) {
         Ok(s) => s,
         Err(e) => {

@@ -78,6 +78,19 @@ impl Ctx {
         env: &[(&str, &str)],
         extra: &str,
     ) -> PathBuf {
+        self.demo_full(name, "", instances, env, extra)
+    }
+
+    /// The demo environment with a top-level preamble (e.g. an `environment`
+    /// block choosing the provider).
+    pub fn demo_full(
+        &self,
+        name: &str,
+        preamble: &str,
+        instances: u32,
+        env: &[(&str, &str)],
+        extra: &str,
+    ) -> PathBuf {
         let env: String = env
             .iter()
             .map(|(k, v)| format!("    {k} = \"{v}\"\n"))
@@ -85,7 +98,8 @@ impl Ctx {
         self.write(
             name,
             &format!(
-                r#"image hello {{
+                r#"{preamble}
+image hello {{
   from = scratch
   copy "app/hello" to "/bin/hello"
   entrypoint = ["/bin/hello"]
