@@ -548,39 +548,21 @@ mod tests {
         e.images.insert(
             name("app"),
             Image {
-                from: ImageBase::Scratch,
-                steps: vec![],
-                tests: vec![],
-                entrypoint: vec!["/app".into()],
-                env: Default::default(),
-                workdir: "/".into(),
                 port: Some(8080),
-                digest: None,
+                ..Image::scratch(vec!["/app".into()])
             },
         );
         e.services.insert(
             name("web"),
             Service {
-                image: name("app"),
                 provider: ProviderKind::Simulated,
                 instances,
-                args: vec![],
                 env: [("GREETING".to_owned(), greeting.to_owned())].into(),
-                port: 8080,
-                health: None,
                 rollout: Rollout {
                     strategy,
-                    min_healthy: Millis(0),
-                    deadline: Millis::from_secs(300),
-                    auto_rollback: true,
+                    ..Rollout::default()
                 },
-                max_age: None,
-                drain: Millis::from_secs(30),
-                stop_grace: Millis::from_secs(10),
-                resources: Default::default(),
-                on_exec: OnExec::Replace,
-                autoscale: None,
-                mounts: vec![],
+                ..Service::new(name("app"))
             },
         );
         let images = [(name("app"), Digest::of(b"app"))].into();

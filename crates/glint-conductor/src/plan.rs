@@ -432,40 +432,17 @@ mod tests {
         e.images.insert(
             name("app"),
             Image {
-                from: ImageBase::Scratch,
-                steps: vec![],
-                tests: vec![],
-                entrypoint: vec!["/app".into()],
-                env: Default::default(),
-                workdir: "/".into(),
                 port: Some(8080),
-                digest: None,
+                ..Image::scratch(vec!["/app".into()])
             },
         );
         for (s, n, greeting) in services {
             e.services.insert(
                 name(s),
                 Service {
-                    image: name("app"),
-                    provider: ProviderKind::Process,
                     instances: *n,
-                    args: vec![],
                     env: [("GREETING".to_owned(), (*greeting).to_owned())].into(),
-                    port: 8080,
-                    health: None,
-                    rollout: Rollout {
-                        strategy: Strategy::default(),
-                        min_healthy: Millis(0),
-                        deadline: Millis::from_secs(300),
-                        auto_rollback: true,
-                    },
-                    max_age: None,
-                    drain: Millis::from_secs(30),
-                    stop_grace: Millis::from_secs(10),
-                    resources: Default::default(),
-                    on_exec: OnExec::Replace,
-                    autoscale: None,
-                    mounts: vec![],
+                    ..Service::new(name("app"))
                 },
             );
         }

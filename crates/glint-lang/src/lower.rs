@@ -1200,7 +1200,7 @@ impl Lowerer<'_> {
                     "/".into()
                 }
             },
-            None => "/".into(),
+            None => glint_model::defaults::WORKDIR.into(),
         };
         let port = f.take("port").and_then(|v| {
             let p = port(ev, v);
@@ -1293,7 +1293,7 @@ impl Lowerer<'_> {
             f.take("instances")
                 .map(|v| int_in(ev, v, 0, 10_000, "instances")),
         )
-        .unwrap_or(1);
+        .unwrap_or(glint_model::defaults::INSTANCES);
         let args = f.take("args").map(|v| strings(ev, v)).map(|r| {
             ok &= r.is_some();
             r.unwrap_or_default()
@@ -1310,7 +1310,7 @@ impl Lowerer<'_> {
             None => None,
         }
         .or(image_port)
-        .unwrap_or(8080);
+        .unwrap_or(glint_model::defaults::PORT);
         let health = match f.take("health") {
             Some(v) => match health(ev, v) {
                 Some(h) => Some(h),
@@ -1328,12 +1328,7 @@ impl Lowerer<'_> {
             }),
             None => None,
         }
-        .unwrap_or(Rollout {
-            strategy: Strategy::default(),
-            min_healthy: Millis(0),
-            deadline: Millis::from_secs(300),
-            auto_rollback: true,
-        });
+        .unwrap_or_default();
         let mut dur = |ok: &mut bool, key: &str| -> Option<Millis> {
             let v = f.take(key)?;
             let d = duration(ev, v);
@@ -1341,8 +1336,8 @@ impl Lowerer<'_> {
             d
         };
         let max_age = dur(&mut ok, "max_age");
-        let drain = dur(&mut ok, "drain").unwrap_or(Millis::from_secs(30));
-        let stop_grace = dur(&mut ok, "stop_grace").unwrap_or(Millis::from_secs(10));
+        let drain = dur(&mut ok, "drain").unwrap_or(glint_model::defaults::DRAIN);
+        let stop_grace = dur(&mut ok, "stop_grace").unwrap_or(glint_model::defaults::STOP_GRACE);
         let resources = match f.take("resources") {
             Some(v) => resources(ev, v).or_else(|| {
                 ok = false;
@@ -1463,9 +1458,17 @@ fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
             None => Millis(default),
         }
     };
-    let interval = dur(&mut ok, "interval", 2000);
-    let timeout = dur(&mut ok, "timeout", 1000);
-    let start_timeout = dur(&mut ok, "start_timeout", 30_000);
+    let interval = dur(
+        &mut ok,
+        "interval",
+        glint_model::defaults::HEALTH_INTERVAL.0,
+    );
+    let timeout = dur(&mut ok, "timeout", glint_model::defaults::HEALTH_TIMEOUT.0);
+    let start_timeout = dur(
+        &mut ok,
+        "start_timeout",
+        glint_model::defaults::START_TIMEOUT.0,
+    );
     let mut th = |ok: &mut bool, key: &str, default: u32| -> u32 {
         match f.take(key) {
             Some(v) => int_in(ev, v, 1, 100, key).unwrap_or_else(|| {
@@ -1475,8 +1478,16 @@ fn health(ev: &mut Eval<'_>, v: &SV) -> Option<HealthCheck> {
             None => default,
         }
     };
-    let healthy_threshold = th(&mut ok, "healthy_threshold", 1);
-    let unhealthy_threshold = th(&mut ok, "unhealthy_threshold", 3);
+    let healthy_threshold = th(
+        &mut ok,
+        "healthy_threshold",
+        glint_model::defaults::HEALTHY_THRESHOLD,
+    );
+    let unhealthy_threshold = th(
+        &mut ok,
+        "unhealthy_threshold",
+        glint_model::defaults::UNHEALTHY_THRESHOLD,
+    );
     if ok
         && timeout > interval
         && let Some(t) = r.get("timeout")
@@ -1546,8 +1557,8 @@ fn strategy(ev: &mut Eval<'_>, v: &SV) -> Option<Strategy> {
                 }),
                 None => d,
             };
-            let surge = n(&mut ok, "surge", 1);
-            let unavailable = n(&mut ok, "unavailable", 0);
+            let surge = n(&mut ok, "surge", glint_model::defaults::SURGE);
+            let unavailable = n(&mut ok, "unavailable", glint_model::defaults::UNAVAILABLE);
             if ok && surge == 0 && unavailable == 0 {
                 invalid(ev, v, "a rolling update with `surge = 0` and `unavailable = 0` can never make progress".into(), "no room to replace anything", Some("allow `surge = 1` (an extra instance during the update)".into()));
                 ok = false;
@@ -1611,12 +1622,7 @@ fn strategy(ev: &mut Eval<'_>, v: &SV) -> Option<Strategy> {
 }
 
 fn rollout(ev: &mut Eval<'_>, v: &SV) -> Option<Rollout> {
-    let mut out = Rollout {
-        strategy: Strategy::default(),
-        min_healthy: Millis(0),
-        deadline: Millis::from_secs(300),
-        auto_rollback: true,
-    };
+    let mut out = Rollout::default();
     match &v.v {
         Value::Record(r) => {
             let mut f = Fields::new(r, v.span, "the rollout settings");

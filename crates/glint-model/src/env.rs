@@ -199,6 +199,108 @@ pub struct Service {
     pub mounts: Vec<Mount>,
 }
 
+/// The documented defaults of every optional setting. The language applies
+/// them when a field is left out; they are here so that every part of Glint
+/// (and every test) agrees on them.
+pub mod defaults {
+    use crate::Millis;
+
+    /// `instances`.
+    pub const INSTANCES: u32 = 1;
+    /// A service's `port` when neither it nor its image declares one.
+    pub const PORT: u16 = 8080;
+    /// `drain`: how long a retiring instance may finish in-flight requests.
+    pub const DRAIN: Millis = Millis::from_secs(30);
+    /// `stop_grace`: time between SIGTERM and SIGKILL.
+    pub const STOP_GRACE: Millis = Millis::from_secs(10);
+    /// `health.interval`.
+    pub const HEALTH_INTERVAL: Millis = Millis(2000);
+    /// `health.timeout`.
+    pub const HEALTH_TIMEOUT: Millis = Millis(1000);
+    /// `health.healthy_threshold`.
+    pub const HEALTHY_THRESHOLD: u32 = 1;
+    /// `health.unhealthy_threshold`.
+    pub const UNHEALTHY_THRESHOLD: u32 = 3;
+    /// `health.start_timeout`.
+    pub const START_TIMEOUT: Millis = Millis::from_secs(30);
+    /// `rollout.min_healthy`.
+    pub const MIN_HEALTHY: Millis = Millis(0);
+    /// `rollout.deadline`.
+    pub const DEADLINE: Millis = Millis::from_secs(300);
+    /// `rollout.auto_rollback`.
+    pub const AUTO_ROLLBACK: bool = true;
+    /// `rolling { surge }`.
+    pub const SURGE: u32 = 1;
+    /// `rolling { unavailable }`.
+    pub const UNAVAILABLE: u32 = 0;
+    /// An image's `workdir`.
+    pub const WORKDIR: &str = "/";
+}
+
+impl Service {
+    /// A service of `image` with every setting at its default.
+    pub fn new(image: Name) -> Service {
+        Service {
+            image,
+            provider: ProviderKind::default(),
+            instances: defaults::INSTANCES,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            port: defaults::PORT,
+            health: None,
+            rollout: Rollout::default(),
+            max_age: None,
+            drain: defaults::DRAIN,
+            stop_grace: defaults::STOP_GRACE,
+            resources: Resources::default(),
+            on_exec: OnExec::default(),
+            autoscale: None,
+            mounts: Vec::new(),
+        }
+    }
+}
+
+impl HealthCheck {
+    /// A check of `probe` with every setting at its default.
+    pub fn new(probe: Probe) -> HealthCheck {
+        HealthCheck {
+            probe,
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            healthy_threshold: defaults::HEALTHY_THRESHOLD,
+            unhealthy_threshold: defaults::UNHEALTHY_THRESHOLD,
+            start_timeout: defaults::START_TIMEOUT,
+        }
+    }
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            strategy: Strategy::default(),
+            min_healthy: defaults::MIN_HEALTHY,
+            deadline: defaults::DEADLINE,
+            auto_rollback: defaults::AUTO_ROLLBACK,
+        }
+    }
+}
+
+impl Image {
+    /// An image from `scratch` running `entrypoint`, with nothing else.
+    pub fn scratch(entrypoint: Vec<String>) -> Image {
+        Image {
+            from: ImageBase::Scratch,
+            steps: Vec::new(),
+            tests: Vec::new(),
+            entrypoint,
+            env: BTreeMap::new(),
+            workdir: defaults::WORKDIR.to_owned(),
+            port: None,
+            digest: None,
+        }
+    }
+}
+
 /// A health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
@@ -272,8 +374,8 @@ pub enum Strategy {
 impl Default for Strategy {
     fn default() -> Self {
         Strategy::Rolling {
-            surge: 1,
-            unavailable: 0,
+            surge: defaults::SURGE,
+            unavailable: defaults::UNAVAILABLE,
         }
     }
 }
