@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Glint: declare your services in one typed language, and a conductor runs,
 /// heals and replaces them.
 #[derive(Debug, Parser)]
-#[command(name = "glint", version, about, long_about = None, propagate_version = true)]
+#[command(name = "glint", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -172,7 +172,8 @@ pub struct ApplyArgs {
 pub struct RollbackArgs {
     /// The version to return to (default: the newest earlier version whose
     /// rollout converged and whose content differs from the current one).
-    pub version: Option<String>,
+    #[arg(value_name = "VERSION")]
+    pub to: Option<String>,
     /// Wait until the conductor has converged (or rolled back) and show progress.
     #[arg(long)]
     pub wait: bool,
@@ -292,4 +293,17 @@ pub enum ImageCommand {
         /// The archive.
         file: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clap's own consistency checks for every subcommand (unique names,
+    /// valid defaults), which otherwise only fire when a command is used.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

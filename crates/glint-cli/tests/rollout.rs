@@ -224,3 +224,60 @@ fn instances_past_max_age_are_replaced_under_load_without_failures() {
     let events = ctx.ok(&["events", "-n", "300"]);
     assert!(events.contains("reached max_age (3s)"), "{events}");
 }
+
+#[test]
+fn rollback_returns_to_an_earlier_version_as_a_new_version() {
+    let mut ctx = Ctx::new();
+    let file = ctx.demo("app.glint", 2, "one");
+    ctx.spawn("conductor", &["conductor"]);
+    ctx.ok(&["apply", file.to_str().unwrap(), "--wait"]);
+    ctx.demo("app.glint", 2, "two");
+    ctx.ok(&["apply", file.to_str().unwrap(), "--wait"]);
+    assert!(
+        common::get(ctx.endpoint(), "/")
+            .unwrap()
+            .starts_with("two from")
+    );
+
+    let load = Load::start(ctx.endpoint());
+    let out = ctx.ok(&["rollback", "--wait"]);
+    assert!(
+        out.contains("Recorded version 3 with the content of version 1"),
+        "{out}"
+    );
+    let (ok, failed, _) = load.stop();
+    assert!(
+        failed.is_empty(),
+        "{} of {ok} requests failed: {failed:?}",
+        failed.len()
+    );
+    assert!(
+        common::get(ctx.endpoint(), "/")
+            .unwrap()
+            .starts_with("one from")
+    );
+    let history: Value = serde_json::from_str(&ctx.ok(&["history", "-o", "json"])).unwrap();
+    let v = history["versions"].as_array().unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[2]["kind"]["kind"], "rollback");
+    assert_eq!(v[2]["kind"]["restores"], 1);
+    assert_eq!(v[2]["hash"], v[0]["hash"]);
+    assert_eq!(v[2]["outcome"], "converged");
+
+    // Bad requests change nothing.
+    for (args, code) in [
+        (&["rollback", "3"][..], 2),
+        (&["rollback", "x"][..], 2),
+        (&["rollback", "9"][..], 2),
+    ] {
+        let out = ctx.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after: Value = serde_json::from_str(&ctx.ok(&["history", "-o", "json"])).unwrap();
+    assert_eq!(after["versions"].as_array().unwrap().len(), 3);
+}

@@ -28,7 +28,7 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
             "nothing has been applied yet: there is nothing to roll back",
         ));
     };
-    let to = match &args.version {
+    let to = match &args.to {
         Some(v) => {
             let n: VersionNumber = v.parse().map_err(|_| {
                 fail(
