@@ -144,6 +144,8 @@ pub struct Recorder {
     failures: Vec<FailureRecord>,
     failures_dropped: u64,
     failure_limit: usize,
+    /// Per instance: the first and last time (since the start) a response from it ended.
+    seen: HashMap<String, (Duration, Duration)>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -183,7 +185,19 @@ impl Recorder {
                 self.phases.insert(phase.clone(), t);
             }
         }
-        let second = (sent + latency).as_secs() as usize;
+        let ended = sent + latency;
+        if let Some(i) = &outcome.instance {
+            match self.seen.get_mut(i) {
+                Some((first, last)) => {
+                    *first = (*first).min(ended);
+                    *last = (*last).max(ended);
+                }
+                None => {
+                    self.seen.insert(i.clone(), (ended, ended));
+                }
+            }
+        }
+        let second = ended.as_secs() as usize;
         if second >= self.series.len() {
             self.series.resize(second + 1, Second::default());
         }
@@ -231,6 +245,11 @@ impl Recorder {
         }
         self.failures.extend(other.failures.iter().cloned());
         self.failures_dropped += other.failures_dropped;
+        for (i, (first, last)) in &other.seen {
+            let e = self.seen.entry(i.clone()).or_insert((*first, *last));
+            e.0 = e.0.min(*first);
+            e.1 = e.1.max(*last);
+        }
     }
 
     /// How many requests were recorded.
@@ -367,6 +386,19 @@ pub struct SecondReport {
     pub max_ms: f64,
 }
 
+/// When responses from one instance were seen (times are when a response ended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The first response, in milliseconds since the start.
+    pub first_t_ms: f64,
+    /// The last response, in milliseconds since the start.
+    pub last_t_ms: f64,
+    /// The first response, in milliseconds since the Unix epoch.
+    pub first_at_ms: u64,
+    /// The last response, in milliseconds since the Unix epoch.
+    pub last_at_ms: u64,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -384,6 +416,13 @@ pub struct Report {
     pub total: PhaseReport,
     /// Each phase, in the order first entered.
     pub phases: Vec<PhaseReport>,
+    /// Phases named `group/part` summed by `group` (e.g. `during/1` and
+    /// `during/2` into `during`), in the order first entered; empty when no
+    /// phase name has a `/`.
+    pub groups: Vec<PhaseReport>,
+    /// For each instance that answered, when it was first and last seen: the
+    /// endpoint's view of when an instance started and stopped serving.
+    pub seen: BTreeMap<String, Seen>,
     /// Per-second time series.
     pub series: Vec<SecondReport>,
     /// Failed requests, oldest first (at most the failure-log limit).
@@ -435,6 +474,39 @@ impl Report {
                 )
             })
             .collect();
+        let mut grouped: Vec<(&str, f64, f64, Tally)> = Vec::new();
+        if order.iter().any(|(n, _, _)| n.contains('/')) {
+            for (name, started, spent) in &order {
+                let group = name.split('/').next().unwrap_or(name);
+                let tally = rec.phases.get(name).unwrap_or(&empty);
+                match grouped.iter_mut().find(|(g, _, _, _)| *g == group) {
+                    Some(g) => {
+                        g.2 += spent;
+                        g.3.merge(tally);
+                    }
+                    None => grouped.push((group, *started, *spent, tally.clone())),
+                }
+            }
+        }
+        let groups = grouped
+            .iter()
+            .map(|(name, started, spent, t)| PhaseReport::of(name, *started, *spent, t))
+            .collect();
+        let seen = rec
+            .seen
+            .iter()
+            .map(|(i, (first, last))| {
+                (
+                    i.clone(),
+                    Seen {
+                        first_t_ms: ms(*first),
+                        last_t_ms: ms(*last),
+                        first_at_ms: started_at_ms + first.as_millis() as u64,
+                        last_at_ms: started_at_ms + last.as_millis() as u64,
+                    },
+                )
+            })
+            .collect();
         let series = rec
             .series
             .iter()
@@ -468,6 +540,8 @@ impl Report {
             resent_unsent,
             total: PhaseReport::of("total", 0.0, duration.as_secs_f64(), &rec.total),
             phases,
+            groups,
+            seen,
             series,
             failures: rec.failures,
             failures_dropped: dropped,
@@ -510,7 +584,14 @@ impl Report {
             "MAX_MS",
             "INST"
         );
-        for p in self.phases.iter().chain(std::iter::once(&self.total)) {
+        // Groups that are not also a phase of their own, then the total.
+        let groups = self.groups.iter().filter(|g| self.phase(&g.name).is_none());
+        for p in self
+            .phases
+            .iter()
+            .chain(groups)
+            .chain(std::iter::once(&self.total))
+        {
             let _ = writeln!(
                 s,
                 "{:<12} {:>9} {:>9} {:>7.1} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>5}",

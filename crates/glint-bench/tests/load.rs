@@ -287,6 +287,8 @@ async fn counts_every_request_and_the_instance_that_answered_it() {
         BTreeMap::from([("200".to_owned(), r.total.ok)])
     );
     assert_eq!(r.total.distinct_instances, 3);
+    let seen: Vec<&String> = r.seen.keys().collect();
+    assert_eq!(seen, r.total.instances.keys().collect::<Vec<_>>());
     assert_eq!(r.total.instances, *server.by_instance.lock().unwrap());
     assert_eq!(r.phases.len(), 1);
     assert_eq!(r.phases[0].name, "main");
@@ -682,4 +684,72 @@ fn the_demo_body_names_its_instance() {
         Some("web-3f2a")
     );
     assert_eq!(instance_in_body(b"ok\n"), None);
+}
+
+#[tokio::test]
+async fn phases_named_group_slash_part_are_also_summed_by_group() {
+    let server = Server::start(Arc::new(|_, label| Answer {
+        status: 200,
+        header: Some(label.to_owned()),
+        body: "x".into(),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phase");
+    std::fs::write(&file, "before/1").unwrap();
+    let (tx, rx) = watch::channel(Arc::from("before/1"));
+    let mut seen = rx.clone();
+    tokio::spawn(follow_phase_file(file.clone(), tx));
+    let workers = 3;
+    let running = Running::with_phase(config(&server.url(), workers as usize), rx);
+    let mut mark = 0;
+    for (phase, label) in [("during/1", "B"), ("before/2", "C"), ("during/2", "D")] {
+        until("30 more requests were served", || {
+            server.served() >= mark + 30
+        })
+        .await;
+        switch(&server, workers, &file, &mut seen, phase, label).await;
+        mark = server.served();
+    }
+    until("30 more requests were served", || {
+        server.served() >= mark + 30
+    })
+    .await;
+    let r = running.stop().await;
+    consistent(&r);
+    let names: Vec<&str> = r.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["before", "during"]);
+    for group in &r.groups {
+        let parts: Vec<_> = r
+            .phases
+            .iter()
+            .filter(|p| p.name.starts_with(&format!("{}/", group.name)))
+            .collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            group.requests,
+            parts.iter().map(|p| p.requests).sum::<u64>()
+        );
+        assert_eq!(
+            group.latency.count,
+            parts.iter().map(|p| p.latency.count).sum::<u64>()
+        );
+        assert_eq!(group.started_s, parts[0].started_s);
+    }
+    let keys = |g: &str| -> Vec<&str> {
+        let g = r.groups.iter().find(|x| x.name == g).unwrap();
+        g.instances.keys().map(String::as_str).collect()
+    };
+    assert_eq!(keys("before"), ["A", "C"]);
+    assert_eq!(keys("during"), ["B", "D"]);
+    // Each label first answered once its phase had begun (a label's first
+    // request is sent only after the previous label served 30).
+    let s = |i: &str| r.seen[i].clone();
+    assert_eq!(r.seen.len(), 4);
+    assert!(s("A").first_t_ms < s("B").first_t_ms);
+    assert!(s("B").first_t_ms < s("C").first_t_ms);
+    assert!(s("C").first_t_ms < s("D").first_t_ms);
+    assert!(r.seen.values().all(|x| x.first_t_ms <= x.last_t_ms));
+    assert!(s("A").first_at_ms >= r.started_at_ms);
+    assert!(s("D").first_at_ms <= s("D").last_at_ms);
 }
