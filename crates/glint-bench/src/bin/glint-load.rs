@@ -18,6 +18,7 @@ use glint_bench::load::{Config, Control, Target, run};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -62,6 +63,9 @@ struct Args {
     /// List at most this many failed requests individually.
     #[arg(long, default_value_t = 10_000)]
     failure_log: usize,
+    /// Print a progress line on stderr this often (`10s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    progress: Option<Duration>,
     /// Exit 1 if any request failed.
     #[arg(long)]
     fail_on_error: bool,
@@ -134,7 +138,24 @@ fn main() -> ExitCode {
             // Hold the sender until the process exits.
             std::future::pending::<()>().await;
         });
-        run(config, Control::new(phase_rx, stop_rx)).await
+        let control = Control::new(phase_rx, stop_rx);
+        if let Some(every) = args.progress.filter(|d| !d.is_zero()) {
+            let progress = control.progress.clone();
+            let start = tokio::time::Instant::now();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(start + every, every);
+                loop {
+                    tick.tick().await;
+                    eprintln!(
+                        "glint-load: progress {:.0}s ok={} failed={}",
+                        start.elapsed().as_secs_f64(),
+                        progress.ok.load(Ordering::Relaxed),
+                        progress.failed.load(Ordering::Relaxed)
+                    );
+                }
+            });
+        }
+        run(config, control).await
     });
     let report = match report {
         Ok(r) => r,
