@@ -205,10 +205,11 @@ pub async fn run(config: Config, control: Control) -> Result<Report, LoadError> 
 
     // The phase timeline, recorded as the phase changes.
     let mut phase_rx = control.phase.clone();
+    let initial = phase_rx.borrow_and_update().clone();
     let timeline_task = {
         let mut stop = control.stop.clone();
         tokio::spawn(async move {
-            let mut timeline = vec![(Duration::ZERO, phase_rx.borrow_and_update().clone())];
+            let mut timeline = vec![(Duration::ZERO, initial)];
             loop {
                 tokio::select! {
                     changed = phase_rx.changed() => {
