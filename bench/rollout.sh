@@ -18,8 +18,16 @@
 #                         [--result FILE] [--compare FILE]
 #
 # --result FILE writes the figures as JSON; --compare FILE prints them side
-# by side with another result file (e.g. one written by bench/swarm.sh for
-# Docker Swarm). Ends with one line:
+# by side with another result file, e.g. Docker Swarm's (bench/swarm.sh is
+# being written on branch `docker`). A result file is JSON; every key but
+# `label` is optional:
+#   {"label": "swarm start-first", "runs": [{"converge_s": 12.3, ...}, ...],
+#    "outcomes_ok": "3/3", "converge_s_median": 12.3, "converge_s_max": 13.0,
+#    "total": 51234, "failed": 0, "p50_ms_before": 0.9, "p99_ms_before": 3.1,
+#    "p50_ms_during": 1.0, "p99_ms_during": 4.2}
+# glint-load's --json report has all of these (`groups` before/during and
+# `total`, with phases before/i, during/i): see rollout-report in bench/lib.py.
+# Ends with one line:
 #   rollout strategy=rolling provider=process converge_s=4.2 total=51234 failed=0 p99_ms=3.1
 # (converge_s is the median over the runs, failed counts every phase, p99_ms
 # is the latency of successful requests during the rollouts.)
