@@ -9,6 +9,7 @@ on stderr) when it cannot do its job.
 """
 
 import json
+import os
 import re
 import socket
 import statistics
@@ -69,7 +70,7 @@ def cmd_free_port():
 
 def cmd_write_demo(src, out, *settings):
     """Writes the hello demo adjusted by KEY=VALUE settings:
-    binary (absolute path of glint-hello), instances, port, greeting, healthy,
+    binary (path of the built glint-hello), instances, port, greeting, healthy,
     strategy (a glint strategy expression), deadline, max_age, provider,
     start_timeout."""
     opts = dict(s.split("=", 1) for s in settings)
@@ -83,7 +84,10 @@ def cmd_write_demo(src, out, *settings):
             die(f"{src} changed: cannot find {what} (pattern {pattern!r}); update bench/lib.py")
         text = new
 
-    sub(r'copy\s+"[^"]*"\s+to', lambda m: f'copy "{opts["binary"]}" to', "the copy of the demo binary")
+    # Image sources are paths relative to the file's directory (absolute ones
+    # are refused, `..` is allowed): point at the built binary from there.
+    binary = os.path.relpath(opts["binary"], os.path.dirname(os.path.abspath(out)))
+    sub(r'copy\s+"[^"]*"\s+to', lambda m: f'copy "{binary}" to', "the copy of the demo binary")
     sub(r"instances\s*=\s*\d+", lambda m: f"instances = {opts.get('instances', '3')}", "instances")
     env = [f'GREETING = "{opts.get("greeting", "hello")}"', f'HEALTHY = "{opts.get("healthy", "true")}"']
     sub(r"env\s*=\s*\{[^}]*\}", lambda m: "env = {\n    " + "\n    ".join(env) + "\n  }", "the env block")
