@@ -57,12 +57,14 @@ for run in $(seq 1 "$RUNS"); do
   read -r victim handle < <("${PY[@]}" pick-victim "$WORK/status.json" "$SERVICE" "$run") || true
   [[ -n ${handle:-} ]] || die "no instance to kill (see $WORK/status.json)"
   ids=$("${PY[@]}" instances "$WORK/status.json" "$SERVICE" | awk '{print $1}' | paste -sd, -)
+  [[ $PROVIDER == docker ]] || pid=$("${PY[@]}" pid-of "$handle")
   phase "kill/$run"
-  killed_at=$(now_ms)
+  # The clock is read right before the kill (no process started in between).
   if [[ $PROVIDER == docker ]]; then
+    killed_at=$(now_ms)
     docker kill --signal KILL "$handle" > /dev/null
   else
-    pid=$("${PY[@]}" pid-of "$handle")
+    killed_at=$(now_ms)
     kill -KILL "$pid"
   fi
   found=$("${PY[@]}" wait-replacement "$WORK/events.jsonl" "$victim" "$killed_at" "$ids" 120)
