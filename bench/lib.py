@@ -373,12 +373,20 @@ def cmd_soak_report(events_path, load_path, since_ms, instances, max_age, minute
     load = load_json(load_path)
     since = int(since_ms)
     evs = [e for e in events(events_path) if e.get("at", 0) >= since]
-    launched = [e for e in evs if e["kind"] == "instance.launched"]
+    # `instance.launched` is recorded twice per instance (decided, running).
+    launched = sorted({e["instance"] for e in evs if e["kind"] == "instance.launched" and e.get("instance")})
     healthy = [e for e in evs if e["kind"] == "instance.healthy"]
     retiring = [e for e in evs if e["kind"] == "instance.retiring"]
     terminated = [e for e in evs if e["kind"] == "instance.terminated"]
     exited = [e for e in evs if e["kind"] in ("instance.exited", "instance.vanished")]
     rollouts = [e for e in evs if e["kind"].startswith("rollout.")]
+    aged = [e for e in retiring if "max_age" in e.get("message", "")]
+    # The instances live when the load started: were they all replaced?
+    everything = events(events_path)
+    before = {e["instance"] for e in everything if e.get("at", 0) < since and e["kind"] == "instance.healthy"}
+    gone_before = {e["instance"] for e in everything if e.get("at", 0) < since and e["kind"] == "instance.terminated"}
+    initial = before - gone_before
+    retired_ids = {e.get("instance") for e in retiring}
     t = load["total"]
     # Lifetimes (as the endpoint saw them) of instances that both started
     # and stopped serving during the soak.
@@ -389,6 +397,8 @@ def cmd_soak_report(events_path, load_path, since_ms, instances, max_age, minute
     print(f"soak: {minutes} min, {instances} instances, max_age {max_age}")
     print(f"events since the load started: {len(launched)} launched, {len(healthy)} healthy, {len(retiring)} retiring, "
           f"{len(terminated)} terminated, {len(exited)} exited/vanished, {len(rollouts)} rollout events")
+    print(f"retired for reaching max_age: {len(aged)}; instances live at the start that were replaced: "
+          f"{len(initial & retired_ids)}/{len(initial)}")
     print(f"instances that answered requests: {t['distinct_instances']} "
           f"({t['distinct_instances'] / int(instances):.1f} generations of {instances})")
     if lifetimes:
@@ -400,7 +410,8 @@ def cmd_soak_report(events_path, load_path, since_ms, instances, max_age, minute
         print("failed requests:")
         print(failures_summary(load))
     print(f"soak provider={provider} minutes={minutes} instances={instances} max_age={max_age} "
-          f"launched={len(launched)} distinct_serving={t['distinct_instances']} total={t['requests']} failed={t['failed']}")
+          f"launched={len(launched)} retired_max_age={len(aged)} distinct_serving={t['distinct_instances']} "
+          f"total={t['requests']} failed={t['failed']}")
 
 
 COMMANDS = {

@@ -3,8 +3,10 @@
 # load (glint-load); RUNS times a new version is applied (a new GREETING)
 # with `glint apply --wait`, and the script prints seconds to converge,
 # requests, failed requests and p50/p99 latency before and during each
-# rollout (phases `before/i`, `during/i`, `after/i`; the `during` phase runs
-# from the apply until `apply --wait` returns).
+# rollout (phases `before/i`, `during/i`, `after/i`). converge_s is the time
+# `glint apply --wait` takes; the `during` phase runs from the apply until the
+# service has settled (only N healthy current instances left: with
+# blue_green, after `keep`; with --failing, after the rollback).
 #
 # With --failing, each new version also sets HEALTHY=false (the demo then
 # answers 503 on /healthz), so its instances never pass their health check:

@@ -43,7 +43,7 @@ while (( $(date +%s) < end )); do
   sleep $(( end - $(date +%s) < 30 ? end - $(date +%s) : 30 ))
   kill -0 "$GLINT_PID" 2>/dev/null || die "glint up exited: $(tail -5 "$WORK/glint-up.log")"
   if status_json; then remember_instances; fi
-  launched=$("${PY[@]}" events-since "$WORK/events.jsonl" "$since" instance.launched | wc -l)
+  launched=$("${PY[@]}" events-since "$WORK/events.jsonl" "$since" instance.launched | awk '{print $3}' | sort -u | wc -l)
   log "$launched instances launched so far; load: $(grep '^glint-load: progress' "$WORK/load.log" | tail -1 | cut -d' ' -f3-)"
 done
 phase drain
