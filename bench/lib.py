@@ -280,6 +280,15 @@ def cmd_replace_report(runs_path, load_path, provider, instances):
     if t["failed"]:
         print("failed requests:")
         print(failures_summary(load))
+        # The spine's claim: no failed request that had not already reached
+        # the killed instance. A failure names its instance only when a
+        # response head arrived (a body cut short by the kill).
+        victims = {r["victim"] for r in runs}
+        logged = load["failures"]
+        on_victim = [f for f in logged if f.get("instance") in victims]
+        print(f"failures answered by a killed instance (the request had reached it): {len(on_victim)}; "
+              f"others: {len(logged) - len(on_victim)}"
+              + (f" (+{load['failures_dropped']} not logged)" if load["failures_dropped"] else ""))
     print(f"replace provider={provider} runs={len(rows)} instances={instances} median_ms={statistics.median(serving):.0f} "
           f"p90_ms={pct(serving, 90):.0f} max_ms={max(serving):.0f} failed={t['failed']}")
 

@@ -9,14 +9,14 @@
 # script fails, or always with KEEP=1.
 #
 # Environment: NO_BUILD=1 skips `cargo build --release`; KEEP=1 keeps the
-# work directory; GLINT_BENCH_SERVICE (default `web`) is the demo's service.
+# work directory; LOAD_ARGS adds glint-load options (`--no-keepalive`).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$ROOT/target/x86_64-unknown-linux-gnu/release
 GLINT=$BIN/glint
 LOAD=$BIN/glint-load
 PY=(python3 "$ROOT/bench/lib.py")
-SERVICE=${GLINT_BENCH_SERVICE:-web}
+SERVICE=web
 PROVIDER=${PROVIDER:-process}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -138,12 +138,15 @@ start_events() {
   EVENTS_PID=$!
 }
 
-# start_load CONCURRENCY [extra glint-load args]
+# start_load CONCURRENCY [extra glint-load args]; LOAD_ARGS (words) adds
+# more, e.g. LOAD_ARGS="--no-keepalive --rate 2000".
 start_load() {
   local c=$1; shift
+  local extra=()
+  read -ra extra <<< "${LOAD_ARGS:-}"
   rm -f "$WORK/load.stop"
   "$LOAD" --url "http://127.0.0.1:$PORT/" --concurrency "$c" --until-file "$WORK/load.stop" \
-    --phase-file "$WORK/load.phase" --phase warmup --json "$@" > "$WORK/load.json" 2> "$WORK/load.log" &
+    --phase-file "$WORK/load.phase" --phase warmup --json "$@" "${extra[@]}" > "$WORK/load.json" 2> "$WORK/load.log" &
   LOAD_PID=$!
 }
 
