@@ -4,8 +4,8 @@
 #   start_glint FILE; wait_converged N; start_events; start_load; ... ; report
 # and everything it started is stopped by the EXIT trap (bench_cleanup):
 # the load generator, the event follower, `glint up` (SIGTERM: drains and
-# stops every instance), and, as a last resort, any instance process of this
-# run that is still alive. The work directory (logs, JSON) is kept when the
+# stops every instance), and, as a last resort, any instance process (or
+# container, labelled dev.glint.instance) of this run that is still alive. The work directory (logs, JSON) is kept when the
 # script fails, or always with KEEP=1.
 #
 # Environment: NO_BUILD=1 skips `cargo build --release`; KEEP=1 keeps the
@@ -78,6 +78,14 @@ bench_cleanup() {
         log "instance $id (pid $pid) still running after glint stopped: killing it"
         kill -KILL "$pid" 2>/dev/null
       fi
+    done
+  fi
+  if [[ -s $WORK/instances.seen && $PROVIDER == docker ]]; then
+    sort -u "$WORK/instances.seen" | while read -r id _; do
+      for c in $(docker ps -aq --filter "label=dev.glint.instance=$id" 2>/dev/null); do
+        log "container $c of instance $id still there after glint stopped: removing it"
+        docker rm -f "$c" > /dev/null 2>&1
+      done
     done
   fi
   if [[ $rc != 0 || ${KEEP:-0} == 1 ]]; then
