@@ -423,7 +423,41 @@ def cmd_soak_report(events_path, load_path, since_ms, instances, max_age, minute
           f"total={t['requests']} failed={t['failed']}")
 
 
+def cmd_swarm_result(out, *logs):
+    """A result file (for `compare`) from bench/swarm.sh outputs, one per run.
+    swarm.sh ends with `... converged in X s; requests ok=N failed=M`; its load
+    is one busybox wget after another inside the swarm network, so it has no
+    latency figures and far fewer requests than glint-load."""
+    runs = []
+    for i, path in enumerate(logs, 1):
+        try:
+            text = open(path).read()
+        except OSError as e:
+            die(f"cannot read {path}: {e}")
+        m = re.search(r"rollout of (\d+) replicas: converged in ([0-9.]+) s; requests ok=(\d+) failed=(\d+)", text)
+        if m:
+            runs.append({"run": i, "replicas": int(m.group(1)), "converge_s": float(m.group(2)),
+                         "ok": int(m.group(3)), "failed": int(m.group(4)), "outcome": "live"})
+        else:
+            runs.append({"run": i, "outcome": "error", "log": text[-500:]})
+    done = [r for r in runs if r["outcome"] == "live"]
+    conv = [r["converge_s"] for r in done]
+    result = {
+        "system": "swarm",
+        "label": "swarm start-first (wget loop)",
+        "runs": runs,
+        "outcomes_ok": f"{len(done)}/{len(runs)}",
+        "converge_s_median": statistics.median(conv) if conv else None,
+        "converge_s_max": max(conv) if conv else None,
+        "total": sum(r["ok"] + r["failed"] for r in done),
+        "failed": sum(r["failed"] for r in done),
+    }
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+
+
 COMMANDS = {
+    "swarm-result": cmd_swarm_result,
     "free-port": cmd_free_port,
     "write-demo": cmd_write_demo,
     "converged": cmd_converged,

@@ -87,6 +87,14 @@ bench_cleanup() {
         docker rm -f "$c" > /dev/null 2>&1
       done
     done
+    # Glint's Docker network for this store should be gone too: say so if not.
+    store=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("store_id") or "")' "$WORK/status.json" 2>/dev/null)
+    if [[ -n $store ]]; then
+      for n in $(docker network ls -q --filter "label=dev.glint.store=$store" 2>/dev/null); do
+        log "glint left network $(docker network inspect -f '{{.Name}} (created {{.Created}})' "$n" 2>/dev/null) behind: removing it"
+        docker network rm "$n" > /dev/null 2>&1
+      done
+    fi
   fi
   if [[ $rc != 0 || ${KEEP:-0} == 1 ]]; then
     log "logs kept in $WORK (glint-up.log, events.jsonl, load.json, load.log)"

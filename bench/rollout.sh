@@ -17,7 +17,7 @@
 #   bash bench/rollout.sh [--strategy rolling|blue_green|canary] [--provider process|docker]
 #                         [--failing] [--runs 3] [--instances 10] [--concurrency 16]
 #                         [--before 5] [--after 3] [--deadline 60s] [--apply-timeout 600]
-#                         [--result FILE] [--compare FILE]
+#                         [--result FILE] [--compare FILE] [--swarm]
 #
 # --result FILE writes the figures as JSON; --compare FILE prints them side
 # by side with another result file, e.g. Docker Swarm's (bench/swarm.sh is
@@ -29,6 +29,13 @@
 #    "p50_ms_during": 1.0, "p99_ms_during": 4.2}
 # glint-load's --json report has all of these (`groups` before/during and
 # `total`, with phases before/i, during/i): see rollout-report in bench/lib.py.
+#
+# --swarm then runs bench/swarm.sh (Docker Swarm, `--update-order
+# start-first`, same demo binary, a health check every 1s) RUNS times with
+# REPLICAS=INSTANCES, after Glint has been stopped, and prints both side by
+# side. swarm.sh's load is its own (one busybox wget after another inside the
+# swarm network: no published ports without IPVS here), so compare failed
+# requests and time to converge, not volumes or latency.
 # Ends with one line:
 #   rollout strategy=rolling provider=process converge_s=4.2 total=51234 failed=0 p99_ms=3.1
 # (converge_s is the median over the runs, failed counts every phase, p99_ms
@@ -38,7 +45,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 STRATEGY=rolling FAILING=0 RUNS=3 INSTANCES=10 CONCURRENCY=16 BEFORE=5 AFTER=3
-DEADLINE=60s APPLY_TIMEOUT=600 RESULT='' COMPARE=''
+DEADLINE=60s APPLY_TIMEOUT=600 RESULT='' COMPARE='' SWARM=0
 while (( $# )); do
   case $1 in
     --strategy) STRATEGY=$2; shift 2 ;;
@@ -53,6 +60,7 @@ while (( $# )); do
     --apply-timeout) APPLY_TIMEOUT=$2; shift 2 ;;
     --result) RESULT=$(realpath -m "$2"); shift 2 ;;
     --compare) COMPARE=$(realpath "$2"); shift 2 ;;
+    --swarm) SWARM=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -135,6 +143,21 @@ if [[ -s $WORK/rollout-events.txt ]]; then
 fi
 RESULT=${RESULT:-$WORK/result.json}
 "${PY[@]}" rollout-report "$WORK/runs.jsonl" "$WORK/load.json" "$STRATEGY" "$PROVIDER" "$FAILING" "$RESULT" > "$WORK/report.txt"
+if [[ $SWARM == 1 ]]; then
+  log "stopping Glint before the Swarm runs"
+  stop_pid "$GLINT_PID" TERM 90
+  GLINT_PID=''
+  logs=()
+  for run in $(seq 1 "$RUNS"); do
+    log "swarm run $run/$RUNS: REPLICAS=$INSTANCES bench/swarm.sh"
+    REPLICAS=$INSTANCES HELLO=$BIN/glint-hello timeout 600 bash "$ROOT/bench/swarm.sh" > "$WORK/swarm-$run.log" 2>&1 \
+      || log "swarm run $run failed: $(tail -3 "$WORK/swarm-$run.log")"
+    tail -1 "$WORK/swarm-$run.log" >&2
+    logs+=("$WORK/swarm-$run.log")
+  done
+  "${PY[@]}" swarm-result "$WORK/swarm.json" "${logs[@]}"
+  COMPARE=$WORK/swarm.json
+fi
 if [[ -n $COMPARE ]]; then
   echo "side by side:"
   "${PY[@]}" compare "$RESULT" "$COMPARE" | sed 's/^/  /'
