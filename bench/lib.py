@@ -190,7 +190,7 @@ def cmd_wait_replacement(events_path, victim, since_ms, exclude, timeout_s):
         exited = next((e for e in evs if e.get("instance") == victim and e["kind"] in ("instance.exited", "instance.vanished", "instance.unhealthy")), None)
         healthy = next((e for e in evs if e["kind"] == "instance.healthy" and e.get("instance") and e["instance"] not in old), None)
         if healthy:
-            launched = next((e for e in evs if e["kind"] == "instance.launched" and e.get("instance") == healthy["instance"]), None)
+            launched = next((e for e in evs if e["kind"] == "instance.launching" and e.get("instance") == healthy["instance"]), None)
             print(json.dumps({
                 "new": healthy["instance"],
                 "healthy_at": healthy["at"],
@@ -382,7 +382,7 @@ def cmd_soak_report(events_path, load_path, since_ms, instances, max_age, minute
     load = load_json(load_path)
     since = int(since_ms)
     evs = [e for e in events(events_path) if e.get("at", 0) >= since]
-    # `instance.launched` is recorded twice per instance (decided, running).
+    # `instance.launching` (decided) and `instance.launched` (running).
     launched = sorted({e["instance"] for e in evs if e["kind"] == "instance.launched" and e.get("instance")})
     healthy = [e for e in evs if e["kind"] == "instance.healthy"]
     retiring = [e for e in evs if e["kind"] == "instance.retiring"]

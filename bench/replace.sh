@@ -7,7 +7,7 @@
 # process (pid = `handle` in `glint status -o json`), and measures, from the
 # kill:
 #   detect  - the conductor's `instance.exited` event for the victim,
-#   launch  - the `instance.launched` event of its replacement,
+#   launch  - the `instance.launching` event of its replacement (the decision),
 #   healthy - the replacement's `instance.healthy` event (`glint events -f`),
 #   serving - the first 2xx response from the replacement that the load
 #             generator received through the endpoint (the figure reported).

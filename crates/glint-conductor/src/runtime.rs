@@ -1151,7 +1151,7 @@ impl Runtime {
         }
         self.event(
             NewEvent::info(
-                EventKind::InstanceLaunched,
+                EventKind::InstanceLaunching,
                 format!("launching {id}: {reason}"),
             )
             .instance(&id)

@@ -184,10 +184,15 @@ impl DockerProvider {
     /// network (`glint down`, tests). Logs are kept as by
     /// [`Provider::remove`].
     pub async fn purge(&self) -> Result<(), ProviderError> {
+        self.inner
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for (instance, _) in self.list().await? {
             self.inner.set_terminating(&instance);
             self.remove(&instance).await?;
         }
+        // Any repair already in flight finishes first; none starts after.
+        let _guard = self.inner.network_lock.lock().await;
         match self.inner.docker.remove_network(&self.inner.network).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -332,6 +337,9 @@ impl Provider for DockerProvider {
                 "the image has no entrypoint and the service no args".into(),
             ));
         }
+        self.inner
+            .released
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.ensure_network().await?;
         let image = self
             .inner

@@ -75,7 +75,11 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<ProviderEvent>,
     pub(crate) images: ImageCache,
     state: Mutex<State>,
-    network_lock: tokio::sync::Mutex<()>,
+    pub(crate) network_lock: tokio::sync::Mutex<()>,
+    /// Set by [`crate::DockerProvider::purge`] (the conductor is exiting
+    /// and has stopped everything): the network is gone on purpose and must
+    /// not be "repaired". A launch clears it.
+    pub(crate) released: std::sync::atomic::AtomicBool,
 }
 
 /// A Docker API error as a provider error, with what was being done.
@@ -148,6 +152,7 @@ impl Inner {
             images: ImageCache::default(),
             state: Mutex::new(State::default()),
             network_lock: tokio::sync::Mutex::new(()),
+            released: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -265,6 +270,12 @@ impl Inner {
     /// replaced. Returns its id.
     pub(crate) async fn ensure_network(&self) -> Result<String, ProviderError> {
         let _guard = self.network_lock.lock().await;
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProviderError::Backend(format!(
+                "network {} was released: the conductor is stopping",
+                self.network
+            )));
+        }
         let known = self.with_state(|s| s.network_id.clone());
         match self
             .docker
@@ -668,7 +679,10 @@ impl Inner {
 
     async fn network_event(&self, network: &str, container: Option<&str>, verb: &str) {
         match (verb, container) {
-            ("destroy", _) if network == self.network => {
+            ("destroy", _)
+                if network == self.network
+                    && !self.released.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
                 if let Err(e) = self.ensure_network().await {
                     tracing::warn!("cannot recreate network {}: {e}", self.network);
                 }
@@ -740,6 +754,9 @@ impl Inner {
     /// Re-reads the world: the network, every container of this store and
     /// environment, and who else is on the network.
     pub(crate) async fn resync(&self) -> Result<(), ProviderError> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         self.ensure_network().await?;
         // Only instances watched before listing can have vanished: one
         // launched meanwhile may be missing from the list.

@@ -60,7 +60,9 @@ pub enum EventKind {
     ConductorStarted,
     /// A conductor stopped.
     ConductorStopped,
-    /// A launch was decided and handed to a provider.
+    /// A launch was decided (the intent is recorded) and handed to a provider.
+    InstanceLaunching,
+    /// A provider runs the new instance.
     InstanceLaunched,
     /// A provider could not launch an instance.
     InstanceLaunchFailed,
@@ -108,6 +110,7 @@ impl EventKind {
             EventKind::VersionRolledBack => "version.rolled_back",
             EventKind::ConductorStarted => "conductor.started",
             EventKind::ConductorStopped => "conductor.stopped",
+            EventKind::InstanceLaunching => "instance.launching",
             EventKind::InstanceLaunched => "instance.launched",
             EventKind::InstanceLaunchFailed => "instance.launch_failed",
             EventKind::InstanceHealthy => "instance.healthy",

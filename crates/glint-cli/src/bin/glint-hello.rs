@@ -116,10 +116,13 @@ fn serve(stream: TcpStream, config: &Config) -> std::io::Result<()> {
             config.instance,
             if close { "connection: close\r\n" } else { "" },
         );
-        writer.write_all(head.as_bytes())?;
+        // One write for head and body, so that a kill never leaves a client
+        // with a head whose body never comes.
+        let mut response = head.into_bytes();
         if method != "HEAD" {
-            writer.write_all(body.as_bytes())?;
+            response.extend_from_slice(body.as_bytes());
         }
+        writer.write_all(&response)?;
         writer.flush()?;
         if close {
             return Ok(());
