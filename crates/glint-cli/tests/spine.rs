@@ -25,6 +25,15 @@ fn up_serves_every_instance_through_the_endpoint_and_ctrl_c_stops_them() {
     let ids: BTreeSet<String> = ids.into_iter().collect();
     assert_eq!(seen, ids, "repeated requests reach all 3 instances");
 
+    // Each instance's output is kept and shown by `glint logs`.
+    let logs = ctx.ok(&["logs", "web"]);
+    for id in &ids {
+        assert!(logs.contains(&format!("[{id}] glint-hello: {id} listening")), "{logs}");
+    }
+    let one = ids.iter().next().unwrap();
+    let logs = ctx.ok(&["logs", "web", "--instance", one]);
+    assert_eq!(logs.lines().count(), 1, "{logs}");
+
     // Ctrl-C: every instance is drained and terminated, then `up` exits.
     let store = ctx.store_id();
     assert_eq!(labelled_pids(&store).len(), 3);
