@@ -122,10 +122,12 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
     })
 }
 
-/// Resolves when the user asks to stop (Ctrl-C or SIGTERM).
+/// Resolves when the user asks to stop: Ctrl-C, SIGTERM, or SIGHUP (the
+/// terminal went away).
 pub async fn stop_requested() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -134,6 +136,7 @@ pub async fn stop_requested() {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = wait(SignalKind::terminate()) => {}
+        _ = wait(SignalKind::hangup()) => {}
     }
 }
