@@ -28,7 +28,10 @@ fn up_serves_every_instance_through_the_endpoint_and_ctrl_c_stops_them() {
     // Each instance's output is kept and shown by `glint logs`.
     let logs = ctx.ok(&["logs", "web"]);
     for id in &ids {
-        assert!(logs.contains(&format!("[{id}] glint-hello: {id} listening")), "{logs}");
+        assert!(
+            logs.contains(&format!("[{id}] glint-hello: {id} listening")),
+            "{logs}"
+        );
     }
     let one = ids.iter().next().unwrap();
     let logs = ctx.ok(&["logs", "web", "--instance", one]);
