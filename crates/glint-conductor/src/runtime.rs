@@ -428,6 +428,16 @@ impl Runtime {
         None
     }
 
+    /// Logs a failed store write. The conductor goes on: every write it
+    /// makes is also derivable on the next pass or after a restart (intents
+    /// are re-checked against what providers observe), so a transient store
+    /// error delays a record rather than corrupting the world.
+    fn persist<T>(&self, r: Result<T, glint_store::StoreError>) {
+        if let Err(e) = r {
+            tracing::error!("cannot write to the store: {e}");
+        }
+    }
+
     fn event(&self, e: NewEvent) {
         if let Err(err) = self.store.append_event(e) {
             tracing::error!("cannot record event: {err}");
@@ -531,7 +541,7 @@ impl Runtime {
             match observed.get(&id).map(|(_, o)| o) {
                 Some(o) if o.state == RunState::Running => {
                     if rec.state == InstanceState::Launching {
-                        let _ = self.store.mark_running(&id, o.addr, &o.handle);
+                        self.persist(self.store.mark_running(&id, o.addr, &o.handle));
                     }
                     let retiring = rec.state == InstanceState::Retiring;
                     let healthy = rec.health == Health::Healthy;
@@ -551,14 +561,13 @@ impl Runtime {
                         .instance(&id)
                         .version(rec.version),
                     );
-                    let reason = rec.end_reason.clone();
                     self.insert_live(rec, MemberPhase::Starting);
                     if retiring {
                         // Finish the interrupted retirement.
                         if let Some(l) = self.live.get_mut(&id) {
                             l.phase = MemberPhase::Retiring;
                         }
-                        self.spawn_retire(&id, reason.unwrap_or_else(|| "retiring".into()));
+                        self.spawn_retire(&id);
                     } else {
                         self.start_health(&id, healthy);
                     }
@@ -573,7 +582,7 @@ impl Runtime {
                         .instance(&id)
                         .version(rec.version),
                     );
-                    let _ = self.store.mark_gone(&id, &format!("{}", o.state));
+                    self.persist(self.store.mark_gone(&id, &format!("{}", o.state)));
                     self.spawn_remove(rec.provider, &id);
                 }
                 None => {
@@ -587,7 +596,7 @@ impl Runtime {
                             .instance(&id)
                             .version(rec.version),
                     );
-                    let _ = self.store.mark_gone(&id, what);
+                    self.persist(self.store.mark_gone(&id, what));
                 }
             }
         }
@@ -726,7 +735,7 @@ impl Runtime {
                         .instance(&id)
                         .version(rec.version),
                     );
-                    let _ = self.store.mark_gone(&id, "vanished");
+                    self.persist(self.store.mark_gone(&id, "vanished"));
                     self.live.remove(&id);
                     self.fail(id.service(), "an instance vanished");
                 }
@@ -755,7 +764,7 @@ impl Runtime {
             .version(version)
             .details(serde_json::json!({ "state": state })),
         );
-        let _ = self.store.mark_gone(id, &state.to_string());
+        self.persist(self.store.mark_gone(id, &state.to_string()));
         self.live.remove(id);
         self.spawn_remove(provider, id);
         if !was_ready {
@@ -809,7 +818,7 @@ impl Runtime {
                 l.phase = MemberPhase::Healthy;
                 l.rec.health = Health::Healthy;
                 l.rec.healthy_at = Some(now_ms());
-                let _ = self.store.set_health(id, Health::Healthy);
+                self.persist(self.store.set_health(id, Health::Healthy));
                 if let Ok(name) = Name::new(id.service()) {
                     self.backoff.remove(&name);
                 }
@@ -825,8 +834,8 @@ impl Runtime {
             Transition::Unhealthy { reason } => {
                 l.phase = MemberPhase::Failed;
                 l.failure = Some(format!("unhealthy: {reason}"));
-                let _ = self.store.set_health(id, Health::Unhealthy);
-                let _ = self.store.mark_failed(id);
+                self.persist(self.store.set_health(id, Health::Unhealthy));
+                self.persist(self.store.mark_failed(id));
                 self.event(
                     NewEvent::warning(
                         EventKind::InstanceUnhealthy,
@@ -839,8 +848,8 @@ impl Runtime {
             Transition::NeverHealthy { reason } => {
                 l.phase = MemberPhase::Failed;
                 l.failure = Some(format!("never became healthy: {reason}"));
-                let _ = self.store.set_health(id, Health::Unhealthy);
-                let _ = self.store.mark_failed(id);
+                self.persist(self.store.set_health(id, Health::Unhealthy));
+                self.persist(self.store.mark_failed(id));
                 self.event(
                     NewEvent::warning(
                         EventKind::InstanceUnhealthy,
@@ -908,7 +917,7 @@ impl Runtime {
                     .is_some_and(|l| l.phase == MemberPhase::Retiring)
                 {
                     // Retired while launching (e.g. shutdown): finish that.
-                    self.spawn_retire(id, "retired while launching".into());
+                    self.spawn_retire(id);
                 } else {
                     self.start_health(id, false);
                 }
@@ -927,9 +936,10 @@ impl Runtime {
                     )
                 };
                 self.event(event.instance(id).version(version));
-                let _ = self
-                    .store
-                    .mark_gone(id, &format!("launch failed: {message}"));
+                self.persist(
+                    self.store
+                        .mark_gone(id, &format!("launch failed: {message}")),
+                );
                 self.live.remove(id);
                 self.fail(id.service(), &message);
             }
@@ -949,7 +959,7 @@ impl Runtime {
                     e = e.version(v);
                 }
                 self.event(e);
-                let _ = self.store.mark_gone(id, "terminated");
+                self.persist(self.store.mark_gone(id, "terminated"));
                 self.live.remove(id);
             }
             Err(reason) => {
@@ -1253,10 +1263,10 @@ impl Runtime {
             return;
         }
         self.update_endpoints();
-        self.spawn_retire(id, reason);
+        self.spawn_retire(id);
     }
 
-    fn spawn_retire(&mut self, id: &InstanceId, _reason: String) {
+    fn spawn_retire(&mut self, id: &InstanceId) {
         let Some(l) = self.live.get(id) else { return };
         let service = l.rec.service.clone();
         let provider = self.providers.get(&l.rec.provider).cloned();
@@ -1368,15 +1378,13 @@ impl Runtime {
             return;
         };
         let number = target.number;
-        let outcome = match self.store.version(number) {
-            Ok(v) => v.outcome,
+        match self.store.version_outcome(number) {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
             Err(e) => {
                 tracing::warn!("cannot read version {number}: {e}");
                 return;
             }
-        };
-        if outcome.is_some() {
-            return;
         }
         let progress = self.outcome.progress.clone();
         let replacing: Vec<(&Name, &crate::decide::Progress)> = progress
@@ -1564,9 +1572,10 @@ impl Runtime {
         match self.store.create_version(new) {
             Ok(Created::New(v)) => {
                 let detail = format!("rolled back to version {good} as version {}", v.number);
-                let _ = self
-                    .store
-                    .mark_rolled_back(failed.number, &format!("{reason}; {detail}"));
+                self.persist(
+                    self.store
+                        .mark_rolled_back(failed.number, &format!("{reason}; {detail}")),
+                );
                 self.event(
                     NewEvent::warning(
                         EventKind::VersionRolledBack,
@@ -1822,7 +1831,7 @@ impl Runtime {
         }
         self.info.stopped = true;
         self.info.heartbeat_at = now_ms();
-        let _ = self.store.write_conductor(&self.info);
+        self.persist(self.store.write_conductor(&self.info));
         self.event(NewEvent::info(
             EventKind::ConductorStopped,
             if stop_instances {

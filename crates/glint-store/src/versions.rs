@@ -374,6 +374,28 @@ impl Store {
         })
     }
 
+    /// How a version's rollout ended, if it has, with its detail — without
+    /// loading the version's content (the conductor asks on every pass).
+    pub fn version_outcome(
+        &self,
+        number: VersionNumber,
+    ) -> Result<Option<(Outcome, Option<String>)>, StoreError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .lock()
+            .query_row(
+                "SELECT outcome, outcome_detail FROM versions WHERE number = ?1",
+                [number.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("cannot read versions", e))?;
+        let (outcome, detail) = row.ok_or(StoreError::NoSuchVersion(number.0))?;
+        Ok(outcome
+            .as_deref()
+            .and_then(Outcome::parse)
+            .map(|o| (o, detail)))
+    }
+
     /// Records how a version's rollout ended. Only the first outcome sticks
     /// (returns whether this call set it).
     pub fn set_outcome(

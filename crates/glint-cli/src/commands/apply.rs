@@ -78,7 +78,7 @@ pub fn record(store: &Store, version: glint_store::NewVersion) -> Result<Created
         .map_err(|e| fail_io("cannot record the version", &e))?;
     if let Created::New(v) = &created {
         let services = v.env.services.len();
-        let _ = store.append_event(
+        if let Err(e) = store.append_event(
             NewEvent::info(
                 EventKind::VersionApplied,
                 format!(
@@ -89,7 +89,9 @@ pub fn record(store: &Store, version: glint_store::NewVersion) -> Result<Created
                 ),
             )
             .version(v.number),
-        );
+        ) {
+            eprintln!("glint: warning: the version is recorded, but its event is not: {e}");
+        }
     }
     Ok(created)
 }
@@ -110,13 +112,13 @@ fn wait_for(
     let n = version.number;
     loop {
         let outcome = store
-            .version(n)
+            .version_outcome(n)
             .map_err(|e| fail_io("cannot read the version", &e))?;
-        if let Some(o) = outcome.outcome {
+        if let Some((o, detail)) = outcome {
             if tty {
                 println!();
             }
-            let detail = outcome.outcome_detail.unwrap_or_default();
+            let detail = detail.unwrap_or_default();
             return match o {
                 Outcome::Converged => {
                     println!(

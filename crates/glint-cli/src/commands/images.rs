@@ -37,10 +37,10 @@ fn version_images(data_dir: &Path) -> Vec<(u64, BTreeSet<Digest>)> {
         .collect()
 }
 
-/// Which versions use an image.
-fn versions_using(data_dir: &Path, digest: &Digest) -> Vec<String> {
-    version_images(data_dir)
-        .into_iter()
+/// Which of `versions` (from [`version_images`]) use an image.
+fn versions_using(versions: &[(u64, BTreeSet<Digest>)], digest: &Digest) -> Vec<String> {
+    versions
+        .iter()
         .filter(|(_, images)| images.contains(digest))
         .map(|(n, _)| n.to_string())
         .collect()
@@ -106,7 +106,8 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let dir = data_dir(global);
+    // Every version's images, read once for the whole listing.
+    let versions = version_images(&data_dir(global));
     match args.output.output {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = images
@@ -117,7 +118,7 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
                         "tags": i.tags,
                         "size": i.size,
                         "created": i.created,
-                        "versions": versions_using(&dir, &i.digest),
+                        "versions": versions_using(&versions, &i.digest),
                     })
                 })
                 .collect();
@@ -137,7 +138,7 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
                 } else {
                     i.tags.join(",")
                 };
-                let versions = versions_using(&dir, &i.digest);
+                let versions = versions_using(&versions, &i.digest);
                 println!(
                     "{:<14} {:<28} {:>10}  {:<20}  {}",
                     i.digest.short(),

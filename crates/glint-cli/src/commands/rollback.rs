@@ -103,7 +103,7 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
             "the rollback version could not be recorded",
         ));
     };
-    let _ = store.append_event(
+    if let Err(e) = store.append_event(
         NewEvent::info(
             EventKind::VersionRolledBack,
             format!(
@@ -112,7 +112,9 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
             ),
         )
         .version(v.number),
-    );
+    ) {
+        eprintln!("glint: warning: the version is recorded, but its event is not: {e}");
+    }
     println!(
         "Recorded version {} with the content of version {to}.",
         paint.bold(&v.number.to_string())
