@@ -165,6 +165,30 @@ pub struct ApplyArgs {
     /// Wait until the conductor has converged (or rolled back) and show progress.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub guards: GuardArgs,
+}
+
+/// Flags that allow applies which would make running services vanish.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Allow a file that declares no services, retiring every running one.
+    #[arg(long)]
+    pub allow_retire_all: bool,
+    /// Allow a file of another environment than the one this data directory
+    /// runs, retiring everything the current one runs.
+    #[arg(long)]
+    pub replace_environment: bool,
+}
+
+impl GuardArgs {
+    /// As operation options.
+    pub fn options(&self) -> glint_conductor::ops::ApplyOptions {
+        glint_conductor::ops::ApplyOptions {
+            allow_retire_all: self.allow_retire_all,
+            allow_other_environment: self.replace_environment,
+        }
+    }
 }
 
 /// `glint rollback`
@@ -230,6 +254,8 @@ pub struct UpArgs {
     /// Extra policy files.
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub guards: GuardArgs,
 }
 
 /// `glint conductor`

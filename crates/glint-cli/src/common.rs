@@ -3,7 +3,8 @@
 
 use crate::cli::Global;
 use crate::output::{EXIT_USAGE, use_color};
-use glint_store::Store;
+use glint_conductor::ops::{ErrorKind, OpError};
+use glint_store::SqliteStore;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +21,20 @@ pub type CmdResult = Result<i32, Failed>;
 pub fn fail_io(msg: impl std::fmt::Display, e: &dyn std::error::Error) -> Failed {
     eprintln!("glint: error: {msg}: {}", glint_conductor::error_chain(e));
     Failed(EXIT_USAGE)
+}
+
+/// The exit code of a failed operation: the one place it is decided.
+pub fn exit_code(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::Conflict | ErrorKind::Failed => crate::output::EXIT_FAILED,
+        ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Unavailable => EXIT_USAGE,
+    }
+}
+
+/// Prints a failed operation (with its cause chain) and returns its exit code.
+pub fn fail_op(e: &OpError) -> Failed {
+    eprintln!("glint: error: {}", glint_conductor::error_chain(e));
+    Failed(exit_code(e.kind))
 }
 
 /// Prints `glint: error: …` and returns a failure with `code`.
@@ -43,10 +58,18 @@ pub fn data_dir(global: &Global) -> PathBuf {
     }
 }
 
+/// The data directory a conductor socket lives in.
+pub fn data_dir_of_socket(socket: &Path) -> PathBuf {
+    socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// Opens (creating) the store for commands that write.
-pub fn open_store(global: &Global) -> Result<Store, Failed> {
+pub fn open_store(global: &Global) -> Result<SqliteStore, Failed> {
     let dir = data_dir(global);
-    Store::open(&dir).map_err(|e| {
+    SqliteStore::open(&dir).map_err(|e| {
         fail_io(
             format_args!(
                 "cannot open the store in {} (set --data-dir or GLINT_DATA_DIR to a writable directory)",
@@ -59,9 +82,9 @@ pub fn open_store(global: &Global) -> Result<Store, Failed> {
 
 /// Opens the store for read commands; `None` (and a note) when nothing has
 /// been applied yet in this data directory.
-pub fn open_existing_store(global: &Global) -> Result<Option<Store>, Failed> {
+pub fn open_existing_store(global: &Global) -> Result<Option<SqliteStore>, Failed> {
     let dir = data_dir(global);
-    Store::open_existing(&dir).map_err(|e| {
+    SqliteStore::open_existing(&dir).map_err(|e| {
         fail_io(
             format_args!("cannot read the store in {}", dir.display()),
             &e,

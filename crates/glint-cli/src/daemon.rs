@@ -4,11 +4,11 @@
 use crate::cli::Global;
 use crate::common::{Failed, fail, fail_io};
 use crate::output::EXIT_USAGE;
-use glint_conductor::lock::{ConductorLock, LockError};
-use glint_conductor::{ConductorHandle, Config, Providers};
+use glint_conductor::leadership::{Leadership, LeadershipError, LocalLeadership};
+use glint_conductor::{ConductorHandle, Config, Providers, Setup};
 use glint_model::ProviderKind;
 use glint_provider::Provider;
-use glint_store::Store;
+use glint_store::{ConductorMode, Store};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -19,7 +19,6 @@ pub struct Running {
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
     api_task: tokio::task::JoinHandle<()>,
-    _lock: ConductorLock,
 }
 
 impl Running {
@@ -32,7 +31,7 @@ impl Running {
 }
 
 /// The providers available in this build and on this machine.
-pub fn providers(global: &Global, store: &Store) -> Result<Providers, Failed> {
+pub fn providers(global: &Global, store: &dyn Store) -> Result<Providers, Failed> {
     let dir = crate::common::data_dir(global);
     let store_id = store
         .store_id()
@@ -80,45 +79,55 @@ impl glint_conductor::ProviderFactory for Factory {
     }
 }
 
-/// Takes the lock and starts a conductor and its API.
-pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Running, Failed> {
+/// Takes leadership of the data directory and starts a conductor and its API.
+pub async fn start(
+    global: &Global,
+    store: Arc<dyn Store>,
+    mode: ConductorMode,
+) -> Result<Running, Failed> {
     let dir = crate::common::data_dir(global);
-    let lock = ConductorLock::acquire(&dir).map_err(|e| match e {
-        LockError::Held { .. } => fail(
-            EXIT_USAGE,
-            format_args!("{e}; stop it first, or use `glint apply FILE` to hand it a new version"),
-        ),
-        other => fail_io("cannot take the conductor lock", &other),
-    })?;
-    let providers = providers(global, &store)?;
+    let lease = LocalLeadership::new(dir.clone(), store.clone())
+        .acquire()
+        .map_err(|e| match e {
+            LeadershipError::Held(held) => fail(
+                EXIT_USAGE,
+                format_args!(
+                    "{held}; stop it first, or use `glint apply FILE` to hand it a new version"
+                ),
+            ),
+            other => fail_io("cannot take the leadership of the data directory", &other),
+        })?;
+    let providers = providers(global, store.as_ref())?;
     let socket = glint_conductor::api::socket_path(&dir);
     let images = Arc::new(
         crate::commands::images::open_store(global)
             .map_err(|e| fail_io("cannot open the image store", &e))?,
     );
-    let config = Config {
-        mode: mode.to_owned(),
-        api: Some(socket.display().to_string()),
-        ..Config::default()
-    };
     let factory = Arc::new(Factory {
         store_id: store
             .store_id()
             .map_err(|e| fail_io("cannot read the store id", &e))?,
         state_dir: dir.join("docker"),
     });
-    let handle = glint_conductor::start(store, providers, Some(factory), images, config)
+    let mut setup = Setup::new(store.clone(), lease, images);
+    setup.providers = providers;
+    setup.factory = Some(factory);
+    setup.config = Config {
+        mode,
+        api: Some(socket.display().to_string()),
+        ..Config::default()
+    };
+    let handle = glint_conductor::start(setup)
         .await
         .map_err(|e| fail_io("cannot start the conductor", &e))?;
     let (api_stop, stop_rx) = watch::channel(false);
-    let api_task = glint_conductor::api::serve(socket, handle.client(), stop_rx)
+    let api_task = glint_conductor::api::serve(socket, handle.client(), store, stop_rx)
         .await
         .map_err(|e| fail_io("cannot start the conductor API", &e))?;
     Ok(Running {
         handle,
         api_stop,
         api_task,
-        _lock: lock,
     })
 }
 

@@ -3,15 +3,21 @@
 //! data directory.
 //!
 //! - `GET /v1/status`: the live [`Status`] as JSON;
+//! - `GET /v1/history`: the versions (through the operations layer);
 //! - `POST /v1/reconcile`: asks for a pass now (sent by `glint apply`);
 //! - `GET /v1/ping`: liveness.
+//!
+//! An operation's [`OpError`] becomes an HTTP status here and only here
+//! ([`http_status`]), with a JSON body `{"error": kind, "message": …}`.
 //!
 //! The CLI reads most things from the store directly (it works without a
 //! conductor); the API carries what only a running conductor knows.
 
-use crate::runtime::ConductorClient;
+use crate::conductor::ConductorClient;
+use crate::ops::{ErrorKind, OpError};
 use crate::status::Status;
 use bytes::Bytes;
+use glint_store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -19,6 +25,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -62,6 +69,7 @@ pub enum ApiError {
 pub async fn serve(
     path: PathBuf,
     client: ConductorClient,
+    store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ApiError> {
     let _ = std::fs::remove_file(&path);
@@ -75,8 +83,9 @@ pub async fn serve(
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let client = client.clone();
+                    let store = store.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(req, client.clone()));
+                        let svc = service_fn(move |req| handle(req, client.clone(), store.clone()));
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
@@ -89,12 +98,38 @@ pub async fn serve(
     }))
 }
 
+/// The HTTP status of an operation's failure: the one place it is decided.
+pub fn http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn op_error(e: &OpError) -> (StatusCode, String) {
+    (
+        http_status(e.kind),
+        serde_json::json!({ "error": e.kind, "message": crate::error_chain(e) }).to_string(),
+    )
+}
+
 async fn handle(
     req: Request<Incoming>,
     client: ConductorClient,
+    store: Arc<dyn Store>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/v1/ping") => (StatusCode::OK, "ok".to_owned()),
+        (&Method::GET, "/v1/history") => match crate::ops::history(store.as_ref()) {
+            Ok(v) => (
+                StatusCode::OK,
+                serde_json::to_string(&v).unwrap_or_default(),
+            ),
+            Err(e) => op_error(&e),
+        },
         (&Method::GET, "/v1/status") => (
             StatusCode::OK,
             serde_json::to_string(&*client.status()).unwrap_or_default(),

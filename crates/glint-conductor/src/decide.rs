@@ -46,7 +46,8 @@ use glint_model::{ContentHash, InstanceId, Name, Service, Strategy};
 use std::collections::BTreeMap;
 
 /// Where a live instance stands, as far as decisions go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MemberPhase {
     /// Launch decided, provider not done yet.
     Launching,
@@ -58,6 +59,18 @@ pub enum MemberPhase {
     Failed,
     /// Being drained and terminated.
     Retiring,
+}
+
+impl std::fmt::Display for MemberPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberPhase::Launching => "launching",
+            MemberPhase::Starting => "starting",
+            MemberPhase::Healthy => "healthy",
+            MemberPhase::Failed => "failed",
+            MemberPhase::Retiring => "retiring",
+        })
+    }
 }
 
 /// One live instance as [`decide`] sees it.

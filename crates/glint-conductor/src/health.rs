@@ -15,7 +15,8 @@
 //! Unhealthy is terminal on purpose: Glint never nurses an instance back, it
 //! replaces it.
 
-use glint_model::{HealthCheck, Probe};
+use async_trait::async_trait;
+use glint_model::{HealthCheck, InstanceId, Probe};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,6 +145,40 @@ impl Tracker {
 }
 
 /// Runs one probe against `addr`.
+/// Runs one probe against an instance. The conductor's probes go through
+/// this trait so that tests on paused time can answer them without a
+/// network round trip (tokio's paused clock jumps ahead while a task waits
+/// on a socket, which would time real probes out).
+#[async_trait]
+pub trait Prober: Send + Sync + 'static {
+    /// Probes `instance` at `addr`; `Err` says why it failed.
+    async fn probe(
+        &self,
+        instance: &InstanceId,
+        probe: &Probe,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(), String>;
+}
+
+/// Probes over the network: an HTTP GET or a TCP connect.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NetworkProber;
+
+#[async_trait]
+impl Prober for NetworkProber {
+    async fn probe(
+        &self,
+        _instance: &InstanceId,
+        p: &Probe,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        probe(p, addr, timeout).await
+    }
+}
+
+/// Runs one probe over the network, bounded by `timeout`.
 pub async fn probe(probe: &Probe, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, probe_inner(probe, addr)).await {
         Ok(r) => r,

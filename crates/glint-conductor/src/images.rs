@@ -32,9 +32,32 @@ pub trait ImageSource: Send + Sync + 'static {
     /// `docker load` accepts for Docker. May block (hashing, unpacking,
     /// exporting): call it from a blocking task.
     fn prepare(&self, digest: &Digest, kind: ProviderKind) -> Result<LaunchImage, PrepareError>;
+
+    /// Verifies that the image is present and intact, without preparing it
+    /// (before a rollback is recorded). May block.
+    fn verify(&self, digest: &Digest) -> Result<(), PrepareError>;
+}
+
+fn prepare_error(e: glint_image::ImageError) -> PrepareError {
+    let tampered = matches!(
+        e,
+        glint_image::ImageError::Tampered { .. }
+            | glint_image::ImageError::RootfsTampered { .. }
+            | glint_image::ImageError::MissingBlob { .. }
+    );
+    PrepareError {
+        message: crate::error_chain(&e),
+        tampered,
+    }
 }
 
 impl ImageSource for glint_image::ImageStore {
+    fn verify(&self, digest: &Digest) -> Result<(), PrepareError> {
+        glint_image::ImageStore::verify(self, digest)
+            .map(|_| ())
+            .map_err(prepare_error)
+    }
+
     fn prepare(&self, digest: &Digest, kind: ProviderKind) -> Result<LaunchImage, PrepareError> {
         let result = match kind {
             ProviderKind::Docker => self.archive(digest).map(|archive| LaunchImage {
@@ -50,17 +73,6 @@ impl ImageSource for glint_image::ImageStore {
                 })
             }
         };
-        result.map_err(|e| {
-            let tampered = matches!(
-                e,
-                glint_image::ImageError::Tampered { .. }
-                    | glint_image::ImageError::RootfsTampered { .. }
-                    | glint_image::ImageError::MissingBlob { .. }
-            );
-            PrepareError {
-                message: crate::error_chain(&e),
-                tampered,
-            }
-        })
+        result.map_err(prepare_error)
     }
 }

@@ -1,34 +1,59 @@
-//! Glint's control process: makes the world match the newest version and keeps
-//! it matching.
+//! Glint's control process: makes the world match the newest version and
+//! keeps it matching.
 //!
 //! The conductor is level-triggered (architecture invariant 2): every pass
-//! re-reads the newest version from the store and the instances it believes
-//! in, decides from those alone, and acts. Everything it must not forget is
-//! written to the store before it acts, so killing it at any moment and
-//! starting it again converges to the same world.
+//! re-reads the newest version and the world, decides from those alone, and
+//! acts. Everything it must not forget is written to the store before it
+//! acts, so killing it at any moment and starting it again converges to the
+//! same world.
 //!
 //! Layout:
-//! - [`runtime`]: the run loop (passes, launches, retirements, endpoints,
-//!   adoption after a restart, crash-loop backoff);
+//! - [`conductor`]: [`Setup`] and [`start`], the handle of a running one;
+//! - [`driver`]: runs the reconcilers on every pass, one error policy,
+//!   publishes the status;
+//! - [`reconciler`]: the contract of a reconciler and what it is given;
+//! - [`reconcilers`]: one file per reconciler (providers, inventory, probes,
+//!   instances, rollouts, endpoints, heartbeat);
+//! - [`world`]: the picture of the world the reconcilers share;
 //! - [`decide`]: the pure decision function (what to launch and retire now);
+//! - [`rollout`]: the pure rollout verdict (converged, failed, in progress);
 //! - [`plan`]: launch shapes, fingerprints and the plan shown by `glint plan`;
+//! - [`launch`]: the one place a launch spec is built, from the shape;
+//! - [`ops`]: the operations layer — plan, apply, rollback — and its error;
+//! - [`events`]: every event the conductor records, its wording, the rate
+//!   limit;
+//! - [`backoff`]: the one retry policy;
 //! - [`health`]: probes and the per-instance health state machine;
+//! - [`dataplane`]: the endpoints as the conductor programs them;
+//! - [`leadership`] and [`lock`]: who may act, and the epoch that fences
+//!   writes;
 //! - [`images`]: where runnable images come from;
 //! - [`api`]: the local HTTP API on a unix socket;
-//! - [`lock`]: one conductor per data directory;
 //! - [`status`]: the live status snapshot.
 
 pub mod api;
+pub mod backoff;
+pub mod conductor;
+pub mod dataplane;
 pub mod decide;
+pub mod driver;
+pub mod events;
 pub mod health;
 pub mod images;
+pub mod launch;
+pub mod leadership;
 pub mod lock;
+pub mod ops;
 pub mod plan;
-pub mod runtime;
+pub mod reconciler;
+pub mod reconcilers;
+pub mod rollout;
 pub mod status;
+pub mod world;
 
-pub use runtime::{
-    ConductorClient, ConductorHandle, Config, Connecting, ProviderFactory, Providers, error_chain,
-    start,
+pub use conductor::{
+    ConductorClient, ConductorHandle, Connecting, ProviderFactory, Setup, error_chain, start,
 };
+pub use reconciler::Config;
 pub use status::Status;
+pub use world::Providers;

@@ -42,17 +42,17 @@ impl<'a> Target<'a> {
 /// Everything fixed into an instance at launch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shape<'a> {
-    provider: glint_model::ProviderKind,
-    image: &'a Name,
-    digest: Option<&'a Digest>,
-    entrypoint: Option<&'a [String]>,
-    image_env: Option<&'a BTreeMap<String, String>>,
-    workdir: Option<&'a str>,
-    args: &'a [String],
-    env: &'a BTreeMap<String, String>,
-    port: u16,
-    resources: &'a glint_model::Resources,
-    mounts: &'a [glint_model::Mount],
+    pub(crate) provider: glint_model::ProviderKind,
+    pub(crate) image: &'a Name,
+    pub(crate) digest: Option<&'a Digest>,
+    pub(crate) entrypoint: Option<&'a [String]>,
+    pub(crate) image_env: Option<&'a BTreeMap<String, String>>,
+    pub(crate) workdir: Option<&'a str>,
+    pub(crate) args: &'a [String],
+    pub(crate) env: &'a BTreeMap<String, String>,
+    pub(crate) port: u16,
+    pub(crate) resources: &'a glint_model::Resources,
+    pub(crate) mounts: &'a [glint_model::Mount],
 }
 
 /// The launch shape of `service` in `target`, if the service exists.
@@ -465,6 +465,7 @@ mod tests {
                     VersionNumber(version),
                     Digest::of(b"app"),
                     ProviderKind::Process,
+                    0,
                 )
             })
             .collect()

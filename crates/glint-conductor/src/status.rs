@@ -1,10 +1,13 @@
-//! The conductor's live status: what `glint up` draws and the API serves.
+//! The conductor's live status: what `glint up` draws, `glint status` shows
+//! and the API serves. Published by the driver after every pass.
 
+use crate::decide::MemberPhase;
+use crate::reconciler::ReconcilerStatus;
 use glint_model::{InstanceId, Name, VersionNumber};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-/// A snapshot of the conductor's view, published after every pass.
+/// A snapshot of the conductor's view.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// The version being converged to.
@@ -18,6 +21,20 @@ pub struct Status {
     pub endpoints: Vec<EndpointStatus>,
     /// Seconds since the conductor started.
     pub uptime_s: u64,
+    /// Its leadership epoch.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Each reconciler's state, in the order they run.
+    #[serde(default)]
+    pub reconcilers: Vec<ReconcilerStatus>,
+    /// What keeps the conductor from converging right now, in words.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// A cause that will not go away by itself (the store has refused
+    /// writes for a while): waiting for convergence is pointless until
+    /// someone acts.
+    #[serde(default)]
+    pub stuck: Option<String>,
 }
 
 /// One service.
@@ -27,16 +44,27 @@ pub struct ServiceStatus {
     pub name: Name,
     /// Declared count.
     pub desired: u32,
-    /// Ready instances (any version).
+    /// Healthy instances (any version).
     pub ready: u32,
-    /// Ready instances of the newest version's launch shape.
+    /// Healthy instances of the newest version's launch shape.
     pub ready_current: u32,
+    /// Available instances of the newest version's launch shape (healthy
+    /// for `min_healthy`), never more than `desired`.
+    #[serde(default)]
+    pub available: u32,
     /// Live instances.
     pub instances: Vec<InstanceStatus>,
-    /// Why launches are held back, if they are (crash-loop backoff).
+    /// Why launches are held back, if they are (crash-loop backoff, a
+    /// provider that is not available).
     pub backoff: Option<String>,
     /// A replacement in progress (a rollout, or scheduled replacement).
     pub rollout: Option<RolloutStatus>,
+    /// New instances of the target that failed (towards failing its rollout).
+    #[serde(default)]
+    pub failed_new: u32,
+    /// The last failure of one of its instances, while it is in a streak.
+    #[serde(default)]
+    pub last_failure: Option<String>,
 }
 
 /// A replacement in progress for one service.
@@ -61,8 +89,8 @@ pub struct InstanceStatus {
     pub id: InstanceId,
     /// The version it was launched for.
     pub version: VersionNumber,
-    /// `launching`, `starting`, `ready`, `failed`, `retiring`.
-    pub phase: String,
+    /// Where it stands.
+    pub phase: MemberPhase,
     /// Whether it has the newest version's launch shape.
     pub current: bool,
     /// Where it listens.

@@ -20,16 +20,19 @@
 mod support;
 
 use glint_conductor::images::{ImageSource, PrepareError};
-use glint_conductor::lock::ConductorLock;
-use glint_conductor::{Config, Providers};
+
+use glint_conductor::Providers;
+use glint_conductor::decide::MemberPhase;
+use glint_conductor::leadership::{Leadership, LocalLeadership};
 use glint_docker::{DockerOptions, DockerProvider};
 use glint_model::{
     Digest, Endpoint, EndpointProtocol, Environment, HealthCheck, Image, ImageBase, Millis, Name,
     OnExec, Probe, ProviderKind, Resources, Rollout, Service, Strategy,
 };
 use glint_provider::{LaunchImage, Provider};
+use glint_store::prelude::*;
 use glint_store::versions::{NewVersion, VersionKind};
-use glint_store::{EventFilter, Store};
+use glint_store::{EventFilter, SqliteStore};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +53,10 @@ impl ImageSource for ArchiveImages {
             rootfs: PathBuf::from("/nonexistent"),
             archive: Some(self.archive.clone()),
         })
+    }
+
+    fn verify(&self, _digest: &Digest) -> Result<(), PrepareError> {
+        Ok(())
     }
 }
 
@@ -127,7 +134,7 @@ fn ready_ids(status: &glint_conductor::Status) -> Vec<String> {
         .services
         .iter()
         .flat_map(|s| s.instances.iter())
-        .filter(|i| i.phase == "ready")
+        .filter(|i| i.phase == MemberPhase::Healthy)
         .map(|i| i.id.to_string())
         .collect()
 }
@@ -142,8 +149,10 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
-    let _lock = ConductorLock::acquire(dir.path()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let lease = LocalLeadership::new(dir.path().to_owned(), store.clone())
+        .acquire()
+        .unwrap();
     let store_id = store.store_id().unwrap();
     let env_name = Name::new("hello").unwrap();
     let network = glint_docker::naming::network_name(&env_name, &store_id);
@@ -177,17 +186,15 @@ async fn main() {
         ProviderKind::Docker,
         Arc::new(provider) as Arc<dyn Provider>,
     );
-    let conductor = glint_conductor::start(
+    let mut setup = glint_conductor::Setup::new(
         store.clone(),
-        providers,
-        None,
+        lease,
         Arc::new(ArchiveImages {
             archive: image.archive.clone(),
         }),
-        Config::default(),
-    )
-    .await
-    .unwrap();
+    );
+    setup.providers = providers;
+    let conductor = glint_conductor::start(setup).await.unwrap();
     let status = conductor.status();
     // Three ready instances without `exclude` among them; with `gone`,
     // `exclude` must also have left the service (drained and terminated).
@@ -203,7 +210,7 @@ async fn main() {
                         .services
                         .iter()
                         .flat_map(|s| s.instances.iter())
-                        .any(|i| i.id.as_str() == x && (gone || i.phase == "ready"))
+                        .any(|i| i.id.as_str() == x && (gone || i.phase == MemberPhase::Healthy))
                 });
                 if ids.len() == 3 && !present {
                     return ids;

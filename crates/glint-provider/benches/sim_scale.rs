@@ -16,6 +16,7 @@ use std::time::Instant;
 fn spec(i: u64) -> LaunchSpec {
     let service = Name::new("web").unwrap();
     LaunchSpec {
+        mounts: Vec::new(),
         labels: Labels {
             store: "bench".into(),
             environment: Name::new("bench").unwrap(),

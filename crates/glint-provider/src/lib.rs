@@ -25,7 +25,7 @@ pub use process::{Isolation, LogPaths, ProcessProvider, log_paths};
 pub use sim::SimProvider;
 
 use async_trait::async_trait;
-use glint_model::{Digest, InstanceId, Labels, ProviderKind, Resources};
+use glint_model::{Digest, InstanceId, Labels, Mount, ProviderKind, Resources};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +54,9 @@ pub struct LaunchSpec {
     pub port: u16,
     /// Resource limits.
     pub resources: Resources,
+    /// Volumes to mount. Providers that cannot mount volumes yet ignore
+    /// them; the language warns that mounts are declared but not enforced.
+    pub mounts: Vec<Mount>,
 }
 
 /// The image an instance runs, as a provider consumes it.

@@ -21,6 +21,7 @@ fn spec(env: &[(&str, &str)]) -> LaunchSpec {
     static N: AtomicU64 = AtomicU64::new(1);
     let service = Name::new("web").unwrap();
     LaunchSpec {
+        mounts: Vec::new(),
         labels: Labels {
             store: "sim".into(),
             environment: Name::new("test").unwrap(),

@@ -5,7 +5,8 @@
 //! in the schema refuse updates and deletes. `seq` is a gap-free-in-practice,
 //! strictly increasing cursor that `glint events --follow` tails.
 
-use crate::{Store, StoreError, from_ms, now_ms};
+use crate::sqlite::SqliteStore;
+use crate::{StoreError, from_ms};
 use glint_model::{InstanceId, Name, VersionNumber};
 use rusqlite::params;
 use serde::Serialize;
@@ -60,12 +61,20 @@ pub enum EventKind {
     ConductorStarted,
     /// A conductor stopped.
     ConductorStopped,
+    /// A provider was connected (Docker, when a version first needs it).
+    ProviderConnected,
+    /// A provider cannot be reached; launches on it are held back.
+    ProviderUnavailable,
+    /// A newer version arrived before this one's rollout ended.
+    VersionSuperseded,
     /// A launch was decided (the intent is recorded) and handed to a provider.
     InstanceLaunching,
     /// A provider runs the new instance.
     InstanceLaunched,
     /// A provider could not launch an instance.
     InstanceLaunchFailed,
+    /// Launches of a service are held back after repeated failures.
+    InstanceBackoff,
     /// An instance passed its health check.
     InstanceHealthy,
     /// An instance failed its health check.
@@ -76,6 +85,8 @@ pub enum EventKind {
     InstanceRetiring,
     /// An instance has been terminated and cleaned up.
     InstanceTerminated,
+    /// An instance could not be terminated (it is retried).
+    InstanceTerminateFailed,
     /// A restarted conductor found a live instance the store knows.
     InstanceAdopted,
     /// An instance the store believed in is not there any more.
@@ -100,6 +111,10 @@ pub enum EventKind {
     Drift,
     /// An image failed verification.
     ImageRejected,
+    /// Repeats of one event that were counted instead of written one by one.
+    EventsSuppressed,
+    /// The store refused writes for a while (recorded once it accepts them).
+    StoreUnavailable,
 }
 
 impl EventKind {
@@ -110,14 +125,19 @@ impl EventKind {
             EventKind::VersionRolledBack => "version.rolled_back",
             EventKind::ConductorStarted => "conductor.started",
             EventKind::ConductorStopped => "conductor.stopped",
+            EventKind::ProviderConnected => "provider.connected",
+            EventKind::ProviderUnavailable => "provider.unavailable",
+            EventKind::VersionSuperseded => "version.superseded",
             EventKind::InstanceLaunching => "instance.launching",
             EventKind::InstanceLaunched => "instance.launched",
             EventKind::InstanceLaunchFailed => "instance.launch_failed",
+            EventKind::InstanceBackoff => "instance.backoff",
             EventKind::InstanceHealthy => "instance.healthy",
             EventKind::InstanceUnhealthy => "instance.unhealthy",
             EventKind::InstanceExited => "instance.exited",
             EventKind::InstanceRetiring => "instance.retiring",
             EventKind::InstanceTerminated => "instance.terminated",
+            EventKind::InstanceTerminateFailed => "instance.terminate_failed",
             EventKind::InstanceAdopted => "instance.adopted",
             EventKind::InstanceVanished => "instance.vanished",
             EventKind::OrphanRemoved => "instance.orphan_removed",
@@ -130,6 +150,8 @@ impl EventKind {
             EventKind::RolloutFailed => "rollout.failed",
             EventKind::Drift => "drift",
             EventKind::ImageRejected => "image.rejected",
+            EventKind::EventsSuppressed => "events.suppressed",
+            EventKind::StoreUnavailable => "store.unavailable",
         }
     }
 }
@@ -256,36 +278,46 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
-impl Store {
-    /// Appends an event and returns its sequence number.
-    pub fn append_event(&self, e: NewEvent) -> Result<i64, StoreError> {
+/// The append-only event log. See the module documentation.
+pub trait EventLog {
+    /// Appends an event (timed by the store's clock) and returns its
+    /// sequence number.
+    fn append_event(&self, e: NewEvent) -> Result<i64, StoreError>;
+
+    /// Reads events, oldest first.
+    fn events(&self, f: &EventFilter) -> Result<Vec<Event>, StoreError>;
+}
+
+impl EventLog for SqliteStore {
+    fn append_event(&self, e: NewEvent) -> Result<i64, StoreError> {
         let details = e
             .details
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
             .map_err(|x| self.corrupt("event details", x))?;
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO events(at, kind, severity, version, service, instance, message, details)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                now_ms(),
-                e.kind.as_str(),
-                e.severity.as_str(),
-                e.version.map(|v| v.0 as i64),
-                e.service.as_ref().map(Name::as_str),
-                e.instance.as_ref().map(InstanceId::as_str),
-                e.message,
-                details,
-            ],
-        )
-        .map_err(|x| self.err("cannot append event", x))?;
-        Ok(conn.last_insert_rowid())
+        let at = self.now();
+        self.write("cannot append event", |tx| {
+            tx.execute(
+                "INSERT INTO events(at, kind, severity, version, service, instance, message, details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    at,
+                    e.kind.as_str(),
+                    e.severity.as_str(),
+                    e.version.map(|v| v.0 as i64),
+                    e.service.as_ref().map(Name::as_str),
+                    e.instance.as_ref().map(InstanceId::as_str),
+                    e.message,
+                    details,
+                ],
+            )
+            .map_err(|x| self.err("cannot append event", x))?;
+            Ok(tx.last_insert_rowid())
+        })
     }
 
-    /// Reads events, oldest first.
-    pub fn events(&self, f: &EventFilter) -> Result<Vec<Event>, StoreError> {
+    fn events(&self, f: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let conn = self.lock();
         let limit = f.limit.map(|l| l as i64).unwrap_or(-1);
         let mut stmt = conn
@@ -346,7 +378,7 @@ mod tests {
     #[test]
     fn events_append_and_filter() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let web = Name::new("web").unwrap();
         let id = InstanceId::from_entropy(&web, 5);
         let a = s

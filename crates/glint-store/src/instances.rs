@@ -7,7 +7,9 @@
 //! the next conductor exactly what to adopt, finish or clean up. Rows are kept
 //! after an instance is gone, as history for `glint status` and audits.
 
-use crate::{Store, StoreError, from_ms, now_ms};
+use crate::StoreError;
+use crate::from_ms;
+use crate::sqlite::SqliteStore;
 use glint_model::{Digest, InstanceId, Name, ProviderKind, VersionNumber};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -118,6 +120,7 @@ impl InstanceRecord {
         version: VersionNumber,
         image: Digest,
         provider: ProviderKind,
+        created_at: i64,
     ) -> InstanceRecord {
         InstanceRecord {
             id,
@@ -129,7 +132,7 @@ impl InstanceRecord {
             health: Health::Starting,
             addr: None,
             handle: None,
-            created_at: now_ms(),
+            created_at,
             healthy_at: None,
             ended_at: None,
             end_reason: None,
@@ -149,11 +152,50 @@ impl InstanceRecord {
 
 const SELECT: &str = "SELECT id, service, version, image, provider, state, health, addr, handle, created_at, healthy_at, ended_at, end_reason FROM instances";
 
-impl Store {
+/// The instances the conductor believes exist. See the module documentation.
+pub trait Instances {
     /// Records the intent to launch an instance.
-    pub fn insert_instance(&self, r: &InstanceRecord) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
+    fn insert_instance(&self, r: &InstanceRecord) -> Result<(), StoreError>;
+
+    /// Records that the provider runs the instance.
+    fn mark_running(
+        &self,
+        id: &InstanceId,
+        addr: Option<SocketAddr>,
+        handle: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Records a health transition (becoming healthy records the time).
+    fn set_health(&self, id: &InstanceId, health: Health) -> Result<(), StoreError>;
+
+    /// Records that an instance failed (could not launch, crashed or failed
+    /// its health check before serving, or turned unhealthy): failures of a
+    /// version's new instances fail its rollout.
+    fn mark_failed(&self, id: &InstanceId) -> Result<(), StoreError>;
+
+    /// How many instances launched for `version` failed.
+    fn failed_count(&self, version: VersionNumber) -> Result<u32, StoreError>;
+
+    /// Records the intent to retire an instance (drain, then terminate).
+    fn mark_retiring(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError>;
+
+    /// Records that an instance has ended and been cleaned up.
+    fn mark_gone(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError>;
+
+    /// Every instance that is not gone, oldest first.
+    fn live_instances(&self) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// One instance, live or gone.
+    fn instance(&self, id: &InstanceId) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// The instances of a service, newest first, at most `limit` (live and gone).
+    fn instances_of(&self, service: &str, limit: usize) -> Result<Vec<InstanceRecord>, StoreError>;
+}
+
+impl Instances for SqliteStore {
+    fn insert_instance(&self, r: &InstanceRecord) -> Result<(), StoreError> {
+        self.write("cannot record instance", |tx| {
+            tx.execute(
                 "INSERT INTO instances(id, service, version, image, provider, state, health, addr, handle, created_at, healthy_at, ended_at, end_reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
@@ -174,10 +216,10 @@ impl Store {
             )
             .map(|_| ())
             .map_err(|e| self.err("cannot record instance", e))
+        })
     }
 
-    /// Records that the provider runs the instance.
-    pub fn mark_running(
+    fn mark_running(
         &self,
         id: &InstanceId,
         addr: Option<SocketAddr>,
@@ -189,12 +231,11 @@ impl Store {
         )
     }
 
-    /// Records a health transition.
-    pub fn set_health(&self, id: &InstanceId, health: Health) -> Result<(), StoreError> {
+    fn set_health(&self, id: &InstanceId, health: Health) -> Result<(), StoreError> {
         if health == Health::Healthy {
             self.update(
                 "UPDATE instances SET health = ?2, healthy_at = ?3 WHERE id = ?1",
-                params![id.as_str(), health.as_str(), now_ms()],
+                params![id.as_str(), health.as_str(), self.now()],
             )
         } else {
             self.update(
@@ -204,18 +245,14 @@ impl Store {
         }
     }
 
-    /// Records that an instance failed (could not launch, crashed or failed
-    /// its health check before serving, or turned unhealthy): failures of a
-    /// version's new instances fail its rollout.
-    pub fn mark_failed(&self, id: &InstanceId) -> Result<(), StoreError> {
+    fn mark_failed(&self, id: &InstanceId) -> Result<(), StoreError> {
         self.update(
             "UPDATE instances SET failed = 1 WHERE id = ?1",
             params![id.as_str()],
         )
     }
 
-    /// How many instances launched for `version` failed.
-    pub fn failed_count(&self, version: VersionNumber) -> Result<u32, StoreError> {
+    fn failed_count(&self, version: VersionNumber) -> Result<u32, StoreError> {
         self.lock()
             .query_row(
                 "SELECT count(*) FROM instances WHERE version = ?1 AND failed = 1",
@@ -226,39 +263,28 @@ impl Store {
             .map_err(|e| self.err("cannot read instances", e))
     }
 
-    /// Records the intent to retire an instance (drain, then terminate).
-    pub fn mark_retiring(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError> {
+    fn mark_retiring(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError> {
         self.update(
             "UPDATE instances SET state = 'retiring', end_reason = coalesce(end_reason, ?2) WHERE id = ?1 AND state != 'gone'",
             params![id.as_str(), reason],
         )
     }
 
-    /// Records that an instance has ended and been cleaned up.
-    pub fn mark_gone(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError> {
+    fn mark_gone(&self, id: &InstanceId, reason: &str) -> Result<(), StoreError> {
         self.update(
             "UPDATE instances SET state = 'gone', ended_at = ?3, end_reason = coalesce(end_reason, ?2) WHERE id = ?1 AND state != 'gone'",
-            params![id.as_str(), reason, now_ms()],
+            params![id.as_str(), reason, self.now()],
         )
     }
 
-    fn update(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), StoreError> {
-        self.lock()
-            .execute(sql, p)
-            .map(|_| ())
-            .map_err(|e| self.err("cannot update instance", e))
-    }
-
-    /// Every instance that is not gone, oldest first.
-    pub fn live_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
+    fn live_instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
         self.query_instances(
             &format!("{SELECT} WHERE state != 'gone' ORDER BY created_at, id"),
             [],
         )
     }
 
-    /// One instance, live or gone.
-    pub fn instance(&self, id: &InstanceId) -> Result<Option<InstanceRecord>, StoreError> {
+    fn instance(&self, id: &InstanceId) -> Result<Option<InstanceRecord>, StoreError> {
         let conn = self.lock();
         conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id.as_str()], |r| {
             Ok(self.instance_from_row(r))
@@ -268,16 +294,21 @@ impl Store {
         .transpose()
     }
 
-    /// The instances of a service, newest first, at most `limit` (live and gone).
-    pub fn instances_of(
-        &self,
-        service: &str,
-        limit: usize,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
+    fn instances_of(&self, service: &str, limit: usize) -> Result<Vec<InstanceRecord>, StoreError> {
         self.query_instances(
             &format!("{SELECT} WHERE service = ?1 ORDER BY created_at DESC, id LIMIT ?2"),
             params![service, limit as i64],
         )
+    }
+}
+
+impl SqliteStore {
+    fn update(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), StoreError> {
+        self.write("cannot update instance", |tx| {
+            tx.execute(sql, p)
+                .map(|_| ())
+                .map_err(|e| self.err("cannot update instance", e))
+        })
     }
 
     fn query_instances(
@@ -336,13 +367,14 @@ mod tests {
             VersionNumber(1),
             Digest::of(b"img"),
             ProviderKind::Process,
+            1_000,
         )
     }
 
     #[test]
     fn an_instance_goes_through_its_life() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let r = rec(1);
         s.insert_instance(&r).unwrap();
         assert_eq!(s.live_instances().unwrap(), vec![r.clone()]);
@@ -376,7 +408,7 @@ mod tests {
     #[test]
     fn ids_are_unique() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         s.insert_instance(&rec(1)).unwrap();
         assert!(s.insert_instance(&rec(1)).is_err());
     }

@@ -1,44 +1,102 @@
-//! Glint's embedded, transactional store.
+//! Glint's store: the single source of truth for versions, instances and the
+//! event log.
 //!
-//! One SQLite database (`glint.db`, WAL mode) in the data directory holds:
-//! - every **version** of the environment (number, content hash, compiled
-//!   environment, image digests, sources, time) — [`versions`];
-//! - the **instances** the conductor believes exist, including launches it
-//!   intends and retirements it has begun (write-ahead intents, so a crash at
-//!   any moment is recoverable) — [`instances`];
-//! - the append-only **event log** (every action, detection and incident;
-//!   triggers refuse updates and deletes) — [`events`];
-//! - small facts about the store itself: its random id (used in ownership
-//!   labels), the conductor's heartbeat — [`meta`].
+//! What the store holds is defined by traits, one per domain, gathered in
+//! [`Store`]:
+//! - [`Versions`]: every version of the environment (number, content hash,
+//!   compiled environment, image digests, sources, time, rollout outcome);
+//! - [`Instances`]: the instances the conductor believes exist, including
+//!   launches it intends and retirements it has begun (write-ahead intents, so
+//!   a crash at any moment is recoverable);
+//! - [`Backoffs`]: retry state (crash loops, failing launches, binds,
+//!   provider connections) that must survive a conductor restart;
+//! - [`EventLog`]: the append-only log of every action, detection and
+//!   incident;
+//! - [`Meta`]: the store's random id (used in ownership labels) and the
+//!   conductor's heartbeat;
+//! - [`Fencing`]: the leadership epoch; a conductor writes through a handle
+//!   fenced by the epoch it was elected with, and once a newer epoch has been
+//!   claimed every write through the old handle is refused
+//!   ([`StoreError::Fenced`]), so a deposed conductor's late writes are lost
+//!   rather than applied;
+//! - [`Changes`]: a change feed — a revision that moves whenever anything is
+//!   committed, by this process or another — instead of polling.
 //!
-//! The schema is versioned from day one ([`schema`]): each migration runs once,
-//! in a transaction, and `PRAGMA user_version` records how far a database has
-//! come. A database written by a newer Glint is refused rather than damaged.
+//! [`SqliteStore`] implements them on one SQLite database (`glint.db`, WAL
+//! mode) in the data directory; an etcd implementation is planned. The
+//! schema is versioned from day one ([`schema`]): each migration runs once,
+//! in a transaction, and a database written by a newer Glint is refused
+//! rather than damaged.
 //!
-//! [`Store`] is `Send + Sync` (a mutex around one connection): the CLI and the
-//! conductor open the same file concurrently; SQLite's locking and a busy
-//! timeout serialise writers.
+//! Times are milliseconds since the Unix epoch, taken from the store's
+//! [`Clock`], never from the system clock directly, so that the conductor
+//! can be tested on paused time.
+//!
+//! Layout: `sqlite` (the SQLite store: opening, transactions, fencing), one
+//! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
+//! `leadership`), `feed` (the change feed), `clock`, `schema`.
 
+pub mod backoff;
+pub mod clock;
 pub mod events;
+pub mod feed;
 pub mod instances;
+pub mod leadership;
 pub mod meta;
 pub mod schema;
+pub mod sqlite;
 pub mod versions;
 
-pub use events::{Event, EventFilter, EventKind, NewEvent, Severity};
-pub use instances::{Health, InstanceRecord, InstanceState};
-pub use meta::ConductorInfo;
+pub use backoff::{BackoffRecord, Backoffs};
+pub use clock::{Clock, SystemClock};
+pub use events::{Event, EventFilter, EventKind, EventLog, NewEvent, Severity};
+pub use feed::{ChangeFeed, Changes};
+pub use instances::{Health, InstanceRecord, InstanceState, Instances};
+pub use leadership::{Epoch, Fencing};
+pub use meta::{ConductorInfo, ConductorMode, Meta};
+pub use sqlite::{DB_FILE, SqliteStore};
 pub use versions::{
-    Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary,
+    Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary, Versions,
 };
 
-use rusqlite::Connection;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// File name of the database inside the data directory.
-pub const DB_FILE: &str = "glint.db";
+/// Everything a store does. Implemented for every type that implements the
+/// domain traits; use `&dyn Store` / `Arc<dyn Store>` and bring the domain
+/// traits into scope with `use glint_store::prelude::*`.
+pub trait Store:
+    Versions
+    + Instances
+    + Backoffs
+    + EventLog
+    + Meta
+    + Fencing
+    + Changes
+    + std::fmt::Debug
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: Versions
+        + Instances
+        + Backoffs
+        + EventLog
+        + Meta
+        + Fencing
+        + Changes
+        + std::fmt::Debug
+        + Send
+        + Sync
+{
+}
+
+/// The domain traits, to call store methods on `dyn Store`.
+pub mod prelude {
+    pub use crate::{Backoffs, Changes, EventLog, Fencing, Instances, Meta, Store, Versions};
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -88,139 +146,37 @@ pub enum StoreError {
     /// A requested version does not exist.
     #[error("version {0} does not exist")]
     NoSuchVersion(u64),
+    /// A write through a handle fenced by an old leadership epoch: another
+    /// conductor has been elected since.
+    #[error(
+        "refused a write by a deposed conductor (epoch {held}; the current leader holds epoch {current})"
+    )]
+    Fenced {
+        /// The epoch the writer was elected with.
+        held: u64,
+        /// The epoch claimed since.
+        current: u64,
+    },
+    /// The store refused a write for another reason (injected by tests, or
+    /// a backend that is read-only).
+    #[error("the store refused the write: {0}")]
+    Unavailable(String),
 }
 
-/// The store. See the crate documentation.
-pub struct Store {
-    conn: Mutex<Connection>,
-    path: PathBuf,
-    dir: PathBuf,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
-    }
-}
-
-impl Store {
-    /// Opens (creating if needed) the store in `dir`, migrating its schema.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        // Creating the directory succeeds on an existing but unwritable one;
-        // probe writability so the user gets a message about the directory,
-        // not an obscure SQLite error later.
-        probe_writable(dir)?;
-        let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
-            what: "cannot open",
-            source,
-        })?;
-        let store = Store {
-            conn: Mutex::new(conn),
-            path,
-            dir: dir.to_owned(),
-        };
-        store.configure()?;
-        schema::migrate(&store)?;
-        meta::ensure_store_id(&store)?;
-        Ok(store)
-    }
-
-    /// Opens an existing store read-only-in-spirit: fails with
-    /// [`StoreError::DataDir`] if the directory or database does not exist
-    /// (read commands should not create state).
-    pub fn open_existing(dir: &Path) -> Result<Option<Store>, StoreError> {
-        let path = dir.join(DB_FILE);
-        match std::fs::metadata(&path) {
-            Ok(_) => Store::open(dir).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Distinguish "nothing here yet" from "cannot look".
-                match std::fs::read_dir(dir) {
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(StoreError::DataDir {
-                        path: dir.to_owned(),
-                        source,
-                    }),
-                }
-            }
-            Err(source) => Err(StoreError::DataDir {
-                path: dir.to_owned(),
-                source,
-            }),
-        }
-    }
-
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn configure(&self) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| self.err("cannot set busy timeout", e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;",
+impl StoreError {
+    /// Whether retrying the same call later may succeed by itself (a busy or
+    /// full database, an unreachable backend) — as opposed to a refusal that
+    /// will not change (fenced, corrupt, too new, no such version).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite { .. } | StoreError::Unavailable(_) | StoreError::DataDir { .. }
         )
-        .map_err(|e| self.err("cannot configure", e))
-    }
-
-    /// Locks the connection. A poisoned mutex (a panic while holding it) is
-    /// recovered: SQLite transactions make every write atomic, so the
-    /// connection is consistent even then.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn err(&self, what: &'static str, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            what,
-            source,
-        }
-    }
-
-    fn corrupt(&self, what: &'static str, detail: impl ToString) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.clone(),
-            what,
-            detail: detail.to_string(),
-        }
-    }
-
-    /// A counter that changes whenever another connection commits a change to
-    /// the database (SQLite's `data_version`); cheap to poll.
-    pub fn data_version(&self) -> Result<i64, StoreError> {
-        self.lock()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(|e| self.err("cannot read data_version", e))
     }
 }
 
-fn probe_writable(dir: &Path) -> Result<(), StoreError> {
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })
-}
-
-/// Milliseconds since the Unix epoch, the store's time representation.
+/// Milliseconds since the Unix epoch by the system clock. For people-facing
+/// displays (ages in the CLI); the store and the conductor use a [`Clock`].
 pub fn now_ms() -> i64 {
     to_ms(SystemTime::now())
 }
@@ -235,51 +191,4 @@ pub fn to_ms(t: SystemTime) -> i64 {
 /// Converts milliseconds since the Unix epoch to a time.
 pub fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_creates_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = {
-            let s = Store::open(dir.path()).unwrap();
-            s.store_id().unwrap()
-        };
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.store_id().unwrap(), id, "store id is stable across opens");
-        assert_eq!(id.len(), 16);
-    }
-
-    #[test]
-    fn open_existing_does_not_create() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("nothing-here");
-        assert!(Store::open_existing(&sub).unwrap().is_none());
-        assert!(!sub.exists());
-    }
-
-    #[test]
-    fn unwritable_data_dir_is_a_clear_error() {
-        // A file where a directory is expected fails for root too.
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, b"x").unwrap();
-        let err = Store::open(&file.join("sub")).unwrap_err();
-        assert!(matches!(err, StoreError::DataDir { .. }), "{err:?}");
-        assert!(err.to_string().contains("cannot use data directory"));
-    }
-
-    #[test]
-    fn data_version_changes_when_another_connection_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Store::open(dir.path()).unwrap();
-        let b = Store::open(dir.path()).unwrap();
-        let before = a.data_version().unwrap();
-        b.append_event(NewEvent::info(EventKind::ConductorStarted, "x"))
-            .unwrap();
-        assert_ne!(a.data_version().unwrap(), before);
-    }
 }

@@ -5,7 +5,8 @@
 //! crash mid-migration leaves the database at the previous version. Never edit
 //! a migration that has shipped; append a new one.
 
-use crate::{Store, StoreError};
+use crate::StoreError;
+use crate::sqlite::SqliteStore;
 
 /// The migrations, in order.
 pub const MIGRATIONS: &[&str] = &[
@@ -72,10 +73,29 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX instances_version ON instances(version, failed);
     "#,
+    // 3: leadership epochs (fenced writes) and retry state that survives a
+    // conductor restart.
+    r#"
+    CREATE TABLE leadership (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch      INTEGER NOT NULL,
+        holder     TEXT,
+        claimed_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE backoffs (
+        key      TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        cause    TEXT NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema.
-pub fn migrate(store: &Store) -> Result<(), StoreError> {
+pub fn migrate(store: &SqliteStore) -> Result<(), StoreError> {
     let mut conn = store.lock();
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -83,7 +103,7 @@ pub fn migrate(store: &Store) -> Result<(), StoreError> {
     let supported = MIGRATIONS.len() as i64;
     if found > supported {
         return Err(StoreError::TooNew {
-            path: store.path.clone(),
+            path: store.path().to_owned(),
             found,
             supported,
         });
@@ -112,11 +132,12 @@ pub fn migrate(store: &Store) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EventLog;
 
     #[test]
     fn migrations_are_recorded_and_not_rerun() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let v: i64 = s
             .lock()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -124,16 +145,16 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         drop(s);
         // Reopening would fail on "table already exists" if rerun.
-        Store::open(dir.path()).unwrap();
+        SqliteStore::open(dir.path()).unwrap();
     }
 
     #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         s.lock().pragma_update(None, "user_version", 999).unwrap();
         drop(s);
-        let err = Store::open(dir.path()).unwrap_err();
+        let err = SqliteStore::open(dir.path()).unwrap_err();
         assert!(
             matches!(err, StoreError::TooNew { found: 999, .. }),
             "{err}"
@@ -143,7 +164,7 @@ mod tests {
     #[test]
     fn events_cannot_be_rewritten() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         s.append_event(crate::NewEvent::info(
             crate::EventKind::ConductorStarted,
             "x",

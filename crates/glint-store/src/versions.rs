@@ -6,7 +6,8 @@
 //! with the same hash would launch identical instances. Versions are only ever
 //! inserted; the newest one is what the conductor converges to.
 
-use crate::{Store, StoreError, from_ms, now_ms};
+use crate::sqlite::SqliteStore;
+use crate::{StoreError, from_ms};
 use glint_model::{ContentHash, Digest, Environment, Name, VersionNumber};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -189,19 +190,71 @@ pub struct VersionSummary {
     pub outcome_detail: Option<String>,
 }
 
-/// The result of [`Store::create_version`].
+/// The result of [`Versions::create_version`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     /// A new version was recorded.
-    New(VersionRecord),
+    New {
+        /// The new version.
+        version: VersionRecord,
+        /// Earlier versions whose rollout had not ended: they are recorded as
+        /// superseded in the same transaction.
+        superseded: Vec<VersionNumber>,
+    },
     /// The newest version already has this content; nothing was recorded.
     Unchanged(VersionRecord),
 }
 
-impl Store {
+/// Versions: immutable, numbered snapshots of the environment.
+pub trait Versions {
     /// Records a new version with the next number, unless the newest version
-    /// has the same content (then nothing is written). Atomic.
-    pub fn create_version(&self, new: NewVersion) -> Result<Created, StoreError> {
+    /// has the same content and `new` is an apply (then nothing is written).
+    /// Earlier versions whose rollout has not ended are marked superseded in
+    /// the same transaction. Atomic.
+    fn create_version(&self, new: NewVersion) -> Result<Created, StoreError>;
+
+    /// The newest version (what the conductor converges to), if any.
+    fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError>;
+
+    /// The number of the newest version, cheaply.
+    fn latest_version_number(&self) -> Result<Option<VersionNumber>, StoreError>;
+
+    /// One version ([`StoreError::NoSuchVersion`] if there is none).
+    fn version(&self, number: VersionNumber) -> Result<VersionRecord, StoreError>;
+
+    /// All versions, oldest first, without their content.
+    fn list_versions(&self) -> Result<Vec<VersionSummary>, StoreError>;
+
+    /// How a version's rollout ended, if it has, with its detail — without
+    /// loading the version's content.
+    fn version_outcome(
+        &self,
+        number: VersionNumber,
+    ) -> Result<Option<(Outcome, Option<String>)>, StoreError>;
+
+    /// Records how a version's rollout ended. Only the first outcome sticks
+    /// (returns whether this call set it).
+    fn set_outcome(
+        &self,
+        number: VersionNumber,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Changes a failed version's outcome to rolled back (after the rollback
+    /// version was recorded).
+    fn mark_rolled_back(&self, number: VersionNumber, detail: &str) -> Result<(), StoreError>;
+
+    /// The *last good version* before `before`: the newest earlier version
+    /// whose rollout converged and whose content differs from `before`'s.
+    /// This is the one meaning of "last good" — what an automatic rollback
+    /// returns to, and what `glint rollback` without a number picks.
+    fn last_good_version(&self, before: VersionNumber)
+    -> Result<Option<VersionNumber>, StoreError>;
+}
+
+impl Versions for SqliteStore {
+    fn create_version(&self, new: NewVersion) -> Result<Created, StoreError> {
         let hash = new.hash();
         let env_json =
             serde_json::to_string(&new.env).map_err(|e| self.corrupt("environment", e))?;
@@ -210,63 +263,84 @@ impl Store {
         let sources_json =
             serde_json::to_string(&new.sources).map_err(|e| self.corrupt("sources", e))?;
         let root = new.root.to_string_lossy().into_owned();
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err("cannot begin transaction", e))?;
-        let latest: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT number, hash FROM versions ORDER BY number DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+        let created_at = self.now();
+        let written = self.write("cannot record the version", |tx| {
+            let latest: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT number, hash FROM versions ORDER BY number DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| self.err("cannot read versions", e))?;
+            if let Some((n, h)) = &latest
+                && *h == hash.as_str()
+                && new.kind == VersionKind::Apply
+            {
+                return Ok(Err(VersionNumber(*n as u64)));
+            }
+            let number = latest.map(|(n, _)| n + 1).unwrap_or(1);
+            let superseded: Vec<VersionNumber> = {
+                let mut stmt = tx
+                    .prepare("SELECT number FROM versions WHERE outcome IS NULL ORDER BY number")
+                    .map_err(|e| self.err("cannot read versions", e))?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(|e| self.err("cannot read versions", e))?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(VersionNumber(
+                        r.map_err(|e| self.err("cannot read versions", e))? as u64,
+                    ));
+                }
+                out
+            };
+            tx.execute(
+                "UPDATE versions SET outcome = 'superseded', outcome_at = ?2,
+                   outcome_detail = 'version ' || ?1 || ' arrived before it converged'
+                 WHERE outcome IS NULL",
+                params![number, created_at],
             )
-            .optional()
-            .map_err(|e| self.err("cannot read versions", e))?;
-        if let Some((n, h)) = &latest
-            && *h == hash.as_str()
-            && new.kind == VersionKind::Apply
-        {
-            let n = *n as u64;
-            drop(tx);
-            drop(conn);
-            return self.version(VersionNumber(n)).map(Created::Unchanged);
+            .map_err(|e| self.err("cannot record superseded versions", e))?;
+            tx.execute(
+                "INSERT INTO versions(number, hash, env_json, images_json, root, sources, kind, restores, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    number,
+                    hash.as_str(),
+                    env_json,
+                    images_json,
+                    root,
+                    sources_json,
+                    new.kind.tag(),
+                    new.kind.restores(),
+                    created_at
+                ],
+            )
+            .map_err(|e| self.err("cannot insert version", e))?;
+            Ok(Ok((VersionNumber(number as u64), superseded)))
+        })?;
+        match written {
+            Err(unchanged) => self.version(unchanged).map(Created::Unchanged),
+            Ok((number, superseded)) => Ok(Created::New {
+                version: VersionRecord {
+                    number,
+                    hash,
+                    env: new.env,
+                    images: new.images,
+                    root: new.root,
+                    sources: new.sources,
+                    kind: new.kind,
+                    created_at: from_ms(created_at),
+                    outcome: None,
+                    outcome_detail: None,
+                },
+                superseded,
+            }),
         }
-        let number = latest.map(|(n, _)| n + 1).unwrap_or(1);
-        let created_at = now_ms();
-        tx.execute(
-            "INSERT INTO versions(number, hash, env_json, images_json, root, sources, kind, restores, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                number,
-                hash.as_str(),
-                env_json,
-                images_json,
-                root,
-                sources_json,
-                new.kind.tag(),
-                new.kind.restores(),
-                created_at
-            ],
-        )
-        .map_err(|e| self.err("cannot insert version", e))?;
-        tx.commit()
-            .map_err(|e| self.err("cannot commit version", e))?;
-        Ok(Created::New(VersionRecord {
-            number: VersionNumber(number as u64),
-            hash,
-            env: new.env,
-            images: new.images,
-            root: new.root,
-            sources: new.sources,
-            kind: new.kind,
-            created_at: from_ms(created_at),
-            outcome: None,
-            outcome_detail: None,
-        }))
     }
 
-    /// The newest version (what the conductor converges to), if any.
-    pub fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError> {
+    fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError> {
         let conn = self.lock();
         conn.query_row(
             &format!("{SELECT_VERSION} ORDER BY number DESC LIMIT 1"),
@@ -278,8 +352,7 @@ impl Store {
         .transpose()
     }
 
-    /// The number of the newest version, cheaply.
-    pub fn latest_version_number(&self) -> Result<Option<VersionNumber>, StoreError> {
+    fn latest_version_number(&self) -> Result<Option<VersionNumber>, StoreError> {
         self.lock()
             .query_row("SELECT max(number) FROM versions", [], |r| {
                 r.get::<_, Option<i64>>(0)
@@ -288,8 +361,7 @@ impl Store {
             .map_err(|e| self.err("cannot read versions", e))
     }
 
-    /// One version.
-    pub fn version(&self, number: VersionNumber) -> Result<VersionRecord, StoreError> {
+    fn version(&self, number: VersionNumber) -> Result<VersionRecord, StoreError> {
         let conn = self.lock();
         conn.query_row(
             &format!("{SELECT_VERSION} WHERE number = ?1"),
@@ -301,8 +373,7 @@ impl Store {
         .ok_or(StoreError::NoSuchVersion(number.0))?
     }
 
-    /// All versions, oldest first, without their content.
-    pub fn list_versions(&self) -> Result<Vec<VersionSummary>, StoreError> {
+    fn list_versions(&self) -> Result<Vec<VersionSummary>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
@@ -340,6 +411,75 @@ impl Store {
         Ok(out)
     }
 
+    fn version_outcome(
+        &self,
+        number: VersionNumber,
+    ) -> Result<Option<(Outcome, Option<String>)>, StoreError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .lock()
+            .query_row(
+                "SELECT outcome, outcome_detail FROM versions WHERE number = ?1",
+                [number.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("cannot read versions", e))?;
+        let (outcome, detail) = row.ok_or(StoreError::NoSuchVersion(number.0))?;
+        Ok(outcome
+            .as_deref()
+            .and_then(Outcome::parse)
+            .map(|o| (o, detail)))
+    }
+
+    fn set_outcome(
+        &self,
+        number: VersionNumber,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        self.write("cannot record a version's outcome", |tx| {
+            tx.execute(
+                "UPDATE versions SET outcome = ?2, outcome_detail = ?3, outcome_at = ?4
+                 WHERE number = ?1 AND outcome IS NULL",
+                params![number.0 as i64, outcome.as_str(), detail, now],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err("cannot record a version's outcome", e))
+        })
+    }
+
+    fn mark_rolled_back(&self, number: VersionNumber, detail: &str) -> Result<(), StoreError> {
+        let now = self.now();
+        self.write("cannot record a version's outcome", |tx| {
+            tx.execute(
+                "UPDATE versions SET outcome = 'rolled_back', outcome_detail = ?2, outcome_at = ?3
+                 WHERE number = ?1",
+                params![number.0 as i64, detail, now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("cannot record a version's outcome", e))
+        })
+    }
+
+    fn last_good_version(
+        &self,
+        before: VersionNumber,
+    ) -> Result<Option<VersionNumber>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT max(v.number) FROM versions v
+                 WHERE v.number < ?1 AND v.outcome = 'converged'
+                   AND v.hash IS NOT (SELECT hash FROM versions WHERE number = ?1)",
+                [before.0 as i64],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|n| n.map(|n| VersionNumber(n as u64)))
+            .map_err(|e| self.err("cannot read versions", e))
+    }
+}
+
+impl SqliteStore {
     fn version_from_row(&self, r: &Row<'_>) -> Result<VersionRecord, StoreError> {
         let get = |i: usize| -> Result<String, StoreError> {
             r.get::<_, String>(i)
@@ -373,75 +513,6 @@ impl Store {
             outcome_detail,
         })
     }
-
-    /// How a version's rollout ended, if it has, with its detail — without
-    /// loading the version's content (the conductor asks on every pass).
-    pub fn version_outcome(
-        &self,
-        number: VersionNumber,
-    ) -> Result<Option<(Outcome, Option<String>)>, StoreError> {
-        let row: Option<(Option<String>, Option<String>)> = self
-            .lock()
-            .query_row(
-                "SELECT outcome, outcome_detail FROM versions WHERE number = ?1",
-                [number.0 as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err("cannot read versions", e))?;
-        let (outcome, detail) = row.ok_or(StoreError::NoSuchVersion(number.0))?;
-        Ok(outcome
-            .as_deref()
-            .and_then(Outcome::parse)
-            .map(|o| (o, detail)))
-    }
-
-    /// Records how a version's rollout ended. Only the first outcome sticks
-    /// (returns whether this call set it).
-    pub fn set_outcome(
-        &self,
-        number: VersionNumber,
-        outcome: Outcome,
-        detail: &str,
-    ) -> Result<bool, StoreError> {
-        self.lock()
-            .execute(
-                "UPDATE versions SET outcome = ?2, outcome_detail = ?3, outcome_at = ?4
-                 WHERE number = ?1 AND outcome IS NULL",
-                params![number.0 as i64, outcome.as_str(), detail, now_ms()],
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.err("cannot record a version's outcome", e))
-    }
-
-    /// Changes a failed version's outcome to rolled back (after the rollback
-    /// version was recorded).
-    pub fn mark_rolled_back(&self, number: VersionNumber, detail: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "UPDATE versions SET outcome = 'rolled_back', outcome_detail = ?2, outcome_at = ?3
-                 WHERE number = ?1",
-                params![number.0 as i64, detail, now_ms()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err("cannot record a version's outcome", e))
-    }
-
-    /// The newest version before `before` whose rollout converged: what an
-    /// automatic rollback returns to.
-    pub fn last_good_version(
-        &self,
-        before: VersionNumber,
-    ) -> Result<Option<VersionNumber>, StoreError> {
-        self.lock()
-            .query_row(
-                "SELECT max(number) FROM versions WHERE number < ?1 AND outcome = 'converged'",
-                [before.0 as i64],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|n| n.map(|n| VersionNumber(n as u64)))
-            .map_err(|e| self.err("cannot read versions", e))
-    }
 }
 
 const SELECT_VERSION: &str = "SELECT number, hash, env_json, images_json, root, sources, kind, restores, created_at, outcome, outcome_detail FROM versions";
@@ -470,9 +541,9 @@ mod tests {
     #[test]
     fn versions_are_numbered_and_unchanged_content_is_not_recorded_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.latest_version().unwrap(), None);
-        let Created::New(v1) = s
+        let Created::New { version: v1, .. } = s
             .create_version(new_version(env("a"), VersionKind::Apply))
             .unwrap()
         else {
@@ -483,17 +554,25 @@ mod tests {
             .create_version(new_version(env("a"), VersionKind::Apply))
             .unwrap();
         assert_eq!(again, Created::Unchanged(v1.clone()));
-        let Created::New(v2) = s
+        let Created::New {
+            version: v2,
+            superseded,
+        } = s
             .create_version(new_version(env("b"), VersionKind::Apply))
             .unwrap()
         else {
             panic!("changed content must be new")
         };
         assert_eq!(v2.number, VersionNumber(2));
+        assert_eq!(superseded, [VersionNumber(1)], "v1 never converged");
+        assert_eq!(
+            s.version(VersionNumber(1)).unwrap().outcome,
+            Some(Outcome::Superseded)
+        );
         assert_eq!(s.latest_version().unwrap(), Some(v2.clone()));
-        assert_eq!(s.version(VersionNumber(1)).unwrap(), v1);
+        assert_eq!(s.version(VersionNumber(1)).unwrap().hash, v1.hash);
         // A rollback restores old content but is still a new version.
-        let Created::New(v3) = s
+        let Created::New { version: v3, .. } = s
             .create_version(new_version(
                 env("a"),
                 VersionKind::Rollback(VersionNumber(1)),
@@ -515,12 +594,10 @@ mod tests {
     #[test]
     fn outcomes_are_recorded_once_and_find_the_last_good_version() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        for name in ["a", "b", "c"] {
-            s.create_version(new_version(env(name), VersionKind::Apply))
-                .unwrap();
-        }
-        assert_eq!(s.last_good_version(VersionNumber(3)).unwrap(), None);
+        let s = SqliteStore::open(dir.path()).unwrap();
+        s.create_version(new_version(env("a"), VersionKind::Apply))
+            .unwrap();
+        assert_eq!(s.last_good_version(VersionNumber(1)).unwrap(), None);
         assert!(
             s.set_outcome(VersionNumber(1), Outcome::Converged, "2s")
                 .unwrap()
@@ -530,10 +607,14 @@ mod tests {
                 .unwrap(),
             "first wins"
         );
+        s.create_version(new_version(env("b"), VersionKind::Apply))
+            .unwrap();
         assert!(
             s.set_outcome(VersionNumber(2), Outcome::Failed, "deadline")
                 .unwrap()
         );
+        s.create_version(new_version(env("c"), VersionKind::Apply))
+            .unwrap();
         assert_eq!(
             s.last_good_version(VersionNumber(3)).unwrap(),
             Some(VersionNumber(1))
@@ -545,6 +626,21 @@ mod tests {
         assert_eq!(
             s.list_versions().unwrap()[0].outcome,
             Some(Outcome::Converged)
+        );
+        // Last good means different content: a version with a's content
+        // skips version 1 and finds the newest other converged one.
+        assert!(
+            s.set_outcome(VersionNumber(3), Outcome::Converged, "1s")
+                .unwrap()
+        );
+        s.create_version(new_version(
+            env("a"),
+            VersionKind::Rollback(VersionNumber(1)),
+        ))
+        .unwrap();
+        assert_eq!(
+            s.last_good_version(VersionNumber(4)).unwrap(),
+            Some(VersionNumber(3))
         );
     }
 

@@ -2,15 +2,17 @@
 //! converge to it.
 //!
 //! Everything is checked before anything changes: the file compiles (with its
-//! policies), every image builds, and only then is the version recorded, in
-//! one transaction. The conductor picks the version up from the store (an
-//! apply also pokes it over its socket so that it starts at once).
+//! policies), every image builds, the operations layer refuses an apply that
+//! would silently make the environment vanish, and only then is the version
+//! recorded, in one transaction. The conductor picks the version up from the
+//! store's change feed (an apply also pokes it over its socket).
 
 use crate::cli::{ApplyArgs, Global};
-use crate::common::{CmdResult, Failed, Paint, fail, fail_io, open_store};
+use crate::common::{CmdResult, Paint, fail, fail_io, fail_op, open_store};
 use crate::output::{EXIT_FAILED, EXIT_OK};
+use glint_conductor::Status;
 use glint_conductor::lock::ConductorLock;
-use glint_store::{Created, EventKind, NewEvent, Outcome, Store, VersionRecord};
+use glint_store::{Outcome, Store, VersionRecord};
 use std::time::{Duration, Instant};
 
 /// Runs `glint apply`.
@@ -23,19 +25,28 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
     let store = open_store(global)?;
     let paint = Paint::stdout(global);
     let plan = crate::commands::plan::compute(Some(&store), &resolved.version)?;
-    let v = record(&store, resolved.version)?;
-    let (version, new) = match v {
-        Created::New(v) => {
-            print!("{}", crate::commands::plan::render(&plan, paint));
-            println!("\nRecorded version {}.", paint.bold(&v.number.to_string()));
-            (v, true)
-        }
-        Created::Unchanged(v) => {
-            println!("No changes: the file matches version {}.", v.number);
-            (v, false)
-        }
-    };
-    after_record(global, &store, &version, new, args.wait, paint)
+    let applied = glint_conductor::ops::apply(&store, resolved.version, args.guards.options())
+        .map_err(|e| fail_op(&e))?;
+    if applied.new {
+        print!("{}", crate::commands::plan::render(&plan, paint));
+        println!(
+            "\nRecorded version {}.",
+            paint.bold(&applied.version.number.to_string())
+        );
+    } else {
+        println!(
+            "No changes: the file matches version {}.",
+            applied.version.number
+        );
+    }
+    after_record(
+        global,
+        &store,
+        &applied.version,
+        applied.new,
+        args.wait,
+        paint,
+    )
 }
 
 /// After a version is recorded: pokes the conductor and, with `wait`,
@@ -43,7 +54,7 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
 /// back (exit 1).
 pub fn after_record(
     global: &Global,
-    store: &Store,
+    store: &dyn Store,
     version: &VersionRecord,
     new: bool,
     wait: bool,
@@ -71,44 +82,52 @@ pub fn after_record(
     Ok(EXIT_OK)
 }
 
-/// Records the version and its event.
-pub fn record(store: &Store, version: glint_store::NewVersion) -> Result<Created, Failed> {
-    let created = store
-        .create_version(version)
-        .map_err(|e| fail_io("cannot record the version", &e))?;
-    if let Created::New(v) = &created {
-        let services = v.env.services.len();
-        if let Err(e) = store.append_event(
-            NewEvent::info(
-                EventKind::VersionApplied,
-                format!(
-                    "version {} applied ({} services, hash {})",
-                    v.number,
-                    services,
-                    v.hash.short()
-                ),
-            )
-            .version(v.number),
-        ) {
-            eprintln!("glint: warning: the version is recorded, but its event is not: {e}");
+/// One line of progress: per service, available new instances of the
+/// declared count, with what the rollout waits for and what failed.
+fn progress_line(n: glint_model::VersionNumber, status: &Status) -> String {
+    let mut parts = Vec::new();
+    for s in &status.services {
+        if s.desired == 0 && s.instances.is_empty() {
+            continue;
         }
+        let mut p = format!("{} {}/{}", s.name, s.available.min(s.desired), s.desired);
+        if let Some(w) = s.rollout.as_ref().and_then(|r| r.waiting.clone()) {
+            p.push_str(&format!(" ({w})"));
+        }
+        if s.failed_new > 0 {
+            p.push_str(&format!(
+                "; {} new instance{} failed",
+                s.failed_new,
+                if s.failed_new == 1 { "" } else { "s" }
+            ));
+            if let Some(f) = &s.last_failure {
+                p.push_str(&format!(", last: {f}"));
+            }
+        } else if let Some(b) = &s.backoff {
+            p.push_str(&format!("; launches held back: {b}"));
+        }
+        parts.push(p);
     }
-    Ok(created)
+    format!("version {n}: {} available", parts.join(", "))
 }
 
-/// Follows a version's rollout: a progress bar on a terminal, a line per
-/// change otherwise. The outcome comes from the store (the conductor records
-/// it), the progress from the conductor's live status.
+/// How long a stuck conductor is waited for before giving up.
+const STUCK_GRACE: Duration = Duration::from_secs(5);
+
+/// Follows a version's rollout: a progress line that is rewritten on a
+/// terminal, a line per change otherwise. The outcome comes from the store
+/// (the conductor records it), the progress from the conductor's live status.
 fn wait_for(
     rt: &tokio::runtime::Runtime,
     socket: &std::path::Path,
-    store: &Store,
+    store: &dyn Store,
     version: &VersionRecord,
     paint: Paint,
 ) -> CmdResult {
     let start = Instant::now();
     let tty = crate::output::stdout_is_terminal();
     let mut last = String::new();
+    let mut stuck_since: Option<Instant> = None;
     let n = version.number;
     loop {
         let outcome = store
@@ -144,43 +163,47 @@ fn wait_for(
                 )),
             };
         }
-        if let Ok(status) = rt.block_on(glint_conductor::api::status(socket)) {
-            let ready: u32 = status.services.iter().map(|s| s.ready_current).sum();
-            let desired: u32 = status.services.iter().map(|s| s.desired).sum();
-            let waiting: Vec<String> = status
-                .services
-                .iter()
-                .filter_map(|s| s.rollout.as_ref().and_then(|r| r.waiting.clone()))
-                .collect();
-            let line = if tty {
-                let width = 30usize;
-                let filled = if desired == 0 {
-                    width
+        match rt.block_on(glint_conductor::api::status(socket)) {
+            Ok(status) => {
+                if let Some(why) = &status.stuck {
+                    let since = *stuck_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STUCK_GRACE {
+                        if tty {
+                            println!();
+                        }
+                        return Err(fail(
+                            EXIT_FAILED,
+                            format_args!(
+                                "the conductor cannot make progress on version {n}: {why}; see `glint status`"
+                            ),
+                        ));
+                    }
                 } else {
-                    (ready.min(desired) as usize * width) / desired as usize
-                };
-                format!(
-                    "\r\x1b[2Kversion {n} [{}{}] {ready}/{desired} ready {}",
-                    "#".repeat(filled),
-                    "-".repeat(width - filled),
-                    waiting.first().cloned().unwrap_or_default()
-                )
-            } else {
-                let mut l = format!("version {n}: {ready}/{desired} instances ready");
-                if let Some(w) = waiting.first() {
-                    l.push_str(&format!(" ({w})"));
+                    stuck_since = None;
                 }
-                l
-            };
-            if line != last {
-                if tty {
-                    print!("{line}");
-                    let _ = std::io::Write::flush(&mut std::io::stdout());
-                } else {
-                    println!("{line}");
+                let line = progress_line(n, &status);
+                if line != last {
+                    if tty {
+                        print!("\r\x1b[2K{line}");
+                        let _ = std::io::Write::flush(&mut std::io::stdout());
+                    } else {
+                        println!("{line}");
+                    }
+                    last = line;
                 }
-                last = line;
             }
+            Err(_) if !ConductorLock::is_held(&crate::common::data_dir_of_socket(socket)) => {
+                if tty {
+                    println!();
+                }
+                return Err(fail(
+                    EXIT_FAILED,
+                    format_args!(
+                        "the conductor stopped before version {n} converged; start `glint conductor` to continue"
+                    ),
+                ));
+            }
+            Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(100));
     }

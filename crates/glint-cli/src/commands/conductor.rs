@@ -16,7 +16,7 @@ pub fn run(global: &Global, args: ConductorArgs) -> i32 {
 }
 
 fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
-    let store = Arc::new(open_store(global)?);
+    let store: Arc<dyn glint_store::Store> = Arc::new(open_store(global)?);
     let rt = crate::common::runtime()?;
     let paint = Paint::stdout(global);
     rt.block_on(async {
@@ -28,7 +28,8 @@ fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
             .ok()
             .and_then(|e| e.last().map(|e| e.seq))
             .unwrap_or(0);
-        let running = crate::daemon::start(global, store.clone(), "daemon").await?;
+        let running =
+            crate::daemon::start(global, store.clone(), glint_store::ConductorMode::Daemon).await?;
         println!(
             "glint conductor running (pid {}) for {}; API on {}",
             std::process::id(),
@@ -41,21 +42,21 @@ fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
         println!("stopping the conductor; instances keep running and will be adopted");
         running.stop(false).await;
         tail.abort();
-        print_new_events(&store, &cursor, paint);
+        print_new_events(store.as_ref(), &cursor, paint);
         Ok(EXIT_OK)
     })
 }
 
 /// Prints events after `cursor` as they are appended, advancing it.
-pub async fn tail_events(store: Arc<glint_store::Store>, cursor: Arc<AtomicI64>, paint: Paint) {
+pub async fn tail_events(store: Arc<dyn glint_store::Store>, cursor: Arc<AtomicI64>, paint: Paint) {
     loop {
-        print_new_events(&store, &cursor, paint);
+        print_new_events(store.as_ref(), &cursor, paint);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Prints the events after `cursor`, advancing it.
-pub fn print_new_events(store: &glint_store::Store, cursor: &AtomicI64, paint: Paint) {
+pub fn print_new_events(store: &dyn glint_store::Store, cursor: &AtomicI64, paint: Paint) {
     if let Ok(events) = store.events(&EventFilter {
         after: Some(cursor.load(Ordering::SeqCst)),
         ..Default::default()

@@ -3,6 +3,7 @@
 use crate::cli::{EventsArgs, Global, OutputFormat};
 use crate::common::{CmdResult, Paint, open_existing_store, print_json, time_of};
 use crate::output::EXIT_OK;
+use glint_store::prelude::*;
 use glint_store::{Event, EventFilter, Severity};
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 use crate::cli::{Global, HistoryArgs, OutputFormat};
 use crate::common::{CmdResult, Paint, Table, age_of, open_existing_store, print_json, time_of};
 use crate::output::EXIT_OK;
+use glint_store::prelude::*;
 
 /// Runs `glint history`.
 pub fn run(global: &Global, args: HistoryArgs) -> i32 {

@@ -10,6 +10,7 @@ use crate::cli::{Global, ImageArgs, ImageCommand, ImagesArgs, OutputFormat};
 use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use glint_image::ImageStore;
 use glint_model::Digest;
+use glint_store::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,7 @@ pub fn open_store(global: &Global) -> Result<ImageStore, glint_image::ImageError
 
 /// Every version's image digests, oldest first (empty without a store).
 fn version_images(data_dir: &Path) -> Vec<(u64, BTreeSet<Digest>)> {
-    let Ok(Some(store)) = glint_store::Store::open_existing(data_dir) else {
+    let Ok(Some(store)) = glint_store::SqliteStore::open_existing(data_dir) else {
         return Vec::new();
     };
     let Ok(list) = store.list_versions() else {
@@ -56,7 +57,7 @@ fn images_of_last_versions(data_dir: &Path, n: usize) -> BTreeSet<Digest> {
         .take(n)
         .flat_map(|(_, images)| images.iter().cloned())
         .collect();
-    if let Ok(Some(store)) = glint_store::Store::open_existing(data_dir)
+    if let Ok(Some(store)) = glint_store::SqliteStore::open_existing(data_dir)
         && let Ok(live) = store.live_instances()
     {
         keep.extend(live.into_iter().map(|i| i.image));

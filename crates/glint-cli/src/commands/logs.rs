@@ -7,6 +7,7 @@ use crate::cli::{Global, LogsArgs};
 use crate::common::{CmdResult, fail, fail_io, open_existing_store};
 use crate::output::{EXIT_FAILED, EXIT_OK};
 use glint_model::InstanceId;
+use glint_store::prelude::*;
 use std::io::{BufRead, BufReader};
 
 /// Runs `glint logs`.

@@ -2,11 +2,10 @@
 //! Changes nothing but the content-addressed image cache.
 
 use crate::cli::{Global, OutputFormat, PlanArgs};
-use crate::common::{CmdResult, Failed, Paint, fail_io, open_existing_store, print_json};
+use crate::common::{CmdResult, Failed, Paint, open_existing_store, print_json};
 use crate::output::EXIT_OK;
 use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
-use glint_model::VersionNumber;
-use glint_store::{Store, VersionRecord};
+use glint_store::Store;
 use std::collections::BTreeMap;
 
 /// Runs `glint plan`.
@@ -17,7 +16,7 @@ pub fn run(global: &Global, args: PlanArgs) -> i32 {
 fn body(global: &Global, args: PlanArgs) -> CmdResult {
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
     let store = open_existing_store(global)?;
-    let p = compute(store.as_ref(), &resolved.version)?;
+    let p = compute(store.as_ref().map(|s| s as &dyn Store), &resolved.version)?;
     if args.output.output == OutputFormat::Json {
         print_json(&p);
     } else {
@@ -27,37 +26,19 @@ fn body(global: &Global, args: PlanArgs) -> CmdResult {
 }
 
 /// The plan from the store's current state to `next`.
-pub fn compute(store: Option<&Store>, next: &glint_store::NewVersion) -> Result<Plan, Failed> {
-    let io = |e: glint_store::StoreError| fail_io("cannot read the store", &e);
-    let (current, live) = match store {
-        Some(s) => (
-            s.latest_version().map_err(io)?,
-            s.live_instances().map_err(io)?,
-        ),
-        None => (None, Vec::new()),
-    };
-    let mut versions: BTreeMap<VersionNumber, VersionRecord> = BTreeMap::new();
-    if let Some(s) = store {
-        for i in &live {
-            if !versions.contains_key(&i.version)
-                && let Ok(v) = s.version(i.version)
-            {
-                versions.insert(i.version, v);
-            }
-        }
+pub fn compute(store: Option<&dyn Store>, next: &glint_store::NewVersion) -> Result<Plan, Failed> {
+    match store {
+        Some(s) => glint_conductor::ops::plan(s, next).map_err(|e| crate::common::fail_op(&e)),
+        None => Ok(plan(
+            None,
+            &BTreeMap::new(),
+            &[],
+            Target {
+                env: &next.env,
+                images: &next.images,
+            },
+        )),
     }
-    let targets: BTreeMap<VersionNumber, Target<'_>> =
-        versions.iter().map(|(n, v)| (*n, Target::of(v))).collect();
-    let next_target = Target {
-        env: &next.env,
-        images: &next.images,
-    };
-    Ok(plan(
-        current.as_ref().map(|c| (c.number, Target::of(c))),
-        &targets,
-        &live,
-        next_target,
-    ))
 }
 
 /// The plan for people.

@@ -36,6 +36,12 @@ struct ConductorReport {
     running: bool,
     pid: Option<u32>,
     mode: Option<String>,
+    /// Its leadership epoch.
+    epoch: Option<u64>,
+    /// What keeps it from converging, in words.
+    problems: Vec<String>,
+    /// Each reconciler's state.
+    reconcilers: Vec<glint_conductor::reconciler::ReconcilerStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +90,9 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
                     running: false,
                     pid: None,
                     mode: None,
+                    epoch: None,
+                    problems: Vec::new(),
+                    reconcilers: Vec::new(),
                 },
                 converged: None,
                 services: vec![],
@@ -100,7 +109,7 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
         }
         return Ok(EXIT_OK);
     };
-    let report = gather(global, &store)?;
+    let report = gather(global, &store as &dyn Store)?;
     if json {
         print_json(&report);
     } else {
@@ -109,7 +118,7 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
     Ok(EXIT_OK)
 }
 
-fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Failed> {
+fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::Failed> {
     let io = |what: &str, e: glint_store::StoreError| crate::common::fail_io(what, &e);
     let version = store
         .latest_version()
@@ -234,7 +243,19 @@ fn gather(global: &Global, store: &Store) -> Result<Report, crate::common::Faile
         conductor: ConductorReport {
             running,
             pid: info.as_ref().filter(|_| running).map(|i| i.pid),
-            mode: info.as_ref().filter(|_| running).map(|i| i.mode.clone()),
+            mode: info
+                .as_ref()
+                .filter(|_| running)
+                .map(|i| i.mode.to_string()),
+            epoch: info.as_ref().filter(|_| running).map(|i| i.epoch),
+            problems: live_status
+                .as_ref()
+                .map(|s| s.problems.clone())
+                .unwrap_or_default(),
+            reconcilers: live_status
+                .as_ref()
+                .map(|s| s.reconcilers.clone())
+                .unwrap_or_default(),
         },
         converged: live_status.as_ref().map(|s| s.converged),
         services,
@@ -269,6 +290,9 @@ fn print_text(r: &Report, paint: Paint) {
         "{} {env} · {version} · {conductor}",
         paint.bold("Environment")
     );
+    for p in &r.conductor.problems {
+        println!("  {}", paint.red(p));
+    }
     println!();
     let mut t = Table::new(&["SERVICE", "HEALTHY", "DESIRED", "NOTE"], paint);
     for s in &r.services {

@@ -11,7 +11,8 @@ use crate::commands::conductor::{print_new_events, tail_events};
 use crate::common::{CmdResult, Paint, age_of, open_store};
 use crate::output::{EXIT_OK, stdout_is_terminal};
 use glint_conductor::Status;
-use glint_store::{Created, EventFilter, Store};
+use glint_conductor::decide::MemberPhase;
+use glint_store::{EventFilter, Store};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -25,7 +26,7 @@ pub fn run(global: &Global, args: UpArgs) -> i32 {
 fn body(global: &Global, args: UpArgs) -> CmdResult {
     // Everything is checked before anything starts.
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
-    let store = Arc::new(open_store(global)?);
+    let store: Arc<dyn Store> = Arc::new(open_store(global)?);
     let paint = Paint::stdout(global);
     let cursor = Arc::new(AtomicI64::new(
         store
@@ -40,14 +41,28 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
     let rt = crate::common::runtime()?;
     rt.block_on(async {
         // Take the lock before recording, so that a refused `up` changes nothing.
-        let plan = crate::commands::plan::compute(Some(&store), &resolved.version)?;
-        let running = crate::daemon::start(global, store.clone(), "up").await?;
-        match crate::commands::apply::record(&store, resolved.version)? {
-            Created::New(v) => {
-                print!("{}", crate::commands::plan::render(&plan, paint));
-                println!("Recorded version {}.", v.number);
+        let plan = crate::commands::plan::compute(Some(store.as_ref()), &resolved.version)?;
+        let running =
+            crate::daemon::start(global, store.clone(), glint_store::ConductorMode::Up).await?;
+        let applied = match glint_conductor::ops::apply(
+            store.as_ref(),
+            resolved.version,
+            args.guards.options(),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                running.stop(false).await;
+                return Err(crate::common::fail_op(&e));
             }
-            Created::Unchanged(v) => println!("Running version {} (no changes).", v.number),
+        };
+        if applied.new {
+            print!("{}", crate::commands::plan::render(&plan, paint));
+            println!("Recorded version {}.", applied.version.number);
+        } else {
+            println!(
+                "Running version {} (no changes).",
+                applied.version.number
+            );
         }
         running.handle.poke();
         let interactive = stdout_is_terminal();
@@ -59,7 +74,7 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
                 if interactive {
                     loop {
                         let s = status.borrow_and_update().clone();
-                        draw(&store, &s, paint);
+                        draw(store.as_ref(), &s, paint);
                         tokio::select! {
                             _ = status.changed() => {}
                             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -87,7 +102,7 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
             }
         }
         if !interactive {
-            print_new_events(&store, &cursor, paint);
+            print_new_events(store.as_ref(), &cursor, paint);
         }
         println!("Stopped.");
         Ok(EXIT_OK)
@@ -95,7 +110,7 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
 }
 
 /// Redraws the live status in place.
-fn draw(store: &Store, s: &Status, paint: Paint) {
+fn draw(store: &dyn Store, s: &Status, paint: Paint) {
     let mut out = String::from("\x1b[H\x1b[2J");
     let state = if s.converged {
         paint.green("converged")
@@ -140,10 +155,10 @@ fn draw(store: &Store, s: &Status, paint: Paint) {
             ));
         }
         for i in &svc.instances {
-            let phase = match i.phase.as_str() {
-                "ready" => paint.green("ready"),
-                "failed" => paint.red("failed"),
-                other => paint.yellow(other),
+            let phase = match i.phase {
+                MemberPhase::Healthy => paint.green("healthy"),
+                MemberPhase::Failed => paint.red("failed"),
+                other => paint.yellow(&other.to_string()),
             };
             out.push_str(&format!(
                 "  {:<16} v{:<3} {:<20} {:>6}  {}\n",

@@ -354,6 +354,7 @@ impl Fixture {
         let instance = InstanceId::from_entropy(&web, n);
         let image = test_image();
         LaunchSpec {
+            mounts: Vec::new(),
             labels: Labels {
                 store: self.store.clone(),
                 environment: self.env.clone(),

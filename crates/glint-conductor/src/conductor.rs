@@ -1,0 +1,197 @@
+//! Starting a conductor and talking to a running one.
+//!
+//! [`Setup`] gathers what a conductor needs — the store, the leadership it
+//! holds, its providers, images, probes, clock and data plane — and
+//! [`start`] runs the [`Driver`](crate::driver::Driver) with every
+//! reconciler in a task. The [`ConductorHandle`] reads the live status,
+//! asks for a pass, and stops it.
+
+use crate::backoff;
+use crate::dataplane::{DataPlane, LocalDataPlane};
+use crate::driver::{Command, Driver};
+use crate::events::EventSink;
+use crate::health::{NetworkProber, Prober};
+use crate::images::ImageSource;
+use crate::leadership::Lease;
+use crate::reconciler::{Config, Ctx, Waker};
+use crate::status::Status;
+use crate::world::{Providers, World};
+use glint_model::{Name, ProviderKind};
+use glint_provider::Provider;
+use glint_store::prelude::*;
+use glint_store::{Clock, StoreError, SystemClock};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// A provider being connected, as [`ProviderFactory::connect`] returns it.
+pub type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<dyn Provider>, String>> + Send>>;
+
+/// Connects providers the conductor needs but was not started with (Docker,
+/// when a version first uses it, or to adopt containers after a restart).
+pub trait ProviderFactory: Send + Sync + 'static {
+    /// Connects a provider of `kind` for `environment`.
+    fn connect(&self, kind: ProviderKind, environment: Name) -> Connecting;
+}
+
+/// Everything a conductor is started with.
+pub struct Setup {
+    /// The store (unfenced: the conductor fences it with its lease).
+    pub store: Arc<dyn Store>,
+    /// The leadership it holds.
+    pub lease: Lease,
+    /// Providers available from the start.
+    pub providers: Providers,
+    /// Connects the others on demand.
+    pub factory: Option<Arc<dyn ProviderFactory>>,
+    /// Runnable images.
+    pub images: Arc<dyn ImageSource>,
+    /// Health probes.
+    pub prober: Arc<dyn Prober>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Where endpoints run.
+    pub dataplane: Arc<dyn DataPlane>,
+    /// Settings.
+    pub config: Config,
+}
+
+impl Setup {
+    /// A setup with the real clock, network probes, endpoints in this
+    /// process, and no providers yet.
+    pub fn new(store: Arc<dyn Store>, lease: Lease, images: Arc<dyn ImageSource>) -> Setup {
+        Setup {
+            store,
+            lease,
+            providers: Providers::new(),
+            factory: None,
+            images,
+            prober: Arc::new(NetworkProber),
+            clock: Arc::new(SystemClock),
+            dataplane: Arc::new(LocalDataPlane::new()),
+            config: Config::default(),
+        }
+    }
+}
+
+/// A running conductor.
+pub struct ConductorHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    waker: Waker,
+    status: watch::Receiver<Arc<Status>>,
+    task: JoinHandle<()>,
+    _lease: Arc<Lease>,
+}
+
+impl ConductorHandle {
+    /// The live status; changes after every pass.
+    pub fn status(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
+    /// Asks for a pass now (after an apply).
+    pub fn poke(&self) {
+        self.waker.wake();
+    }
+
+    /// A cheap, cloneable way to poke and read status from elsewhere (the API).
+    pub fn client(&self) -> ConductorClient {
+        ConductorClient {
+            waker: self.waker.clone(),
+            status: self.status.clone(),
+        }
+    }
+
+    /// Stops the conductor. With `stop_instances`, every instance is drained
+    /// and terminated first (`glint up` on Ctrl-C); without, instances keep
+    /// running and the next conductor adopts them (`glint conductor`).
+    pub async fn shutdown(self, stop_instances: bool) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown {
+                stop_instances,
+                done,
+            })
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A handle for the API: poke and read status.
+#[derive(Clone)]
+pub struct ConductorClient {
+    waker: Waker,
+    status: watch::Receiver<Arc<Status>>,
+}
+
+impl ConductorClient {
+    /// Asks for a pass now.
+    pub fn poke(&self) {
+        self.waker.wake();
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.borrow().clone()
+    }
+}
+
+/// Starts a conductor. See the module documentation.
+pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
+    let Setup {
+        store,
+        lease,
+        providers,
+        factory,
+        images,
+        prober,
+        clock,
+        dataplane,
+        config,
+    } = setup;
+    let store_id = store.store_id()?;
+    let fenced = store.fenced(lease.epoch);
+    let waker = Waker::new();
+    let ctx = Ctx {
+        store: fenced.clone(),
+        store_id,
+        clock: clock.clone(),
+        events: EventSink::new(fenced.clone(), clock),
+        waker: waker.clone(),
+        images,
+        prober,
+        config,
+        epoch: lease.epoch.0,
+        policy: backoff::Policy::DEFAULT,
+    };
+    let world = World::new(fenced, providers);
+    let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
+    let (commands, rx) = mpsc::unbounded_channel();
+    let reconcilers = crate::reconcilers::all(&waker, factory, dataplane);
+    let driver = Driver::new(world, ctx, reconcilers, status_tx, lease.lost.clone());
+    let task = tokio::spawn(driver.run(rx));
+    Ok(ConductorHandle {
+        commands,
+        waker,
+        status: status_rx,
+        task,
+        _lease: Arc::new(lease),
+    })
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

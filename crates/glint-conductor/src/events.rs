@@ -1,0 +1,867 @@
+//! The conductor's events: one enum of everything it records, turned into a
+//! kind, a severity and a sentence in exactly one place
+//! ([`ConductorEvent::to_event`]), and a sink that writes them with a rate
+//! limit.
+//!
+//! # Rate limit
+//!
+//! Events about one repeating cause (the same service crashing the same way,
+//! the same provider unreachable, the same launch failing) are not written one
+//! by one: each event has a *cause key*; within a window of
+//! [`WINDOW_MS`] at most [`BURST`] events of one key are written, the rest are
+//! counted, and when the window ends one `events.suppressed` event says how
+//! many were left out and what the last one said. Events without a repeating
+//! cause (a version applied, a rollout completed) are always written.
+//!
+//! A write that fails (the store refuses it) is logged, counted, and reported
+//! with one `store.unavailable` event once writes succeed again.
+
+use glint_model::{InstanceId, Name, ProviderKind, VersionNumber};
+use glint_provider::{DriftKind, RunState};
+use glint_store::prelude::*;
+use glint_store::{Clock, EventKind, NewEvent, Severity};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// How long a rate-limit window lasts.
+pub const WINDOW_MS: i64 = 60_000;
+/// How many events of one cause key are written per window.
+pub const BURST: u32 = 3;
+
+/// Everything the conductor records. See the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConductorEvent {
+    /// This conductor started.
+    Started {
+        /// Its pid.
+        pid: u32,
+        /// `daemon` or `up`.
+        mode: String,
+        /// Its leadership epoch.
+        epoch: u64,
+    },
+    /// This conductor stopped.
+    Stopped {
+        /// Whether it stopped its instances first.
+        stopped_instances: bool,
+    },
+    /// A provider was connected.
+    ProviderConnected {
+        /// Which.
+        kind: ProviderKind,
+    },
+    /// A provider cannot be reached.
+    ProviderUnavailable {
+        /// Which.
+        kind: ProviderKind,
+        /// Why.
+        error: String,
+        /// Seconds until the next attempt.
+        retry_in_s: u64,
+    },
+    /// A launch was decided; its intent is recorded.
+    Launching {
+        /// The new instance.
+        id: InstanceId,
+        /// For which version.
+        version: VersionNumber,
+        /// Why.
+        reason: String,
+    },
+    /// The provider runs it.
+    Launched {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// The provider's handle.
+        handle: String,
+        /// Where it listens.
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// A launch failed.
+    LaunchFailed {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// Why.
+        error: String,
+    },
+    /// The image failed verification: an incident.
+    ImageRejected {
+        /// The instance that was not launched.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// What was wrong.
+        error: String,
+    },
+    /// Launches of a service are held back.
+    BackingOff {
+        /// The service.
+        service: Name,
+        /// Failures in a row.
+        failures: u32,
+        /// How long launches wait.
+        delay_ms: u64,
+        /// The last failure.
+        cause: String,
+    },
+    /// Launches of a service work again after a backoff.
+    Recovered {
+        /// The service.
+        service: Name,
+        /// Failures the streak had.
+        failures: u32,
+    },
+    /// An instance passed its health check.
+    Healthy {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// Milliseconds after its launch.
+        after_ms: i64,
+    },
+    /// A healthy instance failed its health checks.
+    Unhealthy {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// The last failure.
+        reason: String,
+    },
+    /// A starting instance never passed.
+    NeverHealthy {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// The last failure.
+        reason: String,
+    },
+    /// An instance's program ended without being asked to.
+    Exited {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// How.
+        state: RunState,
+    },
+    /// An instance ended while no conductor watched.
+    EndedWhileAway {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// How.
+        state: RunState,
+    },
+    /// An instance the store believed in is not there.
+    Vanished {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// What exactly.
+        what: String,
+    },
+    /// A restarted conductor found a live instance.
+    Adopted {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// The provider's handle.
+        handle: String,
+        /// Running or retiring.
+        state: String,
+    },
+    /// A labelled instance nobody owns was removed.
+    OrphanRemoved {
+        /// The instance.
+        id: InstanceId,
+        /// The provider's handle.
+        handle: String,
+    },
+    /// An instance no longer matches what was launched.
+    Drifted {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// Which kind.
+        kind: DriftKind,
+        /// What was found.
+        what: String,
+        /// Whether it is replaced (or only reported).
+        replaced: bool,
+    },
+    /// A provider found and corrected something that is not an instance.
+    ProviderIncident {
+        /// What was found.
+        what: String,
+        /// What was done.
+        action: String,
+    },
+    /// An instance is being drained and terminated.
+    Retiring {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: VersionNumber,
+        /// Why.
+        reason: String,
+    },
+    /// An instance was terminated.
+    Terminated {
+        /// The instance.
+        id: InstanceId,
+        /// Its version.
+        version: Option<VersionNumber>,
+        /// How (drained, after a retry…).
+        how: String,
+    },
+    /// An instance could not be terminated yet.
+    TerminateFailed {
+        /// The instance.
+        id: InstanceId,
+        /// Why.
+        error: String,
+        /// Milliseconds until the next attempt.
+        retry_in_ms: u64,
+    },
+    /// An endpoint listens.
+    EndpointListening {
+        /// The endpoint.
+        name: Name,
+        /// Where.
+        addr: std::net::SocketAddr,
+    },
+    /// An endpoint cannot listen.
+    EndpointFailed {
+        /// The endpoint.
+        name: Name,
+        /// Why.
+        error: String,
+        /// Milliseconds until the next attempt.
+        retry_in_ms: u64,
+    },
+    /// An endpoint was closed.
+    EndpointStopped {
+        /// The endpoint.
+        name: Name,
+        /// Where it listened.
+        listen: std::net::SocketAddr,
+    },
+    /// A version's rollout began.
+    RolloutStarted {
+        /// The version.
+        version: VersionNumber,
+        /// Per service, what is replaced.
+        what: String,
+    },
+    /// A rollout made progress.
+    RolloutProgress {
+        /// The service.
+        service: Name,
+        /// The version.
+        version: VersionNumber,
+        /// Available current instances.
+        available: u32,
+        /// Declared count.
+        desired: u32,
+        /// What it waits for.
+        waiting: Option<String>,
+    },
+    /// A version converged.
+    RolloutCompleted {
+        /// The version.
+        version: VersionNumber,
+        /// How long it took.
+        took: String,
+    },
+    /// A version's rollout failed.
+    RolloutFailed {
+        /// The version.
+        version: VersionNumber,
+        /// Why.
+        reason: String,
+        /// Whether it is rolled back (false: `auto_rollback = false`, or no
+        /// earlier version to return to).
+        rolling_back: bool,
+    },
+    /// A failed version was rolled back automatically.
+    RolledBack {
+        /// The failed version.
+        failed: VersionNumber,
+        /// The version whose content was restored.
+        to: VersionNumber,
+        /// The new version.
+        new: VersionNumber,
+        /// Why.
+        reason: String,
+    },
+    /// A version was recorded by an apply.
+    Applied {
+        /// The version.
+        version: VersionNumber,
+        /// How many services it declares.
+        services: usize,
+        /// Its content hash, short.
+        hash: String,
+    },
+    /// A version was recorded by a requested rollback.
+    RollbackRecorded {
+        /// The new version.
+        version: VersionNumber,
+        /// The version whose content it restores.
+        to: VersionNumber,
+    },
+    /// A version was superseded before its rollout ended.
+    Superseded {
+        /// The version.
+        version: VersionNumber,
+        /// By which.
+        by: VersionNumber,
+    },
+}
+
+impl ConductorEvent {
+    /// The stored event: kind, severity and wording, decided here only.
+    pub fn to_event(&self) -> NewEvent {
+        use ConductorEvent as E;
+        match self {
+            E::Started { pid, mode, epoch } => NewEvent::info(
+                EventKind::ConductorStarted,
+                format!("conductor started (pid {pid}, {mode}, leadership epoch {epoch})"),
+            ),
+            E::Stopped { stopped_instances } => NewEvent::info(
+                EventKind::ConductorStopped,
+                if *stopped_instances {
+                    "conductor stopped; its instances were stopped".to_owned()
+                } else {
+                    "conductor stopped; instances keep running and will be adopted".to_owned()
+                },
+            ),
+            E::ProviderConnected { kind } => NewEvent::info(
+                EventKind::ProviderConnected,
+                format!("connected the {kind} provider"),
+            ),
+            E::ProviderUnavailable {
+                kind,
+                error,
+                retry_in_s,
+            } => NewEvent::warning(
+                EventKind::ProviderUnavailable,
+                format!(
+                    "the {kind} provider is not available: {error}; its launches are held back (next attempt in {retry_in_s}s)"
+                ),
+            ),
+            E::Launching {
+                id,
+                version,
+                reason,
+            } => NewEvent::info(
+                EventKind::InstanceLaunching,
+                format!("launching {id}: {reason}"),
+            )
+            .instance(id)
+            .version(*version),
+            E::Launched {
+                id,
+                version,
+                handle,
+                addr,
+            } => NewEvent::info(
+                EventKind::InstanceLaunched,
+                format!(
+                    "{id} is running ({handle}{})",
+                    addr.map(|a| format!(", {a}")).unwrap_or_default()
+                ),
+            )
+            .instance(id)
+            .version(*version),
+            E::LaunchFailed { id, version, error } => NewEvent::warning(
+                EventKind::InstanceLaunchFailed,
+                format!("{id} could not be launched: {error}"),
+            )
+            .instance(id)
+            .version(*version),
+            E::ImageRejected { id, version, error } => NewEvent::incident(
+                EventKind::ImageRejected,
+                format!("{id} was not launched: {error}"),
+            )
+            .instance(id)
+            .version(*version),
+            E::BackingOff {
+                service,
+                failures,
+                delay_ms,
+                cause,
+            } => NewEvent::incident(
+                EventKind::InstanceBackoff,
+                format!(
+                    "{service} keeps failing ({failures} failures in a row, last: {cause}); launches are held back, next in {}",
+                    human_ms(*delay_ms)
+                ),
+            )
+            .service(service),
+            E::Recovered { service, failures } => NewEvent::info(
+                EventKind::InstanceBackoff,
+                format!("{service} is stable again after {failures} failures in a row"),
+            )
+            .service(service),
+            E::Healthy {
+                id,
+                version,
+                after_ms,
+            } => NewEvent::info(
+                EventKind::InstanceHealthy,
+                format!("{id} is healthy ({after_ms} ms after launch)"),
+            )
+            .instance(id)
+            .version(*version),
+            E::Unhealthy {
+                id,
+                version,
+                reason,
+            } => NewEvent::warning(
+                EventKind::InstanceUnhealthy,
+                format!("{id} is unhealthy ({reason}); replacing it"),
+            )
+            .instance(id)
+            .version(*version),
+            E::NeverHealthy {
+                id,
+                version,
+                reason,
+            } => NewEvent::warning(
+                EventKind::InstanceUnhealthy,
+                format!("{id} did not become healthy in time ({reason}); replacing it"),
+            )
+            .instance(id)
+            .version(*version),
+            E::Exited { id, version, state } => NewEvent::warning(
+                EventKind::InstanceExited,
+                format!("{id} {state}; replacing it"),
+            )
+            .instance(id)
+            .version(*version)
+            .details(serde_json::json!({ "state": state })),
+            E::EndedWhileAway { id, version, state } => NewEvent::warning(
+                EventKind::InstanceExited,
+                format!("{id} {state} while the conductor was away"),
+            )
+            .instance(id)
+            .version(*version)
+            .details(serde_json::json!({ "state": state })),
+            E::Vanished { id, version, what } => {
+                NewEvent::warning(EventKind::InstanceVanished, format!("{id} {what}"))
+                    .instance(id)
+                    .version(*version)
+            }
+            E::Adopted {
+                id,
+                version,
+                handle,
+                state,
+            } => NewEvent::info(
+                EventKind::InstanceAdopted,
+                format!("adopted {id} ({handle}, {state})"),
+            )
+            .instance(id)
+            .version(*version),
+            E::OrphanRemoved { id, handle } => NewEvent::warning(
+                EventKind::OrphanRemoved,
+                format!("removing {id} ({handle}): labelled as ours but unknown to the store"),
+            )
+            .instance(id),
+            E::Drifted {
+                id,
+                version,
+                kind,
+                what,
+                replaced,
+            } => NewEvent::incident(
+                EventKind::Drift,
+                format!(
+                    "{id} drifted: {what}; {}",
+                    if *replaced {
+                        "replacing it"
+                    } else {
+                        "reported only (on_exec = report)"
+                    }
+                ),
+            )
+            .instance(id)
+            .version(*version)
+            .details(serde_json::json!({ "kind": kind.to_string() })),
+            E::ProviderIncident { what, action } => {
+                NewEvent::incident(EventKind::Drift, format!("{what}; {action}"))
+            }
+            E::Retiring {
+                id,
+                version,
+                reason,
+            } => NewEvent::info(
+                EventKind::InstanceRetiring,
+                format!("retiring {id}: {reason}"),
+            )
+            .instance(id)
+            .version(*version),
+            E::Terminated { id, version, how } => {
+                let e = NewEvent::info(
+                    EventKind::InstanceTerminated,
+                    format!("{id} terminated ({how})"),
+                )
+                .instance(id);
+                match version {
+                    Some(v) => e.version(*v),
+                    None => e,
+                }
+            }
+            E::TerminateFailed {
+                id,
+                error,
+                retry_in_ms,
+            } => NewEvent::warning(
+                EventKind::InstanceTerminateFailed,
+                format!(
+                    "{id} could not be terminated yet: {error}; retrying in {}",
+                    human_ms(*retry_in_ms)
+                ),
+            )
+            .instance(id),
+            E::EndpointListening { name, addr } => NewEvent::info(
+                EventKind::EndpointListening,
+                format!("endpoint {name} is listening on {addr}"),
+            ),
+            E::EndpointFailed {
+                name,
+                error,
+                retry_in_ms,
+            } => NewEvent::warning(
+                EventKind::EndpointFailed,
+                format!(
+                    "endpoint {name} cannot listen: {error}; retrying in {}",
+                    human_ms(*retry_in_ms)
+                ),
+            ),
+            E::EndpointStopped { name, listen } => NewEvent::info(
+                EventKind::EndpointStopped,
+                format!("endpoint {name} on {listen} stopped"),
+            ),
+            E::RolloutStarted { version, what } => NewEvent::info(
+                EventKind::RolloutStarted,
+                format!("rolling out version {version}: {what}"),
+            )
+            .version(*version),
+            E::RolloutProgress {
+                service,
+                version,
+                available,
+                desired,
+                waiting,
+            } => {
+                let mut msg = format!(
+                    "{service}: {available} of {desired} instances available on version {version}"
+                );
+                if let Some(w) = waiting {
+                    msg.push_str(&format!(" ({w})"));
+                }
+                NewEvent::info(EventKind::RolloutProgress, msg)
+                    .service(service)
+                    .version(*version)
+            }
+            E::RolloutCompleted { version, took } => NewEvent::info(
+                EventKind::RolloutCompleted,
+                format!("version {version} is live (converged in {took})"),
+            )
+            .version(*version),
+            E::RolloutFailed {
+                version,
+                reason,
+                rolling_back,
+            } => NewEvent::warning(
+                EventKind::RolloutFailed,
+                format!(
+                    "rollout of version {version} failed: {reason}; {}",
+                    if *rolling_back {
+                        "rolling back to the last good version"
+                    } else {
+                        "it stays the target (no automatic rollback)"
+                    }
+                ),
+            )
+            .version(*version),
+            E::RolledBack {
+                failed,
+                to,
+                new,
+                reason,
+            } => NewEvent::warning(
+                EventKind::VersionRolledBack,
+                format!(
+                    "version {failed} failed ({reason}); rolled back to version {to} as version {new}"
+                ),
+            )
+            .version(*new),
+            E::Applied {
+                version,
+                services,
+                hash,
+            } => NewEvent::info(
+                EventKind::VersionApplied,
+                format!("version {version} applied ({services} services, hash {hash})"),
+            )
+            .version(*version),
+            E::RollbackRecorded { version, to } => NewEvent::info(
+                EventKind::VersionRolledBack,
+                format!("version {version} rolls back to version {to} (requested)"),
+            )
+            .version(*version),
+            E::Superseded { version, by } => NewEvent::info(
+                EventKind::VersionSuperseded,
+                format!("version {version} was superseded by version {by} before it converged"),
+            )
+            .version(*version),
+        }
+    }
+
+    /// The key of a repeating cause, for the rate limit; `None` for events
+    /// that are always written. Failures always have a key; the routine
+    /// events of an instance's life (launching, launched, healthy,
+    /// retiring, terminated) have one only while their service is in a
+    /// crash-loop streak (`in_streak`), so a normal rollout is recorded in
+    /// full and a crash loop is counted.
+    pub fn cause_key(&self, in_streak: impl Fn(&str) -> bool) -> Option<String> {
+        use ConductorEvent as E;
+        let svc = |id: &InstanceId| id.service().to_owned();
+        let routine = |what: &str, id: &InstanceId| {
+            in_streak(id.service()).then(|| format!("{what}/{}", svc(id)))
+        };
+        match self {
+            E::ProviderUnavailable { kind, .. } => Some(format!("provider/{kind}")),
+            E::LaunchFailed { id, error, .. } => Some(format!("launch_failed/{}/{error}", svc(id))),
+            E::Unhealthy { id, .. } => Some(format!("unhealthy/{}", svc(id))),
+            E::NeverHealthy { id, .. } => Some(format!("never_healthy/{}", svc(id))),
+            E::Exited { id, state, .. } => Some(format!("exited/{}/{state}", svc(id))),
+            E::TerminateFailed { id, .. } => Some(format!("terminate_failed/{id}")),
+            E::EndpointFailed { name, .. } => Some(format!("endpoint_failed/{name}")),
+            E::BackingOff { service, .. } => Some(format!("backoff/{service}")),
+            E::Launching { id, .. } => routine("launching", id),
+            E::Launched { id, .. } => routine("launched", id),
+            E::Healthy { id, .. } => routine("healthy", id),
+            E::Retiring { id, .. } => routine("retiring", id),
+            E::Terminated { id, .. } => routine("terminated", id),
+            _ => None,
+        }
+    }
+}
+
+/// `1.5s`, `250ms`, `2m`.
+pub fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 120_000 {
+        let s = ms as f64 / 1000.0;
+        if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else {
+        format!("{}m", ms / 60_000)
+    }
+}
+
+/// One cause key's window.
+#[derive(Debug)]
+struct Window {
+    started: i64,
+    written: u32,
+    suppressed: u32,
+    last: Option<NewEvent>,
+}
+
+/// Writes conductor events to the store with the rate limit of the module
+/// documentation. Cheap to clone; clones share the limit.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    state: Arc<Mutex<SinkState>>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    windows: BTreeMap<String, Window>,
+    /// Services in a crash-loop streak.
+    streaks: std::collections::BTreeSet<String>,
+    /// Writes the store refused since it last accepted one.
+    lost: u64,
+    /// When the first of those was refused.
+    lost_since: Option<i64>,
+    /// The last refusal.
+    lost_error: Option<String>,
+}
+
+impl EventSink {
+    /// A sink writing into `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> EventSink {
+        EventSink {
+            store,
+            clock,
+            state: Arc::new(Mutex::new(SinkState::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a service as in (or out of) a crash-loop streak: its routine
+    /// events are rate-limited while it is.
+    pub fn set_streak(&self, service: &str, on: bool) {
+        let mut st = self.lock();
+        if on {
+            st.streaks.insert(service.to_owned());
+        } else {
+            st.streaks.remove(service);
+        }
+    }
+
+    /// Records an event (or counts it, within the rate limit).
+    pub fn emit(&self, e: ConductorEvent) {
+        tracing::debug!(?e, "event");
+        let new = e.to_event();
+        let key = {
+            let st = self.lock();
+            e.cause_key(|s| st.streaks.contains(s))
+        };
+        let Some(key) = key else {
+            self.write(new);
+            return;
+        };
+        let now = self.clock.now_ms();
+        let write = {
+            let mut st = self.lock();
+            let w = st.windows.entry(key).or_insert(Window {
+                started: now,
+                written: 0,
+                suppressed: 0,
+                last: None,
+            });
+            if w.written < BURST {
+                w.written += 1;
+                true
+            } else {
+                w.suppressed += 1;
+                w.last = Some(new.clone());
+                false
+            }
+        };
+        if write {
+            self.write(new);
+        }
+    }
+
+    /// Ends windows that are over: writes one summary per key with counted
+    /// repeats. Called on every pass.
+    pub fn flush(&self) {
+        let now = self.clock.now_ms();
+        let summaries: Vec<(String, Window)> = {
+            let mut st = self.lock();
+            let over: Vec<String> = st
+                .windows
+                .iter()
+                .filter(|(_, w)| now - w.started >= WINDOW_MS)
+                .map(|(k, _)| k.clone())
+                .collect();
+            over.into_iter()
+                .filter_map(|k| st.windows.remove(&k).map(|w| (k, w)))
+                .collect()
+        };
+        for (key, w) in summaries {
+            if w.suppressed == 0 {
+                continue;
+            }
+            let Some(last) = w.last else { continue };
+            let e = NewEvent {
+                kind: EventKind::EventsSuppressed,
+                severity: last.severity.max(Severity::Info),
+                message: format!(
+                    "{} more {} events ({key}) in the last {}s were counted, not written; the last: {}",
+                    w.suppressed,
+                    last.kind.as_str(),
+                    (now - w.started) / 1000,
+                    last.message
+                ),
+                details: Some(serde_json::json!({
+                    "kind": last.kind.as_str(),
+                    "suppressed": w.suppressed,
+                    "key": key,
+                })),
+                ..last.clone()
+            };
+            self.write(e);
+        }
+    }
+
+    /// When the next window ends, for the driver's timer.
+    pub fn next_flush(&self) -> Option<i64> {
+        self.lock()
+            .windows
+            .values()
+            .filter(|w| w.suppressed > 0)
+            .map(|w| w.started + WINDOW_MS)
+            .min()
+    }
+
+    /// How many writes the store has refused since it last accepted one, and
+    /// the last refusal: the store is failing when this is non-zero.
+    pub fn lost(&self) -> Option<(u64, i64, String)> {
+        let st = self.lock();
+        match (st.lost, st.lost_since, &st.lost_error) {
+            (n, Some(since), Some(err)) if n > 0 => Some((n, since, err.clone())),
+            _ => None,
+        }
+    }
+
+    fn write(&self, e: NewEvent) {
+        match self.store.append_event(e) {
+            Ok(_) => {
+                let lost = {
+                    let mut st = self.lock();
+                    let lost = (st.lost, st.lost_since, st.lost_error.take());
+                    st.lost = 0;
+                    st.lost_since = None;
+                    lost
+                };
+                if let (n, Some(since), Some(err)) = lost
+                    && n > 0
+                {
+                    let secs = (self.clock.now_ms() - since).max(0) / 1000;
+                    let _ = self.store.append_event(NewEvent::incident(
+                        EventKind::StoreUnavailable,
+                        format!(
+                            "the store refused {n} event writes over {secs}s (last error: {err}); they are lost"
+                        ),
+                    ));
+                }
+            }
+            Err(err) => {
+                tracing::error!("cannot record event: {err}");
+                let now = self.clock.now_ms();
+                let mut st = self.lock();
+                st.lost += 1;
+                st.lost_since.get_or_insert(now);
+                st.lost_error = Some(crate::error_chain(&err));
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The one place a launch spec is built.
+//!
+//! A [`LaunchSpec`] is made from the service's launch [`Shape`] — the same
+//! value whose fingerprint decides whether instances are replaced — so
+//! whatever the shape contains reaches the provider, and whatever reaches the
+//! provider is in the shape: an instance can never be launched with a
+//! setting whose change would not have replaced it.
+
+use crate::plan::{Shape, Target, shape};
+use glint_model::{Digest, InstanceId, Labels, Name, VersionNumber};
+use glint_provider::{LaunchImage, LaunchSpec};
+use std::path::PathBuf;
+
+/// The spec to launch instance `id` of `service` in `target`, with the image
+/// still to be prepared (see [`with_image`]). `None` if the service or its
+/// image digest is not in the target.
+pub fn spec(
+    target: Target<'_>,
+    version: VersionNumber,
+    service: &Name,
+    id: &InstanceId,
+    store_id: &str,
+) -> Option<LaunchSpec> {
+    let shape = shape(target, service)?;
+    let digest = shape.digest?.clone();
+    let labels = Labels {
+        store: store_id.to_owned(),
+        environment: target.env.name.clone(),
+        service: service.clone(),
+        version,
+        instance: id.clone(),
+        image: digest.clone(),
+    };
+    Some(from_shape(&shape, labels, digest, target))
+}
+
+fn from_shape(shape: &Shape<'_>, labels: Labels, digest: Digest, target: Target<'_>) -> LaunchSpec {
+    let mut env: std::collections::BTreeMap<String, String> =
+        shape.image_env.cloned().unwrap_or_default();
+    env.extend(shape.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.insert("GLINT_INSTANCE_ID".into(), labels.instance.to_string());
+    env.insert("GLINT_SERVICE".into(), labels.service.to_string());
+    env.insert("GLINT_VERSION".into(), labels.version.to_string());
+    env.insert("GLINT_ENVIRONMENT".into(), target.env.name.to_string());
+    let mut argv: Vec<String> = shape.entrypoint.map(<[String]>::to_vec).unwrap_or_default();
+    argv.extend(shape.args.iter().cloned());
+    LaunchSpec {
+        labels,
+        image: LaunchImage {
+            digest,
+            rootfs: PathBuf::new(),
+            archive: None,
+        },
+        argv,
+        env,
+        workdir: shape.workdir.unwrap_or("/").to_owned(),
+        port: shape.port,
+        resources: shape.resources.clone(),
+        mounts: shape.mounts.to_vec(),
+    }
+}
+
+/// The spec with its prepared (verified) image.
+pub fn with_image(mut spec: LaunchSpec, image: LaunchImage) -> LaunchSpec {
+    spec.image = image;
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fingerprint;
+    use glint_model::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn everything_in_the_shape_reaches_the_spec() {
+        let name = |s: &str| Name::new(s).unwrap();
+        let mut e = Environment::empty(name("t"));
+        let mut image = Image::scratch(vec!["/app".into(), "serve".into()]);
+        image.env.insert("FROM_IMAGE".into(), "1".into());
+        image.workdir = "/srv".into();
+        e.images.insert(name("app"), image);
+        let mut svc = Service::new(name("app"));
+        svc.args = vec!["--fast".into()];
+        svc.env.insert("GREETING".into(), "hi".into());
+        svc.port = 9000;
+        svc.resources.memory = Some(Bytes(64 << 20));
+        svc.mounts = vec![Mount {
+            volume: name("data"),
+            path: "/data".into(),
+            read_only: false,
+        }];
+        e.services.insert(name("web"), svc);
+        let images: BTreeMap<Name, Digest> = [(name("app"), Digest::of(b"img"))].into();
+        let target = Target {
+            env: &e,
+            images: &images,
+        };
+        let id = InstanceId::from_entropy(&name("web"), 1);
+        let s = spec(target, VersionNumber(7), &name("web"), &id, "store1").unwrap();
+        assert_eq!(s.argv, ["/app", "serve", "--fast"]);
+        assert_eq!(s.env["FROM_IMAGE"], "1");
+        assert_eq!(s.env["GREETING"], "hi");
+        assert_eq!(s.env["GLINT_VERSION"], "7");
+        assert_eq!(s.workdir, "/srv");
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.resources.memory, Some(Bytes(64 << 20)));
+        assert_eq!(s.mounts.len(), 1, "mounts reach the provider");
+        assert_eq!(s.labels.image, Digest::of(b"img"));
+        assert_eq!(s.labels.version, VersionNumber(7));
+        // And a change of any of them changes the fingerprint.
+        let before = fingerprint(target, &name("web"));
+        e.services.get_mut(&name("web")).unwrap().mounts.clear();
+        let target = Target {
+            env: &e,
+            images: &images,
+        };
+        assert_ne!(before, fingerprint(target, &name("web")));
+    }
+}

@@ -1,0 +1,48 @@
+//! The reconcilers, in the order the driver runs them on every pass:
+//!
+//! 1. [`providers`]: connects the providers that the target and the live
+//!    instances need (Docker on demand), with backoff;
+//! 2. [`inventory`]: compares what the store believes with what providers
+//!    observe — adoption after a restart, exits and drift pushed by
+//!    providers, periodic resync, orphans;
+//! 3. [`probes`]: health probes of every running instance and the
+//!    transitions they cause;
+//! 4. [`instances`]: `decide` and its launches and retirements, with
+//!    crash-loop backoff;
+//! 5. [`rollouts`]: the target version's rollout — announcements, progress,
+//!    convergence, failure and automatic rollback;
+//! 6. [`endpoints`]: the data plane's endpoints and their backends;
+//! 7. [`heartbeat`]: the conductor's heartbeat in the store.
+//!
+//! Each is one file with its own status. A new capability is a new file
+//! here and one line in [`all`].
+
+pub mod endpoints;
+pub mod heartbeat;
+pub mod instances;
+pub mod inventory;
+pub mod probes;
+pub mod providers;
+pub mod rollouts;
+
+use crate::conductor::ProviderFactory;
+use crate::dataplane::DataPlane;
+use crate::reconciler::{Reconciler, Waker};
+use std::sync::Arc;
+
+/// Every reconciler, in the order they run.
+pub fn all(
+    waker: &Waker,
+    factory: Option<Arc<dyn ProviderFactory>>,
+    dataplane: Arc<dyn DataPlane>,
+) -> Vec<Box<dyn Reconciler>> {
+    vec![
+        Box::new(providers::Providers::new(factory)),
+        Box::new(inventory::Inventory::new(waker)),
+        Box::new(probes::Probes::new(waker)),
+        Box::new(instances::Instances::new(waker, dataplane.clone())),
+        Box::new(rollouts::Rollouts::default()),
+        Box::new(endpoints::Endpoints::new(dataplane)),
+        Box::new(heartbeat::Heartbeat::default()),
+    ]
+}

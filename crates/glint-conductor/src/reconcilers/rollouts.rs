@@ -1,0 +1,184 @@
+//! The rollouts reconciler: follows the target version's rollout.
+//!
+//! It announces a rollout when it begins, records progress as new instances
+//! become available, and asks the pure [`verdict`] whether the version has
+//! converged or failed. A convergence or failure is recorded as the
+//! version's outcome (only the first outcome sticks); a failed version is
+//! rolled back through the operations layer ([`crate::ops`]) unless its
+//! services say `auto_rollback = false`. Everything the verdict needs is in
+//! the store or derived from it, so a restarted conductor continues where
+//! this one stopped.
+
+use crate::events::ConductorEvent;
+use crate::reconciler::{Action, Ctx, ReconcileError, Reconciler};
+use crate::rollout::{ROLLOUT_FAILURES, Rollout, Verdict, verdict};
+use crate::world::World;
+use async_trait::async_trait;
+use glint_model::{Name, Strategy, VersionNumber};
+use std::collections::{BTreeMap, HashMap};
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct Rollouts {
+    /// The version whose start was announced by this process.
+    announced: Option<VersionNumber>,
+    /// Per service, the available count last reported.
+    seen_available: HashMap<Name, u32>,
+    notes: Vec<String>,
+}
+
+fn strategy_name(s: &Strategy) -> String {
+    match s {
+        Strategy::Rolling { surge, unavailable } => {
+            format!("rolling, surge {surge}, unavailable {unavailable}")
+        }
+        Strategy::BlueGreen { keep } => format!("blue/green, keep {keep}"),
+        Strategy::Canary { steps, pause } => format!("canary, steps {steps:?}, pause {pause}"),
+    }
+}
+
+#[async_trait]
+impl Reconciler for Rollouts {
+    fn name(&self) -> &'static str {
+        "rollouts"
+    }
+
+    async fn reconcile(&mut self, world: &mut World, ctx: &Ctx) -> Result<Action, ReconcileError> {
+        self.notes.clear();
+        if world.stopping || !world.adopted {
+            return Ok(Action::await_change());
+        }
+        let Some(target) = world.target.clone() else {
+            return Ok(Action::await_change());
+        };
+        let number = target.number;
+        if ctx.store.version_outcome(number)?.is_some() {
+            return Ok(Action::await_change());
+        }
+        let progress = world.outcome.progress.clone();
+        if self.announced != Some(number) {
+            self.announced = Some(number);
+            self.seen_available.clear();
+            let what: Vec<String> = progress
+                .iter()
+                .filter(|(_, p)| p.stale > p.aged || !p.converged)
+                .filter_map(|(name, p)| {
+                    let svc = target.env.services.get(name)?;
+                    Some(format!(
+                        "{name} ({}, {} to replace, {} to create)",
+                        strategy_name(&svc.rollout.strategy),
+                        p.stale - p.aged,
+                        p.desired.saturating_sub(p.current + p.stale - p.aged)
+                    ))
+                })
+                .collect();
+            if !what.is_empty() {
+                ctx.events.emit(ConductorEvent::RolloutStarted {
+                    version: number,
+                    what: what.join(", "),
+                });
+            }
+        }
+        for (name, p) in &progress {
+            let last = *self
+                .seen_available
+                .entry(name.clone())
+                .or_insert(p.available);
+            if p.available > last && p.available <= p.desired {
+                ctx.events.emit(ConductorEvent::RolloutProgress {
+                    service: name.clone(),
+                    version: number,
+                    available: p.available,
+                    desired: p.desired,
+                    waiting: p.waiting.clone(),
+                });
+            }
+            self.seen_available.insert(name.clone(), p.available);
+        }
+        let mut last_healthy: BTreeMap<Name, i64> = BTreeMap::new();
+        for l in world.live.values() {
+            let current = l.fingerprint.is_some()
+                && l.fingerprint == world.target_fingerprint(&l.rec.service);
+            if let (true, Some(h)) = (current, l.rec.healthy_at) {
+                let e = last_healthy.entry(l.rec.service.clone()).or_insert(h);
+                *e = (*e).max(h);
+            }
+        }
+        let failed = ctx.store.failed_count(number)?;
+        let now = ctx.now();
+        let created = glint_store::to_ms(target.created_at);
+        let v = verdict(Rollout {
+            created_at: created,
+            now,
+            services: &target.env.services,
+            progress: &progress,
+            last_healthy: &last_healthy,
+            failed,
+            failures_allowed: ROLLOUT_FAILURES,
+            endpoints_settled: world.endpoints_settled,
+        });
+        match v {
+            Verdict::Converged { took_ms } => {
+                let took = format!("{:.1}s", took_ms as f64 / 1000.0);
+                if ctx
+                    .store
+                    .set_outcome(number, glint_store::Outcome::Converged, &took)?
+                {
+                    ctx.events.emit(ConductorEvent::RolloutCompleted {
+                        version: number,
+                        took,
+                    });
+                }
+            }
+            Verdict::Failed { reason, roll_back } => {
+                if !ctx
+                    .store
+                    .set_outcome(number, glint_store::Outcome::Failed, &reason)?
+                {
+                    return Ok(Action::await_change());
+                }
+                ctx.events.emit(ConductorEvent::RolloutFailed {
+                    version: number,
+                    reason: reason.clone(),
+                    rolling_back: roll_back,
+                });
+                if roll_back {
+                    match crate::ops::roll_back_automatically(ctx.store.as_ref(), &target, &reason)
+                    {
+                        Ok(Some(rb)) => ctx.events.emit(ConductorEvent::RolledBack {
+                            failed: number,
+                            to: rb.restores,
+                            new: rb.version,
+                            reason,
+                        }),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.notes
+                                .push(format!("version {number} cannot be rolled back: {e}"));
+                        }
+                    }
+                }
+            }
+            Verdict::InProgress { deadline_at } => {
+                if let Some(at) = deadline_at {
+                    world.wake_at(at);
+                }
+                if failed > 0 {
+                    self.notes.push(format!(
+                        "version {number}: {failed} of {ROLLOUT_FAILURES} allowed new-instance failures"
+                    ));
+                }
+                for (name, p) in &progress {
+                    if let Some(w) = &p.waiting {
+                        self.notes.push(format!("{name}: {w}"));
+                    }
+                }
+            }
+        }
+        Ok(Action::await_change())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+}
