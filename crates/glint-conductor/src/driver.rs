@@ -190,6 +190,8 @@ impl Driver {
         let now = self.ctx.now();
         for entry in &mut self.entries {
             if entry.not_before > now {
+                // Backing off from an error: its retry time is the wake-up.
+                entry.due = None;
                 continue;
             }
             let result = entry.reconciler.reconcile(&mut self.world, &self.ctx).await;
@@ -212,6 +214,7 @@ impl Driver {
                     return;
                 }
                 Err(e) => {
+                    entry.due = None;
                     let msg = error_text(&e);
                     tracing::warn!("{}: {msg}", entry.status.name);
                     entry.status.ok = false;

@@ -653,6 +653,9 @@ impl ConductorEvent {
             E::TerminateFailed { id, .. } => Some(format!("terminate_failed/{id}")),
             E::EndpointFailed { name, .. } => Some(format!("endpoint_failed/{name}")),
             E::BackingOff { service, .. } => Some(format!("backoff/{service}")),
+            E::ImageRejected { id, error, .. } => {
+                Some(format!("image_rejected/{}/{error}", svc(id)))
+            }
             E::Launching { id, .. } => routine("launching", id),
             E::Launched { id, .. } => routine("launched", id),
             E::Healthy { id, .. } => routine("healthy", id),

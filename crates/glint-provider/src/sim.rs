@@ -11,13 +11,19 @@
 //! - `START_DELAY_MS` in the environment delays listening (connections are
 //!   refused until then, as with a slow-starting program);
 //! - `SIM_IGNORE_SIGTERM=true` makes [`Provider::terminate`] wait the whole
-//!   grace period and then "SIGKILL" it (also [`SimProvider::set_ignores_sigterm`]).
+//!   grace period and then "SIGKILL" it (also [`SimProvider::set_ignores_sigterm`]);
+//! - `EXIT_AFTER_MS` makes the program exit with code 1 that long after it
+//!   started (a crash loop when it is small).
 //!
 //! A test steers it: [`SimProvider::kill`] (abrupt death: listener and open
 //! connections dropped, [`ProviderEvent::Exited`] sent),
-//! [`SimProvider::fail_next_launches`], [`SimProvider::set_launch_delay`] and
-//! [`SimProvider::counters`]. Delays use tokio time, so paused-time tests run
-//! instantly.
+//! [`SimProvider::fail_next_launches`], [`SimProvider::set_launch_delay`],
+//! [`SimProvider::fail_next_terminations`], [`SimProvider::drift`] (an
+//! out-of-band change, as a real provider reports it),
+//! [`SimProvider::set_unreachable`] (the backend is gone: every call fails)
+//! and [`SimProvider::counters`]. [`SimProvider::is_healthy`] answers a
+//! health probe without the network, for tests on paused time. Delays use
+//! tokio time, so paused-time tests run instantly.
 //!
 //! Instances belong to the provider, not to the conductor using it: the
 //! provider is `Clone` with shared state, so a test can drop a conductor and
@@ -80,6 +86,8 @@ struct Shared {
 struct SimState {
     instances: HashMap<InstanceId, SimInstance>,
     fail_next: u32,
+    fail_next_terminations: u32,
+    unreachable: bool,
     launch_delay: Duration,
     counters: SimCounters,
 }
@@ -87,6 +95,8 @@ struct SimState {
 struct SimInstance {
     observed: Observed,
     healthy: Arc<AtomicBool>,
+    /// Whether it listens yet (false during its start delay).
+    listening: Arc<AtomicBool>,
     ignores_sigterm: bool,
     state: watch::Sender<RunState>,
     server: Option<AbortHandle>,
@@ -172,6 +182,68 @@ impl SimProvider {
         self.lock().fail_next = n;
     }
 
+    /// Makes the next `n` terminations fail (the instance keeps running).
+    pub fn fail_next_terminations(&self, n: u32) {
+        self.lock().fail_next_terminations = n;
+    }
+
+    /// Makes the backend unreachable (`true`): every launch, termination,
+    /// observation and removal fails, as when a Docker Engine goes away.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.lock().unreachable = unreachable;
+    }
+
+    /// Reports an out-of-band change of a running instance, as a real
+    /// provider's drift watcher does. Returns whether the instance runs.
+    pub fn drift(&self, instance: &InstanceId, kind: crate::DriftKind, what: &str) -> bool {
+        let running = self
+            .lock()
+            .instances
+            .get(instance)
+            .is_some_and(|i| i.observed.state == RunState::Running);
+        if running {
+            let _ = self.shared.events.send(ProviderEvent::Drift {
+                instance: instance.clone(),
+                kind,
+                what: what.to_owned(),
+            });
+        }
+        running
+    }
+
+    /// What a health probe of `instance` would find: `None` when it is not
+    /// running or not listening yet (refused), else whether `/healthz`
+    /// answers 200.
+    pub fn is_healthy(&self, instance: &InstanceId) -> Option<bool> {
+        let st = self.lock();
+        let i = st.instances.get(instance)?;
+        (i.observed.state == RunState::Running && i.listening.load(Ordering::Relaxed))
+            .then(|| i.healthy.load(Ordering::Relaxed))
+    }
+
+    /// The ids of the running instances.
+    pub fn running(&self) -> Vec<InstanceId> {
+        let st = self.lock();
+        let mut ids: Vec<InstanceId> = st
+            .instances
+            .iter()
+            .filter(|(_, i)| i.observed.state == RunState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn unreachable(&self) -> Result<(), ProviderError> {
+        if self.lock().unreachable {
+            Err(ProviderError::Backend(
+                "the simulated backend is unreachable".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Makes every launch take `delay` (tokio time) before it succeeds or fails.
     pub fn set_launch_delay(&self, delay: Duration) {
         self.lock().launch_delay = delay;
@@ -228,6 +300,7 @@ impl Provider for SimProvider {
             reason,
             source,
         };
+        self.unreachable()?;
         let delay = self.lock().launch_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -261,9 +334,11 @@ impl Provider for SimProvider {
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or_default();
+        let listening = Arc::new(AtomicBool::new(start_delay.is_zero()));
         let app = App {
             instance: id.to_string(),
             healthy: healthy.clone(),
+            listening: listening.clone(),
         };
         // Without a start delay the instance listens before launch returns,
         // like a program that binds its port first thing.
@@ -277,6 +352,24 @@ impl Provider for SimProvider {
             Socket::Bound(socket, start_delay)
         };
         let server = tokio::spawn(serve(socket, Arc::new(app))).abort_handle();
+        if let Some(after) = spec
+            .env
+            .get("EXIT_AFTER_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let me = self.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after)).await;
+                me.end(
+                    &id,
+                    RunState::Exited {
+                        code: Some(1),
+                        signal: None,
+                    },
+                );
+            });
+        }
         let observed = Observed {
             labels: spec.labels,
             state: RunState::Running,
@@ -297,6 +390,7 @@ impl Provider for SimProvider {
             SimInstance {
                 observed: observed.clone(),
                 healthy,
+                listening,
                 ignores_sigterm: env_is("SIM_IGNORE_SIGTERM", "true"),
                 state,
                 server: Some(server),
@@ -307,8 +401,16 @@ impl Provider for SimProvider {
     }
 
     async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError> {
+        self.unreachable()?;
         let (ignores, mut rx) = {
             let mut st = self.lock();
+            if st.fail_next_terminations > 0 {
+                st.fail_next_terminations -= 1;
+                return Err(ProviderError::Terminate {
+                    instance: instance.clone(),
+                    reason: "simulated termination failure".into(),
+                });
+            }
             let Some(i) = st.instances.get(instance) else {
                 return Ok(());
             };
@@ -347,6 +449,7 @@ impl Provider for SimProvider {
     }
 
     async fn observe(&self) -> Result<Vec<Observed>, ProviderError> {
+        self.unreachable()?;
         let st = self.lock();
         let mut all: Vec<Observed> = st.instances.values().map(|i| i.observed.clone()).collect();
         all.sort_by(|a, b| a.labels.instance.cmp(&b.labels.instance));
@@ -354,6 +457,7 @@ impl Provider for SimProvider {
     }
 
     async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError> {
+        self.unreachable()?;
         // Like the real providers: removing a running instance stops it first.
         self.end(
             instance,
@@ -375,6 +479,7 @@ impl Provider for SimProvider {
 struct App {
     instance: String,
     healthy: Arc<AtomicBool>,
+    listening: Arc<AtomicBool>,
 }
 
 /// A simulated program's socket: listening already, or bound and waiting
@@ -392,7 +497,10 @@ async fn serve(socket: Socket, app: Arc<App>) {
         Socket::Bound(socket, delay) => {
             tokio::time::sleep(delay).await;
             match socket.listen(1024) {
-                Ok(l) => l,
+                Ok(l) => {
+                    app.listening.store(true, Ordering::Relaxed);
+                    l
+                }
                 Err(e) => {
                     tracing::warn!(instance = %app.instance, error = %e, "simulated instance cannot listen");
                     return;

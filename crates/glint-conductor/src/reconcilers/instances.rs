@@ -89,7 +89,9 @@ impl Reconciler for Instances {
     }
 
     async fn reconcile(&mut self, world: &mut World, ctx: &Ctx) -> Result<Action, ReconcileError> {
-        for done in self.inbox.drain() {
+        let done = self.inbox.drain();
+        let changed = !done.is_empty();
+        for done in done {
             match done {
                 Done::Launched(id, r) => self.launched(world, ctx, &id, r),
                 Done::Retired(id, r) => self.retired(world, ctx, &id, r),
@@ -158,7 +160,13 @@ impl Reconciler for Instances {
         }
         self.end_streaks(world, ctx, now);
         self.notes.extend(held);
-        Ok(Action::await_change())
+        // A finished operation changes what the reconcilers before this one
+        // (probes of a new instance) act on: run again at once.
+        Ok(if changed {
+            Action::requeue(Duration::ZERO)
+        } else {
+            Action::await_change()
+        })
     }
 
     fn notes(&self) -> Vec<String> {

@@ -100,7 +100,9 @@ impl Reconciler for Inventory {
             world.adopted = true;
             self.last_resync = Some(ctx.now());
         }
-        for e in self.inbox.drain() {
+        let events = self.inbox.drain();
+        let changed = !events.is_empty();
+        for e in events {
             match e {
                 ProviderEvent::Exited { instance, state } => {
                     exited(world, ctx, &instance, state);
@@ -125,7 +127,11 @@ impl Reconciler for Inventory {
             self.last_resync = Some(now);
             self.resync(world, ctx).await;
         }
-        Ok(Action::requeue(ctx.config.resync))
+        Ok(Action::requeue(if changed {
+            Duration::ZERO
+        } else {
+            ctx.config.resync
+        }))
     }
 
     fn notes(&self) -> Vec<String> {

@@ -62,7 +62,9 @@ impl Reconciler for Probes {
     }
 
     async fn reconcile(&mut self, world: &mut World, ctx: &Ctx) -> Result<Action, ReconcileError> {
-        for (id, t) in self.inbox.drain() {
+        let transitions = self.inbox.drain();
+        let changed = !transitions.is_empty();
+        for (id, t) in transitions {
             apply(world, ctx, &id, t);
         }
         // Stop probes nobody needs.
@@ -137,7 +139,13 @@ impl Reconciler for Probes {
             };
             self.tasks.insert(id, task);
         }
-        Ok(Action::await_change())
+        // A transition changes what the reconcilers after this one, and
+        // `decide` on the next pass, conclude: run again at once.
+        Ok(if changed {
+            Action::requeue(std::time::Duration::ZERO)
+        } else {
+            Action::await_change()
+        })
     }
 
     async fn stop(&mut self, _world: &mut World, _ctx: &Ctx, _stop_instances: bool) {
