@@ -3,6 +3,8 @@
 //! Each test names a behaviour; the comment above it says which mutation of
 //! the conductor it was seen to catch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use glint_model::*;

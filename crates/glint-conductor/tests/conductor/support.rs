@@ -9,7 +9,7 @@
 //! fail, a store that refuses writes, a provider that cannot be connected
 //! or becomes unreachable, an image that fails verification.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
 use glint_conductor::health::Prober;
