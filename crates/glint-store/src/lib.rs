@@ -15,16 +15,24 @@
 //! in a transaction, and `PRAGMA user_version` records how far a database has
 //! come. A database written by a newer Glint is refused rather than damaged.
 //!
+//! Opening is careful ([`file`], [`datadir`]): the data directory is created
+//! owner-only and refused when others could change it; a file that is not a
+//! Glint store is an error, never a fresh start; read commands open the store
+//! read-only and never create or migrate anything.
+//!
 //! [`Store`] is `Send + Sync` (a mutex around one connection): the CLI and the
 //! conductor open the same file concurrently; SQLite's locking and a busy
 //! timeout serialise writers.
 
+pub mod datadir;
 pub mod events;
+mod file;
 pub mod instances;
 pub mod meta;
 pub mod schema;
 pub mod versions;
 
+pub use datadir::prepare_data_dir;
 pub use events::{Event, EventFilter, EventKind, NewEvent, Severity};
 pub use instances::{Health, InstanceRecord, InstanceState};
 pub use meta::ConductorInfo;
@@ -62,6 +70,39 @@ pub enum StoreError {
         /// Underlying error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The data directory could be changed by someone else than its owner.
+    #[error("refusing to use data directory {path}: {problem}; {fix}")]
+    DataDirUnsafe {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The database file is not a Glint store (empty, truncated, not SQLite,
+    /// another program's database). Never replaced by a fresh store.
+    #[error(
+        "{path} is not a Glint store: {problem}. Glint will not start a new environment over it: if it holds nothing you need, move it (and any -wal and -shm files beside it) away and run the command again; otherwise restore it from a backup"
+    )]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A read command found a store an older Glint wrote; reading never migrates.
+    #[error(
+        "store database {path} has schema version {found}, older than this glint's ({supported}); a command that writes (`glint apply`, `glint conductor`) upgrades it"
+    )]
+    NeedsUpgrade {
+        /// The database file.
+        path: PathBuf,
+        /// Schema version found.
+        found: i64,
+        /// Schema version this build uses.
+        supported: i64,
     },
     /// The database was written by a newer Glint.
     #[error(
@@ -105,17 +146,36 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, migrating its schema.
+    /// The directory is prepared and checked first ([`prepare_data_dir`]); an
+    /// existing file must be a Glint store ([`StoreError::NotAStore`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        // Creating the directory succeeds on an existing but unwritable one;
-        // probe writability so the user gets a message about the directory,
-        // not an obscure SQLite error later.
+        prepare_data_dir(dir)?;
+        // The directory may exist and still be unwritable; probe writability
+        // so the user gets a message about the directory, not an obscure
+        // SQLite error later.
         probe_writable(dir)?;
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+        match path.metadata() {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => file::create(dir, &path)?,
+            Err(source) => {
+                return Err(StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        file::check_header(&path)?;
+        datadir::tighten(&path, 0o600);
+        for c in file::companions(&path) {
+            datadir::tighten(&c, 0o600);
+        }
+        // No CREATE flag: a file that vanished since is an error, not a new store.
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             what: "cannot open",
             source,
@@ -125,30 +185,52 @@ impl Store {
             path,
             dir: dir.to_owned(),
         };
+        store
+            .lock()
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| store.err("cannot set busy timeout", e))?;
+        file::check_contents(&store)?;
         store.configure()?;
         schema::migrate(&store)?;
         meta::ensure_store_id(&store)?;
         Ok(store)
     }
 
-    /// Opens an existing store read-only-in-spirit: fails with
-    /// [`StoreError::DataDir`] if the directory or database does not exist
-    /// (read commands should not create state).
+    /// Opens an existing store for a command that may write: `None` if the
+    /// directory or database does not exist (so that nothing is created for
+    /// nothing), else as [`Store::open`].
     pub fn open_existing(dir: &Path) -> Result<Option<Store>, StoreError> {
+        match Store::exists(dir)? {
+            true => Store::open(dir).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Opens an existing store for reading only: creates, migrates and writes
+    /// nothing, so it works on a read-only or full filesystem. `None` when
+    /// nothing has been recorded in `dir`. Every write through the returned
+    /// store fails.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Store>, StoreError> {
+        match Store::exists(dir)? {
+            true => file::open_read_only(dir, &dir.join(DB_FILE)),
+            false => Ok(None),
+        }
+    }
+
+    /// Whether `dir` has a database file, distinguishing "nothing here yet"
+    /// from "cannot look".
+    fn exists(dir: &Path) -> Result<bool, StoreError> {
         let path = dir.join(DB_FILE);
         match std::fs::metadata(&path) {
-            Ok(_) => Store::open(dir).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Distinguish "nothing here yet" from "cannot look".
-                match std::fs::read_dir(dir) {
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(StoreError::DataDir {
-                        path: dir.to_owned(),
-                        source,
-                    }),
-                }
-            }
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(dir) {
+                Ok(_) => Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(source) => Err(StoreError::DataDir {
+                    path: dir.to_owned(),
+                    source,
+                }),
+            },
             Err(source) => Err(StoreError::DataDir {
                 path: dir.to_owned(),
                 source,
@@ -168,14 +250,21 @@ impl Store {
 
     fn configure(&self) -> Result<(), StoreError> {
         let conn = self.lock();
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| self.err("cannot set busy timeout", e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;",
         )
-        .map_err(|e| self.err("cannot configure", e))
+        .map_err(|e| self.err("cannot configure", e))?;
+        // Stores made before Glint set an application id get it now.
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.err("cannot read application id", e))?;
+        if app == 0 {
+            conn.pragma_update(None, "application_id", file::APPLICATION_ID)
+                .map_err(|e| self.err("cannot set application id", e))?;
+        }
+        Ok(())
     }
 
     /// Locks the connection. A poisoned mutex (a panic while holding it) is
