@@ -92,10 +92,7 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
     })?;
     let providers = providers(global, &store)?;
     let socket = glint_conductor::api::socket_path(&dir);
-    let images = Arc::new(
-        crate::commands::images::open_store(global)
-            .map_err(|e| fail_io("cannot open the image store", &e))?,
-    );
+    let images = Arc::new(crate::commands::images::open_store(global)?);
     let config = Config {
         mode: mode.to_owned(),
         api: Some(socket.display().to_string()),

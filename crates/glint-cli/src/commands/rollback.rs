@@ -75,8 +75,7 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
         other => fail_io("cannot read the version", &other),
     })?;
     // The images of an old version may have been garbage-collected.
-    let images = crate::commands::images::open_store(global)
-        .map_err(|e| fail_io("cannot open the image store", &e))?;
+    let images = crate::commands::images::open_store(global)?;
     for (name, digest) in &old.images {
         if images.verify(digest).is_err() {
             return Err(fail(
