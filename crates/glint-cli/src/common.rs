@@ -1,5 +1,6 @@
-//! Pieces every command shares: the data directory, opening the store, time
-//! and table formatting, colour.
+//! Pieces every command shares: the data directory (prepared and checked
+//! before anything writes), opening the store to write or only to read,
+//! checking a service name, time and table formatting, colour.
 
 use crate::cli::Global;
 use crate::output::{EXIT_USAGE, inert, use_color};
