@@ -129,9 +129,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = fs::create_dir_all(world.join("outside/dir"));
     let _ = fs::write(world.join("outside/secret"), b"secret");
     let _ = fs::write(world.join("layer.tar"), &tar);
+    let Ok(store) = glint_image::ImageStore::open(world.join("store")) else { return };
     let mut before = BTreeMap::new();
     snapshot(world, String::new(), &mut before);
-    let Ok(store) = glint_image::ImageStore::open(world.join("store")) else { return };
     if let Ok(digest) = store.import(&world.join("layer.tar")) {
         let _ = store.rootfs(&digest);
     }
