@@ -339,6 +339,9 @@ fn export(store: &ImageStore, digest: &Digest, output: &Path) -> i32 {
         }
         Err(e) => {
             report(&format!("cannot export {digest}"), &e);
+            if matches!(e, ImageError::ExportTarget { .. }) {
+                eprintln!("  hint: give a new file name, or `-o -` to write to stdout");
+            }
             EXIT_FAILED
         }
     }
