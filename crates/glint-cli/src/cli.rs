@@ -310,11 +310,15 @@ pub enum ImageCommand {
     Export {
         /// Digest, unambiguous digest prefix, or tag.
         image: String,
-        /// The archive to write.
+        /// The archive to write, or `-` for stdout. It is written beside the
+        /// target and renamed into place; an existing target must be a
+        /// regular file (a FIFO, device, symlink or directory is refused).
         #[arg(long, short = 'o', value_name = "FILE")]
         output: PathBuf,
     },
-    /// Bring an image archive (OCI layout or `docker save`) into the store, verified.
+    /// Bring an image archive (OCI layout or `docker save`, or a root
+    /// filesystem tarball) into the store, verified. Archives with device
+    /// nodes or paths that leave the root are refused.
     Import {
         /// The archive.
         file: PathBuf,

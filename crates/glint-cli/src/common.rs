@@ -1,10 +1,11 @@
-//! Pieces every command shares: the data directory, opening the store, time
-//! and table formatting, colour.
+//! Pieces every command shares: the data directory (prepared and checked
+//! before anything writes), opening the store to write or only to read,
+//! checking a service name, time and table formatting, colour.
 
 use crate::cli::Global;
-use crate::output::{EXIT_USAGE, use_color};
+use crate::output::{EXIT_USAGE, inert, use_color};
 use glint_conductor::ops::{ErrorKind, OpError};
-use glint_store::SqliteStore;
+use glint_store::{SqliteStore, Store};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +20,8 @@ pub type CmdResult = Result<i32, Failed>;
 /// Prints `glint: error: …` (with the cause chain) and returns the usage/IO
 /// failure.
 pub fn fail_io(msg: impl std::fmt::Display, e: &dyn std::error::Error) -> Failed {
-    eprintln!("glint: error: {msg}: {}", glint_conductor::error_chain(e));
+    let text = format!("{msg}: {}", glint_conductor::error_chain(e));
+    eprintln!("glint: error: {}", inert(&text));
     Failed(EXIT_USAGE)
 }
 
@@ -33,13 +35,14 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
 
 /// Prints a failed operation (with its cause chain) and returns its exit code.
 pub fn fail_op(e: &OpError) -> Failed {
-    eprintln!("glint: error: {}", glint_conductor::error_chain(e));
+    eprintln!("glint: error: {}", inert(&glint_conductor::error_chain(e)));
     Failed(exit_code(e.kind))
 }
 
-/// Prints `glint: error: …` and returns a failure with `code`.
+/// Prints `glint: error: …` and returns a failure with `code`. The message is
+/// made [`inert`]: errors quote names, paths and archive entries from outside.
 pub fn fail(code: i32, msg: impl std::fmt::Display) -> Failed {
-    eprintln!("glint: error: {msg}");
+    eprintln!("glint: error: {}", inert(&msg.to_string()));
     Failed(code)
 }
 
@@ -66,30 +69,135 @@ pub fn data_dir_of_socket(socket: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Opens (creating) the store for commands that write.
-pub fn open_store(global: &Global) -> Result<SqliteStore, Failed> {
+/// Subdirectories of the data directory that Glint creates (the image
+/// store, the providers' logs and state); made owner-only when an older Glint
+/// left them open.
+const OWN_SUBDIRS: [&str; 3] = ["images", "process", "docker"];
+
+/// Prepares the data directory for a command that writes: creates it
+/// owner-only, refuses one that others could change
+/// ([`glint_store::prepare_data_dir`]), and tightens Glint's own
+/// subdirectories. Prints the reason and fails otherwise.
+pub fn prepare_data_dir(global: &Global) -> Result<PathBuf, Failed> {
     let dir = data_dir(global);
-    SqliteStore::open(&dir).map_err(|e| {
-        fail_io(
+    glint_store::prepare_data_dir(&dir).map_err(|e| match e {
+        glint_store::StoreError::DataDirUnsafe { .. } => fail(EXIT_USAGE, e),
+        e => fail_io(
             format_args!(
-                "cannot open the store in {} (set --data-dir or GLINT_DATA_DIR to a writable directory)",
+                "cannot use the data directory {} (set --data-dir or GLINT_DATA_DIR to a writable directory)",
                 dir.display()
             ),
             &e,
-        )
-    })
+        ),
+    })?;
+    for sub in OWN_SUBDIRS {
+        glint_store::datadir::tighten(&dir.join(sub), 0o700);
+    }
+    Ok(dir)
 }
 
-/// Opens the store for read commands; `None` (and a note) when nothing has
-/// been applied yet in this data directory.
+/// Opens (creating) the store for commands that write.
+pub fn open_store(global: &Global) -> Result<SqliteStore, Failed> {
+    let dir = prepare_data_dir(global)?;
+    SqliteStore::open(&dir).map_err(|e| store_error(&dir, "cannot open the store in", e))
+}
+
+/// Reports a store that could not be opened: a refusal (not a Glint store,
+/// an unsafe directory) speaks for itself; anything else gets context.
+fn store_error(dir: &Path, what: &str, e: glint_store::StoreError) -> Failed {
+    use glint_store::StoreError as E;
+    match e {
+        E::NotAStore { .. }
+        | E::DataDirUnsafe { .. }
+        | E::TooNew { .. }
+        | E::NeedsUpgrade { .. } => fail(EXIT_USAGE, e),
+        e => fail_io(format_args!("{what} {}", dir.display()), &e),
+    }
+}
+
+/// Opens the store for commands that may write, without creating one: `None`
+/// when nothing has been applied yet in this data directory.
 pub fn open_existing_store(global: &Global) -> Result<Option<SqliteStore>, Failed> {
     let dir = data_dir(global);
-    SqliteStore::open_existing(&dir).map_err(|e| {
-        fail_io(
-            format_args!("cannot read the store in {}", dir.display()),
-            &e,
-        )
-    })
+    if !dir.join(glint_store::DB_FILE).exists() {
+        return Ok(None);
+    }
+    let dir = prepare_data_dir(global)?;
+    SqliteStore::open_existing(&dir).map_err(|e| store_error(&dir, "cannot read the store in", e))
+}
+
+/// Opens the store for read commands (`status`, `history`, `events`, `logs`,
+/// `images`): read-only, creating and migrating nothing, so they work on a
+/// read-only or full data directory. `None` when nothing has been applied.
+pub fn open_store_to_read(global: &Global) -> Result<Option<SqliteStore>, Failed> {
+    let dir = data_dir(global);
+    SqliteStore::open_read_only(&dir).map_err(|e| store_error(&dir, "cannot read the store in", e))
+}
+
+/// Checks that `service` names a service this data directory knows: one the
+/// newest version declares, or one that had instances or events before it
+/// was retired. Otherwise fails saying there is no such service, with the
+/// ones that exist (and the closest, if one is close).
+pub fn known_service(store: &dyn Store, service: &str) -> Result<(), Failed> {
+    let io = |e: glint_store::StoreError| fail_io("cannot read the store", &e);
+    let latest = store.latest_version().map_err(io)?;
+    let declared: Vec<String> = latest
+        .as_ref()
+        .map(|v| v.env.services.keys().map(|n| n.to_string()).collect())
+        .unwrap_or_default();
+    if declared.iter().any(|s| s == service)
+        || !store.instances_of(service, 1).map_err(io)?.is_empty()
+        || !store
+            .events(&glint_store::EventFilter {
+                service: Some(service.to_owned()),
+                limit: Some(1),
+                ..Default::default()
+            })
+            .map_err(io)?
+            .is_empty()
+    {
+        return Ok(());
+    }
+    let exists = match (&latest, declared.as_slice()) {
+        (None, _) => "nothing has been applied in this data directory yet".to_owned(),
+        (Some(v), []) => format!("version {} declares no services", v.number),
+        (Some(v), names) => {
+            let list = names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let close = names
+                .iter()
+                .map(|n| (edit_distance(n, service), n))
+                .filter(|(d, _)| *d <= 2)
+                .min();
+            match close {
+                Some((_, n)) => format!("did you mean `{n}`? version {} has {list}", v.number),
+                None => format!("version {} has {list}", v.number),
+            }
+        }
+    };
+    Err(fail(
+        crate::output::EXIT_FAILED,
+        format_args!("there is no service `{service}`: {exists}"),
+    ))
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// A short age: `850ms`, `42s`, `5m`, `3h`, `2d`.
@@ -134,11 +242,14 @@ impl Paint {
         }
     }
 
+    /// Paints `s`, made [`inert`] first: the only control sequences in
+    /// painted text are the paint's own.
     fn wrap(&self, code: &str, s: &str) -> String {
+        let s = inert(s);
         if self.on {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
-            s.to_owned()
+            s.into_owned()
         }
     }
 
@@ -164,11 +275,41 @@ impl Paint {
     }
 }
 
+/// The escape sequences [`Paint`] writes, the only ones a table keeps.
+const PAINT_CODES: [&str; 6] = [
+    "\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m",
+];
+
+/// A cell made inert except for the paint's own colour codes (when painting
+/// is on): outside text in a cell that was not painted cannot reach the
+/// terminal raw either.
+fn inert_cell(cell: String, paint: Paint) -> String {
+    if matches!(inert(&cell), std::borrow::Cow::Borrowed(_)) {
+        return cell;
+    }
+    let mut out = String::with_capacity(cell.len() + 8);
+    let mut rest = cell.as_str();
+    while let Some(c) = rest.chars().next() {
+        let keep = PAINT_CODES
+            .iter()
+            .find(|code| paint.on && rest.starts_with(**code));
+        let (piece, len) = match keep {
+            Some(code) => (std::borrow::Cow::Borrowed(*code), code.len()),
+            None => (inert(&rest[..c.len_utf8()]), c.len_utf8()),
+        };
+        out.push_str(&piece);
+        rest = &rest[len..];
+    }
+    out
+}
+
 /// A plain-text table with left-aligned columns, two spaces apart. Cells may
-/// contain ANSI colour codes; widths count only visible characters.
-#[derive(Debug, Default)]
+/// contain the colour codes of its [`Paint`]; everything else is made
+/// [`inert`]; widths count only visible characters.
+#[derive(Debug)]
 pub struct Table {
     rows: Vec<Vec<String>>,
+    paint: Paint,
 }
 
 impl Table {
@@ -176,12 +317,15 @@ impl Table {
     pub fn new(header: &[&str], paint: Paint) -> Table {
         Table {
             rows: vec![header.iter().map(|h| paint.bold(h)).collect()],
+            paint,
         }
     }
 
     /// Adds a row.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        let paint = self.paint;
+        self.rows
+            .push(cells.into_iter().map(|c| inert_cell(c, paint)).collect());
     }
 
     /// Whether only the header is there.

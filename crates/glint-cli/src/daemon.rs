@@ -99,10 +99,7 @@ pub async fn start(
         })?;
     let providers = providers(global, store.as_ref())?;
     let socket = glint_conductor::api::socket_path(&dir);
-    let images = Arc::new(
-        crate::commands::images::open_store(global)
-            .map_err(|e| fail_io("cannot open the image store", &e))?,
-    );
+    let images = Arc::new(crate::commands::images::open_store(global)?);
     let factory = Arc::new(Factory {
         store_id: store
             .store_id()

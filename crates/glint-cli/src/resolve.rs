@@ -40,8 +40,7 @@ pub fn build_images(
     env: &glint_model::Environment,
     root: &Path,
 ) -> Result<BTreeMap<Name, Digest>, Failed> {
-    let store = crate::commands::images::open_store(global)
-        .map_err(|e| crate::common::fail_io("cannot open the image store", &e))?;
+    let store = crate::commands::images::open_store(global)?;
     let opts = glint_image::BuildOptions {
         tag_prefix: format!("{}/", env.name),
         ..glint_image::BuildOptions::default()

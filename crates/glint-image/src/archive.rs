@@ -14,7 +14,9 @@
 //! them gzip-compressed, or a plain root filesystem tarball (which becomes a
 //! one-layer image). Nothing is trusted: members are extracted with path
 //! discipline into a temp directory, every blob is re-hashed as it is stored,
-//! every layer is decompressed and checked against the config's `diff_ids`.
+//! every layer is decompressed and checked against the config's `diff_ids`,
+//! and every layer's headers are checked against the unpacking rules (no `..`,
+//! no device nodes, see `unpack.rs`), so a refused image never enters the store.
 
 use crate::error::{ImageError, Result};
 use crate::oci::{
@@ -23,6 +25,7 @@ use crate::oci::{
     MEDIA_MANIFEST, Manifest, RootFs, RunConfig, rfc3339,
 };
 use crate::store::{ImageStore, Provenance, hash_reader, manifest_descriptor};
+use crate::unpack::check_layer;
 use glint_model::Digest;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -101,9 +104,42 @@ impl ImageStore {
     }
 
     /// Writes image `digest` as a single archive that `docker load` accepts
-    /// (and [`ImageStore::import`] reads back). The image is verified first.
+    /// (and [`ImageStore::import`] reads back) to the file `path`. The image
+    /// is verified first. The archive is written to a temp file beside `path`
+    /// and renamed over it when complete, so `path` is never half-written; a
+    /// `path` that exists and is not a regular file (a directory, a symlink, a
+    /// FIFO, a device node) is refused with [`ImageError::ExportTarget`], not
+    /// replaced.
     pub fn export(&self, digest: &Digest, path: &Path) -> Result<()> {
+        check_export_target(path)?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::Builder::new()
+            .prefix(".glint-export-")
+            .tempfile_in(parent)
+            .map_err(ImageError::io("cannot create a temp file in", parent))?;
+        let w = |e| ImageError::Io {
+            what: "cannot write",
+            path: path.to_owned(),
+            source: e,
+        };
+        let mut out = io::BufWriter::new(tmp);
+        self.export_to(digest, &mut out)?;
+        let tmp = out.into_inner().map_err(|e| w(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(w)?;
+        // Checked again: the target may have been replaced while writing.
+        check_export_target(path)?;
+        tmp.persist(path).map_err(|e| w(e.error))?;
+        Ok(())
+    }
+
+    /// Writes image `digest` as an archive (see [`ImageStore::export`]) to
+    /// `out` (for example stdout). The image is verified first.
+    pub fn export_to(&self, digest: &Digest, out: &mut dyn Write) -> Result<()> {
         self.verify(digest)?;
+        let path = Path::new("<output>");
         let manifest = self.manifest(digest)?;
         let tags: Vec<String> = self
             .tags()?
@@ -155,15 +191,7 @@ impl ImageStore {
         let legacy_bytes =
             serde_json::to_vec(&legacy).map_err(|e| ImageError::invalid("manifest.json", e))?;
 
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(".glint-export-")
-            .tempfile_in(parent)
-            .map_err(ImageError::io("cannot create a temp file in", parent))?;
-        let mut tar = tar::Builder::new(io::BufWriter::new(tmp));
+        let mut tar = tar::Builder::new(out);
         let w = |e| ImageError::Io {
             what: "cannot write",
             path: path.to_owned(),
@@ -227,10 +255,7 @@ impl ImageStore {
             layout.len() as u64,
             false,
         )?;
-        let buf = tar.into_inner().map_err(w)?;
-        let tmp = buf.into_inner().map_err(|e| w(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(w)?;
-        tmp.persist(path).map_err(|e| w(e.error))?;
+        tar.into_inner().and_then(|o| o.flush()).map_err(w)?;
         Ok(())
     }
 
@@ -322,14 +347,9 @@ impl ImageStore {
         } else {
             blob.clone()
         };
-        // Prove the layer is a readable tar before recording it as an image.
-        let mut ar = tar::Archive::new(open_maybe_gzip(&self.blob_path(&blob))?);
-        for e in ar
-            .entries()
-            .map_err(ImageError::io("cannot read archive", path))?
-        {
-            e.map_err(ImageError::io("cannot read archive", path))?;
-        }
+        // Prove the layer is a readable tar that unpacking will accept
+        // before recording it as an image.
+        check_layer(&self.blob_path(&blob))?;
         let config = ImageConfig {
             created: Some(rfc3339(0)),
             architecture: "amd64".into(),
@@ -459,6 +479,7 @@ impl ImageStore {
                 &layer.digest,
             )?;
             check_diff_id(&self.blob_path(&layer.digest), diff_id, &digest)?;
+            check_layer(&self.blob_path(&layer.digest))?;
         }
         Ok((digest, tags))
     }
@@ -488,6 +509,7 @@ impl ImageStore {
             let (digest, size) = self.put_file(&tree.resolve(rel)?)?;
             let blob = self.blob_path(&digest);
             check_diff_id(&blob, diff_id, &config_digest)?;
+            check_layer(&blob)?;
             layers.push(Descriptor {
                 media_type: if is_gzip(&blob)? {
                     MEDIA_LAYER_GZIP
@@ -516,6 +538,39 @@ impl ImageStore {
         let digest = self.put_blob(&bytes)?;
         Ok((digest, entry.repo_tags.clone().unwrap_or_default()))
     }
+}
+
+/// Refuses an export target that exists and is not a regular file.
+fn check_export_target(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = match path.symlink_metadata() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ImageError::io("cannot read", path)(e)),
+        Ok(m) => {
+            let t = m.file_type();
+            if t.is_file() {
+                return Ok(());
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_symlink() {
+                "a symlink"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+    };
+    Err(ImageError::ExportTarget {
+        path: path.to_owned(),
+        kind,
+    })
 }
 
 fn check_diff_id(blob: &Path, expected: &Digest, image: &Digest) -> Result<()> {

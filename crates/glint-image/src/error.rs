@@ -58,6 +58,17 @@ pub enum ImageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An export target exists and is not a regular file; it is left alone.
+    #[error(
+        "refusing to export to {}: it is {kind}, and export only writes a new file or replaces a regular one",
+        path.display()
+    )]
+    ExportTarget {
+        /// The target.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a symlink", ...).
+        kind: &'static str,
+    },
     /// A layer entry would escape the root or go through a symlink.
     #[error("refusing layer entry `{entry}`: {reason}")]
     UnsafeEntry {

@@ -14,7 +14,8 @@
 //! - a `run` step: the overlayfs upper directory after the step, kept as the
 //!   step left it (modes and owners are the step's doing and deterministic),
 //!   with overlay whiteouts (a 0/0 character device, an opaque directory)
-//!   turned into OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`).
+//!   turned into OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`); any other
+//!   device node fails the step (images carry no devices, see `unpack.rs`).
 
 use crate::error::{ImageError, Result};
 use crate::oci::{Descriptor, MEDIA_LAYER_GZIP};
@@ -60,12 +61,10 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The kind of a non-regular, non-directory entry.
+/// The kind of a non-regular, non-directory entry a layer may hold.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Special {
     Fifo,
-    Char(u32, u32),
-    Block(u32, u32),
 }
 
 /// Writes one deterministic layer into the store.
@@ -146,16 +145,10 @@ impl<'s> LayerWriter<'s> {
         uid: u64,
         gid: u64,
     ) -> Result<()> {
-        let (t, dev) = match kind {
-            Special::Fifo => (tar::EntryType::Fifo, None),
-            Special::Char(a, b) => (tar::EntryType::Char, Some((a, b))),
-            Special::Block(a, b) => (tar::EntryType::Block, Some((a, b))),
+        let t = match kind {
+            Special::Fifo => tar::EntryType::Fifo,
         };
         let mut h = self.header(t, mode, uid, gid);
-        if let Some((major, minor)) = dev {
-            h.set_device_major(major).map_err(tar_err)?;
-            h.set_device_minor(minor).map_err(tar_err)?;
-        }
         self.tar
             .append_data(&mut h, path, io::empty())
             .map_err(tar_err)
@@ -298,14 +291,11 @@ fn upper_dir(w: &mut LayerWriter<'_>, dir: &Path, rel: &str, skip: &[&str]) -> R
         } else if ft.is_fifo() {
             w.special(&child, Special::Fifo, mode, uid, gid)?;
         } else if ft.is_char_device() || ft.is_block_device() {
-            let rdev = meta.rdev();
-            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-            let kind = if ft.is_char_device() {
-                Special::Char(major, minor)
-            } else {
-                Special::Block(major, minor)
-            };
-            w.special(&child, kind, mode, uid, gid)?;
+            // Unpacking refuses device nodes; say so at the step that made one.
+            return Err(ImageError::invalid(
+                format!("`/{child}` left by a run step"),
+                "it is a device node, and images may not carry device nodes (an instance gets its own /dev)",
+            ));
         }
         // Sockets are run-time objects, not image content: skipped.
     }

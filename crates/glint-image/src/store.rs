@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// An OCI image layout on disk, with tags, provenance and unpacked root filesystems.
@@ -133,7 +133,9 @@ pub(crate) struct Lock {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the image store in `dir`.
+    /// Opens (creating if needed) the image store in `dir`. Directories it
+    /// creates are owner-only (`0700`), and `dir` itself is made so if it is
+    /// not: it holds unpacked root filesystems, which nobody else may enter.
     pub fn open(dir: impl Into<PathBuf>) -> Result<ImageStore> {
         let dir = dir.into();
         for sub in [
@@ -146,7 +148,20 @@ impl ImageStore {
             "tmp",
         ] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(ImageError::io("cannot create", &p))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(ImageError::io("cannot create", &p))?;
+        }
+        let mode = dir
+            .metadata()
+            .map_err(ImageError::io("cannot read", &dir))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(ImageError::io("cannot set permissions of", &dir))?;
         }
         let layout = dir.join("oci-layout");
         if !layout.exists() {
@@ -158,6 +173,20 @@ impl ImageStore {
             write_atomic(&dir, &index, &bytes)?;
         }
         Ok(ImageStore { dir })
+    }
+
+    /// Opens an existing image store for reading, creating and changing
+    /// nothing (a read-only or full filesystem is fine); `None` if there is
+    /// no store in `dir`. Only reads ([`ImageStore::list`],
+    /// [`ImageStore::inspect`], [`ImageStore::resolve`], verification) may be
+    /// used on it.
+    pub fn open_existing(dir: impl Into<PathBuf>) -> Result<Option<ImageStore>> {
+        let dir = dir.into();
+        match dir.join("index.json").metadata() {
+            Ok(_) => Ok(Some(ImageStore { dir })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io("cannot read", &dir)(e)),
+        }
     }
 
     /// The store's directory.
@@ -368,6 +397,7 @@ impl ImageStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(ImageError::io("cannot open lock", &path))?;
         let op = if exclusive {

@@ -9,6 +9,18 @@
 //! are created as data and never followed. Existing entries are removed before
 //! a file, link or node replaces them, never opened for writing.
 //!
+//! **No privilege survives unpacking.** The tree is shared with every instance
+//! and lives on the host, so nothing in it may grant more than its owner has:
+//! setuid and setgid bits are cleared on every entry (the sticky bit is kept
+//! on directories, where it restricts rather than grants), character and
+//! block devices are refused (an instance gets its own `/dev`), extended
+//! attributes (file capabilities, ACLs) are never applied, and a hard link can
+//! only name an entry already unpacked, whose mode was cleared when it was
+//! written. [`check_layer`] applies the same refusals to a layer's headers
+//! alone, so that `glint image import` refuses such an archive up front.
+//! Unpacked trees written by an older Glint, which kept those bits, are
+//! cleaned in place the first time they are used ([`ROOTFS_FORMAT`]).
+//!
 //! **Whiteouts.** Each layer is read twice: first its whiteouts are applied to
 //! what the layers below left (`.wh.<name>` deletes, `.wh..wh..opq` empties the
 //! directory), then its other entries are extracted, so an opaque directory
@@ -67,6 +79,76 @@ fn safe_components(raw: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Version of the unpacking rules an unpacked tree was made with, recorded in
+/// `rootfs/<hex>/format`. Trees without it (or older) are cleaned in place
+/// before use: version 2 clears setuid/setgid bits and removes device nodes.
+pub(crate) const ROOTFS_FORMAT: &str = "2";
+
+/// The permission bits an unpacked entry of `kind` keeps: setuid and setgid
+/// never survive; the sticky bit survives on directories only.
+pub(crate) fn unpacked_mode(kind: tar::EntryType, mode: u32) -> u32 {
+    if kind == tar::EntryType::Directory {
+        mode & 0o1777
+    } else {
+        mode & 0o777
+    }
+}
+
+/// The name a whiteout `.wh.<hidden>` deletes, if it names a real entry.
+fn whiteout_target<'a>(hidden: &'a str, raw: &Path) -> Result<&'a str> {
+    if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        return Err(ImageError::UnsafeEntry {
+            entry: raw.display().to_string(),
+            reason: "it is a whiteout that names no entry",
+        });
+    }
+    Ok(hidden)
+}
+
+fn device_refused(raw: &Path) -> ImageError {
+    ImageError::UnsafeEntry {
+        entry: raw.display().to_string(),
+        reason: "it is a device node, and images may not carry device nodes (an instance gets its own /dev)",
+    }
+}
+
+/// Checks a layer's headers against the rules [`apply_layer`] enforces that
+/// need no tree to judge (`..` in paths or link targets, device nodes,
+/// whiteouts that name nothing), without unpacking anything.
+pub(crate) fn check_layer(blob: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(open_layer(blob)?);
+    for entry in archive
+        .entries()
+        .map_err(ImageError::io("cannot read layer", blob))?
+    {
+        let entry = entry.map_err(ImageError::io("cannot read layer", blob))?;
+        let raw = entry
+            .path()
+            .map_err(ImageError::io("cannot read layer", blob))?
+            .into_owned();
+        let comps = safe_components(&raw)?;
+        if let Some(hidden) = comps
+            .last()
+            .filter(|n| n.as_str() != ".wh..wh..opq")
+            .and_then(|n| n.strip_prefix(".wh."))
+        {
+            whiteout_target(hidden, &raw)?;
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Char | tar::EntryType::Block => return Err(device_refused(&raw)),
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(ImageError::io("cannot read layer", blob))?
+                    .ok_or_else(|| ImageError::invalid("layer", "hard link without a target"))?;
+                safe_components(&target)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure every parent of `comps` inside `root` is a real directory
 /// (creating missing ones), refusing symlinks. Returns the full path.
 fn prepare_parents(root: &Path, comps: &[String], entry: &Path) -> Result<PathBuf> {
@@ -106,7 +188,8 @@ fn cstr(p: &Path) -> Result<CString> {
         .map_err(|_| ImageError::invalid("path", format!("{} contains NUL", p.display())))
 }
 
-/// lchown + chmod (chmod after chown, which clears setuid bits) + mtime, without following symlinks.
+/// lchown + chmod (chmod after chown, which clears setuid bits; `mode` never
+/// carries them, see [`unpacked_mode`]) + mtime, without following symlinks.
 fn set_meta(p: &Path, uid: u64, gid: u64, mode: Option<u32>, mtime: i64) -> Result<()> {
     let c = cstr(p)?;
     let uid = u32::try_from(uid).unwrap_or(0);
@@ -118,7 +201,7 @@ fn set_meta(p: &Path, uid: u64, gid: u64, mode: Option<u32>, mtime: i64) -> Resu
         ));
     }
     if let Some(mode) = mode {
-        fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777))
+        fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o1777))
             .map_err(ImageError::io("cannot set permissions of", p))?;
     }
     set_mtime(p, mtime)
@@ -170,6 +253,7 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
                 remove_any(&dir.join(child))?;
             }
         } else if let Some(hidden) = name.strip_prefix(".wh.") {
+            let hidden = whiteout_target(hidden, &raw)?;
             let mut target = prepare_parents(root, &comps, &raw)?;
             target.set_file_name(hidden);
             remove_any(&target)?;
@@ -194,9 +278,9 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
         }
         let h = entry.header();
         let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
-        let mode = h.mode().unwrap_or(0o644);
-        let mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(0);
         let kind = h.entry_type();
+        let mode = unpacked_mode(kind, h.mode().unwrap_or(0o644));
+        let mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(0);
         let path = prepare_parents(root, &comps, &raw)?;
         let existing = path.symlink_metadata().ok();
         match kind {
@@ -208,7 +292,7 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
                 set_meta(&path, uid, gid, Some(mode), mtime)?;
                 dir_times.push((path, mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 remove_any(&path)?;
                 let mut f = fs::OpenOptions::new()
                     .write(true)
@@ -242,7 +326,9 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
                 let tcomps = safe_components(&target)?;
                 let tpath = prepare_parents(root, &tcomps, &raw)?;
                 match tpath.symlink_metadata() {
-                    Ok(m) if !m.is_dir() => {}
+                    // Only what this unpacking wrote can be linked: regular
+                    // files (modes already cleared), symlinks and FIFOs.
+                    Ok(m) if !m.is_dir() && !is_device(&m) => {}
                     _ => {
                         return Err(ImageError::UnsafeEntry {
                             entry: raw.display().to_string(),
@@ -256,24 +342,12 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
                         .map_err(ImageError::io("cannot create hard link", &path))?;
                 }
             }
-            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+            tar::EntryType::Char | tar::EntryType::Block => return Err(device_refused(&raw)),
+            tar::EntryType::Fifo => {
                 remove_any(&path)?;
-                let (fmt, dev) = match kind {
-                    tar::EntryType::Fifo => (libc::S_IFIFO, 0),
-                    t => {
-                        let major = h.device_major().ok().flatten().unwrap_or(0);
-                        let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                        let fmt = if t == tar::EntryType::Char {
-                            libc::S_IFCHR
-                        } else {
-                            libc::S_IFBLK
-                        };
-                        (fmt, libc::makedev(major, minor))
-                    }
-                };
                 let c = cstr(&path)?;
-                // SAFETY: valid path; mode and device numbers are plain integers.
-                if unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777), dev) } != 0 {
+                // SAFETY: valid path; the mode is a plain integer.
+                if unsafe { libc::mknod(c.as_ptr(), libc::S_IFIFO | mode, 0) } != 0 {
                     return Err(ImageError::io("cannot create node", &path)(
                         io::Error::last_os_error(),
                     ));
@@ -287,6 +361,47 @@ pub(crate) fn apply_layer(blob: &Path, root: &Path) -> Result<()> {
     }
     for (path, mtime) in dir_times.into_iter().rev() {
         set_mtime(&path, mtime)?;
+    }
+    Ok(())
+}
+
+fn is_device(m: &fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_block_device() || m.file_type().is_char_device()
+}
+
+/// Whether an unpacked tree was made under the current rules.
+fn rootfs_is_current(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("format")).is_ok_and(|f| f.trim() == ROOTFS_FORMAT)
+}
+
+/// Clears setuid/setgid bits and removes device nodes under `path`, never
+/// following symlinks.
+fn clean_tree(path: &Path) -> Result<()> {
+    let m = path
+        .symlink_metadata()
+        .map_err(ImageError::io("cannot read", path))?;
+    let ft = m.file_type();
+    if ft.is_symlink() {
+        return Ok(());
+    }
+    if is_device(&m) {
+        return remove_any(path);
+    }
+    let kind = if ft.is_dir() {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    };
+    let mode = m.mode() & 0o7777;
+    if unpacked_mode(kind, mode) != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(unpacked_mode(kind, mode)))
+            .map_err(ImageError::io("cannot set permissions of", path))?;
+    }
+    if ft.is_dir() {
+        for name in sorted_entries(path).map_err(ImageError::io("cannot list", path))? {
+            clean_tree(&path.join(name))?;
+        }
     }
     Ok(())
 }
@@ -372,9 +487,27 @@ impl ImageStore {
         let root = dir.join("root");
         if !dir.exists() {
             self.unpack_into_place(digest, &dir)?;
+        } else if !rootfs_is_current(&dir) {
+            self.clean_old_rootfs(digest, &dir)?;
         }
         self.check_rootfs(digest)?;
         Ok(root)
+    }
+
+    /// Brings a tree unpacked by an older Glint up to [`ROOTFS_FORMAT`] in
+    /// place (instances may be running from it, so it is not replaced):
+    /// checks it was not modified, clears setuid/setgid bits, removes device
+    /// nodes, and records the new fingerprint and format.
+    fn clean_old_rootfs(&self, digest: &Digest, dir: &Path) -> Result<()> {
+        let _exclusive = self.lock("rootfs.lock", true)?;
+        if rootfs_is_current(dir) {
+            return Ok(());
+        }
+        self.check_rootfs(digest)?;
+        clean_tree(&dir.join("root"))?;
+        let fp = fingerprint(&dir.join("root"))?.join("\n");
+        crate::store::write_atomic(self.dir(), &dir.join("fingerprint"), fp.as_bytes())?;
+        crate::store::write_atomic(self.dir(), &dir.join("format"), ROOTFS_FORMAT.as_bytes())
     }
 
     /// Re-stats an unpacked root filesystem and compares it with the
@@ -413,6 +546,9 @@ impl ImageStore {
         let fp = fingerprint(&root)?.join("\n");
         let fp_path = tmp.path().join("fingerprint");
         fs::write(&fp_path, fp).map_err(ImageError::io("cannot write", &fp_path))?;
+        let format_path = tmp.path().join("format");
+        fs::write(&format_path, ROOTFS_FORMAT)
+            .map_err(ImageError::io("cannot write", &format_path))?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(ImageError::io("cannot set permissions of", tmp.path()))?;
         let tmp_path = tmp.keep();
@@ -427,3 +563,7 @@ impl ImageStore {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "unpack_tests.rs"]
+mod tests;

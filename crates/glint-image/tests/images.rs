@@ -640,8 +640,19 @@ fn unpacking_refuses_entries_that_escape_the_root() {
         let file = dir.path().join("rootfs.tar");
         fs::write(&file, &tar).unwrap();
         let store = ImageStore::open(dir.path().join("store")).unwrap();
-        let digest = store.import(&file).unwrap();
-        let err = store.rootfs(&digest).unwrap_err();
+        // What the headers alone show (`..`) is refused at import; what
+        // needs the tree (a write through a symlink) when unpacking.
+        let err = match store.import(&file) {
+            Err(e) => e,
+            Ok(digest) => {
+                let err = store.rootfs(&digest).unwrap_err();
+                assert!(
+                    !store.dir().join("rootfs").join(digest.hex()).exists(),
+                    "{what}: nothing half-unpacked is left in place"
+                );
+                err
+            }
+        };
         assert!(
             matches!(err, ImageError::UnsafeEntry { .. }),
             "{what}: {err}"
@@ -649,8 +660,8 @@ fn unpacking_refuses_entries_that_escape_the_root() {
         assert!(!dir.path().join("store/rootfs/escaped").exists());
         assert!(!std::path::Path::new("/tmp/escaped").exists());
         assert!(
-            !store.dir().join("rootfs").join(digest.hex()).exists(),
-            "{what}: nothing half-unpacked is left in place"
+            store.images().unwrap().is_empty() || what == "symlink",
+            "{what}"
         );
     }
 }

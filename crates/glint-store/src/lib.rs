@@ -28,18 +28,26 @@
 //! in a transaction, and a database written by a newer Glint is refused
 //! rather than damaged.
 //!
+//! Opening is careful (`file`, [`datadir`]): the data directory is created
+//! owner-only and refused when others could change it; a file that is not a
+//! Glint store is an error, never a fresh start; read commands open the
+//! store read-only and never create or migrate anything.
+//!
 //! Times are milliseconds since the Unix epoch, taken from the store's
 //! [`Clock`], never from the system clock directly, so that the conductor
 //! can be tested on paused time.
 //!
-//! Layout: `sqlite` (the SQLite store: opening, transactions, fencing), one
+//! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
+//! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
 //! `leadership`), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
 pub mod clock;
+pub mod datadir;
 pub mod events;
 pub mod feed;
+mod file;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
@@ -49,6 +57,7 @@ pub mod versions;
 
 pub use backoff::{BackoffRecord, Backoffs};
 pub use clock::{Clock, SystemClock};
+pub use datadir::prepare_data_dir;
 pub use events::{Event, EventFilter, EventKind, EventLog, NewEvent, Severity};
 pub use feed::{ChangeFeed, Changes};
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
@@ -120,6 +129,39 @@ pub enum StoreError {
         /// Underlying error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The data directory could be changed by someone else than its owner.
+    #[error("refusing to use data directory {path}: {problem}; {fix}")]
+    DataDirUnsafe {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The database file is not a Glint store (empty, truncated, not SQLite,
+    /// another program's database). Never replaced by a fresh store.
+    #[error(
+        "{path} is not a Glint store: {problem}. Glint will not start a new environment over it: if it holds nothing you need, move it (and any -wal and -shm files beside it) away and run the command again; otherwise restore it from a backup"
+    )]
+    NotAStore {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A read command found a store an older Glint wrote; reading never migrates.
+    #[error(
+        "store database {path} has schema version {found}, older than this glint's ({supported}); a command that writes (`glint apply`, `glint conductor`) upgrades it"
+    )]
+    NeedsUpgrade {
+        /// The database file.
+        path: PathBuf,
+        /// Schema version found.
+        found: i64,
+        /// Schema version this build uses.
+        supported: i64,
     },
     /// The database was written by a newer Glint.
     #[error(

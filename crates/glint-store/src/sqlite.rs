@@ -13,7 +13,7 @@
 //! written, and nothing is ever half-written.
 
 use crate::clock::{Clock, SystemClock};
-use crate::{StoreError, meta, schema};
+use crate::{StoreError, file, meta, schema};
 use rusqlite::{Connection, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -60,57 +60,109 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the store in `dir` with `clock` as the
-    /// source of every time it writes.
+    /// source of every time it writes. The directory is prepared and checked
+    /// first ([`crate::prepare_data_dir`]); an existing file must be a Glint
+    /// store ([`StoreError::NotAStore`]).
     pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        // Creating the directory succeeds on an existing but unwritable one;
-        // probe writability so the user gets a message about the directory,
-        // not an obscure SQLite error later.
+        crate::datadir::prepare_data_dir(dir)?;
+        // The directory may exist and still be unwritable; probe writability
+        // so the user gets a message about the directory, not an obscure
+        // SQLite error later.
         probe_writable(dir)?;
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+        match path.metadata() {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => file::create(dir, &path)?,
+            Err(source) => {
+                return Err(StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        file::check_header(&path)?;
+        crate::datadir::tighten(&path, 0o600);
+        for c in file::companions(&path) {
+            crate::datadir::tighten(&c, 0o600);
+        }
+        // No CREATE flag: a file that vanished since is an error, not a new store.
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             what: "cannot open",
             source,
         })?;
-        let (feed, _) = watch::channel(0);
-        let store = SqliteStore {
-            inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                path,
-                dir: dir.to_owned(),
-                clock,
-                feed: Arc::new(feed),
-                watcher: OnceLock::new(),
-            }),
-            fence: None,
-        };
+        let store = SqliteStore::from_connection(conn, path, dir.to_owned(), clock);
+        store
+            .lock()
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|e| store.err("cannot set busy timeout", e))?;
+        file::check_contents(&store)?;
         store.configure()?;
         schema::migrate(&store)?;
         meta::ensure_store_id(&store)?;
         Ok(store)
     }
 
-    /// Opens an existing store: `None` if the directory or database does not
-    /// exist (read commands should not create state).
+    /// A store over an open connection (no checks: the callers make them).
+    pub(crate) fn from_connection(
+        conn: Connection,
+        path: PathBuf,
+        dir: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> SqliteStore {
+        let (feed, _) = watch::channel(0);
+        SqliteStore {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                dir,
+                clock,
+                feed: Arc::new(feed),
+                watcher: OnceLock::new(),
+            }),
+            fence: None,
+        }
+    }
+
+    /// Opens an existing store for a command that may write: `None` if the
+    /// directory or database does not exist (so that nothing is created for
+    /// nothing), else as [`SqliteStore::open`].
     pub fn open_existing(dir: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        match SqliteStore::exists(dir)? {
+            true => SqliteStore::open(dir).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Opens an existing store for reading only: creates, migrates and writes
+    /// nothing, so it works on a read-only or full filesystem. `None` when
+    /// nothing has been recorded in `dir`. Every write through the returned
+    /// store fails.
+    pub fn open_read_only(dir: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        match SqliteStore::exists(dir)? {
+            true => file::open_read_only(dir, &dir.join(DB_FILE)),
+            false => Ok(None),
+        }
+    }
+
+    /// Whether `dir` has a database file, distinguishing "nothing here yet"
+    /// from "cannot look".
+    fn exists(dir: &Path) -> Result<bool, StoreError> {
         let path = dir.join(DB_FILE);
         match std::fs::metadata(&path) {
-            Ok(_) => SqliteStore::open(dir).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Distinguish "nothing here yet" from "cannot look".
-                match std::fs::read_dir(dir) {
-                    Ok(_) => Ok(None),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(StoreError::DataDir {
-                        path: dir.to_owned(),
-                        source,
-                    }),
-                }
-            }
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_dir(dir) {
+                Ok(_) => Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(source) => Err(StoreError::DataDir {
+                    path: dir.to_owned(),
+                    source,
+                }),
+            },
             Err(source) => Err(StoreError::DataDir {
                 path: dir.to_owned(),
                 source,
@@ -135,14 +187,21 @@ impl SqliteStore {
 
     fn configure(&self) -> Result<(), StoreError> {
         let conn = self.lock();
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| self.err("cannot set busy timeout", e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;",
         )
-        .map_err(|e| self.err("cannot configure", e))
+        .map_err(|e| self.err("cannot configure", e))?;
+        // Stores made before Glint set an application id get it now.
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.err("cannot read application id", e))?;
+        if app == 0 {
+            conn.pragma_update(None, "application_id", file::APPLICATION_ID)
+                .map_err(|e| self.err("cannot set application id", e))?;
+        }
+        Ok(())
     }
 
     /// Now, by the store's clock.

@@ -7,7 +7,7 @@
 
 use super::images::{open_store, report};
 use crate::cli::{BuildArgs, Global, OutputFormat};
-use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::output::{EXIT_FAILED, EXIT_OK, inert, inert_line};
 use glint_image::{BuildOptions, HealthProbe, Progress, VerifyRun};
 use glint_model::Probe;
 use std::collections::BTreeMap;
@@ -23,10 +23,7 @@ pub fn run(global: &Global, args: BuildArgs) -> i32 {
     let root = loaded.root;
     let store = match open_store(global) {
         Ok(s) => s,
-        Err(e) => {
-            report("cannot open the image store", &e);
-            return EXIT_USAGE;
-        }
+        Err(f) => return f.0,
     };
     let opts = BuildOptions {
         tag_prefix: format!("{}/", env.name),
@@ -42,10 +39,13 @@ pub fn run(global: &Global, args: BuildArgs) -> i32 {
             cached,
             ..
         } => eprintln!(
-            "  [{step}/{of}] {what}{}",
+            "  [{step}/{of}] {}{}",
+            inert(what),
             if *cached { " (cached)" } else { "" }
         ),
-        Progress::Test { test, command, .. } => eprintln!("  test {test} passed: {command}"),
+        Progress::Test { test, command, .. } => {
+            eprintln!("  test {test} passed: {}", inert(command))
+        }
         Progress::Done { .. } => {}
     };
     let built = match glint_image::build(&env.images, &root, &store, &opts, &mut on_progress) {
@@ -96,10 +96,13 @@ pub fn run(global: &Global, args: BuildArgs) -> i32 {
                 Ok(r) => {
                     eprintln!(
                         "error: image {name} failed the immutability test: {}",
-                        r.reason
+                        inert(&r.reason)
                     );
                     if !r.output.trim().is_empty() {
-                        eprintln!("  its output:\n{}", r.output.trim_end());
+                        eprintln!("  its output:");
+                        for line in r.output.trim_end().lines() {
+                            eprintln!("{}", inert_line(line));
+                        }
                     }
                     return EXIT_FAILED;
                 }

@@ -1,8 +1,15 @@
 //! `glint events`: the event log, optionally followed.
+//!
+//! Only reads (a read-only or full data directory is fine). Event messages
+//! quote what instances and files said, so the text form makes them inert
+//! ([`crate::output::inert`]); `--service` must name a service the data
+//! directory knows.
 
 use crate::cli::{EventsArgs, Global, OutputFormat};
-use crate::common::{CmdResult, Paint, open_existing_store, print_json, time_of};
-use crate::output::EXIT_OK;
+use crate::common::{
+    CmdResult, Paint, fail, known_service, open_store_to_read, print_json, time_of,
+};
+use crate::output::{EXIT_FAILED, EXIT_OK, inert};
 use glint_store::prelude::*;
 use glint_store::{Event, EventFilter, Severity};
 use std::time::Duration;
@@ -14,7 +21,15 @@ pub fn run(global: &Global, args: EventsArgs) -> i32 {
 
 fn body(global: &Global, args: EventsArgs) -> CmdResult {
     let json = args.output.output == OutputFormat::Json;
-    let Some(store) = open_existing_store(global)? else {
+    let Some(store) = open_store_to_read(global)? else {
+        if let Some(service) = &args.service {
+            return Err(fail(
+                EXIT_FAILED,
+                format_args!(
+                    "there is no service `{service}`: nothing has been applied in this data directory yet"
+                ),
+            ));
+        }
         if json {
             print_json(&serde_json::json!({ "events": [] }));
         } else {
@@ -22,6 +37,9 @@ fn body(global: &Global, args: EventsArgs) -> CmdResult {
         }
         return Ok(EXIT_OK);
     };
+    if let Some(service) = &args.service {
+        known_service(&store, service)?;
+    }
     let mut filter = EventFilter {
         service: args.service.clone(),
         limit: Some(args.limit),
@@ -76,5 +94,5 @@ pub fn line(e: &Event, paint: Paint) -> String {
         Severity::Warning => paint.yellow(&kind),
         Severity::Incident => paint.red(&kind),
     };
-    format!("{}  {kind}  {}", time_of(e.at), e.message)
+    format!("{}  {kind}  {}", time_of(e.at), inert(&e.message))
 }

@@ -1,7 +1,7 @@
 //! `glint history`: the versions of the environment, oldest first.
 
 use crate::cli::{Global, HistoryArgs, OutputFormat};
-use crate::common::{CmdResult, Paint, Table, age_of, open_existing_store, print_json, time_of};
+use crate::common::{CmdResult, Paint, Table, age_of, open_store_to_read, print_json, time_of};
 use crate::output::EXIT_OK;
 use glint_store::prelude::*;
 
@@ -11,7 +11,7 @@ pub fn run(global: &Global, args: HistoryArgs) -> i32 {
 }
 
 fn body(global: &Global, args: HistoryArgs) -> CmdResult {
-    let Some(store) = open_existing_store(global)? else {
+    let Some(store) = open_store_to_read(global)? else {
         return nothing(args.output.output);
     };
     let versions = store

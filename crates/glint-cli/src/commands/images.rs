@@ -7,11 +7,13 @@
 //! ([`images_of_last_versions`]).
 
 use crate::cli::{Global, ImageArgs, ImageCommand, ImagesArgs, OutputFormat};
-use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use glint_image::ImageStore;
+use crate::common::{Failed, fail};
+use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, inert, inert_line};
+use glint_image::{ImageError, ImageStore};
 use glint_model::Digest;
 use glint_store::prelude::*;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The data directory (see [`crate::common::data_dir`]).
@@ -19,14 +21,29 @@ pub fn data_dir(global: &Global) -> PathBuf {
     crate::common::data_dir(global)
 }
 
-/// Opens `<data-dir>/images`.
-pub fn open_store(global: &Global) -> Result<ImageStore, glint_image::ImageError> {
-    ImageStore::open(data_dir(global).join("images"))
+/// Opens `<data-dir>/images` for a command that writes (build, import, gc,
+/// and the commands that build or launch): the data directory is prepared and
+/// checked first ([`crate::common::prepare_data_dir`]).
+pub fn open_store(global: &Global) -> Result<ImageStore, Failed> {
+    let dir = crate::common::prepare_data_dir(global)?;
+    ImageStore::open(dir.join("images")).map_err(|e| {
+        report("cannot open the image store", &e);
+        Failed(EXIT_USAGE)
+    })
+}
+
+/// Opens `<data-dir>/images` for reading, creating nothing; `None` when no
+/// image was ever stored there.
+fn open_store_to_read(global: &Global) -> Result<Option<ImageStore>, Failed> {
+    ImageStore::open_existing(data_dir(global).join("images")).map_err(|e| {
+        report("cannot open the image store", &e);
+        Failed(EXIT_USAGE)
+    })
 }
 
 /// Every version's image digests, oldest first (empty without a store).
 fn version_images(data_dir: &Path) -> Vec<(u64, BTreeSet<Digest>)> {
-    let Ok(Some(store)) = glint_store::SqliteStore::open_existing(data_dir) else {
+    let Ok(Some(store)) = glint_store::SqliteStore::open_read_only(data_dir) else {
         return Vec::new();
     };
     let Ok(list) = store.list_versions() else {
@@ -57,7 +74,7 @@ fn images_of_last_versions(data_dir: &Path, n: usize) -> BTreeSet<Digest> {
         .take(n)
         .flat_map(|(_, images)| images.iter().cloned())
         .collect();
-    if let Ok(Some(store)) = glint_store::SqliteStore::open_existing(data_dir)
+    if let Ok(Some(store)) = glint_store::SqliteStore::open_read_only(data_dir)
         && let Ok(live) = store.live_instances()
     {
         keep.extend(live.into_iter().map(|i| i.image));
@@ -81,24 +98,53 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Prints an error and its causes on stderr.
-pub fn report(context: &str, err: &dyn std::error::Error) {
-    eprintln!("error: {context}: {err}");
-    let mut source = err.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
+/// Prints an error and its causes on stderr, made [`inert`] (archive entries,
+/// tags and paths come from outside). The output a failed build step or test
+/// printed keeps its lines, each made inert on its own.
+pub fn report(context: &str, err: &(dyn std::error::Error + 'static)) {
+    let mut first = true;
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let output = match e.downcast_ref::<ImageError>() {
+            Some(
+                ImageError::StepFailed { output, .. }
+                | ImageError::TestFailed { output, .. }
+                | ImageError::NetworkAttempt { output, .. },
+            ) if !output.trim_end().is_empty() => Some(output.trim_end()),
+            _ => None,
+        };
+        let head = output
+            .and_then(|o| text.strip_suffix(&format!("; output:\n{o}")))
+            .unwrap_or(&text);
+        if first {
+            eprintln!("error: {}: {}", inert(context), inert(head));
+        } else {
+            eprintln!("  caused by: {}", inert(head));
+        }
+        if let Some(o) = output.filter(|_| head.len() < text.len()) {
+            eprintln!("  output:");
+            for line in o.lines() {
+                eprintln!("    {}", inert_line(line));
+            }
+        }
+        first = false;
+        current = e.source();
     }
 }
 
 /// Runs `glint images`.
 pub fn list(global: &Global, args: ImagesArgs) -> i32 {
-    let store = match open_store(global) {
-        Ok(s) => s,
-        Err(e) => {
-            report("cannot open the image store", &e);
-            return EXIT_USAGE;
+    let store = match open_store_to_read(global) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            match args.output.output {
+                OutputFormat::Json => println!("[]"),
+                OutputFormat::Text => println!("No images yet."),
+            }
+            return EXIT_OK;
         }
+        Err(f) => return f.0,
     };
     let images = match store.list() {
         Ok(i) => i,
@@ -137,7 +183,7 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
                 let tags = if i.tags.is_empty() {
                     "<none>".to_owned()
                 } else {
-                    i.tags.join(",")
+                    inert(&i.tags.join(",")).into_owned()
                 };
                 let versions = versions_using(&versions, &i.digest);
                 println!(
@@ -145,7 +191,7 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
                     i.digest.short(),
                     tags,
                     human_size(i.size),
-                    i.created.as_deref().unwrap_or("-"),
+                    inert(i.created.as_deref().unwrap_or("-")),
                     if versions.is_empty() {
                         "-".to_owned()
                     } else {
@@ -160,12 +206,31 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
 
 /// Runs `glint image …`.
 pub fn run(global: &Global, args: ImageArgs) -> i32 {
-    let store = match open_store(global) {
-        Ok(s) => s,
-        Err(e) => {
-            report("cannot open the image store", &e);
-            return EXIT_USAGE;
+    let store = match &args.command {
+        // Reading needs no writable data directory.
+        ImageCommand::Inspect { .. } | ImageCommand::Export { .. } => {
+            match open_store_to_read(global) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    let image = match &args.command {
+                        ImageCommand::Inspect { image } | ImageCommand::Export { image, .. } => {
+                            image.as_str()
+                        }
+                        _ => "",
+                    };
+                    fail(
+                        EXIT_FAILED,
+                        format_args!("no image `{image}` in the store (it holds no images yet)"),
+                    );
+                    return EXIT_FAILED;
+                }
+                Err(f) => return f.0,
+            }
         }
+        _ => match open_store(global) {
+            Ok(s) => s,
+            Err(f) => return f.0,
+        },
     };
     let resolve = |r: &str| match store.resolve(r) {
         Ok(d) => Some(d),
@@ -218,16 +283,7 @@ pub fn run(global: &Global, args: ImageArgs) -> i32 {
             let Some(digest) = resolve(&image) else {
                 return EXIT_FAILED;
             };
-            match store.export(&digest, &output) {
-                Ok(()) => {
-                    println!("exported {digest} to {}", output.display());
-                    EXIT_OK
-                }
-                Err(e) => {
-                    report(&format!("cannot export {digest}"), &e);
-                    EXIT_FAILED
-                }
-            }
+            export(&store, &digest, &output)
         }
         ImageCommand::Import { file } => match store.import(&file) {
             Ok(digest) => {
@@ -239,5 +295,55 @@ pub fn run(global: &Global, args: ImageArgs) -> i32 {
                 EXIT_FAILED
             }
         },
+    }
+}
+
+/// `glint image export IMAGE -o PATH|-`: a file (written beside the target
+/// and renamed; anything but a regular file is refused) or stdout (refused
+/// when it is a terminal: an archive is not for reading).
+fn export(store: &ImageStore, digest: &Digest, output: &Path) -> i32 {
+    if output == Path::new("-") {
+        if crate::output::stdout_is_terminal() {
+            fail(
+                EXIT_USAGE,
+                "refusing to write an image archive to a terminal; redirect stdout (`-o - > FILE`, `-o - | docker load`) or give a file with -o",
+            );
+            return EXIT_USAGE;
+        }
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let result = store.export_to(digest, &mut out).and_then(|()| {
+            out.flush().map_err(|source| ImageError::Io {
+                what: "cannot write",
+                path: "<stdout>".into(),
+                source,
+            })
+        });
+        return match result {
+            Ok(()) => {
+                eprintln!("exported {digest} to stdout");
+                EXIT_OK
+            }
+            Err(e) => {
+                report(&format!("cannot export {digest}"), &e);
+                EXIT_FAILED
+            }
+        };
+    }
+    match store.export(digest, output) {
+        Ok(()) => {
+            println!(
+                "exported {digest} to {}",
+                inert(&output.display().to_string())
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            report(&format!("cannot export {digest}"), &e);
+            if matches!(e, ImageError::ExportTarget { .. }) {
+                eprintln!("  hint: give a new file name, or `-o -` to write to stdout");
+            }
+            EXIT_FAILED
+        }
     }
 }

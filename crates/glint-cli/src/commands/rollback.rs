@@ -4,7 +4,7 @@
 //! (A blue/green service whose old set is still kept switches back at once.)
 
 use crate::cli::{Global, RollbackArgs};
-use crate::common::{CmdResult, Paint, fail, fail_io, fail_op, open_existing_store};
+use crate::common::{CmdResult, Paint, fail, fail_op, open_existing_store};
 use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use glint_model::VersionNumber;
 
@@ -29,8 +29,7 @@ fn body(global: &Global, args: RollbackArgs) -> CmdResult {
         })?),
         None => None,
     };
-    let images = crate::commands::images::open_store(global)
-        .map_err(|e| fail_io("cannot open the image store", &e))?;
+    let images = crate::commands::images::open_store(global)?;
     let applied = glint_conductor::ops::rollback(&store, &images, to).map_err(|e| fail_op(&e))?;
     let paint = Paint::stdout(global);
     let restores = match applied.version.kind {

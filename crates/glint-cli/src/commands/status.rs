@@ -6,7 +6,7 @@
 //! and counters, crash-loop backoff).
 
 use crate::cli::{Global, OutputFormat, StatusArgs};
-use crate::common::{CmdResult, Paint, Table, open_existing_store, print_json};
+use crate::common::{CmdResult, Paint, Table, open_store_to_read, print_json};
 use crate::output::EXIT_OK;
 use glint_conductor::lock::ConductorLock;
 use glint_conductor::plan::{Target, fingerprint};
@@ -80,7 +80,7 @@ struct EndpointReport {
 
 fn body(global: &Global, args: StatusArgs) -> CmdResult {
     let json = args.output.output == OutputFormat::Json;
-    let Some(store) = open_existing_store(global)? else {
+    let Some(store) = open_store_to_read(global)? else {
         if json {
             print_json(&Report {
                 store_id: None,
