@@ -26,6 +26,8 @@ pub struct Sandbox {
     pid: i32,
     pidfd: OwnedFd,
     report: Option<StartReport>,
+    /// How PID 1 ended, once reaped.
+    ended: Option<ExitStatus>,
 }
 
 /// How a sandbox's setup went, read from its error pipe.
@@ -139,6 +141,7 @@ pub fn spawn(plan: Plan) -> Result<Sandbox, SandboxError> {
         pid,
         pidfd,
         report: Some(StartReport { pipe: reader, init }),
+        ended: None,
     })
 }
 
@@ -212,8 +215,12 @@ impl Sandbox {
         self.pidfd
     }
 
-    /// Sends SIGKILL to PID 1, which ends everything in the sandbox.
+    /// Sends SIGKILL to PID 1, which ends everything in the sandbox. Does
+    /// nothing once it has been reaped.
     pub fn kill(&self) -> io::Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
         // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
         let r = unsafe {
             libc::syscall(
@@ -233,11 +240,15 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Waits for PID 1 to end and reaps it. Blocking.
-    pub fn wait(&self) -> io::Result<ExitStatus> {
+    /// Waits for PID 1 to end and reaps it (or returns how it ended, if it
+    /// was reaped already). Blocking.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
         loop {
+            if let Some(s) = self.ended {
+                return Ok(s);
+            }
             match self.wait_flags(libc::WEXITED) {
-                Ok(Some(s)) => return Ok(s),
+                Ok(Some(_)) => {}
                 Ok(None) => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -246,11 +257,15 @@ impl Sandbox {
     }
 
     /// Reaps PID 1 if it has ended.
-    pub fn try_wait(&self) -> io::Result<Option<ExitStatus>> {
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.ended.is_some() {
+            return Ok(self.ended);
+        }
         self.wait_flags(libc::WEXITED | libc::WNOHANG)
     }
 
-    fn wait_flags(&self, flags: c_int) -> io::Result<Option<ExitStatus>> {
+    /// One `waitid`; remembers a status it reaps.
+    fn wait_flags(&mut self, flags: c_int) -> io::Result<Option<ExitStatus>> {
         // SAFETY: siginfo_t is plain data, filled in by waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid on our own child's pidfd.
@@ -271,10 +286,11 @@ impl Sandbox {
         if pid == 0 {
             return Ok(None);
         }
-        Ok(match code {
+        self.ended = match code {
             libc::CLD_EXITED => Some(ExitStatus::Code(status)),
             libc::CLD_KILLED | libc::CLD_DUMPED => Some(ExitStatus::Signal(status)),
             _ => None,
-        })
+        };
+        Ok(self.ended)
     }
 }
