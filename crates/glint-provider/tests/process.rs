@@ -24,6 +24,7 @@ type Test = (&'static str, fn(Isolation));
 
 fn main() -> std::process::ExitCode {
     run_app_if_requested();
+    plant_conductor_secret();
     let args = Arguments::from_args();
     let tests: Vec<Test> = vec![
         (
@@ -71,12 +72,24 @@ fn main() -> std::process::ExitCode {
             "duplicate_instance_id_is_refused",
             duplicate_instance_id_is_refused,
         ),
+        (
+            "instances_cannot_read_the_conductors_environment",
+            instances_cannot_read_the_conductors_environment,
+        ),
     ];
     let namespaces_only: Vec<Test> = vec![
         ("instance_sees_only_its_image", instance_sees_only_its_image),
         (
             "broken_setup_fails_the_launch_cleanly",
             broken_setup_fails_the_launch_cleanly,
+        ),
+        (
+            "volumes_are_bound_read_write_or_read_only",
+            volumes_are_bound_read_write_or_read_only,
+        ),
+        (
+            "a_joined_network_namespace_is_all_the_instance_sees",
+            a_joined_network_namespace_is_all_the_instance_sees,
         ),
     ];
     // Every behaviour is checked for plain processes and, where this machine
@@ -99,6 +112,10 @@ fn main() -> std::process::ExitCode {
             .with_ignored_flag(!namespaces),
         );
     }
+    trials.push(Trial::test(
+        "plain::attachments_need_namespaces",
+        attachments_need_namespaces,
+    ));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -685,4 +702,173 @@ fn labelled_pids(store: &str, id: &InstanceId) -> Vec<i32> {
         }
     }
     pids
+}
+
+fn instances_cannot_read_the_conductors_environment(iso: Isolation) {
+    let secret = conductor_secret();
+    // The secret is where a leak would find it: in this process's
+    // environment as the kernel shows it.
+    let own = std::fs::read("/proc/self/environ").unwrap();
+    assert!(
+        String::from_utf8_lossy(&own).contains(&secret),
+        "the secret was not planted"
+    );
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("environ");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let s = spec(&store, "web", "environ");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        assert!(
+            !out.contains(&secret),
+            "the conductor's secret leaked:\n{out}"
+        );
+        // The instance's own environment is exactly the declared one.
+        let own = out
+            .lines()
+            .find_map(|l| l.strip_prefix("own_environ="))
+            .unwrap();
+        let mut keys: Vec<&str> = own
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "GLINT_ENVIRONMENT",
+                "GLINT_IMAGE",
+                "GLINT_INSTANCE_ID",
+                "GLINT_SERVICE",
+                "GLINT_STORE",
+                "GLINT_TESTAPP",
+                "GLINT_VERSION",
+                "HOST",
+                "PORT"
+            ],
+            "{out}"
+        );
+        if iso == Isolation::Namespaces {
+            // PID 1 of the instance is its init, readable from inside (the
+            // program is root there), and it holds no environment at all.
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(lines.contains(&"init_environ_readable=true"), "{out}");
+            assert!(lines.contains(&"init_environ="), "{out}");
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn volumes_are_bound_read_write_or_read_only(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("volumes");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let rw = tempfile::tempdir().unwrap();
+        let ro = tempfile::tempdir().unwrap();
+        std::fs::write(ro.path().join("conf"), b"setting=1\n").unwrap();
+        let s = spec(&store, "db", "volumes");
+        let id = id_of(&s);
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.binds = vec![
+            glint_provider::process::Bind::read_write(rw.path(), "/data/rw"),
+            glint_provider::process::Bind::read_only(ro.path(), "/data/ro"),
+        ];
+        p.launch_with(s, attach).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        for line in ["rw_written=true", "ro_read=setting=1", "ro_written=false"] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(rw.path().join("out")).unwrap(),
+            "from the instance"
+        );
+        assert!(!ro.path().join("new").exists());
+        // The image has no /data: its mount points were made beside it.
+        assert!(!image_root().join("data").exists());
+        p.remove(&id).await.unwrap();
+        // The volume outlives the instance.
+        assert!(rw.path().join("out").exists());
+    });
+}
+
+/// A network namespace made with `ip netns add`, with one end of a veth pair
+/// in it; deleted (with both ends) when dropped.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new() -> TestNetns {
+        let name = format!("glint-prov-{}", std::process::id());
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip {args:?}");
+        };
+        run(&["netns", "add", &name]);
+        let ns = TestNetns(name);
+        let host_end = format!("gph{}", std::process::id());
+        run(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns.0,
+        ]);
+        ns
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn a_joined_network_namespace_is_all_the_instance_sees(iso: Isolation) {
+    runtime().block_on(async {
+        let netns = TestNetns::new();
+        let state = state_dir();
+        let store = unique_store("netns");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let s = spec(&store, "web", "interfaces");
+        let id = id_of(&s);
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.network = Some(
+            glint_provider::process::NetNs::open(&Path::new("/run/netns").join(&netns.0)).unwrap(),
+        );
+        p.launch_with(s, attach).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        assert!(out.lines().any(|l| l == "interfaces=eth0,lo"), "{out}");
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn attachments_need_namespaces() -> Result<(), libtest_mimic::Failed> {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("attach");
+        let p = ProcessProvider::open_with(state.path(), &store, Isolation::None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.binds = vec![glint_provider::process::Bind::read_write(
+            dir.path(),
+            "/data",
+        )];
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        match p.launch_with(s, attach).await {
+            Err(e @ ProviderError::Launch { .. }) => {
+                assert!(e.to_string().contains("namespace isolation"), "{e}")
+            }
+            other => panic!("expected a launch error, got {other:?}"),
+        }
+        assert!(!instance_dir(state.path(), &id).exists());
+        assert!(p.observe().await.unwrap().is_empty());
+    });
+    Ok(())
 }

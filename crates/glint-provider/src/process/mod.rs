@@ -51,8 +51,17 @@
 //! default): with [`Isolation::Namespaces`] (root only) each instance gets
 //! its own mount, PID, UTS and IPC namespaces with the image as its read-only
 //! root, behind a tiny init that forwards signals (see the `ns` module); the
-//! recorded pid is then that init's. With [`Isolation::None`] it is a plain
-//! process that sees the host (the program still comes from the image).
+//! recorded pid is then that init's. [`ProcessProvider::launch_with`] adds
+//! [`Attachments`]: bind mounts (volumes), a network namespace to join,
+//! cgroups. With [`Isolation::None`] it is a plain process that sees the host
+//! (the program still comes from the image) and nothing can be attached.
+//!
+//! Either way no process of an instance holds anything of the conductor's
+//! environment: a plain program is executed with exactly the instance's
+//! environment, and a namespaced instance's init is executed (not forked)
+//! with an empty one. A plain program runs as the conductor's user, though,
+//! and may read the conductor's `/proc/<pid>/environ` like any process of
+//! that user (isolation is what prevents that).
 //!
 //! Resource limits in the spec are not enforced by this provider yet.
 
@@ -62,6 +71,8 @@ mod record;
 mod resolve;
 mod spawn;
 
+pub use glint_sandbox::{Bind, Cgroups, NetNs};
+pub use ns::Attachments;
 pub use record::{LogPaths, log_paths};
 
 use crate::{
@@ -112,7 +123,8 @@ pub enum Isolation {
     None,
     /// Each instance in its own mount, PID, UTS and IPC namespaces, with the
     /// image as its read-only root, fresh `/proc`, tmpfs `/tmp`, a minimal
-    /// `/dev`, and the host's network (see the `ns` module). Needs root.
+    /// `/dev`, and the host's network unless one is attached (see the `ns`
+    /// module and [`Attachments`]). Needs root.
     Namespaces,
 }
 
@@ -277,12 +289,7 @@ impl ProcessProvider {
                 "the process provider must be opened inside a tokio runtime".into(),
             ));
         }
-        let mut dirs = vec![record::run_dir(state_dir), record::logs_dir(state_dir)];
-        if isolation == Isolation::Namespaces {
-            let skeleton = record::skeleton_dir(state_dir);
-            dirs.extend(["proc", "dev", "tmp"].map(|d| skeleton.join(d)));
-        }
-        for dir in dirs {
+        for dir in [record::run_dir(state_dir), record::logs_dir(state_dir)] {
             std::fs::create_dir_all(&dir).map_err(|source| ProviderError::Io {
                 what: "cannot create provider directory".into(),
                 path: dir.clone(),
@@ -806,13 +813,16 @@ impl Inner {
     }
 }
 
-#[async_trait]
-impl Provider for ProcessProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Process
-    }
-
-    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+impl ProcessProvider {
+    /// Launches an instance as [`Provider::launch`] does, with `attach`
+    /// (volumes, a network namespace, cgroups) added to its world. Anything
+    /// attached needs [`Isolation::Namespaces`]; asking for it without is a
+    /// launch error.
+    pub async fn launch_with(
+        &self,
+        spec: LaunchSpec,
+        attach: Attachments,
+    ) -> Result<Observed, ProviderError> {
         let inner = &self.inner;
         let id = spec.labels.instance.clone();
         let fail = |reason: String, source: Option<std::io::Error>| ProviderError::Launch {
@@ -832,6 +842,13 @@ impl Provider for ProcessProvider {
         let Some(argv0) = spec.argv.first() else {
             return Err(fail("the command line (argv) is empty".into(), None));
         };
+        if inner.isolation == Isolation::None && !attach.is_empty() {
+            return Err(fail(
+                "volumes, network namespaces and cgroups need namespace isolation (run as root)"
+                    .into(),
+                None,
+            ));
+        }
         let program = resolve::resolve_program(
             &spec.image.rootfs,
             argv0,
@@ -907,8 +924,10 @@ impl Provider for ProcessProvider {
             }
             Isolation::Namespaces => {
                 let root_mount = dir.join("root");
+                let mount_points = ns::mount_points_dir(&dir);
                 let status_path = record::exit_status_path(&dir);
                 let status = std::fs::create_dir_all(&root_mount)
+                    .and_then(|()| std::fs::create_dir_all(&mount_points))
                     .and_then(|()| {
                         File::options()
                             .create(true)
@@ -922,11 +941,10 @@ impl Provider for ProcessProvider {
                             Some(e),
                         )
                     })?;
-                let skeleton = record::skeleton_dir(&inner.state_dir);
                 let layout = ns::Layout {
-                    skeleton: &skeleton,
                     rootfs: &spec.image.rootfs,
                     root_mount: &root_mount,
+                    mount_points: &mount_points,
                     workdir: &spec.workdir,
                     hostname: id.as_str(),
                 };
@@ -935,21 +953,23 @@ impl Provider for ProcessProvider {
                     stderr,
                     status,
                 };
-                let started =
-                    ns::spawn(&layout, &program, &spec.argv, &env, stdio).map_err(start_err)?;
-                let pid = started.pid;
+                let mut started = ns::spawn(&layout, &program, &spec.argv, &env, stdio, attach)
+                    .map_err(start_err)?;
+                let pid = started.pid();
+                let report = started.take_report();
                 guard.spawned = Some(GuardedChild {
                     pid,
-                    pidfd: started.pidfd,
+                    pidfd: started.into_pidfd(),
                     reap: true,
                 });
                 // Wait (off the reactor) until the program has been executed
                 // or a setup step has failed.
-                let errors = started.errors;
-                match tokio::task::spawn_blocking(move || ns::wait_started(errors)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(start_err(e)),
-                    Err(e) => return Err(start_err(std::io::Error::other(e))),
+                if let Some(report) = report {
+                    match tokio::task::spawn_blocking(move || ns::wait_started(report)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(start_err(e)),
+                        Err(e) => return Err(start_err(std::io::Error::other(e))),
+                    }
                 }
                 // Unreaped (even if it ended), so its pid is still its own.
                 let start_ticks = procfs::stat(pid).map_err(start_err)?.start_ticks;
@@ -1007,6 +1027,17 @@ impl Provider for ProcessProvider {
                 None,
             )
         })
+    }
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Process
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+        self.launch_with(spec, Attachments::default()).await
     }
 
     async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError> {

@@ -21,6 +21,35 @@ pub const APP_MODE: &str = "GLINT_TESTAPP";
 /// Generous bound for anything a test waits for on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The variable that carries a secret planted in the test process's own
+/// environment (as a conductor's might hold a token), which no instance may
+/// see.
+pub const CONDUCTOR_SECRET: &str = "GLINT_TEST_CONDUCTOR_SECRET";
+
+/// Makes sure this process was started with [`CONDUCTOR_SECRET`] in its
+/// environment: if not, executes itself again with it. (`setenv` would not
+/// do: the kernel shows a process's environment as it was at `execve`, and
+/// that is what a leak would expose.) Call first thing in `main`, before any
+/// thread starts.
+pub fn plant_conductor_secret() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(CONDUCTOR_SECRET).is_some() {
+        return;
+    }
+    let secret = format!("secret-{}-{}", std::process::id(), next_entropy());
+    let exe = std::env::current_exe().expect("own executable");
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CONDUCTOR_SECRET, secret)
+        .exec();
+    panic!("cannot re-execute the test binary: {err}");
+}
+
+/// The planted secret (see [`plant_conductor_secret`]).
+pub fn conductor_secret() -> String {
+    std::env::var(CONDUCTOR_SECRET).expect("the secret was planted in main")
+}
+
 /// If this process was started as an instance program, runs it and never
 /// returns.
 pub fn run_app_if_requested() {
@@ -145,6 +174,59 @@ fn app(mode: &str) -> i32 {
             println!("hostname={}", hostname.trim());
             let cwd = std::env::current_dir().unwrap_or_default();
             println!("cwd={}", cwd.display());
+            ready();
+            sleep_forever()
+        }
+        // What the instance can read of others' environments.
+        "environ" => {
+            match std::fs::read("/proc/1/environ") {
+                Ok(b) => {
+                    println!("init_environ_readable=true");
+                    println!(
+                        "init_environ={}",
+                        String::from_utf8_lossy(&b).replace('\0', " ")
+                    );
+                }
+                Err(e) => println!("init_environ_readable=false ({e})"),
+            }
+            let own = std::fs::read("/proc/self/environ").unwrap_or_default();
+            println!(
+                "own_environ={}",
+                String::from_utf8_lossy(&own).replace('\0', " ")
+            );
+            ready();
+            sleep_forever()
+        }
+        // Bound volumes: /data/rw must take a write, /data/ro must not.
+        "volumes" => {
+            println!(
+                "rw_written={}",
+                std::fs::write("/data/rw/out", b"from the instance").is_ok()
+            );
+            println!(
+                "ro_read={}",
+                std::fs::read_to_string("/data/ro/conf")
+                    .unwrap_or_default()
+                    .trim()
+            );
+            println!(
+                "ro_written={}",
+                std::fs::write("/data/ro/new", b"x").is_ok()
+            );
+            ready();
+            sleep_forever()
+        }
+        // The network interfaces the instance sees.
+        "interfaces" => {
+            let dev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+            let mut names: Vec<&str> = dev
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, _)| n.trim())
+                .collect();
+            names.sort_unstable();
+            println!("interfaces={}", names.join(","));
             ready();
             sleep_forever()
         }
