@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use glint_model::InstanceId;
+use glint_provider::process::{LogLimits, Options, rotated_path};
 use glint_provider::{
     Isolation, LaunchSpec, ProcessProvider, Provider, ProviderError, RunState, log_paths,
 };
@@ -75,6 +76,18 @@ fn main() -> std::process::ExitCode {
         (
             "instances_cannot_read_the_conductors_environment",
             instances_cannot_read_the_conductors_environment,
+        ),
+        (
+            "logs_rotate_while_the_instance_keeps_writing",
+            logs_rotate_while_the_instance_keeps_writing,
+        ),
+        (
+            "the_provider_rotates_logs_by_itself",
+            the_provider_rotates_logs_by_itself,
+        ),
+        (
+            "logs_of_gone_instances_are_pruned_to_the_newest_per_service",
+            logs_of_gone_instances_are_pruned_to_the_newest_per_service,
         ),
     ];
     let namespaces_only: Vec<Test> = vec![
@@ -871,4 +884,172 @@ fn attachments_need_namespaces() -> Result<(), libtest_mimic::Failed> {
         assert!(p.observe().await.unwrap().is_empty());
     });
     Ok(())
+}
+
+/// Small log limits; with `check_every` long, only explicit passes rotate.
+fn small_logs(iso: Isolation, check_every: Duration) -> Options {
+    let mut o = Options::new(iso);
+    o.logs = LogLimits {
+        max_file_bytes: 64 * 1024,
+        rotated_files: 2,
+        gone_per_service: 2,
+        check_every,
+    };
+    o
+}
+
+/// Everything kept of a stream, oldest first.
+fn kept_output(path: &Path) -> String {
+    let mut all = String::new();
+    for i in (1..=2).rev() {
+        all.push_str(&std::fs::read_to_string(rotated_path(path, i)).unwrap_or_default());
+    }
+    all + &std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Checks that the numbered lines in `text` follow each other with no gap,
+/// and returns the last number.
+fn contiguous_lines(text: &str) -> u64 {
+    let numbers: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("line "))
+        .map(|l| l[..7].parse().unwrap())
+        .collect();
+    assert!(!numbers.is_empty());
+    for w in numbers.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap in the kept output");
+    }
+    *numbers.last().unwrap()
+}
+
+fn logs_rotate_while_the_instance_keeps_writing(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("rotate");
+        let options = small_logs(iso, Duration::from_secs(3600));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let s = spec(&store, "web", "chatty");
+        let id = id_of(&s);
+        let obs = p.launch(s).await.unwrap();
+        let out = log_paths(state.path(), &id).stdout;
+        wait_for_text(&out, "burst 1 done");
+        assert_eq!(
+            p.maintain_logs().rotated,
+            1,
+            "stdout rotated, stderr is empty"
+        );
+        for burst in 2..=3 {
+            // The program writes on into the same descriptor.
+            kill_with(handle_pid(&obs.handle), libc::SIGUSR1);
+            wait_for_text(&out, &format!("burst {burst} done"));
+            p.maintain_logs();
+            for i in 1..=2 {
+                let len = std::fs::metadata(rotated_path(&out, i)).unwrap().len();
+                assert!(len <= 64 * 1024 + 4096, "{i}: {len} bytes");
+            }
+            assert!(!rotated_path(&out, 3).exists());
+            assert!(std::fs::metadata(&out).unwrap().len() <= 64 * 1024);
+            let kept = kept_output(&out);
+            assert_eq!(contiguous_lines(&kept), burst * CHATTY_BURST - 1);
+            assert!(
+                kept.ends_with(&format!("burst {burst} done\n")),
+                "{}",
+                &kept[kept.len() - 200..]
+            );
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn the_provider_rotates_logs_by_itself(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("keeper");
+        let options = small_logs(iso, Duration::from_millis(50));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let s = spec(&store, "web", "chatty");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let out = log_paths(state.path(), &id).stdout;
+        let rotated = rotated_path(&out, 1);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !rotated.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log was never rotated"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn logs_of_gone_instances_are_pruned_to_the_newest_per_service(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("prune");
+        let options = small_logs(iso, Duration::from_secs(3600));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let mut events = p.subscribe();
+        let logs_dir = state.path().join("logs");
+        // Another store's directory, and one from before log records existed
+        // (older than everything).
+        let foreign = logs_dir.join("web-foreign1");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(
+            foreign.join("instance.json"),
+            br#"{"store":"another","service":"web","launched_at_ns":1}"#,
+        )
+        .unwrap();
+        let legacy = logs_dir.join("web-legacy01");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("stdout.log"), b"old\n").unwrap();
+        std::fs::File::open(&legacy)
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1000))
+            .unwrap();
+
+        // The oldest web instance stays running.
+        let live = spec(&store, "web", "sleep");
+        let live_id = id_of(&live);
+        p.launch(live).await.unwrap();
+        let mut gone = Vec::new();
+        for service in ["web", "web", "web", "web", "db"] {
+            let mut s = spec(&store, service, "exit");
+            s.env.insert("EXIT_CODE".into(), "0".into());
+            let id = id_of(&s);
+            p.launch(s).await.unwrap();
+            next_exit(&mut events, &id).await;
+            gone.push(id);
+        }
+        for id in &gone {
+            p.remove(id).await.unwrap();
+        }
+        let mut left: Vec<String> = std::fs::read_dir(&logs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            live_id.to_string(),
+            gone[2].to_string(),
+            gone[3].to_string(),
+            gone[4].to_string(),
+            "web-foreign1".to_owned(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        // The latest instance's output is still there for `glint logs`.
+        assert!(log_paths(state.path(), &gone[3]).stdout.exists());
+        // Once removed, the live instance is the oldest of three gone web
+        // instances: pruned.
+        p.remove(&live_id).await.unwrap();
+        assert!(!logs_dir.join(live_id.as_str()).exists());
+    });
+}
+
+/// Sends `sig` to `pid`.
+fn kill_with(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }

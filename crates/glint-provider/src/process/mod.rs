@@ -12,7 +12,8 @@
 //! - an environment made only of the spec's variables plus Glint's labels and
 //!   `PORT`/`HOST` (see [`env_keys`]); nothing of the conductor's environment;
 //! - stdin from `/dev/null`, stdout and stderr appended to per-instance log
-//!   files (see [`log_paths`]), which outlive the instance;
+//!   files (see [`log_paths`]), which outlive the instance, rotated by size
+//!   and pruned once the instance is gone ([`LogLimits`], the `logs` module);
 //! - its own working directory `run/<instance>/work/` under the state directory.
 //!
 //! # Ownership lives on the process
@@ -65,6 +66,7 @@
 //!
 //! Resource limits in the spec are not enforced by this provider yet.
 
+mod logs;
 mod ns;
 mod procfs;
 mod record;
@@ -72,6 +74,7 @@ mod resolve;
 mod spawn;
 
 pub use glint_sandbox::{Bind, Cgroups, NetNs};
+pub use logs::{LogLimits, LogReport, rotated_path};
 pub use ns::Attachments;
 pub use record::{LogPaths, log_paths};
 
@@ -165,12 +168,38 @@ const EVENT_CAPACITY: usize = 1024;
 /// them.
 pub struct ProcessProvider {
     inner: Arc<Inner>,
+    /// The task that rotates and prunes logs.
+    keeper: AbortHandle,
+}
+
+/// How a [`ProcessProvider`] runs instances and keeps their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The isolation of new instances.
+    pub isolation: Isolation,
+    /// What is kept of instances' output.
+    pub logs: LogLimits,
+}
+
+impl Options {
+    /// `isolation`, with default log limits.
+    pub fn new(isolation: Isolation) -> Options {
+        Options {
+            isolation,
+            logs: LogLimits::default(),
+        }
+    }
 }
 
 struct Inner {
     state_dir: PathBuf,
     store: String,
     isolation: Isolation,
+    logs: LogLimits,
+    /// Held by a log maintenance pass: one rotation at a time (it renames
+    /// files). Pruning needs no lock (it only removes gone instances' logs).
+    maintenance: Mutex<()>,
     events: broadcast::Sender<ProviderEvent>,
     state: Mutex<State>,
 }
@@ -279,6 +308,18 @@ impl ProcessProvider {
         store_id: &str,
         isolation: Isolation,
     ) -> Result<ProcessProvider, ProviderError> {
+        Self::open_with_options(state_dir, store_id, Options::new(isolation))
+    }
+
+    /// Like [`ProcessProvider::open_with`], with every option chosen by the
+    /// caller. Rotates and prunes logs once before it returns, then every
+    /// [`LogLimits::check_every`].
+    pub fn open_with_options(
+        state_dir: &Path,
+        store_id: &str,
+        options: Options,
+    ) -> Result<ProcessProvider, ProviderError> {
+        let isolation = options.isolation;
         if isolation == Isolation::Namespaces && !ns::available() {
             return Err(ProviderError::Backend(
                 "namespace isolation needs root and a kernel that allows new mount and pid namespaces and overlay mounts".into(),
@@ -301,13 +342,25 @@ impl ProcessProvider {
             state_dir: state_dir.to_owned(),
             store: store_id.to_owned(),
             isolation,
+            logs: options.logs,
+            maintenance: Mutex::new(()),
             events,
             state: Mutex::new(State::default()),
         });
         inner.load_records()?;
         inner.adopt_scan()?;
         inner.remove_stale_dirs();
-        Ok(ProcessProvider { inner })
+        inner.maintain_logs();
+        let keeper = start_log_keeper(&inner, options.logs.check_every);
+        Ok(ProcessProvider { inner, keeper })
+    }
+
+    /// Rotates the logs of running instances that outgrew
+    /// [`LogLimits::max_file_bytes`] and prunes those of gone instances (see
+    /// the `logs` module). The provider does this by itself every
+    /// [`LogLimits::check_every`]; blocking (file IO).
+    pub fn maintain_logs(&self) -> LogReport {
+        self.inner.maintain_logs()
     }
 
     /// The state directory this provider keeps its files in.
@@ -326,8 +379,30 @@ impl ProcessProvider {
     }
 }
 
+/// Runs [`Inner::maintain_logs`] every `every`, off the reactor, for as long
+/// as the provider lives.
+fn start_log_keeper(inner: &Arc<Inner>, every: Duration) -> AbortHandle {
+    let weak = Arc::downgrade(inner);
+    let every = every.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; `open` has just done a pass.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            if let Err(e) = tokio::task::spawn_blocking(move || inner.maintain_logs()).await {
+                tracing::warn!(error = %e, "log maintenance failed");
+            }
+        }
+    })
+    .abort_handle()
+}
+
 impl Drop for ProcessProvider {
     fn drop(&mut self) {
+        self.keeper.abort();
         for t in self.inner.lock().instances.values() {
             if let Some(w) = &t.watcher {
                 w.abort();
@@ -344,6 +419,49 @@ impl Inner {
 
     fn instance_dir(&self, id: &InstanceId) -> PathBuf {
         record::instance_dir(&self.state_dir, id)
+    }
+
+    /// One pass of log rotation and pruning.
+    fn maintain_logs(&self) -> LogReport {
+        let _pass = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let running: Vec<InstanceId> = self
+            .lock()
+            .instances
+            .iter()
+            .filter(|(_, t)| t.run_state() == RunState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut report = LogReport::default();
+        for id in running {
+            let paths = log_paths(&self.state_dir, &id);
+            for path in [paths.stdout, paths.stderr] {
+                match logs::rotate(&path, &self.logs) {
+                    Ok(true) => report.rotated += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot rotate a log file")
+                    }
+                }
+            }
+        }
+        report.pruned = self.prune_logs();
+        report
+    }
+
+    /// Removes the log directories of gone instances beyond the newest few
+    /// per service.
+    fn prune_logs(&self) -> usize {
+        // Listed before the known instances are read: see `logs::list`.
+        let entries = logs::list(&record::logs_dir(&self.state_dir));
+        let known: std::collections::HashSet<InstanceId> = {
+            let st = self.lock();
+            st.instances
+                .keys()
+                .chain(st.launching.keys())
+                .cloned()
+                .collect()
+        };
+        logs::prune(&self.store, entries, |id| known.contains(id), &self.logs)
     }
 
     /// Reads every record: live leaders are adopted, dead ones are kept as
@@ -887,12 +1005,23 @@ impl ProcessProvider {
         if !logs_dir.exists() {
             guard.logs = Some(logs_dir.clone());
         }
-        std::fs::create_dir_all(&logs_dir).map_err(|e| {
-            fail(
-                format!("cannot create log directory {}", logs_dir.display()),
-                Some(e),
-            )
-        })?;
+        std::fs::create_dir_all(&logs_dir)
+            .and_then(|()| {
+                logs::write_record(
+                    &logs_dir,
+                    &logs::LogRecord {
+                        store: inner.store.clone(),
+                        service: spec.labels.service.to_string(),
+                        launched_at_ns: logs::nanos_since_epoch(SystemTime::now()),
+                    },
+                )
+            })
+            .map_err(|e| {
+                fail(
+                    format!("cannot create log directory {}", logs_dir.display()),
+                    Some(e),
+                )
+            })?;
         let open_log = |path: &Path| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -1102,7 +1231,10 @@ impl Provider for ProcessProvider {
             what: "cannot remove instance directory".into(),
             path: dir,
             source,
-        })
+        })?;
+        // Its logs are now those of a gone instance.
+        self.inner.prune_logs();
+        Ok(())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {

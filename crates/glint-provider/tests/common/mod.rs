@@ -21,6 +21,9 @@ pub const APP_MODE: &str = "GLINT_TESTAPP";
 /// Generous bound for anything a test waits for on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Lines per burst of the "chatty" app (100 bytes each).
+pub const CHATTY_BURST: u64 = 1000;
+
 /// The variable that carries a secret planted in the test process's own
 /// environment (as a conductor's might hold a token), which no instance may
 /// see.
@@ -229,6 +232,31 @@ fn app(mode: &str) -> i32 {
             println!("interfaces={}", names.join(","));
             ready();
             sleep_forever()
+        }
+        // Bursts of numbered 100-byte lines: one at start, one more at each
+        // SIGUSR1, each followed by "burst N done".
+        "chatty" => {
+            // SAFETY: blocking SIGUSR1 in this (only) thread, then waiting for it.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                let mut line = 0u64;
+                for burst in 1.. {
+                    let mut out = std::io::stdout().lock();
+                    for _ in 0..CHATTY_BURST {
+                        let _ = writeln!(out, "line {line:07} {}", "x".repeat(86));
+                        line += 1;
+                    }
+                    let _ = writeln!(out, "burst {burst} done");
+                    let _ = out.flush();
+                    drop(out);
+                    let mut sig = 0;
+                    libc::sigwait(&set, &mut sig);
+                }
+            }
+            0
         }
         other => {
             eprintln!("unknown app mode {other}");
