@@ -244,9 +244,10 @@ pub struct RolledBack {
 }
 
 /// Rolls a failed version back to the last good version: records a new
-/// version with its content and marks the failed one rolled back. `None`
-/// when there is no good version to return to (the failed one stays the
-/// target).
+/// version with its content and, in the same transaction, marks the failed
+/// one rolled back (so it is never seen failed-but-not-rolled-back). `None`
+/// when there is no good version to return to: the caller records the
+/// failure.
 pub fn roll_back_automatically(
     store: &dyn Store,
     failed: &VersionRecord,
@@ -257,7 +258,8 @@ pub fn roll_back_automatically(
         return Ok(None);
     };
     let old = store.version(good).map_err(io)?;
-    let applied = record(
+    let detail = format!("{reason}; rolled back to version {good}");
+    let applied = record_with(
         store,
         NewVersion {
             env: old.env,
@@ -266,12 +268,8 @@ pub fn roll_back_automatically(
             sources: old.sources,
             kind: VersionKind::AutoRollback(good),
         },
+        Some((failed.number, &detail)),
     )?;
-    let detail = format!(
-        "{reason}; rolled back to version {good} as version {}",
-        applied.version.number
-    );
-    store.mark_rolled_back(failed.number, &detail).map_err(io)?;
     Ok(Some(RolledBack {
         version: applied.version.number,
         restores: good,
@@ -281,10 +279,20 @@ pub fn roll_back_automatically(
 /// Creates a version — the one place versions are created — and records
 /// its events.
 pub fn record(store: &dyn Store, new: NewVersion) -> Result<Applied, OpError> {
+    record_with(store, new, None)
+}
+
+fn record_with(
+    store: &dyn Store,
+    new: NewVersion,
+    rolls_back: Option<(VersionNumber, &str)>,
+) -> Result<Applied, OpError> {
     let kind = new.kind;
-    let created = store
-        .create_version(new)
-        .map_err(|e| OpError::store("cannot record the version", e))?;
+    let created = match rolls_back {
+        None => store.create_version(new),
+        Some((failed, detail)) => store.create_rollback_version(new, failed, detail),
+    }
+    .map_err(|e| OpError::store("cannot record the version", e))?;
     let (version, superseded) = match created {
         Created::Unchanged(v) => {
             return Ok(Applied {

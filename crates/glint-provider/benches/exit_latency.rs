@@ -5,6 +5,11 @@
 //! (awaited through `tokio::process`) and for instances it adopted after a
 //! simulated conductor restart (watched through a pidfd).
 //!
+//! Also reports, for namespaced instances, what each instance's init costs
+//! in memory (`/proc/<init>/smaps_rollup`: resident, proportional and
+//! private-dirty kilobytes), and the launch time (from `launch` called to
+//! `launch` returned, i.e. until the program has been executed).
+//!
 //! Run: `cargo bench -p glint-provider --bench exit_latency` (`BENCH_N`
 //! instances per kind, default 50).
 
@@ -74,6 +79,10 @@ async fn measure(iso: Isolation, n: usize) {
         for (id, _) in &launched {
             wait_for_text(&log_paths(state.path(), id).stdout, "ready");
         }
+        if iso == Isolation::Namespaces {
+            let inits: Vec<i32> = launched.iter().map(|(_, pid)| *pid).collect();
+            report_memory(&inits);
+        }
         drop(first);
         let t = Instant::now();
         let second = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
@@ -108,5 +117,30 @@ fn report(what: &str, mut times: Vec<Duration>) {
         pick(0.9),
         pick(0.99),
         pick(1.0)
+    );
+}
+
+/// Mean `Rss`, `Pss` and `Private_Dirty` (kB) of the given processes.
+fn report_memory(pids: &[i32]) {
+    let mut sums = [0u64; 3];
+    for pid in pids {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+        for (i, key) in ["Rss:", "Pss:", "Private_Dirty:"].iter().enumerate() {
+            let kb: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            sums[i] += kb;
+        }
+    }
+    let n = pids.len().max(1) as u64;
+    println!(
+        "init memory, namespaced: n={} rss={}kB pss={}kB private_dirty={}kB (mean per instance)",
+        pids.len(),
+        sums[0] / n,
+        sums[1] / n,
+        sums[2] / n
     );
 }

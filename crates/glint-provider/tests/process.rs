@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use glint_model::InstanceId;
+use glint_provider::process::{LogLimits, Options, rotated_path};
 use glint_provider::{
     Isolation, LaunchSpec, ProcessProvider, Provider, ProviderError, RunState, log_paths,
 };
@@ -24,6 +25,7 @@ type Test = (&'static str, fn(Isolation));
 
 fn main() -> std::process::ExitCode {
     run_app_if_requested();
+    plant_conductor_secret();
     let args = Arguments::from_args();
     let tests: Vec<Test> = vec![
         (
@@ -71,12 +73,36 @@ fn main() -> std::process::ExitCode {
             "duplicate_instance_id_is_refused",
             duplicate_instance_id_is_refused,
         ),
+        (
+            "instances_cannot_read_the_conductors_environment",
+            instances_cannot_read_the_conductors_environment,
+        ),
+        (
+            "logs_rotate_while_the_instance_keeps_writing",
+            logs_rotate_while_the_instance_keeps_writing,
+        ),
+        (
+            "the_provider_rotates_logs_by_itself",
+            the_provider_rotates_logs_by_itself,
+        ),
+        (
+            "logs_of_gone_instances_are_pruned_to_the_newest_per_service",
+            logs_of_gone_instances_are_pruned_to_the_newest_per_service,
+        ),
     ];
     let namespaces_only: Vec<Test> = vec![
         ("instance_sees_only_its_image", instance_sees_only_its_image),
         (
             "broken_setup_fails_the_launch_cleanly",
             broken_setup_fails_the_launch_cleanly,
+        ),
+        (
+            "volumes_are_bound_read_write_or_read_only",
+            volumes_are_bound_read_write_or_read_only,
+        ),
+        (
+            "a_joined_network_namespace_is_all_the_instance_sees",
+            a_joined_network_namespace_is_all_the_instance_sees,
         ),
     ];
     // Every behaviour is checked for plain processes and, where this machine
@@ -99,6 +125,10 @@ fn main() -> std::process::ExitCode {
             .with_ignored_flag(!namespaces),
         );
     }
+    trials.push(Trial::test(
+        "plain::attachments_need_namespaces",
+        attachments_need_namespaces,
+    ));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -685,4 +715,341 @@ fn labelled_pids(store: &str, id: &InstanceId) -> Vec<i32> {
         }
     }
     pids
+}
+
+fn instances_cannot_read_the_conductors_environment(iso: Isolation) {
+    let secret = conductor_secret();
+    // The secret is where a leak would find it: in this process's
+    // environment as the kernel shows it.
+    let own = std::fs::read("/proc/self/environ").unwrap();
+    assert!(
+        String::from_utf8_lossy(&own).contains(&secret),
+        "the secret was not planted"
+    );
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("environ");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let s = spec(&store, "web", "environ");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        assert!(
+            !out.contains(&secret),
+            "the conductor's secret leaked:\n{out}"
+        );
+        // The instance's own environment is exactly the declared one.
+        let own = out
+            .lines()
+            .find_map(|l| l.strip_prefix("own_environ="))
+            .unwrap();
+        let mut keys: Vec<&str> = own
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "GLINT_ENVIRONMENT",
+                "GLINT_IMAGE",
+                "GLINT_INSTANCE_ID",
+                "GLINT_SERVICE",
+                "GLINT_STORE",
+                "GLINT_TESTAPP",
+                "GLINT_VERSION",
+                "HOST",
+                "PORT"
+            ],
+            "{out}"
+        );
+        if iso == Isolation::Namespaces {
+            // PID 1 of the instance is its init, readable from inside (the
+            // program is root there), and it holds no environment at all.
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(lines.contains(&"init_environ_readable=true"), "{out}");
+            assert!(lines.contains(&"init_environ="), "{out}");
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn volumes_are_bound_read_write_or_read_only(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("volumes");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let rw = tempfile::tempdir().unwrap();
+        let ro = tempfile::tempdir().unwrap();
+        std::fs::write(ro.path().join("conf"), b"setting=1\n").unwrap();
+        let s = spec(&store, "db", "volumes");
+        let id = id_of(&s);
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.binds = vec![
+            glint_provider::process::Bind::read_write(rw.path(), "/data/rw"),
+            glint_provider::process::Bind::read_only(ro.path(), "/data/ro"),
+        ];
+        p.launch_with(s, attach).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        for line in ["rw_written=true", "ro_read=setting=1", "ro_written=false"] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(rw.path().join("out")).unwrap(),
+            "from the instance"
+        );
+        assert!(!ro.path().join("new").exists());
+        // The image has no /data: its mount points were made beside it.
+        assert!(!image_root().join("data").exists());
+        p.remove(&id).await.unwrap();
+        // The volume outlives the instance.
+        assert!(rw.path().join("out").exists());
+    });
+}
+
+/// A network namespace made with `ip netns add`, with one end of a veth pair
+/// in it; deleted (with both ends) when dropped.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new() -> TestNetns {
+        let name = format!("glint-prov-{}", std::process::id());
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip {args:?}");
+        };
+        run(&["netns", "add", &name]);
+        let ns = TestNetns(name);
+        let host_end = format!("gph{}", std::process::id());
+        run(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns.0,
+        ]);
+        ns
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn a_joined_network_namespace_is_all_the_instance_sees(iso: Isolation) {
+    runtime().block_on(async {
+        let netns = TestNetns::new();
+        let state = state_dir();
+        let store = unique_store("netns");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let s = spec(&store, "web", "interfaces");
+        let id = id_of(&s);
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.network = Some(
+            glint_provider::process::NetNs::open(&Path::new("/run/netns").join(&netns.0)).unwrap(),
+        );
+        p.launch_with(s, attach).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        assert!(out.lines().any(|l| l == "interfaces=eth0,lo"), "{out}");
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn attachments_need_namespaces() -> Result<(), libtest_mimic::Failed> {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("attach");
+        let p = ProcessProvider::open_with(state.path(), &store, Isolation::None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut attach = glint_provider::process::Attachments::default();
+        attach.binds = vec![glint_provider::process::Bind::read_write(
+            dir.path(),
+            "/data",
+        )];
+        let s = spec(&store, "web", "sleep");
+        let id = id_of(&s);
+        match p.launch_with(s, attach).await {
+            Err(e @ ProviderError::Launch { .. }) => {
+                assert!(e.to_string().contains("namespace isolation"), "{e}")
+            }
+            other => panic!("expected a launch error, got {other:?}"),
+        }
+        assert!(!instance_dir(state.path(), &id).exists());
+        assert!(p.observe().await.unwrap().is_empty());
+    });
+    Ok(())
+}
+
+/// Small log limits; with `check_every` long, only explicit passes rotate.
+fn small_logs(iso: Isolation, check_every: Duration) -> Options {
+    let mut o = Options::new(iso);
+    o.logs = LogLimits {
+        max_file_bytes: 64 * 1024,
+        rotated_files: 2,
+        gone_per_service: 2,
+        check_every,
+    };
+    o
+}
+
+/// Everything kept of a stream, oldest first.
+fn kept_output(path: &Path) -> String {
+    let mut all = String::new();
+    for i in (1..=2).rev() {
+        all.push_str(&std::fs::read_to_string(rotated_path(path, i)).unwrap_or_default());
+    }
+    all + &std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Checks that the numbered lines in `text` follow each other with no gap,
+/// and returns the last number.
+fn contiguous_lines(text: &str) -> u64 {
+    let numbers: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("line "))
+        .map(|l| l[..7].parse().unwrap())
+        .collect();
+    assert!(!numbers.is_empty());
+    for w in numbers.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap in the kept output");
+    }
+    *numbers.last().unwrap()
+}
+
+fn logs_rotate_while_the_instance_keeps_writing(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("rotate");
+        let options = small_logs(iso, Duration::from_secs(3600));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let s = spec(&store, "web", "chatty");
+        let id = id_of(&s);
+        let obs = p.launch(s).await.unwrap();
+        let out = log_paths(state.path(), &id).stdout;
+        wait_for_text(&out, "burst 1 done");
+        assert_eq!(
+            p.maintain_logs().rotated,
+            1,
+            "stdout rotated, stderr is empty"
+        );
+        for burst in 2..=3 {
+            // The program writes on into the same descriptor.
+            kill_with(handle_pid(&obs.handle), libc::SIGUSR1);
+            wait_for_text(&out, &format!("burst {burst} done"));
+            p.maintain_logs();
+            for i in 1..=2 {
+                let len = std::fs::metadata(rotated_path(&out, i)).unwrap().len();
+                assert!(len <= 64 * 1024 + 4096, "{i}: {len} bytes");
+            }
+            assert!(!rotated_path(&out, 3).exists());
+            assert!(std::fs::metadata(&out).unwrap().len() <= 64 * 1024);
+            let kept = kept_output(&out);
+            assert_eq!(contiguous_lines(&kept), burst * CHATTY_BURST - 1);
+            assert!(
+                kept.ends_with(&format!("burst {burst} done\n")),
+                "{}",
+                &kept[kept.len() - 200..]
+            );
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn the_provider_rotates_logs_by_itself(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("keeper");
+        let options = small_logs(iso, Duration::from_millis(50));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let s = spec(&store, "web", "chatty");
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let out = log_paths(state.path(), &id).stdout;
+        let rotated = rotated_path(&out, 1);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !rotated.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log was never rotated"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        p.remove(&id).await.unwrap();
+    });
+}
+
+fn logs_of_gone_instances_are_pruned_to_the_newest_per_service(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("prune");
+        let options = small_logs(iso, Duration::from_secs(3600));
+        let p = ProcessProvider::open_with_options(state.path(), &store, options).unwrap();
+        let mut events = p.subscribe();
+        let logs_dir = state.path().join("logs");
+        // Another store's directory, and one from before log records existed
+        // (older than everything).
+        let foreign = logs_dir.join("web-foreign1");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(
+            foreign.join("instance.json"),
+            br#"{"store":"another","service":"web","launched_at_ns":1}"#,
+        )
+        .unwrap();
+        let legacy = logs_dir.join("web-legacy01");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("stdout.log"), b"old\n").unwrap();
+        std::fs::File::open(&legacy)
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1000))
+            .unwrap();
+
+        // The oldest web instance stays running.
+        let live = spec(&store, "web", "sleep");
+        let live_id = id_of(&live);
+        p.launch(live).await.unwrap();
+        let mut gone = Vec::new();
+        for service in ["web", "web", "web", "web", "db"] {
+            let mut s = spec(&store, service, "exit");
+            s.env.insert("EXIT_CODE".into(), "0".into());
+            let id = id_of(&s);
+            p.launch(s).await.unwrap();
+            next_exit(&mut events, &id).await;
+            gone.push(id);
+        }
+        for id in &gone {
+            p.remove(id).await.unwrap();
+        }
+        let mut left: Vec<String> = std::fs::read_dir(&logs_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            live_id.to_string(),
+            gone[2].to_string(),
+            gone[3].to_string(),
+            gone[4].to_string(),
+            "web-foreign1".to_owned(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        // The latest instance's output is still there for `glint logs`.
+        assert!(log_paths(state.path(), &gone[3]).stdout.exists());
+        // Once removed, the live instance is the oldest of three gone web
+        // instances: pruned.
+        p.remove(&live_id).await.unwrap();
+        assert!(!logs_dir.join(live_id.as_str()).exists());
+    });
+}
+
+/// Sends `sig` to `pid`.
+fn kill_with(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }

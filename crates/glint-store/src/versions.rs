@@ -213,6 +213,18 @@ pub trait Versions {
     /// the same transaction. Atomic.
     fn create_version(&self, new: NewVersion) -> Result<Created, StoreError>;
 
+    /// Records `new` — the content of an earlier version — because version
+    /// `failed` failed, and, in the same transaction, records `failed` as
+    /// rolled back with `detail` (if its rollout has not ended otherwise), so
+    /// that nobody ever sees the failed version as failed and not yet rolled
+    /// back, or as superseded.
+    fn create_rollback_version(
+        &self,
+        new: NewVersion,
+        failed: VersionNumber,
+        detail: &str,
+    ) -> Result<Created, StoreError>;
+
     /// The newest version (what the conductor converges to), if any.
     fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError>;
 
@@ -255,89 +267,16 @@ pub trait Versions {
 
 impl Versions for SqliteStore {
     fn create_version(&self, new: NewVersion) -> Result<Created, StoreError> {
-        let hash = new.hash();
-        let env_json =
-            serde_json::to_string(&new.env).map_err(|e| self.corrupt("environment", e))?;
-        let images_json =
-            serde_json::to_string(&new.images).map_err(|e| self.corrupt("images", e))?;
-        let sources_json =
-            serde_json::to_string(&new.sources).map_err(|e| self.corrupt("sources", e))?;
-        let root = new.root.to_string_lossy().into_owned();
-        let created_at = self.now();
-        let written = self.write("cannot record the version", |tx| {
-            let latest: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT number, hash FROM versions ORDER BY number DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(|e| self.err("cannot read versions", e))?;
-            if let Some((n, h)) = &latest
-                && *h == hash.as_str()
-                && new.kind == VersionKind::Apply
-            {
-                return Ok(Err(VersionNumber(*n as u64)));
-            }
-            let number = latest.map(|(n, _)| n + 1).unwrap_or(1);
-            let superseded: Vec<VersionNumber> = {
-                let mut stmt = tx
-                    .prepare("SELECT number FROM versions WHERE outcome IS NULL ORDER BY number")
-                    .map_err(|e| self.err("cannot read versions", e))?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, i64>(0))
-                    .map_err(|e| self.err("cannot read versions", e))?;
-                let mut out = Vec::new();
-                for r in rows {
-                    out.push(VersionNumber(
-                        r.map_err(|e| self.err("cannot read versions", e))? as u64,
-                    ));
-                }
-                out
-            };
-            tx.execute(
-                "UPDATE versions SET outcome = 'superseded', outcome_at = ?2,
-                   outcome_detail = 'version ' || ?1 || ' arrived before it converged'
-                 WHERE outcome IS NULL",
-                params![number, created_at],
-            )
-            .map_err(|e| self.err("cannot record superseded versions", e))?;
-            tx.execute(
-                "INSERT INTO versions(number, hash, env_json, images_json, root, sources, kind, restores, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    number,
-                    hash.as_str(),
-                    env_json,
-                    images_json,
-                    root,
-                    sources_json,
-                    new.kind.tag(),
-                    new.kind.restores(),
-                    created_at
-                ],
-            )
-            .map_err(|e| self.err("cannot insert version", e))?;
-            Ok(Ok((VersionNumber(number as u64), superseded)))
-        })?;
-        match written {
-            Err(unchanged) => self.version(unchanged).map(Created::Unchanged),
-            Ok((number, superseded)) => Ok(Created::New {
-                version: VersionRecord {
-                    number,
-                    hash,
-                    env: new.env,
-                    images: new.images,
-                    root: new.root,
-                    sources: new.sources,
-                    kind: new.kind,
-                    created_at: from_ms(created_at),
-                    outcome: None,
-                    outcome_detail: None,
-                },
-                superseded,
-            }),
-        }
+        self.insert_version(new, None)
+    }
+
+    fn create_rollback_version(
+        &self,
+        new: NewVersion,
+        failed: VersionNumber,
+        detail: &str,
+    ) -> Result<Created, StoreError> {
+        self.insert_version(new, Some((failed, detail)))
     }
 
     fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError> {
@@ -480,6 +419,104 @@ impl Versions for SqliteStore {
 }
 
 impl SqliteStore {
+    fn insert_version(
+        &self,
+        new: NewVersion,
+        rolled_back: Option<(VersionNumber, &str)>,
+    ) -> Result<Created, StoreError> {
+        let hash = new.hash();
+        let env_json =
+            serde_json::to_string(&new.env).map_err(|e| self.corrupt("environment", e))?;
+        let images_json =
+            serde_json::to_string(&new.images).map_err(|e| self.corrupt("images", e))?;
+        let sources_json =
+            serde_json::to_string(&new.sources).map_err(|e| self.corrupt("sources", e))?;
+        let root = new.root.to_string_lossy().into_owned();
+        let created_at = self.now();
+        let written = self.write("cannot record the version", |tx| {
+            if let Some((failed, detail)) = &rolled_back {
+                tx.execute(
+                    "UPDATE versions SET outcome = 'rolled_back', outcome_detail = ?2, outcome_at = ?3
+                     WHERE number = ?1 AND outcome IS NULL",
+                    params![failed.0 as i64, detail, created_at],
+                )
+                .map_err(|e| self.err("cannot record the rollback", e))?;
+            }
+            let latest: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT number, hash FROM versions ORDER BY number DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| self.err("cannot read versions", e))?;
+            if let Some((n, h)) = &latest
+                && *h == hash.as_str()
+                && new.kind == VersionKind::Apply
+            {
+                return Ok(Err(VersionNumber(*n as u64)));
+            }
+            let number = latest.map(|(n, _)| n + 1).unwrap_or(1);
+            let superseded: Vec<VersionNumber> = {
+                let mut stmt = tx
+                    .prepare("SELECT number FROM versions WHERE outcome IS NULL ORDER BY number")
+                    .map_err(|e| self.err("cannot read versions", e))?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(|e| self.err("cannot read versions", e))?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(VersionNumber(
+                        r.map_err(|e| self.err("cannot read versions", e))? as u64,
+                    ));
+                }
+                out
+            };
+            tx.execute(
+                "UPDATE versions SET outcome = 'superseded', outcome_at = ?2,
+                   outcome_detail = 'version ' || ?1 || ' arrived before it converged'
+                 WHERE outcome IS NULL",
+                params![number, created_at],
+            )
+            .map_err(|e| self.err("cannot record superseded versions", e))?;
+            tx.execute(
+                "INSERT INTO versions(number, hash, env_json, images_json, root, sources, kind, restores, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    number,
+                    hash.as_str(),
+                    env_json,
+                    images_json,
+                    root,
+                    sources_json,
+                    new.kind.tag(),
+                    new.kind.restores(),
+                    created_at
+                ],
+            )
+            .map_err(|e| self.err("cannot insert version", e))?;
+            Ok(Ok((VersionNumber(number as u64), superseded)))
+        })?;
+        match written {
+            Err(unchanged) => self.version(unchanged).map(Created::Unchanged),
+            Ok((number, superseded)) => Ok(Created::New {
+                version: VersionRecord {
+                    number,
+                    hash,
+                    env: new.env,
+                    images: new.images,
+                    root: new.root,
+                    sources: new.sources,
+                    kind: new.kind,
+                    created_at: from_ms(created_at),
+                    outcome: None,
+                    outcome_detail: None,
+                },
+                superseded,
+            }),
+        }
+    }
+
     fn version_from_row(&self, r: &Row<'_>) -> Result<VersionRecord, StoreError> {
         let get = |i: usize| -> Result<String, StoreError> {
             r.get::<_, String>(i)
@@ -641,6 +678,35 @@ mod tests {
         assert_eq!(
             s.last_good_version(VersionNumber(4)).unwrap(),
             Some(VersionNumber(3))
+        );
+    }
+
+    #[test]
+    fn a_rollback_version_records_the_failed_one_rolled_back_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        s.create_version(new_version(env("a"), VersionKind::Apply))
+            .unwrap();
+        s.set_outcome(VersionNumber(1), Outcome::Converged, "1s")
+            .unwrap();
+        s.create_version(new_version(env("b"), VersionKind::Apply))
+            .unwrap();
+        let Created::New { superseded, .. } = s
+            .create_rollback_version(
+                new_version(env("a"), VersionKind::AutoRollback(VersionNumber(1))),
+                VersionNumber(2),
+                "3 new instances failed; rolled back to version 1",
+            )
+            .unwrap()
+        else {
+            panic!("a rollback is a new version")
+        };
+        assert!(superseded.is_empty(), "not superseded: {superseded:?}");
+        let v2 = s.version(VersionNumber(2)).unwrap();
+        assert_eq!(v2.outcome, Some(Outcome::RolledBack));
+        assert_eq!(
+            v2.outcome_detail.as_deref(),
+            Some("3 new instances failed; rolled back to version 1")
         );
     }
 

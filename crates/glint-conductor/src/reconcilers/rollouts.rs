@@ -131,32 +131,37 @@ impl Reconciler for Rollouts {
                 }
             }
             Verdict::Failed { reason, roll_back } => {
-                if !ctx
-                    .store
-                    .set_outcome(number, glint_store::Outcome::Failed, &reason)?
+                // A rollback records the failure and the new version in one
+                // transaction; otherwise the failure alone is recorded.
+                let rolled = if roll_back {
+                    crate::ops::roll_back_automatically(ctx.store.as_ref(), &target, &reason)
+                        .map_err(|e| ReconcileError::Other(crate::error_chain(&e)))?
+                } else {
+                    None
+                };
+                if rolled.is_none()
+                    && !ctx
+                        .store
+                        .set_outcome(number, glint_store::Outcome::Failed, &reason)?
                 {
                     return Ok(Action::await_change());
                 }
                 ctx.events.emit(ConductorEvent::RolloutFailed {
                     version: number,
                     reason: reason.clone(),
-                    rolling_back: roll_back,
+                    rolling_back: rolled.is_some(),
                 });
-                if roll_back {
-                    match crate::ops::roll_back_automatically(ctx.store.as_ref(), &target, &reason)
-                    {
-                        Ok(Some(rb)) => ctx.events.emit(ConductorEvent::RolledBack {
-                            failed: number,
-                            to: rb.restores,
-                            new: rb.version,
-                            reason,
-                        }),
-                        Ok(None) => {}
-                        Err(e) => {
-                            self.notes
-                                .push(format!("version {number} cannot be rolled back: {e}"));
-                        }
-                    }
+                if let Some(rb) = rolled {
+                    ctx.events.emit(ConductorEvent::RolledBack {
+                        failed: number,
+                        to: rb.restores,
+                        new: rb.version,
+                        reason,
+                    });
+                } else if roll_back {
+                    self.notes.push(format!(
+                        "version {number} failed and cannot be rolled back: no earlier version with other content converged"
+                    ));
                 }
             }
             Verdict::InProgress { deadline_at } => {

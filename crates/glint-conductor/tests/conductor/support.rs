@@ -160,6 +160,15 @@ impl Versions for FaultyStore {
         self.write()?;
         self.inner.create_version(new)
     }
+    fn create_rollback_version(
+        &self,
+        new: NewVersion,
+        failed: VersionNumber,
+        detail: &str,
+    ) -> Result<Created, StoreError> {
+        self.write()?;
+        self.inner.create_rollback_version(new, failed, detail)
+    }
     fn latest_version(&self) -> Result<Option<VersionRecord>, StoreError> {
         self.inner.latest_version()
     }

@@ -12,7 +12,8 @@
 //! - an environment made only of the spec's variables plus Glint's labels and
 //!   `PORT`/`HOST` (see [`env_keys`]); nothing of the conductor's environment;
 //! - stdin from `/dev/null`, stdout and stderr appended to per-instance log
-//!   files (see [`log_paths`]), which outlive the instance;
+//!   files (see [`log_paths`]), which outlive the instance, rotated by size
+//!   and pruned once the instance is gone ([`LogLimits`], the `logs` module);
 //! - its own working directory `run/<instance>/work/` under the state directory.
 //!
 //! # Ownership lives on the process
@@ -51,17 +52,30 @@
 //! default): with [`Isolation::Namespaces`] (root only) each instance gets
 //! its own mount, PID, UTS and IPC namespaces with the image as its read-only
 //! root, behind a tiny init that forwards signals (see the `ns` module); the
-//! recorded pid is then that init's. With [`Isolation::None`] it is a plain
-//! process that sees the host (the program still comes from the image).
+//! recorded pid is then that init's. [`ProcessProvider::launch_with`] adds
+//! [`Attachments`]: bind mounts (volumes), a network namespace to join,
+//! cgroups. With [`Isolation::None`] it is a plain process that sees the host
+//! (the program still comes from the image) and nothing can be attached.
+//!
+//! Either way no process of an instance holds anything of the conductor's
+//! environment: a plain program is executed with exactly the instance's
+//! environment, and a namespaced instance's init is executed (not forked)
+//! with an empty one. A plain program runs as the conductor's user, though,
+//! and may read the conductor's `/proc/<pid>/environ` like any process of
+//! that user (isolation is what prevents that).
 //!
 //! Resource limits in the spec are not enforced by this provider yet.
 
+mod logs;
 mod ns;
 mod procfs;
 mod record;
 mod resolve;
 mod spawn;
 
+pub use glint_sandbox::{Bind, Cgroups, NetNs};
+pub use logs::{LogLimits, LogReport, rotated_path};
+pub use ns::Attachments;
 pub use record::{LogPaths, log_paths};
 
 use crate::{
@@ -112,7 +126,8 @@ pub enum Isolation {
     None,
     /// Each instance in its own mount, PID, UTS and IPC namespaces, with the
     /// image as its read-only root, fresh `/proc`, tmpfs `/tmp`, a minimal
-    /// `/dev`, and the host's network (see the `ns` module). Needs root.
+    /// `/dev`, and the host's network unless one is attached (see the `ns`
+    /// module and [`Attachments`]). Needs root.
     Namespaces,
 }
 
@@ -153,12 +168,38 @@ const EVENT_CAPACITY: usize = 1024;
 /// them.
 pub struct ProcessProvider {
     inner: Arc<Inner>,
+    /// The task that rotates and prunes logs.
+    keeper: AbortHandle,
+}
+
+/// How a [`ProcessProvider`] runs instances and keeps their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The isolation of new instances.
+    pub isolation: Isolation,
+    /// What is kept of instances' output.
+    pub logs: LogLimits,
+}
+
+impl Options {
+    /// `isolation`, with default log limits.
+    pub fn new(isolation: Isolation) -> Options {
+        Options {
+            isolation,
+            logs: LogLimits::default(),
+        }
+    }
 }
 
 struct Inner {
     state_dir: PathBuf,
     store: String,
     isolation: Isolation,
+    logs: LogLimits,
+    /// Held by a log maintenance pass: one rotation at a time (it renames
+    /// files). Pruning needs no lock (it only removes gone instances' logs).
+    maintenance: Mutex<()>,
     events: broadcast::Sender<ProviderEvent>,
     state: Mutex<State>,
 }
@@ -267,6 +308,18 @@ impl ProcessProvider {
         store_id: &str,
         isolation: Isolation,
     ) -> Result<ProcessProvider, ProviderError> {
+        Self::open_with_options(state_dir, store_id, Options::new(isolation))
+    }
+
+    /// Like [`ProcessProvider::open_with`], with every option chosen by the
+    /// caller. Rotates and prunes logs once before it returns, then every
+    /// [`LogLimits::check_every`].
+    pub fn open_with_options(
+        state_dir: &Path,
+        store_id: &str,
+        options: Options,
+    ) -> Result<ProcessProvider, ProviderError> {
+        let isolation = options.isolation;
         if isolation == Isolation::Namespaces && !ns::available() {
             return Err(ProviderError::Backend(
                 "namespace isolation needs root and a kernel that allows new mount and pid namespaces and overlay mounts".into(),
@@ -277,12 +330,7 @@ impl ProcessProvider {
                 "the process provider must be opened inside a tokio runtime".into(),
             ));
         }
-        let mut dirs = vec![record::run_dir(state_dir), record::logs_dir(state_dir)];
-        if isolation == Isolation::Namespaces {
-            let skeleton = record::skeleton_dir(state_dir);
-            dirs.extend(["proc", "dev", "tmp"].map(|d| skeleton.join(d)));
-        }
-        for dir in dirs {
+        for dir in [record::run_dir(state_dir), record::logs_dir(state_dir)] {
             std::fs::create_dir_all(&dir).map_err(|source| ProviderError::Io {
                 what: "cannot create provider directory".into(),
                 path: dir.clone(),
@@ -294,13 +342,25 @@ impl ProcessProvider {
             state_dir: state_dir.to_owned(),
             store: store_id.to_owned(),
             isolation,
+            logs: options.logs,
+            maintenance: Mutex::new(()),
             events,
             state: Mutex::new(State::default()),
         });
         inner.load_records()?;
         inner.adopt_scan()?;
         inner.remove_stale_dirs();
-        Ok(ProcessProvider { inner })
+        inner.maintain_logs();
+        let keeper = start_log_keeper(&inner, options.logs.check_every);
+        Ok(ProcessProvider { inner, keeper })
+    }
+
+    /// Rotates the logs of running instances that outgrew
+    /// [`LogLimits::max_file_bytes`] and prunes those of gone instances (see
+    /// the `logs` module). The provider does this by itself every
+    /// [`LogLimits::check_every`]; blocking (file IO).
+    pub fn maintain_logs(&self) -> LogReport {
+        self.inner.maintain_logs()
     }
 
     /// The state directory this provider keeps its files in.
@@ -319,8 +379,30 @@ impl ProcessProvider {
     }
 }
 
+/// Runs [`Inner::maintain_logs`] every `every`, off the reactor, for as long
+/// as the provider lives.
+fn start_log_keeper(inner: &Arc<Inner>, every: Duration) -> AbortHandle {
+    let weak = Arc::downgrade(inner);
+    let every = every.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; `open` has just done a pass.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            if let Err(e) = tokio::task::spawn_blocking(move || inner.maintain_logs()).await {
+                tracing::warn!(error = %e, "log maintenance failed");
+            }
+        }
+    })
+    .abort_handle()
+}
+
 impl Drop for ProcessProvider {
     fn drop(&mut self) {
+        self.keeper.abort();
         for t in self.inner.lock().instances.values() {
             if let Some(w) = &t.watcher {
                 w.abort();
@@ -337,6 +419,49 @@ impl Inner {
 
     fn instance_dir(&self, id: &InstanceId) -> PathBuf {
         record::instance_dir(&self.state_dir, id)
+    }
+
+    /// One pass of log rotation and pruning.
+    fn maintain_logs(&self) -> LogReport {
+        let _pass = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let running: Vec<InstanceId> = self
+            .lock()
+            .instances
+            .iter()
+            .filter(|(_, t)| t.run_state() == RunState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut report = LogReport::default();
+        for id in running {
+            let paths = log_paths(&self.state_dir, &id);
+            for path in [paths.stdout, paths.stderr] {
+                match logs::rotate(&path, &self.logs) {
+                    Ok(true) => report.rotated += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot rotate a log file")
+                    }
+                }
+            }
+        }
+        report.pruned = self.prune_logs();
+        report
+    }
+
+    /// Removes the log directories of gone instances beyond the newest few
+    /// per service.
+    fn prune_logs(&self) -> usize {
+        // Listed before the known instances are read: see `logs::list`.
+        let entries = logs::list(&record::logs_dir(&self.state_dir));
+        let known: std::collections::HashSet<InstanceId> = {
+            let st = self.lock();
+            st.instances
+                .keys()
+                .chain(st.launching.keys())
+                .cloned()
+                .collect()
+        };
+        logs::prune(&self.store, entries, |id| known.contains(id), &self.logs)
     }
 
     /// Reads every record: live leaders are adopted, dead ones are kept as
@@ -806,13 +931,16 @@ impl Inner {
     }
 }
 
-#[async_trait]
-impl Provider for ProcessProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Process
-    }
-
-    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+impl ProcessProvider {
+    /// Launches an instance as [`Provider::launch`] does, with `attach`
+    /// (volumes, a network namespace, cgroups) added to its world. Anything
+    /// attached needs [`Isolation::Namespaces`]; asking for it without is a
+    /// launch error.
+    pub async fn launch_with(
+        &self,
+        spec: LaunchSpec,
+        attach: Attachments,
+    ) -> Result<Observed, ProviderError> {
         let inner = &self.inner;
         let id = spec.labels.instance.clone();
         let fail = |reason: String, source: Option<std::io::Error>| ProviderError::Launch {
@@ -832,6 +960,13 @@ impl Provider for ProcessProvider {
         let Some(argv0) = spec.argv.first() else {
             return Err(fail("the command line (argv) is empty".into(), None));
         };
+        if inner.isolation == Isolation::None && !attach.is_empty() {
+            return Err(fail(
+                "volumes, network namespaces and cgroups need namespace isolation (run as root)"
+                    .into(),
+                None,
+            ));
+        }
         let program = resolve::resolve_program(
             &spec.image.rootfs,
             argv0,
@@ -870,12 +1005,23 @@ impl Provider for ProcessProvider {
         if !logs_dir.exists() {
             guard.logs = Some(logs_dir.clone());
         }
-        std::fs::create_dir_all(&logs_dir).map_err(|e| {
-            fail(
-                format!("cannot create log directory {}", logs_dir.display()),
-                Some(e),
-            )
-        })?;
+        std::fs::create_dir_all(&logs_dir)
+            .and_then(|()| {
+                logs::write_record(
+                    &logs_dir,
+                    &logs::LogRecord {
+                        store: inner.store.clone(),
+                        service: spec.labels.service.to_string(),
+                        launched_at_ns: logs::nanos_since_epoch(SystemTime::now()),
+                    },
+                )
+            })
+            .map_err(|e| {
+                fail(
+                    format!("cannot create log directory {}", logs_dir.display()),
+                    Some(e),
+                )
+            })?;
         let open_log = |path: &Path| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -907,8 +1053,10 @@ impl Provider for ProcessProvider {
             }
             Isolation::Namespaces => {
                 let root_mount = dir.join("root");
+                let mount_points = ns::mount_points_dir(&dir);
                 let status_path = record::exit_status_path(&dir);
                 let status = std::fs::create_dir_all(&root_mount)
+                    .and_then(|()| std::fs::create_dir_all(&mount_points))
                     .and_then(|()| {
                         File::options()
                             .create(true)
@@ -922,11 +1070,10 @@ impl Provider for ProcessProvider {
                             Some(e),
                         )
                     })?;
-                let skeleton = record::skeleton_dir(&inner.state_dir);
                 let layout = ns::Layout {
-                    skeleton: &skeleton,
                     rootfs: &spec.image.rootfs,
                     root_mount: &root_mount,
+                    mount_points: &mount_points,
                     workdir: &spec.workdir,
                     hostname: id.as_str(),
                 };
@@ -935,21 +1082,23 @@ impl Provider for ProcessProvider {
                     stderr,
                     status,
                 };
-                let started =
-                    ns::spawn(&layout, &program, &spec.argv, &env, stdio).map_err(start_err)?;
-                let pid = started.pid;
+                let mut started = ns::spawn(&layout, &program, &spec.argv, &env, stdio, attach)
+                    .map_err(start_err)?;
+                let pid = started.pid();
+                let report = started.take_report();
                 guard.spawned = Some(GuardedChild {
                     pid,
-                    pidfd: started.pidfd,
+                    pidfd: started.into_pidfd(),
                     reap: true,
                 });
                 // Wait (off the reactor) until the program has been executed
                 // or a setup step has failed.
-                let errors = started.errors;
-                match tokio::task::spawn_blocking(move || ns::wait_started(errors)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(start_err(e)),
-                    Err(e) => return Err(start_err(std::io::Error::other(e))),
+                if let Some(report) = report {
+                    match tokio::task::spawn_blocking(move || ns::wait_started(report)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(start_err(e)),
+                        Err(e) => return Err(start_err(std::io::Error::other(e))),
+                    }
                 }
                 // Unreaped (even if it ended), so its pid is still its own.
                 let start_ticks = procfs::stat(pid).map_err(start_err)?.start_ticks;
@@ -1007,6 +1156,17 @@ impl Provider for ProcessProvider {
                 None,
             )
         })
+    }
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Process
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<Observed, ProviderError> {
+        self.launch_with(spec, Attachments::default()).await
     }
 
     async fn terminate(&self, instance: &InstanceId, grace: Duration) -> Result<(), ProviderError> {
@@ -1071,7 +1231,10 @@ impl Provider for ProcessProvider {
             what: "cannot remove instance directory".into(),
             path: dir,
             source,
-        })
+        })?;
+        // Its logs are now those of a gone instance.
+        self.inner.prune_logs();
+        Ok(())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {

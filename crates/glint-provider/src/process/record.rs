@@ -5,8 +5,8 @@
 //! <state_dir>/run/<instance>/record.json   labels, pid, start time, port, exit
 //! <state_dir>/run/<instance>/work/         the instance's working directory
 //! <state_dir>/run/<instance>/root/         mount point of its root (namespaces)
+//! <state_dir>/run/<instance>/mounts/       mount points the image lacks (namespaces)
 //! <state_dir>/run/<instance>/exit-status   the program's wait status (namespaces)
-//! <state_dir>/skeleton/{proc,dev,tmp}/     mount points laid over images
 //! <state_dir>/logs/<instance>/stdout.log   kept after the instance is removed
 //! <state_dir>/logs/<instance>/stderr.log
 //! ```
@@ -64,11 +64,6 @@ pub(crate) fn record_path(instance_dir: &Path) -> PathBuf {
 /// Where a namespaced instance's init leaves its program's wait status.
 pub(crate) fn exit_status_path(instance_dir: &Path) -> PathBuf {
     instance_dir.join("exit-status")
-}
-
-/// Empty `proc`, `dev` and `tmp` mount points laid over every image root.
-pub(crate) fn skeleton_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("skeleton")
 }
 
 /// How an instance was started, which decides how it is signalled.

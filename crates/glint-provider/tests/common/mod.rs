@@ -21,6 +21,38 @@ pub const APP_MODE: &str = "GLINT_TESTAPP";
 /// Generous bound for anything a test waits for on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Lines per burst of the "chatty" app (100 bytes each).
+pub const CHATTY_BURST: u64 = 1000;
+
+/// The variable that carries a secret planted in the test process's own
+/// environment (as a conductor's might hold a token), which no instance may
+/// see.
+pub const CONDUCTOR_SECRET: &str = "GLINT_TEST_CONDUCTOR_SECRET";
+
+/// Makes sure this process was started with [`CONDUCTOR_SECRET`] in its
+/// environment: if not, executes itself again with it. (`setenv` would not
+/// do: the kernel shows a process's environment as it was at `execve`, and
+/// that is what a leak would expose.) Call first thing in `main`, before any
+/// thread starts.
+pub fn plant_conductor_secret() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(CONDUCTOR_SECRET).is_some() {
+        return;
+    }
+    let secret = format!("secret-{}-{}", std::process::id(), next_entropy());
+    let exe = std::env::current_exe().expect("own executable");
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CONDUCTOR_SECRET, secret)
+        .exec();
+    panic!("cannot re-execute the test binary: {err}");
+}
+
+/// The planted secret (see [`plant_conductor_secret`]).
+pub fn conductor_secret() -> String {
+    std::env::var(CONDUCTOR_SECRET).expect("the secret was planted in main")
+}
+
 /// If this process was started as an instance program, runs it and never
 /// returns.
 pub fn run_app_if_requested() {
@@ -147,6 +179,84 @@ fn app(mode: &str) -> i32 {
             println!("cwd={}", cwd.display());
             ready();
             sleep_forever()
+        }
+        // What the instance can read of others' environments.
+        "environ" => {
+            match std::fs::read("/proc/1/environ") {
+                Ok(b) => {
+                    println!("init_environ_readable=true");
+                    println!(
+                        "init_environ={}",
+                        String::from_utf8_lossy(&b).replace('\0', " ")
+                    );
+                }
+                Err(e) => println!("init_environ_readable=false ({e})"),
+            }
+            let own = std::fs::read("/proc/self/environ").unwrap_or_default();
+            println!(
+                "own_environ={}",
+                String::from_utf8_lossy(&own).replace('\0', " ")
+            );
+            ready();
+            sleep_forever()
+        }
+        // Bound volumes: /data/rw must take a write, /data/ro must not.
+        "volumes" => {
+            println!(
+                "rw_written={}",
+                std::fs::write("/data/rw/out", b"from the instance").is_ok()
+            );
+            println!(
+                "ro_read={}",
+                std::fs::read_to_string("/data/ro/conf")
+                    .unwrap_or_default()
+                    .trim()
+            );
+            println!(
+                "ro_written={}",
+                std::fs::write("/data/ro/new", b"x").is_ok()
+            );
+            ready();
+            sleep_forever()
+        }
+        // The network interfaces the instance sees.
+        "interfaces" => {
+            let dev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+            let mut names: Vec<&str> = dev
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, _)| n.trim())
+                .collect();
+            names.sort_unstable();
+            println!("interfaces={}", names.join(","));
+            ready();
+            sleep_forever()
+        }
+        // Bursts of numbered 100-byte lines: one at start, one more at each
+        // SIGUSR1, each followed by "burst N done".
+        "chatty" => {
+            // SAFETY: blocking SIGUSR1 in this (only) thread, then waiting for it.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                let mut line = 0u64;
+                for burst in 1.. {
+                    let mut out = std::io::stdout().lock();
+                    for _ in 0..CHATTY_BURST {
+                        let _ = writeln!(out, "line {line:07} {}", "x".repeat(86));
+                        line += 1;
+                    }
+                    let _ = writeln!(out, "burst {burst} done");
+                    let _ = out.flush();
+                    drop(out);
+                    let mut sig = 0;
+                    libc::sigwait(&set, &mut sig);
+                }
+            }
+            0
         }
         other => {
             eprintln!("unknown app mode {other}");
