@@ -47,9 +47,11 @@ impl Loader for FsLoader {
                     .unwrap_or_else(|| display(&path)),
                 bytes,
             }),
-            Err(e) => Err(LoadError {
-                reason: format!("{} ({})", io_reason(&e), display(&path)),
-            }),
+            Err(e) => Err(LoadError::new(format!(
+                "{} ({})",
+                io_reason(&e),
+                display(&path)
+            ))),
         }
     }
 }
@@ -110,6 +112,8 @@ pub fn compile_path(main: &Path, policies: &[PathBuf]) -> Result<Compilation, Lo
     let options = CompileOptions {
         policies: keys,
         default_name: Some(stem),
+        enforced: crate::compile::enforced(),
+        providers: crate::compile::providers(),
     };
     Ok(glint_lang::compile(&key, &loader, &options))
 }

@@ -184,7 +184,8 @@ fn long_binding_and_call_chains_are_bounded() {
         if n > 1000 {
             assert!(codes.contains(&Code::TooDeep), "{codes:?}");
         } else {
-            assert!(codes.is_empty(), "{codes:?}");
+            // Only the warning that volumes are not enforced by this build.
+            assert_eq!(codes, vec![Code::VolumesNotEnforced]);
         }
         let mut src = String::from("fn f0(x: int) = x\n");
         for i in 1..n {
