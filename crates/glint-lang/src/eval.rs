@@ -402,6 +402,15 @@ impl<'p> Eval<'p> {
                         StrSeg::Lit(s) => out.push_str(s),
                         StrSeg::Interp(inner) => {
                             let v = self.eval(inner, scope)?;
+                            // `"${regoin}"`: a bare word that names nothing
+                            // is a typo, not text.
+                            if let Value::Sym(s) = &v.v
+                                && !ENUM_WORDS.contains(&&**s)
+                            {
+                                let s = s.clone();
+                                self.unknown_name(&s, v.span, "a value to put into the string");
+                                return Err(Reported);
+                            }
                             match v.v.to_text() {
                                 Some(t) => out.push_str(&t),
                                 None => {

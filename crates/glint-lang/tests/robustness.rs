@@ -24,6 +24,16 @@ fn check(bytes: &[u8]) -> Vec<Code> {
     let c = compile("main.glint", &loader, &CompileOptions::default());
     // Errors and an environment never come together.
     assert_eq!(c.has_errors(), c.environment.is_none());
+    // Every diagnostic points into a loaded file (no unlocated cascade such
+    // as `expected string, found none` at line 0).
+    for d in &c.diagnostics.list {
+        assert!(
+            c.diagnostics.sources.get(d.primary.span.file).is_some(),
+            "unlocated {}: {}",
+            d.code,
+            d.message
+        );
+    }
     // Rendering never fails, in either form.
     let _ = c.diagnostics.render_human(true);
     let _ = c.diagnostics.render_json();
