@@ -88,6 +88,9 @@ def cmd_write_demo(src, out, *settings):
     # are refused, `..` is allowed): point at the built binary from there.
     binary = os.path.relpath(opts["binary"], os.path.dirname(os.path.abspath(out)))
     sub(r'copy\s+"[^"]*"\s+to', lambda m: f'copy "{binary}" to', "the copy of the demo binary")
+    # An image reads only inside its build context: the binary's directory.
+    context = os.path.dirname(binary) or "."
+    sub(r'context\s*=\s*"[^"]*"', lambda m: f'context = "{context}"', "the image's build context")
     sub(r"instances\s*=\s*\d+", lambda m: f"instances = {opts.get('instances', '3')}", "instances")
     env = [f'GREETING = "{opts.get("greeting", "hello")}"', f'HEALTHY = "{opts.get("healthy", "true")}"']
     sub(r"env\s*=\s*\{[^}]*\}", lambda m: "env = {\n    " + "\n    ".join(env) + "\n  }", "the env block")

@@ -22,6 +22,17 @@ fuzz_target!(|data: &[u8]| {
         &glint_lang::CompileOptions::default(),
     );
     assert_eq!(c.has_errors(), c.environment.is_none());
+    // Every diagnostic points into a loaded file.
+    for d in &c.diagnostics.list {
+        assert!(c.diagnostics.sources.get(d.primary.span.file).is_some(), "{}", d.message);
+    }
+    // Human text never carries a control character but its line breaks.
+    assert!(
+        !c.diagnostics
+            .render_human(false)
+            .chars()
+            .any(|ch| ch.is_control() && ch != '\n')
+    );
     let _ = c.diagnostics.render_human(true);
     let _ = c.diagnostics.render_json();
     if let Ok(once) = glint_lang::format("main.glint", data) {

@@ -2,15 +2,36 @@
 //! `apply`, `up`): every diagnostic is printed on stderr exactly as
 //! `glint check` prints it, and any error stops the command before it
 //! changes anything.
+//!
+//! It also says what this build of `glint` can do, for every compilation
+//! (`check` included): the capabilities it enforces ([`enforced`]) and the
+//! providers it has ([`providers`]). The compiler warns about declarations
+//! that ask for a capability outside the set (a firewall `rule` while
+//! nothing programs a firewall), and refuses services on a provider outside
+//! it. When a capability is enforced, it is added to [`enforced`]: nothing
+//! else changes.
 
 use crate::cli::Global;
 use crate::common::{Failed, fail};
 use crate::loader::compile_path;
 use crate::output::{EXIT_FAILED, EXIT_USAGE, stderr_is_terminal, use_color};
-use glint_model::Environment;
+use glint_lang::{Capabilities, ProviderSet};
+use glint_model::{Environment, ProviderKind};
 use glint_store::SourceFile;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// The capabilities this build enforces. None yet: rules, variables,
+/// volumes, autoscaling and process resource limits are recorded but not
+/// acted on, and every compilation says so.
+pub fn enforced() -> Capabilities {
+    Capabilities::none()
+}
+
+/// The providers this build has (`crate::daemon` starts them).
+pub fn providers() -> ProviderSet {
+    ProviderSet::of([ProviderKind::Process, ProviderKind::Docker])
+}
 
 /// A compiled environment and where it came from.
 #[derive(Debug)]

@@ -3,8 +3,21 @@
 //! The environment root is the main file's directory. Loader keys are paths
 //! relative to it with `/` separators (imports are resolved by the compiler);
 //! policy files outside the root are passed by absolute path.
+//!
+//! Untrusted sources stay in their box: the compiler refuses imports that
+//! are absolute or climb out of their root before asking for them, and this
+//! loader refuses, without opening it, a file whose real path (symlinks
+//! followed) is outside its root — the environment root for relative keys,
+//! the directory of the policy file for absolute ones. A file is opened
+//! without blocking (a FIFO cannot hang `check`), must be a regular file, is
+//! checked again through the descriptor that was opened (so swapping a
+//! symlink between the check and the open does not help), and is read up to
+//! the compiler's size limit only.
 
 use glint_lang::{Compilation, CompileOptions, LoadError, LoadedFile, Loader};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 /// Reads files relative to an environment root.
@@ -12,6 +25,11 @@ use std::path::{Component, Path, PathBuf};
 pub struct FsLoader {
     /// The root directory as the user gave it (may be empty for the cwd).
     root: PathBuf,
+    /// The root with symlinks resolved (what real paths must stay under).
+    real_root: Option<PathBuf>,
+    /// Policy files outside the root: the key of each one's directory and
+    /// that directory's real path.
+    policy_roots: Vec<(String, Option<PathBuf>)>,
     /// Display names of keys given on the command line (policy files).
     shown: std::collections::HashMap<String, String>,
 }
@@ -19,10 +37,31 @@ pub struct FsLoader {
 impl FsLoader {
     /// A loader rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> FsLoader {
+        let root = root.into();
+        let real_root = std::fs::canonicalize(if root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &root
+        })
+        .ok();
         FsLoader {
-            root: root.into(),
+            root,
+            real_root,
+            policy_roots: Vec::new(),
             shown: std::collections::HashMap::new(),
         }
+    }
+
+    /// Accepts a policy file given by absolute `key` (outside the root): it
+    /// and what it imports stay inside its own directory.
+    fn add_policy_root(&mut self, key: &str) {
+        if !key.starts_with('/') {
+            return;
+        }
+        let dir = Path::new(key).parent().unwrap_or(Path::new("/"));
+        let dir_key = dir.to_string_lossy().into_owned();
+        self.policy_roots
+            .push((dir_key, std::fs::canonicalize(dir).ok()));
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -33,23 +72,114 @@ impl FsLoader {
             self.root.join(p)
         }
     }
+
+    /// The real directory a key must stay under, if any is known.
+    fn real_root_of(&self, key: &str) -> Result<&Path, LoadError> {
+        if !key.starts_with('/') {
+            return self
+                .real_root
+                .as_deref()
+                .ok_or_else(|| LoadError::new("the environment's directory cannot be read"));
+        }
+        self.policy_roots
+            .iter()
+            .filter(|(dir, _)| glint_lang::source::within(key, dir))
+            .max_by_key(|(dir, _)| dir.len())
+            .and_then(|(_, real)| real.as_deref())
+            .ok_or_else(|| {
+                LoadError::outside_root(format!(
+                    "`{key}` is not inside the directory of a policy file given on the command line"
+                ))
+            })
+    }
+
+    /// Refuses `path` (on disk) unless its real path is under `root`.
+    fn confine(&self, path: &Path, root: &Path) -> Result<(), LoadError> {
+        match std::fs::canonicalize(path) {
+            Ok(real) if real.starts_with(root) => Ok(()),
+            Ok(real) => Err(LoadError::outside_root(format!(
+                "{} leads to {}, outside {}",
+                display(path),
+                display(&real),
+                display(root)
+            ))),
+            Err(e) => Err(LoadError::new(format!(
+                "{} ({})",
+                io_reason(&e),
+                display(path)
+            ))),
+        }
+    }
 }
 
 impl Loader for FsLoader {
     fn load(&self, key: &str) -> Result<LoadedFile, LoadError> {
         let path = self.path_of(key);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(LoadedFile {
-                display: self
-                    .shown
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_else(|| display(&path)),
-                bytes,
-            }),
-            Err(e) => Err(LoadError {
-                reason: format!("{} ({})", io_reason(&e), display(&path)),
-            }),
+        let root = self.real_root_of(key)?;
+        // Refused before anything is opened.
+        self.confine(&path, root)?;
+        let io =
+            |e: std::io::Error| LoadError::new(format!("{} ({})", io_reason(&e), display(&path)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(LoadError::new(format!(
+                "not a regular file ({})",
+                display(&path)
+            )));
+        }
+        // What was opened, whatever happened to the path since the check.
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if let Ok(real) = opened
+            && !real.starts_with(root)
+        {
+            return Err(LoadError::outside_root(format!(
+                "{} leads outside {}",
+                display(&path),
+                display(root)
+            )));
+        }
+        let mut bytes = Vec::new();
+        let limit = u64::try_from(glint_lang::MAX_FILE).unwrap_or(u64::MAX) + 1;
+        file.take(limit).read_to_end(&mut bytes).map_err(io)?;
+        Ok(LoadedFile {
+            display: self
+                .shown
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| display(&path)),
+            bytes,
+        })
+    }
+
+    fn check_within(&self, path: &str, within: &str) -> Result<(), LoadError> {
+        let Ok(context) = std::fs::canonicalize(self.path_of(within)) else {
+            // A context that does not exist holds nothing to escape to.
+            return Ok(());
+        };
+        // The deepest part of the path that exists, symlinks resolved (a
+        // source that does not exist yet is reported by the build).
+        let full = self.path_of(path);
+        let mut existing = full.as_path();
+        loop {
+            if let Ok(real) = std::fs::canonicalize(existing) {
+                if real.starts_with(&context) {
+                    return Ok(());
+                }
+                return Err(LoadError::outside_root(format!(
+                    "{} leads to {}",
+                    display(existing),
+                    display(&real)
+                )));
+            }
+            match existing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => existing = p,
+                _ => return Ok(()),
+            }
         }
     }
 }
@@ -104,25 +234,29 @@ pub fn compile_path(main: &Path, policies: &[PathBuf]) -> Result<Compilation, Lo
     let mut keys = Vec::new();
     for p in policies {
         let k = policy_key(&root, p);
+        loader.add_policy_root(&k);
         loader.shown.insert(k.clone(), display(p));
         keys.push(k);
     }
     let options = CompileOptions {
         policies: keys,
         default_name: Some(stem),
+        enforced: crate::compile::enforced(),
+        providers: crate::compile::providers(),
     };
     Ok(glint_lang::compile(&key, &loader, &options))
 }
 
 fn check_readable(p: &Path) -> Result<(), LoadFailure> {
+    let shown = glint_lang::diag::escape_control(&display(p)).into_owned();
     match std::fs::metadata(p) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(LoadFailure::Unreadable {
-            path: display(p),
+            path: shown,
             reason: "not a file".into(),
         }),
         Err(e) => Err(LoadFailure::Unreadable {
-            path: display(p),
+            path: shown,
             reason: io_reason(&e),
         }),
     }

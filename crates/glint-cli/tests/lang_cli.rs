@@ -327,3 +327,93 @@ fn every_example_is_formatted() {
     let out = glint(&args, &repo());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+#[test]
+fn check_warns_that_the_three_tier_rules_variables_volume_and_autoscale_are_not_enforced() {
+    let out = glint(&["check", "examples/three-tier/main.glint"], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for expected in [
+        "warning[E0600]: firewall rules are declared but not enforced yet",
+        "warning[E0601]: variables are declared but not enforced yet",
+        "warning[E0602]: volumes and mounts are declared but not enforced yet",
+        "warning[E0603]: autoscaling bounds are declared but not enforced yet",
+        "rule `web_to_api`: not enforced",
+        "volume `pgdata`: not enforced",
+        "variable `db_password`: not enforced",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    // One warning per capability, however many declarations ask for it.
+    assert_eq!(err.matches("warning[E0600]").count(), 1, "{err}");
+    assert!(text(&out.stdout).contains("ok: environment `shop`"));
+}
+
+/// `plan`, `apply` and `up` print the same warnings as `check` (they all
+/// compile through `compile.rs`), and still go ahead.
+#[test]
+fn plan_apply_and_up_warn_about_rules_nothing_enforces() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "r.glint",
+        "image app {\n  entrypoint = [\"/app\"]\n}\n\nservice web {\n  image     = image.app\n  instances = 0\n}\n\nrule office {\n  from = 10.0.0.0/8\n  to   = service.web\n}\n",
+    );
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("GLINT_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    let warning = "warning[E0600]: firewall rules are declared but not enforced yet";
+    for cmd in ["plan", "apply"] {
+        let out = run(&[cmd, "r.glint"]);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(warning),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+    }
+    // `up` compiles before it starts: read its stderr until the warning
+    // (bounded), then stop it.
+    let mut up = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["up", "r.glint"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("GLINT_DATA_DIR", dir.path().join("data-up"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = up.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = String::new();
+    while !seen.contains(warning) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = up.kill();
+    let _ = up.wait();
+    assert!(seen.contains(warning), "glint up printed:\n{seen}");
+}

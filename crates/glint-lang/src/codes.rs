@@ -3,7 +3,8 @@
 //! Codes are stable: a code is never reused for a different problem. Ranges:
 //! `E00xx` lexing, `E01xx` syntax and fields, `E02xx` names, references and
 //! evaluation, `E03xx` imports, `E04xx` policies, `E05xx` whole-environment
-//! checks.
+//! checks, `E06xx` capabilities declared but not enforced by this build
+//! (warnings).
 
 use std::fmt;
 
@@ -186,6 +187,36 @@ letter.
 
     service Web { }     // error: write `web`";
 
+    OutsideContext = "E0108", "path outside the image's build context",
+"An image's `copy` source or `archive(...)` path is outside its build
+context: the directory the build may read. By default that is the
+environment root (the directory of the main `.glint` file); a path that
+climbs out of it with `..`, an absolute path, or a path through a symlink
+that leads outside is refused, so that checking or building a change never
+reads files it was not meant to (a CI machine's secrets, `/etc`).
+
+    image app {
+      copy \"../../etc/hostname\" to \"/etc/hostname\"   // error: outside the root
+    }
+
+To read from elsewhere in the repository, declare the context on the image,
+relative to the file that declares it, as with a Docker build context:
+
+    image hello {
+      context = \"../..\"
+      copy \"../../target/release/app\" to \"/bin/app\"
+    }";
+
+    ProviderUnavailable = "E0109", "provider not available in this build",
+"A service (or the `environment` block) names a provider this build of
+`glint` does not have, so its instances could never be launched. The `glint`
+binary has `process` and `docker`; `simulated` exists only in Glint's own
+tests and benchmarks.
+
+    service web {
+      provider = simulated   // error: this build has no `simulated` provider
+    }";
+
     UnknownName = "E0200", "unknown name",
 "An identifier does not name a `let` binding, a function, a function
 parameter, a `for` variable, an imported module or a built-in.
@@ -283,6 +314,24 @@ file that both import.";
 "A name was looked up in an imported module (`lib.backend`) that the module
 does not define with `let` or `fn`.";
 
+    ImportOutsideRoot = "E0303", "import outside the environment root",
+"Imports stay inside the environment root: the directory of the main file
+(for a `--policy` file outside it, that file's own directory). An absolute
+path, a path that climbs out with `..`, or a path through a symlink that
+leads outside is refused without reading the file, so that `glint check` on
+an untrusted change cannot print `/proc/self/environ` or `/etc/passwd` in a
+diagnostic.
+
+    import \"../../shared/lib.glint\"   // error: outside the root
+
+Move shared files under the environment's directory (or a symlink-free copy
+of them), or check from a directory that contains both.";
+
+    ImportNotGlint = "E0304", "imported file is not a .glint file",
+"An `import` names a file whose name does not end in `.glint`. Only Glint
+sources can be imported (the standard library by name: `import
+\"std:policies\"`); data files are not read by the compiler.";
+
     PolicyViolation = "E0400", "policy violated",
 "A `policy` check was false for a declaration. Policies with
 `severity = error` block the change (exit code 1); `severity = warning` only
@@ -300,12 +349,50 @@ optional value in a comparison, or produced a non-boolean.
 
 Guard optional fields: `all s in services: s.max_age != none and s.max_age <= 24h`.";
 
+    NotAPolicy = "E0402", "declaration in a policy file",
+"A file given with `--policy` (or a file only such files import) declares
+something other than a policy: a service, an endpoint, a rule, an image, an
+`environment` block, ... A policy file checks the environments it is used
+with; it must not add to them (an organisation's policy set must not be able
+to add a public endpoint to every environment). Policy files may contain
+`policy` declarations, `let` bindings, functions and imports.";
+
     DuplicateEnvironment = "E0500", "more than one environment block",
 "An environment has at most one `environment NAME { ... }` block across all
 of its files.";
 
     ListenConflict = "E0501", "two endpoints listen on the same address",
-"Each endpoint must listen on its own address and port.";
+"Each endpoint must listen on its own address and port. Two endpoints also
+overlap when they use the same port and one of them listens on every
+address (`0.0.0.0:8080` takes `127.0.0.1:8080` too; `[::]:8080` takes the
+IPv4 port as well): the second could never bind.";
+
+    RulesNotEnforced = "E0600", "firewall rules declared but not enforced yet",
+"The environment declares `rule`s, but this build of Glint does not program
+a firewall yet: nothing restricts which instance can reach which. The rules
+are checked, kept in every version and shown to policies, so they will be
+enforced without a change once Glint enforces them; until then, do not rely
+on them for protection. This is a warning: the change is not blocked.";
+
+    VariablesNotEnforced = "E0601", "variables declared but not enforced yet",
+"The environment declares `variable`s, but this build of Glint does not
+deliver them to their readers nor check who reads and writes them yet. They
+are checked and kept in every version. This is a warning.";
+
+    VolumesNotEnforced = "E0602", "volumes declared but not enforced yet",
+"The environment declares `volume`s or services with `mounts`, but this
+build of Glint does not create or mount volumes yet: data an instance writes
+at a mount path is lost when the instance is replaced. This is a warning.";
+
+    AutoscaleNotEnforced = "E0603", "autoscaling declared but not enforced yet",
+"A service declares `autoscale` bounds, but this build of Glint does not
+autoscale yet: the service runs its declared `instances` count whatever the
+load. This is a warning.";
+
+    ResourcesNotEnforced = "E0604", "resource limits not enforced for process instances",
+"A service on the `process` provider declares `resources`, but this build of
+Glint does not limit the memory or CPU of process instances (the `docker`
+provider enforces them). This is a warning.";
 }
 
 impl fmt::Display for Code {

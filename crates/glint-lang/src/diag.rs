@@ -217,14 +217,67 @@ impl Style {
     }
 }
 
-/// Tab stops are expanded to 4 spaces so that carets line up.
-fn expand_tabs(s: &str) -> String {
-    s.replace('\t', "    ")
+/// Whether a character must not reach a terminal as it is: control
+/// characters (escape sequences, carriage returns, new lines inside a
+/// message) and the invisible bidirectional controls that reorder text.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
-/// Display width of a prefix of a line (chars, tabs as 4).
+/// Text from a source file made safe to print as human text: every control
+/// character (and bidirectional control) is written as an escape such as
+/// `\u{1b}`, so that a hostile `.glint` file cannot move the cursor, colour
+/// the terminal or print a line of its own (a fake `ok:`), even with colour
+/// off. JSON output needs no such care: its encoder escapes them.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A source line as shown in a snippet: tab stops expanded to 4 spaces so
+/// that carets line up, other control characters escaped.
+fn display_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\t' {
+            out.push_str("    ");
+        } else if is_unsafe(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Display width of a piece of a line, as [`display_line`] shows it.
 fn width(s: &str) -> usize {
-    s.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum()
+    s.chars()
+        .map(|c| {
+            if c == '\t' {
+                4
+            } else if is_unsafe(c) {
+                // `\u{` + hex digits + `}`
+                4 + format!("{:x}", u32::from(c)).len()
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 /// Renders one diagnostic the way rustc does: header, `-->` location, the
@@ -241,7 +294,7 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
         out,
         "{}{}",
         st.sev(d.severity, &format!("{sev}[{}]", d.code.as_str())),
-        st.bold(&format!(": {}", d.message))
+        st.bold(&format!(": {}", escape_control(&d.message)))
     );
 
     // Group labels by file, primary file first.
@@ -277,7 +330,7 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
             out,
             "{pad}{} {}:{line}:{col}",
             st.gutter(arrow),
-            file.display
+            escape_control(&file.display)
         );
         let _ = writeln!(out, "{pad} {}", st.gutter("|"));
         let mut in_file: Vec<(bool, &Label)> = labels
@@ -328,7 +381,7 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
                     "{} {} {}",
                     st.gutter(&format!("{:>gw$}", li + 1)),
                     st.gutter("|"),
-                    expand_tabs(text)
+                    display_line(text)
                 );
             }
             last_line = Some(li);
@@ -348,12 +401,13 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
             } else {
                 st.gutter(&marks)
             };
+            let label_text = escape_control(&label.message);
             let msg = if label.message.is_empty() {
                 String::new()
             } else if is_primary {
-                format!(" {}", st.sev(d.severity, &label.message))
+                format!(" {}", st.sev(d.severity, &label_text))
             } else {
-                format!(" {}", st.gutter(&label.message))
+                format!(" {}", st.gutter(&label_text))
             };
             let _ = writeln!(
                 out,
@@ -367,9 +421,11 @@ pub fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String 
         let _ = writeln!(out, "{pad} {}", st.gutter("|"));
     }
     if let Some(help) = &d.help {
+        let help = escape_control(help);
         let _ = writeln!(out, "{pad} {} {}: {help}", st.gutter("="), st.help("help"));
     }
     for note in &d.notes {
+        let note = escape_control(note);
         let _ = writeln!(out, "{pad} {} {}: {note}", st.gutter("="), st.bold("note"));
     }
     out
@@ -511,6 +567,32 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_carets_still_line_up() {
+        assert_eq!(escape_control("plain"), "plain");
+        assert_eq!(escape_control("a\u{1b}[32mok\n"), "a\\u{1b}[32mok\\u{a}");
+        assert_eq!(escape_control("\u{202e}x"), "\\u{202e}x");
+        let mut sources = SourceMap::new();
+        let text = "let x = \"\u{1b}[2J\" + 1\n".to_owned();
+        let at = text.find('+').unwrap_or(0);
+        let file = sources.add("m".into(), "m\u{7}.glint".into(), text);
+        let d = Diagnostic::error(
+            Code::OperatorType,
+            Span::new(file, at, at + 1),
+            "bad \u{1b}[0m",
+        )
+        .with_primary("here\r")
+        .with_help("help\u{1b}")
+        .with_note("note\n");
+        let out = render_human(&d, &sources, false);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert_eq!(out.lines().count(), 8, "{out}");
+        // The caret sits under `+` in the escaped line.
+        let line = out.lines().find(|l| l.contains("let x")).unwrap_or("");
+        let caret = out.lines().find(|l| l.contains('^')).unwrap_or("");
+        assert_eq!(line.find('+'), caret.find('^'), "{out}");
+    }
 
     #[test]
     fn suggestions_find_close_names_only() {

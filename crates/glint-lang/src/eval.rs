@@ -83,15 +83,19 @@ impl DeclTable {
     }
 }
 
-/// What policies see: the compiled environment, and the lists of
-/// references behind `services`, `rules`, ... (fields are read lazily with
-/// [`crate::lower::view_field`]).
-#[derive(Debug)]
-pub struct Views {
-    /// Lists by kind.
-    pub lists: FxMap<Kind, Value>,
-    /// The compiled environment.
-    pub env: glint_model::Environment,
+/// What policies see of the compiled declarations: the lists behind
+/// `services`, `rules`, ... and the fields of each declaration, read through
+/// references. The evaluator only knows this interface; the policy phase
+/// supplies it (`crate::views`), so that evaluation does not depend on the
+/// lowering that built the declarations.
+pub trait DeclViews {
+    /// The list behind `services`, `rules`, ... (references to every
+    /// declaration of `kind`).
+    fn list(&self, kind: Kind) -> Value;
+    /// One field of a declaration (`None`: no such declaration or field).
+    fn field(&self, kind: Kind, name: &str, field: &str) -> Option<Value>;
+    /// The fields a policy can read from a declaration of `kind`.
+    fn field_names(&self, kind: Kind) -> Vec<&'static str>;
 }
 
 enum LetState {
@@ -128,8 +132,8 @@ pub struct Eval<'p> {
     pub diags: Vec<Diagnostic>,
     /// Declared names (set once declarations are collected).
     pub decls: Option<DeclTable>,
-    /// Views (set for the policy phase).
-    pub views: Option<Views>,
+    /// Views of the compiled declarations (set for the policy phase).
+    pub views: Option<Box<dyn DeclViews>>,
     /// Hints for unknown names that evaluated to bare words, by span.
     pub sym_hints: FxMap<Span, Option<String>>,
     lets: FxMap<(usize, usize), LetState>,
@@ -169,6 +173,9 @@ pub const ENUM_WORDS: &[&str] = &[
     "rolling",
     "blue_green",
     "canary",
+    "literal",
+    "secret",
+    "runtime",
 ];
 
 impl<'p> Eval<'p> {
@@ -314,10 +321,7 @@ impl<'p> Eval<'p> {
         }
         if let Some(k) = Kind::from_plural(name) {
             if let Some(views) = &self.views {
-                if let Some(list) = views.lists.get(&k) {
-                    return Ok(list.clone());
-                }
-                return Ok(Value::List(Rc::new(Vec::new())));
+                return Ok(views.list(k));
             }
             self.err(
                 Diagnostic::error(
@@ -398,6 +402,15 @@ impl<'p> Eval<'p> {
                         StrSeg::Lit(s) => out.push_str(s),
                         StrSeg::Interp(inner) => {
                             let v = self.eval(inner, scope)?;
+                            // `"${regoin}"`: a bare word that names nothing
+                            // is a typo, not text.
+                            if let Value::Sym(s) = &v.v
+                                && !ENUM_WORDS.contains(&&**s)
+                            {
+                                let s = s.clone();
+                                self.unknown_name(&s, v.span, "a value to put into the string");
+                                return Err(Reported);
+                            }
                             match v.v.to_text() {
                                 Some(t) => out.push_str(&t),
                                 None => {
@@ -702,12 +715,8 @@ impl<'p> Eval<'p> {
             }
             (BinOp::Add, Record(a), Record(b)) => {
                 let mut merged = (**a).clone();
-                for f in &b.fields {
-                    if let Some(existing) = merged.fields.iter_mut().find(|x| x.key == f.key) {
-                        *existing = f.clone();
-                    } else {
-                        merged.fields.push(f.clone());
-                    }
+                for f in b.fields() {
+                    merged.set_field(f.clone());
                 }
                 merged.steps.extend(b.steps.iter().cloned());
                 Some(Record(Rc::new(merged)))
@@ -872,12 +881,14 @@ impl<'p> Eval<'p> {
                 Ok(Value::Ref(*kind, Rc::from(name)))
             }
             Value::Record(r) => match r.get(name) {
+                // A field whose value failed to evaluate (already reported).
+                Some(v) if is_poisoned(v) => Err(Reported),
                 Some(v) => Ok(v.v.clone()),
                 None => self.no_field(
                     &base,
                     name,
                     span,
-                    r.fields.iter().map(|f| &*f.key).collect(),
+                    r.fields().iter().map(|f| &*f.key).collect(),
                 ),
             },
             Value::Tagged(tag, r) => {
@@ -885,24 +896,27 @@ impl<'p> Eval<'p> {
                     return Ok(Value::Str(tag.clone()));
                 }
                 match r.get(name) {
+                    Some(v) if is_poisoned(v) => Err(Reported),
                     Some(v) => Ok(v.v.clone()),
                     None => self.no_field(
                         &base,
                         name,
                         span,
-                        r.fields.iter().map(|f| &*f.key).collect(),
+                        r.fields().iter().map(|f| &*f.key).collect(),
                     ),
                 }
             }
             Value::Ref(kind, n) => {
-                let found = self
-                    .views
-                    .as_ref()
-                    .map(|v| crate::lower::view_field(&v.env, *kind, n, name));
+                let found = self.views.as_ref().map(|v| v.field(*kind, n, name));
                 match found {
                     Some(Some(v)) => Ok(v),
                     Some(None) => {
-                        self.no_field(&base, name, span, crate::lower::view_fields(*kind).to_vec())
+                        let names = self
+                            .views
+                            .as_ref()
+                            .map(|v| v.field_names(*kind))
+                            .unwrap_or_default();
+                        self.no_field(&base, name, span, names)
                     }
                     None => {
                         if name == "name" {
@@ -1069,12 +1083,13 @@ impl<'p> Eval<'p> {
                 }
             }
             (Value::Record(r), Value::Str(k)) => match r.get(k) {
+                Some(v) if is_poisoned(v) => Err(Reported),
                 Some(v) => Ok(v.v.clone()),
                 None => self.no_field(
                     &base,
                     k,
                     idx.span,
-                    r.fields.iter().map(|f| &*f.key).collect(),
+                    r.fields().iter().map(|f| &*f.key).collect(),
                 ),
             },
             _ => {
@@ -1311,7 +1326,7 @@ impl<'p> Eval<'p> {
                 let n = match &v.v {
                     Value::List(l) => l.len(),
                     Value::Str(s) => s.chars().count(),
-                    Value::Record(r) => r.fields.len(),
+                    Value::Record(r) => r.len(),
                     other => {
                         self.mismatch(other, v.span, "a list, string or record", "");
                         return Err(Reported);
@@ -1335,7 +1350,7 @@ impl<'p> Eval<'p> {
                 let v = &args[0].1;
                 match &v.v {
                     Value::Record(r) => Ok(Value::List(Rc::new(
-                        r.fields
+                        r.fields()
                             .iter()
                             .map(|f| SV {
                                 v: Value::Str(f.key.clone()),
@@ -1576,7 +1591,10 @@ impl<'p> Eval<'p> {
             "record" | "map" => match v {
                 Value::Record(r) => match arg(0) {
                     Some(et) => {
-                        for f in &r.fields {
+                        for f in r.fields() {
+                            if is_poisoned(&f.value) {
+                                return Err(Reported);
+                            }
                             if !self.matches_type(&f.value.v, et)? {
                                 return Ok(false);
                             }
@@ -1640,10 +1658,8 @@ impl<'p> Eval<'p> {
         scope: &mut Scope,
         defer: &[&str],
     ) -> R<(Record, Vec<(&'b ast::Key, &'b Expr)>)> {
-        let mut rec = Record {
-            partial: b.recovered,
-            ..Record::default()
-        };
+        let mut rec = Record::default();
+        rec.partial = b.recovered;
         let mut deferred = Vec::new();
         for entry in &b.entries {
             match &entry.kind {
@@ -1727,9 +1743,9 @@ impl<'p> Eval<'p> {
                     };
                     match &v.v {
                         Value::Record(r) => {
-                            for f in &r.fields {
+                            for f in r.fields() {
                                 if let Some(existing) =
-                                    rec.fields.iter_mut().find(|x| x.key == f.key)
+                                    rec.position(&f.key).and_then(|i| rec.field_mut(i))
                                 {
                                     if existing.from_spread {
                                         *existing = Field {
@@ -1745,7 +1761,7 @@ impl<'p> Eval<'p> {
                                         );
                                     }
                                 } else {
-                                    rec.fields.push(Field {
+                                    rec.push(Field {
                                         from_spread: true,
                                         ..f.clone()
                                     });
@@ -1778,7 +1794,7 @@ impl<'p> Eval<'p> {
     }
 
     fn insert(&mut self, rec: &mut Record, key: &ast::Key, v: SV) {
-        if let Some(existing) = rec.fields.iter_mut().find(|f| f.key == key.name) {
+        if let Some(existing) = rec.position(&key.name).and_then(|i| rec.field_mut(i)) {
             if existing.from_spread {
                 existing.value = v;
                 existing.key_span = key.span;
@@ -1789,7 +1805,7 @@ impl<'p> Eval<'p> {
             }
             return;
         }
-        rec.fields.push(Field {
+        rec.push(Field {
             key: Rc::clone(&(key.name)),
             key_span: key.span,
             value: v,

@@ -10,7 +10,12 @@
 //! - [`source`]: files, spans, line tables, path joining;
 //! - [`lexer`], [`parser`], [`ast`]: text to syntax tree (keeping comments);
 //! - [`eval`], [`value`]: the total, deterministic evaluator;
-//! - [`lower`]: declarations to the IR, defaults, cross-checks, policies;
+//! - [`schema`]: one field table per block kind (names, types, defaults,
+//!   docs, decoding, policy views), public for tools such as an editor;
+//! - [`lower`] (with `decode`, `checks`): declarations to the IR, defaults,
+//!   whole-environment checks; `views` and `policy`: running policies;
+//! - [`capability`]: what the build enforces and which providers it has
+//!   (inputs of a compilation);
 //! - [`format`](mod@format): the canonical formatter;
 //! - [`diag`], [`codes`]: diagnostics as data, their rendering and the
 //!   long explanations behind `glint explain`.
@@ -34,7 +39,10 @@
 //! is compiled into the crate.
 
 pub mod ast;
+pub mod capability;
+mod checks;
 pub mod codes;
+mod decode;
 pub mod diag;
 pub mod eval;
 pub mod format;
@@ -42,9 +50,13 @@ pub mod fxhash;
 pub mod lexer;
 pub mod lower;
 pub mod parser;
+mod policy;
+pub mod schema;
 pub mod source;
 pub mod value;
+mod views;
 
+pub use capability::{Capabilities, Capability, ProviderSet};
 pub use codes::{Code, explain};
 pub use diag::{Diagnostic, Diagnostics, Label, Severity};
 pub use format::format;
@@ -78,6 +90,27 @@ pub struct LoadedFile {
 pub struct LoadError {
     /// A short reason (`no such file`, `permission denied`).
     pub reason: String,
+    /// The file is outside the root it must stay in (through a symlink,
+    /// say): refused without being read.
+    pub outside_root: bool,
+}
+
+impl LoadError {
+    /// A file that cannot be read.
+    pub fn new(reason: impl Into<String>) -> LoadError {
+        LoadError {
+            reason: reason.into(),
+            outside_root: false,
+        }
+    }
+
+    /// A file refused because it resolves outside its root.
+    pub fn outside_root(reason: impl Into<String>) -> LoadError {
+        LoadError {
+            reason: reason.into(),
+            outside_root: true,
+        }
+    }
 }
 
 /// Supplies source files. Keys are paths relative to the environment root
@@ -86,6 +119,16 @@ pub struct LoadError {
 pub trait Loader: Sync {
     /// Loads the file with this key.
     fn load(&self, key: &str) -> Result<LoadedFile, LoadError>;
+
+    /// Checks, without reading anything, that `path` (a root-relative key,
+    /// e.g. an image's copy source) resolves inside the directory `within`
+    /// (a root-relative key) once symlinks are followed. A path that does
+    /// not exist is not refused here (the build reports it). The default
+    /// checks nothing: files held in memory have no links.
+    fn check_within(&self, path: &str, within: &str) -> Result<(), LoadError> {
+        let _ = (path, within);
+        Ok(())
+    }
 }
 
 /// A loader over files held in memory (tests, benchmarks, editors).
@@ -115,9 +158,7 @@ impl Loader for MemoryLoader {
                 display: key.to_owned(),
                 bytes: b.clone(),
             })
-            .ok_or_else(|| LoadError {
-                reason: "no such file".into(),
-            })
+            .ok_or_else(|| LoadError::new("no such file"))
     }
 }
 
@@ -130,6 +171,13 @@ pub struct CompileOptions {
     /// The environment's name when there is no `environment` block
     /// (sanitised); default: the main file's stem.
     pub default_name: Option<String>,
+    /// The capabilities the build enforces; declarations that ask for one
+    /// outside this set compile with a "declared but not enforced yet"
+    /// warning. Default: none.
+    pub enforced: Capabilities,
+    /// The providers the build has; a service on another one is an error.
+    /// Default: all of them.
+    pub providers: ProviderSet,
 }
 
 /// The result of a compilation.
@@ -201,34 +249,32 @@ fn compile_here(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Co
     // Import edges per module: (target module, span of the import path).
     let mut edges: Vec<Vec<(usize, Span)>> = Vec::new();
 
-    let mut queue: Vec<(String, Option<Span>)> = vec![(main.to_owned(), None)];
-    queue.extend(options.policies.iter().map(|p| (p.clone(), None)));
+    // Each module's root: imports from it must stay inside. The main file's
+    // is the environment root (`.`); a policy file given by absolute path
+    // (outside the environment) is confined to its own directory.
+    let mut roots: Vec<String> = Vec::new();
+    let mut main_mod: Option<usize> = None;
     // Worklist of modules whose imports still need resolving.
-    let mut pending_imports: Vec<usize> = Vec::new();
-    let mut roots_loaded = false;
-    while !queue.is_empty() || !pending_imports.is_empty() {
-        // Load root files first (main, then policies), in order.
-        if !roots_loaded {
-            for (key, _) in std::mem::take(&mut queue) {
-                if key_to_mod.contains_key(&key) {
-                    continue;
-                }
-                if let Some(m) =
-                    load_module(&key, None, loader, &mut sources, &mut prog, &mut diags)
-                {
-                    key_to_mod.insert(key, m);
-                    edges.push(Vec::new());
-                    pending_imports.push(m);
-                }
-            }
-            roots_loaded = true;
+    let mut pending_imports: std::collections::VecDeque<usize> = Default::default();
+    // Load root files first (main, then policies), in order.
+    let root_keys = std::iter::once(main.to_owned()).chain(options.policies.iter().cloned());
+    for (i, key) in root_keys.enumerate() {
+        if key_to_mod.contains_key(&key) {
             continue;
         }
-        let Some(m) = pending_imports.first().copied() else {
-            break;
-        };
-        pending_imports.remove(0);
+        if let Some(m) = load_module(&key, None, loader, &mut sources, &mut prog, &mut diags) {
+            key_to_mod.insert(key.clone(), m);
+            edges.push(Vec::new());
+            roots.push(root_of(&key));
+            pending_imports.push_back(m);
+            if i == 0 {
+                main_mod = Some(m);
+            }
+        }
+    }
+    while let Some(m) = pending_imports.pop_front() {
         let from_key = prog.modules[m].key.clone();
+        let root = roots[m].clone();
         let ast = prog.modules[m].ast.clone();
         for item in &ast.items {
             let ItemKind::Import {
@@ -240,7 +286,12 @@ fn compile_here(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Co
             let key = if path.starts_with("std:") {
                 path.clone()
             } else {
-                source::join_path(&from_key, path)
+                let key = source::join_path(&from_key, path);
+                if let Some(d) = refuse_import(path, &key, &root, *path_span) {
+                    diags.push(d);
+                    continue;
+                }
+                key
             };
             let target = match key_to_mod.get(&key) {
                 Some(t) => *t,
@@ -255,7 +306,8 @@ fn compile_here(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Co
                     Some(t) => {
                         key_to_mod.insert(key.clone(), t);
                         edges.push(Vec::new());
-                        pending_imports.push(t);
+                        roots.push(root.clone());
+                        pending_imports.push_back(t);
                         t
                     }
                     None => continue,
@@ -328,7 +380,23 @@ fn compile_here(main: &str, loader: &dyn Loader, options: &CompileOptions) -> Co
         .clone()
         .unwrap_or_else(|| file_stem(main));
     let mut ev = Eval::new(&prog);
-    let env = lower::lower(&mut ev, &default_name);
+    // Modules the main file does not reach come only from `--policy` files:
+    // they may declare policies only.
+    let mut policy_only = vec![true; prog.modules.len()];
+    let mut stack: Vec<usize> = main_mod.into_iter().collect();
+    while let Some(m) = stack.pop() {
+        if std::mem::replace(&mut policy_only[m], false) {
+            stack.extend(edges[m].iter().map(|(t, _)| *t));
+        }
+    }
+    let inputs = lower::Inputs {
+        default_name: &default_name,
+        providers: &options.providers,
+        enforced: &options.enforced,
+        loader,
+        policy_only: &policy_only,
+    };
+    let env = lower::lower(&mut ev, &inputs);
     diags.append(&mut ev.diags);
 
     diags.sort_by_key(|d| (d.primary.span.file, d.primary.span.start, d.code));
@@ -362,6 +430,60 @@ fn file_stem(path: &str) -> String {
     base.strip_suffix(".glint").unwrap_or(base).to_owned()
 }
 
+/// The directory imports of a root file must stay inside: the environment
+/// root for keys relative to it, the file's own directory for an absolute
+/// key (a policy file outside the environment).
+fn root_of(key: &str) -> String {
+    if key.starts_with('/') {
+        match key.rfind('/') {
+            Some(0) | None => "/".to_owned(),
+            Some(i) => key[..i].to_owned(),
+        }
+    } else {
+        ".".to_owned()
+    }
+}
+
+/// Why an import may not be loaded, if it may not: it is absolute, climbs
+/// out of its root, or does not name a `.glint` file. Nothing is read.
+fn refuse_import(path: &str, key: &str, root: &str, span: Span) -> Option<Diagnostic> {
+    let shown_root = if root == "." {
+        "the environment root (the main file's directory)".to_owned()
+    } else {
+        format!("`{root}`, the directory of the policy file that imports it")
+    };
+    if path.starts_with('/') || !source::within(key, root) {
+        let why = if path.starts_with('/') {
+            "an absolute path"
+        } else {
+            "it climbs out of the root with `..`"
+        };
+        return Some(
+            Diagnostic::error(
+                Code::ImportOutsideRoot,
+                span,
+                format!("cannot import `{path}`: it is outside {shown_root}"),
+            )
+            .with_primary(format!("refused: {why}; the file was not read"))
+            .with_help(
+                "imports are relative paths to `.glint` files inside the environment's directory; move the file there",
+            ),
+        );
+    }
+    if !key.ends_with(".glint") {
+        return Some(
+            Diagnostic::error(
+                Code::ImportNotGlint,
+                span,
+                format!("cannot import `{path}`: only `.glint` files can be imported"),
+            )
+            .with_primary("not a `.glint` file; it was not read")
+            .with_help("import Glint sources (`lib/templates.glint`) or the standard library (`std:policies`)"),
+        );
+    }
+    None
+}
+
 fn load_module(
     key: &str,
     from: Option<Span>,
@@ -376,16 +498,14 @@ fn load_module(
                 display: format!("<std>/{name}.glint"),
                 bytes: text.as_bytes().to_vec(),
             }),
-            None => Err(LoadError {
-                reason: format!(
-                    "no standard module `{key}` (available: {})",
-                    STD_MODULES
-                        .iter()
-                        .map(|(k, _)| *k)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }),
+            None => Err(LoadError::new(format!(
+                "no standard module `{key}` (available: {})",
+                STD_MODULES
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     } else {
         loader.load(key)
@@ -394,13 +514,23 @@ fn load_module(
         Ok(l) => l,
         Err(e) => {
             let span = from.unwrap_or_default();
-            let mut d = Diagnostic::error(
-                Code::ImportNotFound,
-                span,
-                format!("cannot load `{key}`: {}", e.reason),
-            )
-            .with_primary("imported here");
-            d.help = Some("import paths are relative to the importing file's directory".into());
+            let mut d = if e.outside_root {
+                Diagnostic::error(
+                    Code::ImportOutsideRoot,
+                    span,
+                    format!("cannot load `{key}`: {}", e.reason),
+                )
+                .with_primary("refused: it resolves outside the root; the file was not read")
+                .with_help("a symlink may not lead out of the environment's directory; import the file from inside it")
+            } else {
+                Diagnostic::error(
+                    Code::ImportNotFound,
+                    span,
+                    format!("cannot load `{key}`: {}", e.reason),
+                )
+                .with_primary("imported here")
+                .with_help("import paths are relative to the importing file's directory")
+            };
             if from.is_none() {
                 // A root file: no span to show.
                 d.primary.span = Span::new(FileId(u32::MAX), 0, 0);
@@ -515,5 +645,44 @@ fn import_cycles(prog: &Program, edges: &[Vec<(usize, Span)>], diags: &mut Vec<D
                 path.pop();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Building and reading a record is linear: a record of 20,000 keys
+    /// (spread, merged, read by key, compared) costs a few linear lookups
+    /// in small records, not one scan per key (200 million comparisons
+    /// before records were indexed).
+    #[test]
+    fn large_records_are_built_and_read_without_scanning() {
+        let n = 20_000;
+        let mut src = String::from("let big = {\n");
+        for i in 0..n {
+            src.push_str(&format!("  k{i} = \"v{i}\"\n"));
+        }
+        src.push_str("}\nlet copy = { ...big, k7 = \"x\" }\nlet merged = big + copy\n");
+        src.push_str(&format!(
+            "let same = copy == merged\nlet last = merged[\"k{}\"]\n",
+            n - 1
+        ));
+        src.push_str("image app {\n  entrypoint = [\"/app\"]\n  env = merged\n}\n");
+        let mut loader = MemoryLoader::new();
+        loader.add("main.glint", src);
+        value::PROBES.with(|p| p.set(0));
+        // On this thread, so that the thread-local counter sees the work.
+        let c = compile_here("main.glint", &loader, &CompileOptions::default());
+        let probes = value::PROBES.with(|p| p.get());
+        assert!(!c.has_errors(), "{}", c.diagnostics.render_human(false));
+        let env = c
+            .environment
+            .unwrap_or_else(|| Environment::empty(lower::sanitize_name("x")));
+        assert_eq!(env.images.values().next().map(|i| i.env.len()), Some(n));
+        assert!(
+            probes < 10 * n as u64,
+            "{probes} field comparisons for {n} keys"
+        );
     }
 }

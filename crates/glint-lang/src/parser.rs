@@ -146,14 +146,22 @@ impl<'a, 'd> Parser<'a, 'd> {
         &self.buf[0]
     }
 
-    /// Moves comments at the cursor into `pending`.
+    /// Moves comments at the cursor into `pending`. A comment that starts
+    /// a line (or spans lines) leaves the token after it on a new line, so
+    /// that `/* note */ key = value` at the start of a line is an entry of
+    /// its own.
     fn skip_comments(&mut self) {
+        let mut line_break = false;
         loop {
             self.fill(1);
             let t = &self.buf[0];
             if t.kind != TokKind::Comment {
+                if line_break {
+                    self.buf[0].newline_before = true;
+                }
                 break;
             }
+            line_break |= t.newline_before || self.text_of(t.span).contains('\n');
             let c = Comment {
                 text: self.text[t.span.start as usize..t.span.end as usize]
                     .trim_end()

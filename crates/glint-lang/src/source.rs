@@ -223,6 +223,25 @@ pub fn normalize(path: &str) -> String {
     out
 }
 
+/// Whether the path `path` is the directory `dir` or inside it. Both are
+/// keys as [`join_path`] makes them (normalised, `/`-separated, relative to
+/// the environment root, which is `.`); an absolute path is only inside an
+/// absolute directory. Purely lexical: the loader checks symlinks.
+pub fn within(path: &str, dir: &str) -> bool {
+    if path.starts_with('/') != dir.starts_with('/') {
+        return false;
+    }
+    let comps = |p: &str| -> Vec<String> {
+        normalize(p)
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect()
+    };
+    let (p, d) = (comps(path), comps(dir));
+    p.len() >= d.len() && p[..d.len()] == d[..] && !p[d.len()..].iter().any(|c| c == "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +254,22 @@ mod tests {
         assert_eq!(join_path("hello.glint", "../../target/x"), "../../target/x");
         assert_eq!(join_path("/abs/p.glint", "../q"), "/q");
         assert_eq!(normalize("a/.."), ".");
+    }
+
+    #[test]
+    fn within_compares_components_after_normalising() {
+        assert!(within("app/bin", "."));
+        assert!(within("app/", "."));
+        assert!(within(".", "."));
+        assert!(!within("../x", "."));
+        assert!(!within("..", "."));
+        assert!(!within("/etc/passwd", "."));
+        assert!(within("../../target/x", "../.."));
+        assert!(!within("../../../etc", "../.."));
+        assert!(!within("appx/y", "app"));
+        assert!(within("app/y", "app/"));
+        assert!(within("/abs/dir/a.glint", "/abs/dir"));
+        assert!(!within("/abs/other.glint", "/abs/dir"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! template's result, a declaration view in a policy) never copies it.
 
 use crate::ast::FnDef;
+use crate::fxhash::FxMap;
 use crate::source::Span;
 use glint_model::{Cidr, Digest};
 use std::fmt;
@@ -120,11 +121,19 @@ pub enum Step {
     Test(SV),
 }
 
+/// Records with at least this many fields keep a hash index of their keys,
+/// so that building and reading a large record is linear, not quadratic.
+const INDEX_FROM: usize = 12;
+
 /// A record: ordered fields plus image build steps.
+///
+/// Fields are kept in order of first definition; lookups by key go through
+/// a hash index once the record is large ([`INDEX_FROM`] fields), so that a
+/// record of 100,000 keys is built and read in linear time.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
-    /// Fields, in order of first definition.
-    pub fields: Vec<Field>,
+    fields: Vec<Field>,
+    index: Option<FxMap<Rc<str>, usize>>,
     /// Build steps, in order.
     pub steps: Vec<Step>,
     /// The declaration this record describes (policy views), for reporting.
@@ -134,23 +143,90 @@ pub struct Record {
 }
 
 impl Record {
-    /// A field's value.
-    pub fn get(&self, key: &str) -> Option<&SV> {
-        self.fields
-            .iter()
-            .find(|f| &*f.key == key)
-            .map(|f| &f.value)
+    /// The fields, in order of first definition.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
     }
 
-    /// Adds or replaces a field (used when building views).
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether the record has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The position of a field.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => {
+                count_probes(self.fields.len());
+                self.fields.iter().position(|f| &*f.key == key)
+            }
+        }
+    }
+
+    /// A field's value.
+    pub fn get(&self, key: &str) -> Option<&SV> {
+        self.position(key).map(|i| &self.fields[i].value)
+    }
+
+    /// A field by position, to change it in place (its key stays).
+    pub fn field_mut(&mut self, i: usize) -> Option<&mut Field> {
+        self.fields.get_mut(i)
+    }
+
+    /// Appends a field whose key is not in the record yet (callers check
+    /// with [`Record::position`] first).
+    pub fn push(&mut self, field: Field) {
+        if let Some(index) = &mut self.index {
+            index.insert(field.key.clone(), self.fields.len());
+        }
+        self.fields.push(field);
+        if self.index.is_none() && self.fields.len() >= INDEX_FROM {
+            let mut index = FxMap::default();
+            index.reserve(self.fields.len());
+            for (i, f) in self.fields.iter().enumerate() {
+                index.insert(f.key.clone(), i);
+            }
+            self.index = Some(index);
+        }
+    }
+
+    /// Sets a field, replacing its value if the key exists (used when
+    /// building views and merging records).
+    pub fn set_field(&mut self, field: Field) {
+        match self.position(&field.key) {
+            Some(i) => self.fields[i] = field,
+            None => self.push(field),
+        }
+    }
+
+    /// Sets a field from a value (used when building views).
     pub fn set(&mut self, key: &str, v: Value, span: Span) {
-        self.fields.push(Field {
+        self.set_field(Field {
             key: Rc::from(key),
             key_span: span,
             value: SV { v, span },
             from_spread: false,
         });
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Field comparisons made by linear lookups (tests check that large
+    /// records never scan).
+    pub(crate) static PROBES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn count_probes(_n: usize) {
+    #[cfg(test)]
+    PROBES.with(|p| p.set(p.get() + _n as u64));
 }
 
 /// A user function together with the module it was defined in.
@@ -265,10 +341,10 @@ impl Value {
                 true
             }
             (Record(a), Record(b)) => {
-                if a.fields.len() != b.fields.len() {
+                if a.len() != b.len() {
                     return Some(false);
                 }
-                for f in &a.fields {
+                for f in a.fields() {
                     match b.get(&f.key) {
                         Some(o) => {
                             if !f.value.v.equals(&o.v)? {

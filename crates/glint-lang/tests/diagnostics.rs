@@ -3,11 +3,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use glint_lang::{Code, CompileOptions, MemoryLoader, compile};
+use glint_lang::{Capabilities, Code, CompileOptions, MemoryLoader, ProviderSet, compile};
+use glint_model::ProviderKind;
 use std::collections::BTreeSet;
 
 const APP: &str =
     "image app {\n  copy \"bin/app\" to \"/bin/app\"\n  entrypoint = [\"/bin/app\"]\n}\n";
+
+/// The options of the snapshots: the `glint` binary's providers, and every
+/// capability enforced so that each snapshot shows its own code only (the
+/// `E06xx` cases enforce none).
+fn options_for(code: Code) -> CompileOptions {
+    let not_enforced = code.as_str().starts_with("E06");
+    CompileOptions {
+        enforced: if not_enforced {
+            Capabilities::none()
+        } else {
+            Capabilities::all()
+        },
+        providers: ProviderSet::of([ProviderKind::Process, ProviderKind::Docker]),
+        ..CompileOptions::default()
+    }
+}
 
 /// Compiles `files` (the first is the main file), renders the diagnostics and
 /// checks that `code` is among them.
@@ -18,7 +35,7 @@ fn render(code: Code, files: &[(&str, &[u8])], policies: &[&str]) -> String {
     }
     let options = CompileOptions {
         policies: policies.iter().map(|p| p.to_string()).collect(),
-        default_name: None,
+        ..options_for(code)
     };
     let c = compile(files[0].0, &loader, &options);
     let rendered = c.diagnostics.render_human(false);
@@ -367,6 +384,113 @@ fn e0501_listen_conflict() {
         Code::ListenConflict,
         &format!(
             "{APP}\nservice web {{\n  image = image.app\n}}\n\nendpoint public {{\n  listen  = 127.0.0.1:8080\n  service = service.web\n}}\n\nendpoint admin {{\n  listen  = 127.0.0.1:8080\n  service = service.web\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0108_outside_context() {
+    main_only(
+        Code::OutsideContext,
+        "image app {\n  copy \"../../../../etc/hostname\" to \"/etc/hostname\"\n  entrypoint = [\"/bin/app\"]\n}\n",
+    );
+}
+
+#[test]
+fn e0109_provider_unavailable() {
+    main_only(
+        Code::ProviderUnavailable,
+        &format!("{APP}\nservice web {{\n  image    = image.app\n  provider = simulated\n}}\n"),
+    );
+}
+
+#[test]
+fn e0303_import_outside_root() {
+    case(
+        Code::ImportOutsideRoot,
+        &[
+            (
+                "main.glint",
+                b"import \"/proc/self/environ\"\nimport \"../../etc/passwd.glint\"\n",
+            ),
+            ("/proc/self/environ", b"SECRET=hunter2\n"),
+        ],
+    );
+}
+
+#[test]
+fn e0304_import_not_glint() {
+    case(
+        Code::ImportNotGlint,
+        &[
+            ("main.glint", b"import \"secrets.env\"\n"),
+            ("secrets.env", b"TOKEN=hunter2\n"),
+        ],
+    );
+}
+
+#[test]
+fn e0402_not_a_policy() {
+    let out = render(
+        Code::NotAPolicy,
+        &[
+            ("main.glint", APP.as_bytes()),
+            (
+                "org.glint",
+                b"policy small {\n  message = \"too big\"\n  check   = len(services) < 10\n}\n\nendpoint backdoor {\n  listen  = 0.0.0.0:2222\n  service = service.web\n}\n",
+            ),
+        ],
+        &["org.glint"],
+    );
+    insta::assert_snapshot!("E0402", out);
+}
+
+#[test]
+fn e0600_rules_not_enforced() {
+    main_only(
+        Code::RulesNotEnforced,
+        &format!(
+            "{APP}\nservice db {{\n  image = image.app\n}}\n\nrule office_to_db {{\n  from  = 10.20.0.0/16\n  to    = service.db\n  ports = [5432]\n}}\n\nrule vpn_to_db {{\n  from  = 10.30.0.0/16\n  to    = service.db\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0601_variables_not_enforced() {
+    main_only(
+        Code::VariablesNotEnforced,
+        &format!(
+            "{APP}\nservice api {{\n  image = image.app\n}}\n\nvariable db_password {{\n  secret  = \"vault:shop/db\"\n  readers = [service.api]\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0602_volumes_not_enforced() {
+    main_only(
+        Code::VolumesNotEnforced,
+        &format!(
+            "{APP}\nvolume pgdata {{\n  size = 20GiB\n}}\n\nservice db {{\n  image  = image.app\n  mounts = [{{ volume = volume.pgdata, path = \"/var/lib/data\" }}]\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0603_autoscale_not_enforced() {
+    main_only(
+        Code::AutoscaleNotEnforced,
+        &format!(
+            "{APP}\nservice worker {{\n  image = image.app\n  autoscale {{\n    max = 8\n  }}\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0604_resources_not_enforced() {
+    main_only(
+        Code::ResourcesNotEnforced,
+        &format!(
+            "{APP}\nservice api {{\n  image = image.app\n  resources {{\n    memory = 512MiB\n  }}\n}}\n\nservice db {{\n  image    = image.app\n  provider = docker\n  resources {{\n    memory = 2GiB\n  }}\n}}\n"
         ),
     );
 }

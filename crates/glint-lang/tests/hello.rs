@@ -108,7 +108,7 @@ fn errors_carry_file_line_and_column() {
         text.contains("error[E0103]: expected int, found string"),
         "{text}"
     );
-    assert!(text.contains("--> hello.glint:11:15"), "{text}");
+    assert!(text.contains("--> hello.glint:12:15"), "{text}");
     assert!(text.contains("^^^"), "{text}");
     assert!(text.contains("help: remove the quotes: `3`"), "{text}");
 }

@@ -25,7 +25,16 @@ fn files(list: &[(&str, &str)], policies: &[&str]) -> Compilation {
     let options = CompileOptions {
         policies: policies.iter().map(|p| p.to_string()).collect(),
         default_name: None,
+        ..CompileOptions::default()
     };
+    compile(list[0].0, &loader, &options)
+}
+
+fn with_options(list: &[(&str, &str)], options: CompileOptions) -> Compilation {
+    let mut loader = MemoryLoader::new();
+    for (k, v) in list {
+        loader.add(*k, *v);
+    }
     compile(list[0].0, &loader, &options)
 }
 
@@ -276,11 +285,15 @@ fn policy_files_passed_as_options_apply_to_the_environment() {
 
 #[test]
 fn the_standard_policies_pass_on_a_compliant_environment() {
-    let c = compile_str(
-        "main.glint",
-        &format!(
-            "import \"std:policies\"\n{APP}\nservice web {{\n  image = image.app\n  max_age = 1d\n  health {{ http = \"/h\" }}\n  autoscale {{ max = 10 }}\n}}\nrule r {{\n  from = 0.0.0.0/0\n  to = service.web\n  ports = [443]\n}}\n"
-        ),
+    let src = format!(
+        "import \"std:policies\"\n{APP}\nservice web {{\n  image = image.app\n  max_age = 1d\n  health {{ http = \"/h\" }}\n  autoscale {{ max = 10 }}\n}}\nrule r {{\n  from = 0.0.0.0/0\n  to = service.web\n  ports = [443]\n}}\n"
+    );
+    let c = with_options(
+        &[("main.glint", &src)],
+        CompileOptions {
+            enforced: glint_lang::Capabilities::all(),
+            ..CompileOptions::default()
+        },
     );
     // Only the warning that the image has no digest.
     assert_eq!(codes(&c), vec![Code::PolicyViolation]);
@@ -314,7 +327,12 @@ fn every_example_compiles_and_formats_idempotently_keeping_comments() {
             let dir = p.parent().unwrap().to_path_buf();
             let loader = DirLoader(dir);
             let key = p.file_name().unwrap().to_string_lossy().into_owned();
-            let c = compile(&key, &loader, &CompileOptions::default());
+            // (What this build does not enforce is tested on its own.)
+            let options = CompileOptions {
+                enforced: glint_lang::Capabilities::all(),
+                ..CompileOptions::default()
+            };
+            let c = compile(&key, &loader, &options);
             let unexpected: Vec<_> = c
                 .diagnostics
                 .list
@@ -349,9 +367,7 @@ impl glint_lang::Loader for DirLoader {
                 display: key.to_owned(),
                 bytes,
             })
-            .map_err(|e| glint_lang::LoadError {
-                reason: e.to_string(),
-            })
+            .map_err(|e| glint_lang::LoadError::new(e.to_string()))
     }
 }
 

@@ -13,7 +13,8 @@ pub fn run(global: &Global, args: FmtArgs) -> i32 {
     let color = use_color(global.color, stderr_is_terminal());
     let mut code = EXIT_OK;
     for path in &args.files {
-        let shown = path.display().to_string();
+        // File names come from the repository: printed escaped.
+        let shown = glint_lang::diag::escape_control(&path.display().to_string()).into_owned();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {

@@ -1,0 +1,176 @@
+//! Whole-environment checks, run once every declaration is decoded: images
+//! built from each other in a cycle, endpoints whose listeners overlap, and
+//! the capabilities declared but not enforced by this build.
+
+use crate::capability::Capabilities;
+use crate::codes::Code;
+use crate::diag::Diagnostic;
+use crate::eval::Eval;
+use crate::fxhash::FxMap;
+use crate::lower::Spans;
+use crate::schema::Uses;
+use crate::value::Kind;
+use glint_model::{Environment, ImageBase, Name};
+use std::net::SocketAddr;
+
+/// Reports images built `from` each other in a cycle.
+pub(crate) fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
+    // Iterative colouring over `from = image.X` edges (each image has at most one).
+    let mut state: FxMap<&str, u8> = FxMap::default(); // 1 visiting, 2 done
+    for start in env.images.keys() {
+        if state.contains_key(start.as_str()) {
+            continue;
+        }
+        let mut path: Vec<&str> = Vec::new();
+        let mut cur = start.as_str();
+        loop {
+            match state.get(cur) {
+                Some(2) => break,
+                Some(_) => {
+                    // Cycle: from `cur` around to `cur`.
+                    let pos = path.iter().position(|p| *p == cur).unwrap_or(0);
+                    let cycle = &path[pos..];
+                    let chain = cycle
+                        .iter()
+                        .chain(std::iter::once(&cur))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" -> ");
+                    let span_of = |n: &str| spans.get(Kind::Image, n).unwrap_or_default();
+                    let mut d = Diagnostic::error(
+                        Code::ReferenceCycle,
+                        span_of(cur),
+                        format!("images are built from each other in a cycle: {chain}"),
+                    )
+                    .with_primary("this image is part of the cycle");
+                    for other in cycle.iter().skip(1) {
+                        d = d.with_label(span_of(other), "also in the cycle");
+                    }
+                    ev.diags.push(d.with_help(
+                        "one image in the cycle must start `from = scratch` or an archive",
+                    ));
+                    break;
+                }
+                None => {}
+            }
+            state.insert(cur, 1);
+            path.push(cur);
+            match env.images.get(cur).map(|i| &i.from) {
+                Some(ImageBase::Image { name }) if env.images.contains_key(name) => {
+                    cur = name.as_str()
+                }
+                _ => break,
+            }
+        }
+        for p in path {
+            state.insert(p, 2);
+        }
+    }
+}
+
+/// The endpoints already listening on one port, by address family.
+#[derive(Default)]
+struct OnPort<'a> {
+    /// The first endpoint on a specific IPv4 / IPv6 address.
+    v4: Option<(&'a Name, SocketAddr)>,
+    v6: Option<(&'a Name, SocketAddr)>,
+    /// The endpoint on `0.0.0.0` / `[::]` (all addresses; on Linux `[::]`
+    /// also takes the IPv4 port).
+    any_v4: Option<(&'a Name, SocketAddr)>,
+    any_v6: Option<(&'a Name, SocketAddr)>,
+}
+
+/// Reports endpoints that cannot both listen: the same address and port, or
+/// the same port where one listens on every address (`0.0.0.0:8080` takes
+/// `127.0.0.1:8080` too). Linear in the number of endpoints.
+pub(crate) fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
+    let mut exact: FxMap<SocketAddr, &Name> = FxMap::default();
+    let mut ports: FxMap<u16, OnPort<'_>> = FxMap::default();
+    let span_of = |n: &str| spans.get(Kind::Endpoint, n).unwrap_or_default();
+    for (name, e) in &env.endpoints {
+        let addr = e.listen;
+        let clash = if let Some(first) = exact.get(&addr) {
+            Some((*first, addr, None))
+        } else {
+            let on = ports.entry(addr.port()).or_default();
+            let ip = addr.ip();
+            let found = match (ip.is_ipv4(), ip.is_unspecified()) {
+                (true, false) => on.any_v4.or(on.any_v6),
+                (true, true) => on.any_v6.or(on.v4).or(on.any_v4),
+                (false, false) => on.any_v6,
+                (false, true) => on.any_v4.or(on.v4).or(on.v6).or(on.any_v6),
+            };
+            found.map(|(n, a)| (n, a, Some(a)))
+        };
+        match clash {
+            Some((first, first_addr, overlap)) => {
+                let (message, help) = match overlap {
+                    None => (
+                        format!("endpoints `{first}` and `{name}` both listen on {addr}"),
+                        "give each endpoint its own port".to_owned(),
+                    ),
+                    Some(_) => (
+                        format!(
+                            "endpoints `{first}` ({first_addr}) and `{name}` ({addr}) overlap on port {}",
+                            addr.port()
+                        ),
+                        "an endpoint on 0.0.0.0 or [::] takes the port on every address; give the endpoints different ports, or listen on specific addresses only".to_owned(),
+                    ),
+                };
+                ev.diags.push(
+                    Diagnostic::error(Code::ListenConflict, span_of(name.as_str()), message)
+                        .with_primary(format!("listens on {addr}"))
+                        .with_label(span_of(first.as_str()), format!("listens on {first_addr}"))
+                        .with_help(help),
+                );
+            }
+            None => {
+                exact.insert(addr, name);
+                let on = ports.entry(addr.port()).or_default();
+                let ip = addr.ip();
+                let slot = match (ip.is_ipv4(), ip.is_unspecified()) {
+                    (true, false) => &mut on.v4,
+                    (true, true) => &mut on.any_v4,
+                    (false, false) => &mut on.v6,
+                    (false, true) => &mut on.any_v6,
+                };
+                slot.get_or_insert((name, addr));
+            }
+        }
+    }
+}
+
+/// One warning per capability that declarations ask for and this build does
+/// not enforce, pointing at the first few places.
+pub(crate) fn not_enforced(ev: &mut Eval<'_>, uses: &Uses, enforced: &Capabilities) {
+    for (c, (count, places)) in &uses.by {
+        if enforced.contains(*c) {
+            continue;
+        }
+        let Some(((first, what), others)) = places.split_first() else {
+            continue;
+        };
+        let mut d = Diagnostic::warning(
+            c.code(),
+            *first,
+            format!("{} are declared but not enforced yet", c.declared()),
+        )
+        .with_primary(format!("{what}: not enforced"));
+        for (span, what) in others {
+            d = d.with_label(*span, format!("{what}: not enforced either"));
+        }
+        let more = count - places.len();
+        d = d.with_note(match (count, more) {
+            (1, _) => c.consequence().to_owned(),
+            (_, 0) => format!("{count} places ask for it; {}", c.consequence()),
+            _ => format!(
+                "{count} places ask for it ({more} not shown); {}",
+                c.consequence()
+            ),
+        });
+        d = d.with_help(format!(
+            "this build of glint records them in every version but does not act on them (capability `{c}`); do not rely on them until it does"
+        ));
+        ev.diags.push(d);
+    }
+}

@@ -1,0 +1,684 @@
+//! The tables of the smaller declarations: `environment`, `endpoint`,
+//! `rule`, `variable`, `volume` and `policy`.
+
+use super::view::{int, lst, opt, reference, refs, s, sym};
+use super::{
+    BlockDef, BlockInfo, BlockKind, Cx, FieldDef, FieldDefault as D, FieldInfo, What, provider,
+};
+use crate::capability::Capability;
+use crate::codes::Code;
+use crate::decode::{
+    boolean, enum_word, invalid, list, port, reference as decode_ref, refs as decode_refs, size,
+    string, type_error,
+};
+use crate::diag::Diagnostic;
+use crate::source::Span;
+use crate::value::{Kind, Record, Value};
+use glint_model::*;
+
+// ---------------------------------------------------------------------------
+// environment
+
+pub(crate) const ENVIRONMENT_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Environment,
+    path: "environment",
+    doc: "the environment's name and defaults (at most one per environment)",
+    statements: &[],
+    capability: None,
+};
+
+#[derive(Default)]
+pub(crate) struct EnvDraft {
+    pub provider: Option<ProviderKind>,
+}
+
+pub(crate) static ENVIRONMENT: BlockDef<EnvDraft, ()> = BlockDef {
+    finish: None,
+    fields: &[FieldDef {
+        info: FieldInfo::new(
+            "provider",
+            "`process`, `docker` or `simulated`",
+            D::Value("process"),
+            "the provider of every service that does not name its own",
+            "docker",
+        )
+        .words(&["process", "docker", "simulated"])
+        .hidden(),
+        decode: Some(|cx, v, d| {
+            d.provider = Some(provider(cx, v)?);
+            Some(())
+        }),
+        view: None,
+    }],
+};
+
+// ---------------------------------------------------------------------------
+// endpoint
+
+pub(crate) const ENDPOINT_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Endpoint,
+    path: "endpoint",
+    doc: "a long-lived entry point that routes to a service's healthy instances",
+    statements: &[],
+    capability: None,
+};
+
+pub(crate) struct EndpointDraft {
+    pub listen: Option<std::net::SocketAddr>,
+    pub service: Option<Name>,
+    pub protocol: EndpointProtocol,
+}
+
+impl Default for EndpointDraft {
+    fn default() -> Self {
+        EndpointDraft {
+            listen: None,
+            service: None,
+            protocol: EndpointProtocol::Http,
+        }
+    }
+}
+
+pub(crate) static ENDPOINT: BlockDef<EndpointDraft, Endpoint> = BlockDef {
+    finish: None,
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "listen",
+                "`addr`",
+                D::Required,
+                "the address and port it listens on",
+                "127.0.0.1:8080",
+            )
+            .aliases(&["address", "bind"]),
+            decode: Some(|cx, v, d| {
+                let addr = match &v.v {
+                    Value::Addr(a) => *a,
+                    Value::Int(p) => {
+                        type_error(
+                            cx.ev,
+                            v,
+                            "an address",
+                            Some(format!(
+                                "write the address and the port: `0.0.0.0:{p}` or `127.0.0.1:{p}`"
+                            )),
+                        );
+                        return None;
+                    }
+                    Value::Str(s) => {
+                        let help = if s.parse::<std::net::SocketAddr>().is_ok() {
+                            format!("remove the quotes: `{s}`")
+                        } else {
+                            "write an address and port such as `127.0.0.1:8080`; IPv6: `addr(\"[::1]:8080\")`".into()
+                        };
+                        type_error(cx.ev, v, "an address", Some(help));
+                        return None;
+                    }
+                    _ => {
+                        type_error(
+                            cx.ev,
+                            v,
+                            "an address",
+                            Some("write an address and port such as `127.0.0.1:8080`".into()),
+                        );
+                        return None;
+                    }
+                };
+                if addr.port() == 0 {
+                    invalid(
+                        cx.ev,
+                        v,
+                        format!("endpoint address `{addr}` has port 0"),
+                        "an endpoint listens on a fixed port",
+                        Some("port 0 would pick a different port at every start; give a port from 1 to 65535".into()),
+                    );
+                    return None;
+                }
+                d.listen = Some(addr);
+                Some(())
+            }),
+            view: Some(|m, _| Value::Addr(m.listen)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "service",
+                "`service.NAME`",
+                D::Required,
+                "the service it routes to",
+                "service.web",
+            )
+            .aliases(&["target", "destination"]),
+            decode: Some(|cx, v, d| {
+                d.service = Some(decode_ref(cx.ev, v, Kind::Service)?);
+                Some(())
+            }),
+            view: Some(|m, _| reference(Kind::Service, &m.service)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "protocol",
+                "`http` or `tcp`",
+                D::Value("http"),
+                "HTTP (request-level balancing and retries) or TCP (connection-level)",
+                "tcp",
+            )
+            .words(&["http", "tcp"]),
+            decode: Some(|cx, v, d| {
+                d.protocol = match enum_word(cx.ev, v, &["http", "tcp"])? {
+                    "tcp" => EndpointProtocol::Tcp,
+                    _ => EndpointProtocol::Http,
+                };
+                Some(())
+            }),
+            view: Some(|m, _| {
+                sym(match m.protocol {
+                    EndpointProtocol::Http => "http",
+                    EndpointProtocol::Tcp => "tcp",
+                })
+            }),
+        },
+    ],
+};
+
+// ---------------------------------------------------------------------------
+// rule
+
+pub(crate) const RULE_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Rule,
+    path: "rule",
+    doc: "a network permission: who may reach which ports of a service",
+    statements: &[],
+    capability: Some(Capability::FirewallRules),
+};
+
+pub(crate) struct RuleDraft {
+    pub from: Option<RuleSource>,
+    pub to: Option<Name>,
+    pub ports: Vec<u16>,
+    pub protocol: Transport,
+}
+
+impl Default for RuleDraft {
+    fn default() -> Self {
+        RuleDraft {
+            from: None,
+            to: None,
+            ports: Vec::new(),
+            protocol: Transport::Tcp,
+        }
+    }
+}
+
+pub(crate) static RULE: BlockDef<RuleDraft, Rule> = BlockDef {
+    finish: None,
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "from",
+                "a `cidr`, `service.NAME` or `endpoint.NAME`",
+                D::Required,
+                "who may connect: a network, the instances of a service, or an endpoint",
+                "10.0.0.0/8",
+            )
+            .aliases(&["ingress", "source"]),
+            decode: Some(|cx, v, d| {
+                d.from = Some(match &v.v {
+                    Value::Cidr(c) => RuleSource::Cidr(*c),
+                    Value::Ip(ip) => {
+                        let bits = if ip.is_ipv4() { 32 } else { 128 };
+                        type_error(
+                            cx.ev,
+                            v,
+                            "a CIDR block or a service",
+                            Some(format!("a single address is the block `{ip}/{bits}`")),
+                        );
+                        return None;
+                    }
+                    Value::Ref(Kind::Service, n) => {
+                        RuleSource::Service(Name::new(n.to_string()).ok()?)
+                    }
+                    Value::Ref(Kind::Endpoint, n) => {
+                        RuleSource::Endpoint(Name::new(n.to_string()).ok()?)
+                    }
+                    Value::Str(s) => {
+                        let help = if s.parse::<Cidr>().is_ok() {
+                            format!("remove the quotes: `{s}`")
+                        } else {
+                            "write a CIDR block such as `10.0.0.0/8`, or `service.NAME`".into()
+                        };
+                        type_error(cx.ev, v, "a CIDR block or a service", Some(help));
+                        return None;
+                    }
+                    _ => {
+                        type_error(
+                            cx.ev,
+                            v,
+                            "a CIDR block or a service",
+                            Some(
+                                "write a CIDR block such as `10.0.0.0/8`, or `service.NAME`".into(),
+                            ),
+                        );
+                        return None;
+                    }
+                });
+                Some(())
+            }),
+            view: Some(|m, _| match &m.from {
+                RuleSource::Cidr(c) => Value::Cidr(*c),
+                RuleSource::Service(n) => reference(Kind::Service, n),
+                RuleSource::Endpoint(n) => reference(Kind::Endpoint, n),
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "to",
+                "`service.NAME`",
+                D::Required,
+                "the service that may be reached",
+                "service.db",
+            )
+            .aliases(&["target", "destination"]),
+            decode: Some(|cx, v, d| {
+                d.to = Some(decode_ref(cx.ev, v, Kind::Service)?);
+                Some(())
+            }),
+            view: Some(|m, _| reference(Kind::Service, &m.to)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "ports",
+                "list of ports (or one port)",
+                D::Derived("the service's port"),
+                "the ports that may be reached (policies see the effective ports)",
+                "[5432]",
+            )
+            .aliases(&["port"]),
+            decode: Some(|cx, v, d| {
+                let mut out = match &v.v {
+                    Value::Int(_) => vec![port(cx.ev, v)?],
+                    _ => {
+                        let items = list(cx.ev, v, "ports")?;
+                        let mut out = Vec::new();
+                        let mut ok = true;
+                        for i in items {
+                            match port(cx.ev, i) {
+                                Some(p) => out.push(p),
+                                None => ok = false,
+                            }
+                        }
+                        if !ok {
+                            return None;
+                        }
+                        out
+                    }
+                };
+                out.sort_unstable();
+                out.dedup();
+                d.ports = out;
+                Some(())
+            }),
+            view: Some(|m, env| {
+                let ports: Vec<u16> = if m.ports.is_empty() {
+                    env.services
+                        .get(&m.to)
+                        .map(|s| vec![s.port])
+                        .unwrap_or_default()
+                } else {
+                    m.ports.clone()
+                };
+                lst(ports.into_iter().map(int).collect())
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "protocol",
+                "`tcp` or `udp`",
+                D::Value("tcp"),
+                "the transport protocol",
+                "udp",
+            )
+            .words(&["tcp", "udp"]),
+            decode: Some(|cx, v, d| {
+                d.protocol = match enum_word(cx.ev, v, &["tcp", "udp"])? {
+                    "udp" => Transport::Udp,
+                    _ => Transport::Tcp,
+                };
+                Some(())
+            }),
+            view: Some(|m, _| {
+                sym(match m.protocol {
+                    Transport::Tcp => "tcp",
+                    Transport::Udp => "udp",
+                })
+            }),
+        },
+    ],
+};
+
+// ---------------------------------------------------------------------------
+// variable
+
+pub(crate) const VARIABLE_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Variable,
+    path: "variable",
+    doc: "a shared value and who may read or write it",
+    statements: &[],
+    capability: Some(Capability::Variables),
+};
+
+#[derive(Default)]
+pub(crate) struct VariableDraft {
+    pub value: Option<String>,
+    pub secret: Option<String>,
+    pub runtime: bool,
+    pub readers: Vec<Name>,
+    pub writers: Vec<Name>,
+}
+
+/// What a variable's value is, as policies see it.
+const SOURCES: &[&str] = &["literal", "secret", "runtime"];
+
+pub(crate) static VARIABLE: BlockDef<VariableDraft, Variable> = BlockDef {
+    finish: Some(finish_variable),
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "value",
+                "string",
+                D::Absent,
+                "the value, declared in the source (with `runtime = true`: the initial value)",
+                "\"new-checkout=on\"",
+            ),
+            decode: Some(|cx, v, d| {
+                d.value = Some(string(cx.ev, v)?);
+                Some(())
+            }),
+            view: Some(|m, _| match &m.value {
+                VariableValue::Literal(v) => s(v),
+                VariableValue::Secret(_) => Value::None,
+                VariableValue::Runtime(v) => opt(v.as_deref().map(s)),
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "secret",
+                "string, `SCHEME:PATH`",
+                D::Absent,
+                "a reference to a secret held elsewhere, never the secret itself (policies see whether it is a secret)",
+                "\"vault:shop/db/password\"",
+            ),
+            decode: Some(|cx, v, d| {
+                let s = string(cx.ev, v)?;
+                match s.split_once(':') {
+                    Some((scheme, path))
+                        if !scheme.is_empty()
+                            && !path.is_empty()
+                            && scheme
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+                    {
+                        d.secret = Some(s);
+                        Some(())
+                    }
+                    _ => {
+                        invalid(
+                            cx.ev,
+                            v,
+                            format!("`{s}` is not a secret reference"),
+                            "expected `SCHEME:PATH`",
+                            Some("a secret is a reference such as \"vault:db/password\" or \"env:DB_PASSWORD\", never the value itself".into()),
+                        );
+                        None
+                    }
+                }
+            }),
+            view: Some(|m, _| Value::Bool(matches!(m.value, VariableValue::Secret(_)))),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "runtime",
+                "bool",
+                D::Value("false"),
+                "written at run time by its `writers`",
+                "true",
+            )
+            .hidden(),
+            decode: Some(|cx, v, d| {
+                d.runtime = boolean(cx.ev, v)?;
+                Some(())
+            }),
+            view: None,
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "readers",
+                "list of `service.NAME`",
+                D::Value("[]"),
+                "the services that may read it",
+                "[service.worker]",
+            ),
+            decode: Some(|cx, v, d| {
+                d.readers = decode_refs(cx.ev, v, Kind::Service)?;
+                Some(())
+            }),
+            view: Some(|m, _| refs(Kind::Service, &m.readers)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "writers",
+                "list of `service.NAME` (needs `runtime = true`)",
+                D::Value("[]"),
+                "the services that may write it at run time",
+                "[service.worker]",
+            ),
+            decode: Some(|cx, v, d| {
+                d.writers = decode_refs(cx.ev, v, Kind::Service)?;
+                Some(())
+            }),
+            view: Some(|m, _| refs(Kind::Service, &m.writers)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "source",
+                "`literal`, `secret` or `runtime`",
+                D::Derived("from `value`, `secret` and `runtime`"),
+                "where the value comes from",
+                "secret",
+            )
+            .words(SOURCES)
+            .view_only(),
+            decode: None,
+            view: Some(|m, _| {
+                sym(match &m.value {
+                    VariableValue::Literal(_) => "literal",
+                    VariableValue::Secret(_) => "secret",
+                    VariableValue::Runtime(_) => "runtime",
+                })
+            }),
+        },
+    ],
+};
+
+fn finish_variable(
+    cx: &mut Cx<'_, '_>,
+    _rec: &Record,
+    at: Span,
+    what: &What<'_>,
+    d: &mut VariableDraft,
+) -> Option<()> {
+    match (d.value.is_some(), d.secret.is_some(), d.runtime) {
+        (_, false, true) | (true, false, false) | (false, true, false) => {}
+        (false, false, false) => {
+            crate::decode::missing(
+                cx.ev,
+                at,
+                what,
+                "value",
+                "`value = \"...\"`, `secret = \"vault:path\"` or `runtime = true`",
+            );
+            return None;
+        }
+        _ => {
+            cx.ev.diags.push(
+                Diagnostic::error(Code::InvalidValue, at, format!("{what} mixes `value`, `secret` and `runtime`"))
+                    .with_primary("conflicting sources")
+                    .with_help("a variable is either a `value`, a `secret` reference, or `runtime = true` (optionally with an initial `value`)"),
+            );
+            return None;
+        }
+    }
+    if !d.writers.is_empty() && !d.runtime {
+        cx.ev.diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                at,
+                format!("{what} has writers but is not written at run time"),
+            )
+            .with_primary("`writers` needs `runtime = true`")
+            .with_help("add `runtime = true`, or remove `writers`"),
+        );
+        return None;
+    }
+    Some(())
+}
+
+impl VariableDraft {
+    /// The variable (after a successful decode).
+    pub fn build(self) -> Option<Variable> {
+        let value = match (self.value, self.secret, self.runtime) {
+            (v, None, true) => VariableValue::Runtime(v),
+            (Some(v), None, false) => VariableValue::Literal(v),
+            (None, Some(s), false) => VariableValue::Secret(s),
+            _ => return None,
+        };
+        Some(Variable {
+            value,
+            readers: self.readers,
+            writers: self.writers,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// volume
+
+pub(crate) const VOLUME_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Volume,
+    path: "volume",
+    doc: "persistent data whose location survives replacements",
+    statements: &[],
+    capability: Some(Capability::Volumes),
+};
+
+pub(crate) static VOLUME: BlockDef<Volume, Volume> = BlockDef {
+    finish: None,
+    fields: &[FieldDef {
+        info: FieldInfo::new("size", "size", D::Absent, "the requested capacity", "20GiB")
+            .aliases(&["capacity"]),
+        decode: Some(|cx, v, d| {
+            d.size = Some(size(cx.ev, v)?);
+            Some(())
+        }),
+        view: Some(|m, _| opt(m.size.map(|b| Value::Size(b.0)))),
+    }],
+};
+
+// ---------------------------------------------------------------------------
+// policy
+
+pub(crate) const POLICY_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Policy,
+    path: "policy",
+    doc: "a check over the compiled declarations, with a severity and a message",
+    statements: &[],
+    capability: None,
+};
+
+pub(crate) struct PolicyDraft {
+    pub severity: Severity,
+}
+
+impl Default for PolicyDraft {
+    fn default() -> Self {
+        PolicyDraft {
+            severity: Severity::Error,
+        }
+    }
+}
+
+pub(crate) static POLICY: BlockDef<PolicyDraft, Policy> = BlockDef {
+    finish: None,
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "severity",
+                "`error` or `warning`",
+                D::Value("error"),
+                "whether a violation blocks the change (`error`) or is only shown",
+                "warning",
+            )
+            .words(&["error", "warning"]),
+            decode: Some(|cx, v, d| {
+                d.severity = match enum_word(cx.ev, v, &["error", "warning"])? {
+                    "warning" => Severity::Warning,
+                    _ => Severity::Error,
+                };
+                Some(())
+            }),
+            view: Some(|m, _| {
+                sym(match m.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                })
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "check",
+                "a condition (bool)",
+                D::Required,
+                "the condition every compiled environment must satisfy, such as `all s in services: s.health != none`",
+                "all s in services: s.instances >= 2",
+            )
+            .lazy()
+            .hidden(),
+            decode: Some(|_, _, _| Some(())),
+            view: None,
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "message",
+                "string (may use the quantifier's variable)",
+                D::Required,
+                "the text shown on a violation",
+                "\"service `${s.name}` has one instance\"",
+            )
+            .lazy(),
+            decode: Some(|_, _, _| Some(())),
+            view: Some(|m, _| s(&m.message)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "help",
+                "string (may use the quantifier's variable)",
+                D::Absent,
+                "how to fix a violation",
+                "\"set `instances = 2` or more\"",
+            )
+            .lazy()
+            .hidden(),
+            decode: Some(|_, _, _| Some(())),
+            view: None,
+        },
+    ],
+};
+
+/// The lazy fields of a policy: kept as expressions by the evaluator.
+pub(crate) fn policy_lazy_fields() -> Vec<&'static str> {
+    POLICY
+        .fields
+        .iter()
+        .filter(|f| f.info.lazy)
+        .map(|f| f.info.name)
+        .collect()
+}

@@ -1,0 +1,96 @@
+//! What policies see: the compiled declarations, behind the lists
+//! `services`, `rules`, ... of references.
+//!
+//! A reference's fields are read lazily from the compiled environment
+//! through the schema's view functions ([`crate::schema`]), with every
+//! default applied, so that policies over 100,000 declarations build nothing
+//! they do not read. The evaluator reaches this through the
+//! [`DeclViews`] interface only.
+
+use crate::eval::DeclViews;
+use crate::fxhash::FxMap;
+use crate::schema::{ENDPOINT, IMAGE, POLICY, RULE, SERVICE, VARIABLE, VOLUME};
+use crate::source::Span;
+use crate::value::{Kind, SV, Value};
+use glint_model::{Environment, Name};
+use std::rc::Rc;
+
+/// Where a declaration's name is written (and the shared name itself).
+pub(crate) type SpanOf<'a> = &'a dyn Fn(Kind, &str) -> Option<(Rc<str>, Span)>;
+
+/// The views of one compiled environment.
+pub(crate) struct PolicyViews {
+    env: Rc<Environment>,
+    lists: FxMap<Kind, Value>,
+}
+
+impl PolicyViews {
+    /// Views of `env`; `span_of` gives each declaration's name span (and
+    /// its shared name), so that violations point at the declaration.
+    pub fn new(env: Rc<Environment>, span_of: SpanOf<'_>) -> PolicyViews {
+        let mut lists = FxMap::default();
+        let mut add = |kind: Kind, names: Vec<&Name>| {
+            let items: Vec<SV> = names
+                .into_iter()
+                .map(|n| match span_of(kind, n.as_str()) {
+                    Some((name, span)) => SV {
+                        v: Value::Ref(kind, name),
+                        span,
+                    },
+                    None => SV {
+                        v: Value::Ref(kind, Rc::from(n.as_str())),
+                        span: Span::default(),
+                    },
+                })
+                .collect();
+            lists.insert(kind, Value::List(Rc::new(items)));
+        };
+        add(Kind::Image, env.images.keys().collect());
+        add(Kind::Service, env.services.keys().collect());
+        add(Kind::Endpoint, env.endpoints.keys().collect());
+        add(Kind::Rule, env.rules.keys().collect());
+        add(Kind::Variable, env.variables.keys().collect());
+        add(Kind::Volume, env.volumes.keys().collect());
+        add(Kind::Policy, env.policies.keys().collect());
+        PolicyViews { env, lists }
+    }
+}
+
+impl DeclViews for PolicyViews {
+    fn list(&self, kind: Kind) -> Value {
+        self.lists
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| Value::List(Rc::new(Vec::new())))
+    }
+
+    fn field(&self, kind: Kind, name: &str, field: &str) -> Option<Value> {
+        if field == "name" {
+            return Some(Value::Str(Rc::from(name)));
+        }
+        let env = &*self.env;
+        match kind {
+            Kind::Image => IMAGE.view(env.images.get(name)?, env, field),
+            Kind::Service => SERVICE.view(env.services.get(name)?, env, field),
+            Kind::Endpoint => ENDPOINT.view(env.endpoints.get(name)?, env, field),
+            Kind::Rule => RULE.view(env.rules.get(name)?, env, field),
+            Kind::Variable => VARIABLE.view(env.variables.get(name)?, env, field),
+            Kind::Volume => VOLUME.view(env.volumes.get(name)?, env, field),
+            Kind::Policy => POLICY.view(env.policies.get(name)?, env, field),
+            Kind::Environment => None,
+        }
+    }
+
+    fn field_names(&self, kind: Kind) -> Vec<&'static str> {
+        match kind {
+            Kind::Image => IMAGE.view_names(),
+            Kind::Service => SERVICE.view_names(),
+            Kind::Endpoint => ENDPOINT.view_names(),
+            Kind::Rule => RULE.view_names(),
+            Kind::Variable => VARIABLE.view_names(),
+            Kind::Volume => VOLUME.view_names(),
+            Kind::Policy => POLICY.view_names(),
+            Kind::Environment => Vec::new(),
+        }
+    }
+}
