@@ -1,5 +1,7 @@
 //! Starting a conductor inside this process (for `glint conductor` and
-//! `glint up`): the lock, the providers, the image source, the API socket.
+//! `glint up`): the lock, the providers, the image source, the data plane
+//! process (found and adopted, replaced when of another build, or started),
+//! the API socket.
 
 use crate::cli::Global;
 use crate::common::{Failed, fail, fail_io};
@@ -16,6 +18,8 @@ use tokio::sync::watch;
 pub struct Running {
     /// The conductor.
     pub handle: ConductorHandle,
+    /// The data plane process it programs.
+    pub data_plane: glint_dataplane::Identity,
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
     api_task: tokio::task::JoinHandle<()>,
@@ -101,13 +105,15 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
         api: Some(socket.display().to_string()),
         ..Config::default()
     };
+    let store_id = store
+        .store_id()
+        .map_err(|e| fail_io("cannot read the store id", &e))?;
+    let (plane, data_plane) = data_plane(&dir, &store_id, &store).await?;
     let factory = Arc::new(Factory {
-        store_id: store
-            .store_id()
-            .map_err(|e| fail_io("cannot read the store id", &e))?,
+        store_id,
         state_dir: dir.join("docker"),
     });
-    let handle = glint_conductor::start(store, providers, Some(factory), images, config)
+    let handle = glint_conductor::start(store, providers, Some(factory), images, plane, config)
         .await
         .map_err(|e| fail_io("cannot start the conductor", &e))?;
     let (api_stop, stop_rx) = watch::channel(false);
@@ -116,10 +122,72 @@ pub async fn start(global: &Global, store: Arc<Store>, mode: &str) -> Result<Run
         .map_err(|e| fail_io("cannot start the conductor API", &e))?;
     Ok(Running {
         handle,
+        data_plane,
         api_stop,
         api_task,
         _lock: lock,
     })
+}
+
+/// Finds the data directory's data plane process and adopts it, replaces it
+/// (one of another build or protocol hands its sockets to one of this
+/// build), or starts one; records which in the event log.
+async fn data_plane(
+    dir: &std::path::Path,
+    store_id: &str,
+    store: &Store,
+) -> Result<
+    (
+        Arc<dyn glint_dataplane::DataPlane>,
+        glint_dataplane::Identity,
+    ),
+    Failed,
+> {
+    use glint_dataplane::{Launched, Launcher, RemoteDataPlane};
+    use glint_store::{EventKind, NewEvent};
+    let program = std::env::current_exe()
+        .map_err(|e| fail_io("cannot find this program to start the data plane", &e))?;
+    let launcher = Launcher {
+        data_dir: dir.to_owned(),
+        store: store_id.to_owned(),
+        program,
+        args: vec![
+            "--data-dir".into(),
+            dir.as_os_str().to_owned(),
+            "dataplane".into(),
+            "--store".into(),
+            store_id.into(),
+        ],
+    };
+    let (plane, launched) = RemoteDataPlane::launch(launcher)
+        .await
+        .map_err(|e| fail_io("cannot start the data plane", &e))?;
+    let describe = |i: &glint_dataplane::Identity| {
+        format!(
+            "pid {}, protocol {}, build {}",
+            i.pid,
+            i.protocol,
+            i.short_build()
+        )
+    };
+    let message = match &launched {
+        Launched::Adopted(i) => {
+            format!(
+                "data plane adopted ({}); its endpoints kept serving",
+                describe(i)
+            )
+        }
+        Launched::Started(i) => format!("data plane started ({})", describe(i)),
+        Launched::Replaced { old, new } => format!(
+            "data plane replaced: {} handed its listening sockets to {}",
+            describe(old),
+            describe(new)
+        ),
+    };
+    if let Err(e) = store.append_event(NewEvent::info(EventKind::DataPlane, message)) {
+        tracing::warn!("cannot record the data plane event: {e}");
+    }
+    Ok((Arc::new(plane), launched.identity().clone()))
 }
 
 /// Resolves when the user asks to stop: Ctrl-C, SIGTERM, or SIGHUP (the

@@ -24,11 +24,12 @@ use crate::health::{self, Phase, Tracker, Transition};
 use crate::images::ImageSource;
 use crate::plan::{Target, fingerprint};
 use crate::status::{EndpointStatus, InstanceStatus, RolloutStatus, ServiceStatus, Status};
-use glint_model::{
-    ContentHash, Endpoint, InstanceId, Labels, Name, ProviderKind, Service, VersionNumber,
+use glint_dataplane::{
+    Backend, DataPlane, Desired, DesiredEndpoint, EndpointConfig, EndpointEvent, EndpointSpec,
+    Endpoints,
 };
+use glint_model::{ContentHash, InstanceId, Labels, Name, ProviderKind, Service, VersionNumber};
 use glint_provider::{LaunchSpec, Observed, Provider, ProviderEvent, RunState};
-use glint_proxy::{Backend, EndpointConfig, EndpointProxy};
 use glint_store::{
     ConductorInfo, Created, EventKind, Health, InstanceRecord, InstanceState, NewEvent, NewVersion,
     Store, VersionKind, VersionRecord, now_ms,
@@ -62,7 +63,7 @@ pub(crate) enum Msg {
     Health(InstanceId, Transition),
     Launched(InstanceId, Result<Observed, LaunchError>),
     Retired(InstanceId, Result<String, String>),
-    Bound(Name, u64, Result<EndpointProxy, String>),
+    Endpoint(EndpointEvent),
     Poke,
     Shutdown {
         stop_instances: bool,
@@ -189,13 +190,15 @@ impl ConductorClient {
     }
 }
 
-/// Starts a conductor over `store` with the given providers and image source.
-/// The caller must hold the data directory's conductor lock.
+/// Starts a conductor over `store` with the given providers, image source
+/// and data plane (the endpoints it programs). The caller must hold the data
+/// directory's conductor lock.
 pub async fn start(
     store: Arc<Store>,
     providers: Providers,
     factory: Option<Arc<dyn ProviderFactory>>,
     images: Arc<dyn ImageSource>,
+    data_plane: Arc<dyn DataPlane>,
     config: Config,
 ) -> Result<ConductorHandle, glint_store::StoreError> {
     let store_id = store.store_id()?;
@@ -203,6 +206,18 @@ pub async fn start(
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     for provider in providers.values() {
         forward_events(provider.as_ref(), tx.clone());
+    }
+    let (endpoint_tx, mut endpoint_rx) = mpsc::unbounded_channel();
+    let endpoints = Endpoints::start(data_plane, endpoint_tx);
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = endpoint_rx.recv().await {
+                if tx.send(Msg::Endpoint(e)).is_err() {
+                    break;
+                }
+            }
+        });
     }
     let started = Instant::now();
     let info = ConductorInfo {
@@ -233,7 +248,7 @@ pub async fn start(
         target: None,
         versions: HashMap::new(),
         live: BTreeMap::new(),
-        endpoints: BTreeMap::new(),
+        endpoints,
         backoff: HashMap::new(),
         stopping: false,
         outcome: Outcome::default(),
@@ -289,17 +304,6 @@ impl Drop for Live {
     }
 }
 
-/// One endpoint as the loop tracks it.
-struct EndpointState {
-    spec: Endpoint,
-    proxy: Option<EndpointProxy>,
-    binding: bool,
-    generation: u64,
-    backends: Vec<Backend>,
-    error: Option<String>,
-    retry_at: Option<Instant>,
-}
-
 /// Crash-loop backoff of a service.
 struct Backoff {
     failures: u32,
@@ -323,7 +327,8 @@ struct Runtime {
     target: Option<Arc<VersionRecord>>,
     versions: HashMap<VersionNumber, Arc<VersionRecord>>,
     live: BTreeMap<InstanceId, Live>,
-    endpoints: BTreeMap<Name, EndpointState>,
+    /// The endpoints reconciler, programming the data plane.
+    endpoints: Endpoints,
     backoff: HashMap<Name, Backoff>,
     stopping: bool,
     /// What the last pass's `decide` concluded (routes, progress).
@@ -391,8 +396,7 @@ impl Runtime {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let backoffs = self.backoff.values().filter_map(|b| b.until);
-        let endpoints = self.endpoints.values().filter_map(|e| e.retry_at);
-        backoffs.chain(endpoints).chain(self.wake_at).min()
+        backoffs.chain(self.wake_at).min()
     }
 
     /// Applies one message; returns the shutdown request if it is one.
@@ -418,7 +422,7 @@ impl Runtime {
             Msg::Health(id, t) => self.health(&id, t),
             Msg::Launched(id, r) => self.launched(&id, r).await,
             Msg::Retired(id, r) => self.retired(&id, r),
-            Msg::Bound(name, generation, r) => self.bound(&name, generation, r),
+            Msg::Endpoint(e) => self.endpoint_event(e),
             Msg::Poke => {}
             Msg::Shutdown {
                 stop_instances,
@@ -989,45 +993,48 @@ impl Runtime {
         }
     }
 
-    fn bound(&mut self, name: &Name, generation: u64, r: Result<EndpointProxy, String>) {
-        let Some(ep) = self.endpoints.get_mut(name) else {
-            // No longer wanted: close it.
-            if let Ok(p) = r {
-                tokio::spawn(async move { p.shutdown(Duration::from_secs(5)).await });
-            }
-            return;
+    /// Records what the endpoints reconciler reports.
+    fn endpoint_event(&mut self, e: EndpointEvent) {
+        let event = match e {
+            EndpointEvent::Listening {
+                endpoint,
+                addr,
+                kept,
+            } => NewEvent::info(
+                EventKind::EndpointListening,
+                if kept {
+                    format!("endpoint {endpoint} is listening on {addr} (kept by the data plane)")
+                } else {
+                    format!("endpoint {endpoint} is listening on {addr}")
+                },
+            ),
+            EndpointEvent::CannotListen { endpoint, error } => NewEvent::warning(
+                EventKind::EndpointFailed,
+                format!("endpoint {endpoint} cannot listen: {error}; retrying"),
+            ),
+            EndpointEvent::Stopped { endpoint, listen } => NewEvent::info(
+                EventKind::EndpointStopped,
+                format!("endpoint {endpoint} on {listen} stopped"),
+            ),
+            // First contact is recorded by whoever started or adopted it.
+            EndpointEvent::DataPlane { first: true, .. } | EndpointEvent::Changed => return,
+            EndpointEvent::DataPlane {
+                identity,
+                first: false,
+            } => NewEvent::warning(
+                EventKind::DataPlane,
+                format!(
+                    "the data plane is now pid {} (build {}); endpoints are programmed again",
+                    identity.pid,
+                    identity.short_build()
+                ),
+            ),
+            EndpointEvent::Unreachable { error } => NewEvent::warning(
+                EventKind::DataPlane,
+                format!("the data plane does not answer ({error}); retrying"),
+            ),
         };
-        ep.binding = false;
-        if generation != ep.generation {
-            if let Ok(p) = r {
-                tokio::spawn(async move { p.shutdown(Duration::from_secs(5)).await });
-            }
-            return;
-        }
-        match r {
-            Ok(p) => {
-                ep.error = None;
-                ep.retry_at = None;
-                ep.backends.clear();
-                let listen = p.local_addr();
-                ep.proxy = Some(p);
-                self.event(NewEvent::info(
-                    EventKind::EndpointListening,
-                    format!("endpoint {name} is listening on {listen}"),
-                ));
-            }
-            Err(e) => {
-                let first = ep.error.is_none();
-                ep.error = Some(e.clone());
-                ep.retry_at = Some(Instant::now() + Duration::from_secs(2));
-                if first {
-                    self.event(NewEvent::warning(
-                        EventKind::EndpointFailed,
-                        format!("endpoint {name} cannot listen: {e}; retrying"),
-                    ));
-                }
-            }
-        }
+        self.event(event);
     }
 
     // -----------------------------------------------------------------------
@@ -1276,30 +1283,24 @@ impl Runtime {
             .map(|s| s.drain.as_std())
             .unwrap_or(Duration::from_secs(30));
         let grace = self.stop_grace(&service);
-        let proxies: Vec<EndpointProxy> = self
-            .endpoints
-            .values()
-            .filter(|e| e.spec.service == service)
-            .filter_map(|e| e.proxy.clone())
-            .collect();
+        let plane = self.endpoints.plane();
         let id = id.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let mut in_flight = 0;
-            for p in &proxies {
-                let outcome = p.drain(&id, drain).await;
-                in_flight += outcome.remaining;
-            }
+            // Out of every endpoint's rotation, and nothing in flight, before
+            // the SIGTERM. A data plane that does not answer routes nothing
+            // to it either way.
+            let drained = plane.drain(&id, drain).await;
             let r = match provider {
                 Some(p) => terminate(&p, &id, grace).await,
                 None => Err("its provider is not available".into()),
             };
-            let r = r.map(|()| {
-                if in_flight > 0 {
-                    format!("drain timed out with {in_flight} requests in flight")
-                } else {
-                    "drained".to_owned()
+            let r = r.map(|()| match drained {
+                Ok(d) if d.remaining > 0 => {
+                    format!("drain timed out with {} requests in flight", d.remaining)
                 }
+                Ok(_) => "drained".to_owned(),
+                Err(e) => format!("not drained: {}", error_chain(&e)),
             });
             let _ = tx.send(Msg::Retired(id, r));
         });
@@ -1438,12 +1439,7 @@ impl Runtime {
             self.seen_available.insert(name.clone(), p.available);
         }
         let created = glint_store::to_ms(target.created_at);
-        if progress.values().all(|p| p.converged)
-            && self
-                .endpoints
-                .values()
-                .all(|e| e.proxy.is_some() || e.error.is_some())
-        {
+        if progress.values().all(|p| p.converged) && self.endpoints.settled() {
             let took = format!("{:.1}s", (now - created).max(0) as f64 / 1000.0);
             if self
                 .store
@@ -1589,70 +1585,42 @@ impl Runtime {
         }
     }
 
-    /// Binds, re-points and closes endpoints to match the target.
+    /// Hands the endpoints reconciler what the target declares, each with
+    /// the ready instances `decide` routes to. While stopping, the endpoints
+    /// stay as they are (only their backends change). Without a target (not
+    /// yet read), nothing is handed over: the data plane keeps serving what
+    /// it was given.
     fn update_endpoints(&mut self) {
-        let wanted: BTreeMap<Name, Endpoint> = if self.stopping {
-            self.endpoints
-                .iter()
-                .map(|(n, e)| (n.clone(), e.spec.clone()))
-                .collect()
+        let specs: BTreeMap<Name, EndpointSpec> = if self.stopping {
+            match self.endpoints.desired() {
+                Some(d) => d.endpoints.into_iter().map(|(n, e)| (n, e.spec)).collect(),
+                None => return,
+            }
         } else {
-            self.target
-                .as_ref()
-                .map(|t| t.env.endpoints.clone())
-                .unwrap_or_default()
+            let Some(target) = &self.target else { return };
+            target
+                .env
+                .endpoints
+                .iter()
+                .map(|(name, e)| {
+                    let mut config = EndpointConfig::from_endpoint(name.clone(), e);
+                    config.wait_for_backend = self.config.endpoint_wait;
+                    let spec = EndpointSpec {
+                        config,
+                        service: e.service.clone(),
+                    };
+                    (name.clone(), spec)
+                })
+                .collect()
         };
-        // Close endpoints no longer declared, or declared differently.
-        let names: Vec<Name> = self.endpoints.keys().cloned().collect();
-        for name in names {
-            let keep = wanted.get(&name).is_some_and(|w| {
-                let e = &self.endpoints[&name].spec;
-                w.listen == e.listen && w.protocol == e.protocol
-            });
-            if !keep && let Some(ep) = self.endpoints.remove(&name) {
-                if let Some(p) = ep.proxy {
-                    tokio::spawn(async move { p.shutdown(Duration::from_secs(10)).await });
-                }
-                self.event(NewEvent::info(
-                    EventKind::EndpointStopped,
-                    format!("endpoint {name} on {} stopped", ep.spec.listen),
-                ));
-            }
-        }
-        let now = Instant::now();
-        for (name, spec) in wanted {
-            let ep = self.endpoints.entry(name.clone()).or_insert(EndpointState {
-                spec: spec.clone(),
-                proxy: None,
-                binding: false,
-                generation: 0,
-                backends: Vec::new(),
-                error: None,
-                retry_at: None,
-            });
-            ep.spec.service = spec.service.clone();
-            if ep.proxy.is_none() && !ep.binding && ep.retry_at.is_none_or(|t| t <= now) {
-                ep.binding = true;
-                ep.generation += 1;
-                let generation = ep.generation;
-                let mut config = EndpointConfig::from_endpoint(name.clone(), &spec);
-                config.wait_for_backend = self.config.endpoint_wait;
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let r = EndpointProxy::bind(config)
-                        .await
-                        .map_err(|e| error_chain(&e));
-                    let _ = tx.send(Msg::Bound(name, generation, r));
-                });
-                continue;
-            }
-            let Some(proxy) = &ep.proxy else { continue };
-            let routed = self.outcome.routes.get(&ep.spec.service);
+        let mut desired = Desired::default();
+        for (name, spec) in specs {
+            let routed = self.outcome.routes.get(&spec.service);
             let mut backends: Vec<Backend> = self
                 .live
                 .values()
                 .filter(|l| {
-                    l.rec.service == ep.spec.service
+                    l.rec.service == spec.service
                         && l.phase == MemberPhase::Healthy
                         && l.rec.state == InstanceState::Running
                         && routed.is_some_and(|r| r.contains(&l.rec.id))
@@ -1664,13 +1632,12 @@ impl Runtime {
                     })
                 })
                 .collect();
-            backends.sort_by(|a, b| a.instance.cmp(&b.instance));
-            if backends != ep.backends {
-                ep.generation += 1;
-                proxy.set_backends(ep.generation, backends.clone());
-                ep.backends = backends;
-            }
+            backends.sort();
+            desired
+                .endpoints
+                .insert(name, DesiredEndpoint { spec, backends });
         }
+        self.endpoints.set(desired);
     }
 
     fn publish(&self) {
@@ -1750,25 +1717,18 @@ impl Runtime {
         }
         let endpoints = self
             .endpoints
-            .iter()
-            .map(|(name, e)| {
-                let stats = e.proxy.as_ref().map(|p| p.stats());
-                EndpointStatus {
-                    name: name.clone(),
-                    listen: e.spec.listen,
-                    listening: e.proxy.is_some(),
-                    service: e.spec.service.clone(),
-                    backends: e.backends.iter().map(|b| b.instance.clone()).collect(),
-                    error: e.error.clone(),
-                    requests: stats.as_ref().map(|s| s.requests).unwrap_or(0),
-                    failures: stats
-                        .as_ref()
-                        .map(|s| {
-                            let f = &s.failures;
-                            f.no_backend + f.exhausted + f.not_retried + f.bad_request
-                        })
-                        .unwrap_or(0),
-                }
+            .status()
+            .endpoints
+            .into_iter()
+            .map(|v| EndpointStatus {
+                name: v.name,
+                listen: v.listen,
+                listening: v.listening,
+                service: v.service,
+                backends: v.backends,
+                error: v.error,
+                requests: v.requests,
+                failures: v.failures,
             })
             .collect::<Vec<_>>();
         if endpoints.iter().any(|e| !e.listening) {
@@ -1817,10 +1777,25 @@ impl Runtime {
                 }
             }
         }
-        for (_, ep) in std::mem::take(&mut self.endpoints) {
-            if let Some(p) = ep.proxy {
-                p.shutdown(Duration::from_secs(5)).await;
-            }
+        // The endpoints live in the data plane, which outlives a conductor
+        // that only stops; stopping everything (`glint up`) stops it too.
+        self.endpoints.stop();
+        if stop_instances
+            && let Err(e) = self
+                .endpoints
+                .plane()
+                .shutdown(Duration::from_secs(5))
+                .await
+        {
+            tracing::warn!(
+                "the data plane did not shut down cleanly: {}",
+                error_chain(&e)
+            );
+        } else if stop_instances {
+            self.event(NewEvent::info(
+                EventKind::DataPlane,
+                "data plane stopped; its endpoints are closed".to_owned(),
+            ));
         }
         if stop_instances && self.live.is_empty() {
             for (kind, p) in &self.providers {

@@ -153,6 +153,15 @@ pub enum DataPlaneError {
     Remote(String),
 }
 
+impl DataPlaneError {
+    /// Whether this says that no data plane runs there at all (no socket
+    /// file, or nobody listening on it), rather than one that fails.
+    pub fn no_data_plane(&self) -> bool {
+        matches!(self, DataPlaneError::Unreachable { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
+    }
+}
+
 /// What the conductor programs: the endpoints, with whole desired states and
 /// generation numbers (the contract of
 /// [`glint_proxy::EndpointProxy::set_backends`], extended to the set of

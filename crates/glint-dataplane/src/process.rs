@@ -217,11 +217,9 @@ pub async fn run(config: ProcessConfig) -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Whether a failed connection means no data plane runs there (no socket
-/// file, or nobody listening on it).
+/// Whether a failed connection means no data plane runs there.
 pub(crate) fn nothing_there(e: &crate::DataPlaneError) -> bool {
-    matches!(e, crate::DataPlaneError::Unreachable { source, .. }
-        if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
+    e.no_data_plane()
 }
 
 /// Waits for one signal; never, if it could not be registered.

@@ -361,6 +361,25 @@ impl Endpoints {
         self.status.borrow().clone()
     }
 
+    /// Whether every endpoint of the desired state handed over last listens
+    /// or has failed to (or the data plane cannot be reached): what a
+    /// rollout waits for before it is recorded as converged. `false` before
+    /// the first pass of that state.
+    pub fn settled(&self) -> bool {
+        let desired = self.desired.borrow();
+        let Some(desired) = desired.as_ref() else {
+            return false;
+        };
+        let status = self.status.borrow();
+        status.error.is_some()
+            || desired.endpoints.keys().all(|name| {
+                status
+                    .endpoints
+                    .iter()
+                    .any(|v| &v.name == name && (v.listening || v.error.is_some()))
+            })
+    }
+
     /// The data plane (for drains, and the shutdown of `glint up`).
     pub fn plane(&self) -> Arc<dyn DataPlane> {
         Arc::clone(&self.plane)

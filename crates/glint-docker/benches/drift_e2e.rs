@@ -184,6 +184,9 @@ async fn main() {
         Arc::new(ArchiveImages {
             archive: image.archive.clone(),
         }),
+        Arc::new(glint_dataplane::LocalDataPlane::new(
+            &store.store_id().unwrap(),
+        )),
         Config::default(),
     )
     .await
