@@ -8,8 +8,9 @@
 //! starting it again converges to the same world.
 //!
 //! Layout:
-//! - [`runtime`]: the run loop (passes, launches, retirements, endpoints,
-//!   adoption after a restart, crash-loop backoff);
+//! - [`runtime`]: the run loop (passes, launches, retirements, the desired
+//!   endpoints handed to the data plane's reconciler, adoption after a
+//!   restart, crash-loop backoff);
 //! - [`decide`]: the pure decision function (what to launch and retire now);
 //! - [`plan`]: launch shapes, fingerprints and the plan shown by `glint plan`;
 //! - [`health`]: probes and the per-instance health state machine;

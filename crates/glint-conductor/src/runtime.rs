@@ -3,14 +3,16 @@
 //! One task owns all mutable state and runs *passes*. A pass reads the newest
 //! version from the store, builds the list of members from what it believes
 //! is live, asks [`decide`](crate::decide::decide) what to do, starts those
-//! operations, and points every endpoint at the ready instances. Passes run
+//! operations, and hands the endpoints reconciler (`glint_dataplane::Endpoints`,
+//! which programs the data plane in its own task) the endpoints and the ready
+//! instances each routes to. Passes run
 //! whenever something happens (a provider event, a health transition, an
 //! operation finishing, an apply poking the API) and on a timer, so a missed
 //! event only delays a correction.
 //!
-//! Operations that take time (launch, drain-and-terminate, binding an
-//! endpoint) run in their own tasks and report back with a message; the loop
-//! never waits on them. Each writes its intent to the store first:
+//! Operations that take time (launch, drain-and-terminate; binding endpoints
+//! is the reconciler's) run in their own tasks and report back with a
+//! message; the loop never waits on them, nor on the data plane. Each writes its intent to the store first:
 //!
 //! - launch: row `launching` → provider launch → row `running`;
 //! - retire: row `retiring` → out of every endpoint's rotation → drain →

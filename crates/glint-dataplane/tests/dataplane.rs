@@ -295,7 +295,17 @@ async fn the_reconciler_sends_only_what_differs_and_a_fresh_one_continues_the_ge
         kept: false
     }));
     assert_eq!(get_once(addr, "/").await.unwrap().text(), "a");
+    // Another endpoint, added and removed: the endpoint set's generation
+    // moves on.
+    let admin = free_port();
+    r.reconcile(&plane, &desired(&[("public", addr, &[&a]), ("admin", admin, &[])]))
+        .await
+        .unwrap();
+    r.reconcile(&plane, &desired(&[("public", addr, &[&a])]))
+        .await
+        .unwrap();
     let first = plane.state().await.unwrap();
+    assert!(first.generation >= Some(3), "{first:?}");
 
     // Nothing changed: nothing sent (generations unchanged), no event.
     let (_, events) = r
