@@ -298,9 +298,12 @@ async fn the_reconciler_sends_only_what_differs_and_a_fresh_one_continues_the_ge
     // Another endpoint, added and removed: the endpoint set's generation
     // moves on.
     let admin = free_port();
-    r.reconcile(&plane, &desired(&[("public", addr, &[&a]), ("admin", admin, &[])]))
-        .await
-        .unwrap();
+    r.reconcile(
+        &plane,
+        &desired(&[("public", addr, &[&a]), ("admin", admin, &[])]),
+    )
+    .await
+    .unwrap();
     r.reconcile(&plane, &desired(&[("public", addr, &[&a])]))
         .await
         .unwrap();
