@@ -459,7 +459,103 @@ def cmd_swarm_result(out, *logs):
         json.dump(result, f, indent=2)
 
 
+# ------------------------------------------------------------------ data plane
+
+
+def gnu_build_id(data):
+    """The GNU build-id note of a 64-bit little-endian ELF image (bytes), or
+    None: the program headers' PT_NOTE segments are searched for a note named
+    GNU of type NT_GNU_BUILD_ID (3)."""
+    import struct
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        ph = phoff + i * phentsize
+        kind, = struct.unpack_from("<I", data, ph)
+        if kind != 4:  # PT_NOTE
+            continue
+        off, = struct.unpack_from("<Q", data, ph + 0x08)
+        size, = struct.unpack_from("<Q", data, ph + 0x20)
+        at, end = off, off + size
+        while at + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, at)
+            name_at = at + 12
+            desc_at = name_at + (namesz + 3) // 4 * 4
+            if ntype == 3 and data[name_at:name_at + namesz] == b"GNU\0":
+                return data[desc_at:desc_at + descsz]
+            at = desc_at + (descsz + 3) // 4 * 4
+    return None
+
+
+def cmd_rebuilt_copy(src, dst):
+    """Writes a copy of the glint binary SRC to DST whose GNU build id differs
+    (one byte flipped): the same code, which Glint takes for another build,
+    so a conductor started from DST replaces the running data plane through
+    the handoff. Prints the new build id."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    bid = gnu_build_id(data)
+    if not bid:
+        die(f"{src} has no GNU build-id note")
+    at = data.find(bid)
+    if at < 0 or data.find(bid, at + 1) >= 0:
+        die(f"the build id of {src} is not found exactly once")
+    data[at] ^= 0x5A
+    tmp = dst + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dst)
+    print(gnu_build_id(data).hex())
+
+
+def cmd_data_plane(status_path):
+    """`pid build` of the data plane in a `glint status -o json` file (`- -`
+    when none runs)."""
+    d = load_json(status_path).get("data_plane") or {}
+    print(d.get("pid") or "-", d.get("build") or "-")
+
+
+def cmd_restart_report(runs_path, load_path):
+    """The conductor-restart benchmark's report: per case, the requests sent
+    and failed from the moment the conductor was stopped until the new one
+    had converged again (plus the settle time)."""
+    load = load_json(load_path)
+    runs = [json.loads(line) for line in open(runs_path) if line.strip()]
+    if not runs:
+        die("no runs recorded")
+    print(f"{'CASE':<14} {'RUN':>3} {'DOWN_S':>7} {'BACK_S':>7} {'REQUESTS':>9} {'FAILED':>7} {'P99_MS':>8} {'MAX_MS':>8}  DATA PLANE")
+    cases = {}
+    for r in runs:
+        p = group(load, f"{r['case']}/{r['run']}") or {"requests": 0, "failed": 0, "latency": {"p99_ms": 0, "max_ms": 0}}
+        c = cases.setdefault(r["case"], {"requests": 0, "failed": 0, "runs": 0, "dp_ok": 0})
+        c["requests"] += p["requests"]
+        c["failed"] += p["failed"]
+        c["runs"] += 1
+        c["dp_ok"] += 1 if r["data_plane_ok"] else 0
+        print(f"{r['case']:<14} {r['run']:>3} {r['down_s']:>7.1f} {r['back_s']:>7.1f} {p['requests']:>9} {p['failed']:>7} "
+              f"{p['latency']['p99_ms']:>8.2f} {p['latency']['max_ms']:>8.2f}  {r['data_plane']}")
+    t = load["total"]
+    print()
+    print(f"whole run: {t['requests']} requests, {t['failed']} failed, {t['rps']:.0f} req/s, "
+          f"p50 {t['latency']['p50_ms']:.2f} ms, p99 {t['latency']['p99_ms']:.2f} ms; "
+          f"{load.get('resent_unsent', 0)} resent unsent (a closed keep-alive connection, never seen by the server)")
+    if t["failed"]:
+        print("failed requests:")
+        print(failures_summary(load))
+    print()
+    for name, c in cases.items():
+        print(f"restart case={name} runs={c['runs']} requests={c['requests']} failed={c['failed']} "
+              f"data_plane_as_expected={c['dp_ok']}/{c['runs']}")
+    print(f"restart total={t['requests']} failed={t['failed']}")
+
+
 COMMANDS = {
+    "rebuilt-copy": cmd_rebuilt_copy,
+    "data-plane": cmd_data_plane,
+    "restart-report": cmd_restart_report,
     "swarm-result": cmd_swarm_result,
     "free-port": cmd_free_port,
     "write-demo": cmd_write_demo,

@@ -3,9 +3,11 @@
 #   bench_build; bench_init; PORT=$(free_port); demo FILE key=value...;
 #   start_glint FILE; wait_converged N; start_events; start_load; ... ; report
 # and everything it started is stopped by the EXIT trap (bench_cleanup):
-# the load generator, the event follower, `glint up` (SIGTERM: drains and
-# stops every instance), and, as a last resort, any instance process (or
-# container, labelled dev.glint.instance) of this run that is still alive. The work directory (logs, JSON) is kept when the
+# the load generator, the event follower, whatever BENCH_EXTRA_CLEANUP (a
+# function name) stops, `glint up` (SIGTERM: drains and stops every instance,
+# then the data plane process), and, as a last resort, any instance process
+# (or container, labelled dev.glint.instance) and data plane process of this
+# run that is still alive. The work directory (logs, JSON) is kept when the
 # script fails, or always with KEEP=1.
 #
 # Environment: NO_BUILD=1 skips `cargo build --release`; KEEP=1 keeps the
@@ -65,6 +67,7 @@ bench_cleanup() {
   set +e
   [[ -n ${LOAD_PID:-} ]] && { touch "$WORK/load.stop"; stop_pid "$LOAD_PID" TERM 15; }
   stop_pid "${EVENTS_PID:-}" TERM 5
+  [[ -n ${BENCH_EXTRA_CLEANUP:-} ]] && "$BENCH_EXTRA_CLEANUP"
   if [[ -n ${GLINT_PID:-} ]]; then
     log "stopping glint up (drains and stops every instance)"
     stop_pid "$GLINT_PID" TERM 90
@@ -77,6 +80,16 @@ bench_cleanup() {
       if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "GLINT_INSTANCE_ID=$id"; then
         log "instance $id (pid $pid) still running after glint stopped: killing it"
         kill -KILL "$pid" 2>/dev/null
+      fi
+    done
+  fi
+  # Data plane processes of this run (a pid is signalled only if its
+  # environment carries this run's store label).
+  if [[ -s $WORK/dataplanes.seen ]]; then
+    sort -u "$WORK/dataplanes.seen" | while read -r pid store; do
+      if { tr '\0' '\n' < "/proc/$pid/environ"; } 2>/dev/null | grep -qx "GLINT_DATAPLANE_STORE=$store"; then
+        log "data plane (pid $pid) still running after glint stopped: stopping it"
+        stop_pid "$pid" TERM 10
       fi
     done
   fi
@@ -112,6 +125,12 @@ demo() {
 
 status_json() { "$GLINT" status -o json > "$WORK/status.json.tmp" && mv "$WORK/status.json.tmp" "$WORK/status.json"; }
 
+# Records the data plane's pid (and the store label it carries) so that
+# cleanup can find it.
+remember_dataplane() {
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=(d.get("data_plane") or {}).get("pid"); p and print(p, d.get("store_id"))' "$WORK/status.json" >> "$WORK/dataplanes.seen" || true
+}
+
 # Records the live instances (id handle) so that cleanup can find stragglers.
 remember_instances() {
   "${PY[@]}" instances "$WORK/status.json" "$SERVICE" | awk '$5 != "-" {print $1, $5}' >> "$WORK/instances.seen" || true
@@ -134,6 +153,7 @@ try_converged() {
     [[ -n ${GLINT_PID:-} ]] && ! kill -0 "$GLINT_PID" 2>/dev/null && { tail -20 "$WORK/glint-up.log" >&2; die "glint up exited"; }
     if status_json 2>/dev/null; then
       remember_instances
+      remember_dataplane
       why=$("${PY[@]}" converged "$WORK/status.json" "$SERVICE" "$want") && return 0
     fi
     if (( $(date +%s) > deadline )); then

@@ -84,6 +84,9 @@ pub enum Command {
     Up(UpArgs),
     /// Run the conductor as a daemon (local API on a unix socket).
     Conductor(ConductorArgs),
+    /// Run the data plane process (the endpoints); started by the conductor.
+    #[command(hide = true)]
+    Dataplane(DataplaneArgs),
     /// Build the images FILE declares and print each image's digest.
     Build(BuildArgs),
     /// List the images in the store: digest, tags, size, created, used by.
@@ -261,6 +264,18 @@ pub struct UpArgs {
 /// `glint conductor`
 #[derive(Debug, Args)]
 pub struct ConductorArgs {}
+
+/// `glint dataplane`
+#[derive(Debug, Args)]
+pub struct DataplaneArgs {
+    /// The id of the store it serves (its label).
+    #[arg(long, value_name = "ID")]
+    pub store: String,
+    /// After handing its endpoints to a successor, how long client
+    /// connections get to make one more request (default 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub linger: Option<humantime::Duration>,
+}
 
 /// `glint build`
 #[derive(Debug, Args)]

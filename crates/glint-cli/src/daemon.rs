@@ -1,5 +1,7 @@
 //! Starting a conductor inside this process (for `glint conductor` and
-//! `glint up`): the lock, the providers, the image source, the API socket.
+//! `glint up`): the lock, the providers, the image source, the data plane
+//! process (found and adopted, replaced when of another build, or started),
+//! the API socket.
 
 use crate::cli::Global;
 use crate::common::{Failed, fail, fail_io};
@@ -16,6 +18,8 @@ use tokio::sync::watch;
 pub struct Running {
     /// The conductor.
     pub handle: ConductorHandle,
+    /// The data plane process it programs.
+    pub data_plane: glint_dataplane::Identity,
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
     api_task: tokio::task::JoinHandle<()>,
@@ -100,13 +104,15 @@ pub async fn start(
     let providers = providers(global, store.as_ref())?;
     let socket = glint_conductor::api::socket_path(&dir);
     let images = Arc::new(crate::commands::images::open_store(global)?);
+    let store_id = store
+        .store_id()
+        .map_err(|e| fail_io("cannot read the store id", &e))?;
+    let (plane, data_plane) = data_plane(&dir, &store_id, store.as_ref()).await?;
     let factory = Arc::new(Factory {
-        store_id: store
-            .store_id()
-            .map_err(|e| fail_io("cannot read the store id", &e))?,
+        store_id,
         state_dir: dir.join("docker"),
     });
-    let mut setup = Setup::new(store.clone(), lease, images);
+    let mut setup = Setup::new(store.clone(), lease, images, plane);
     setup.providers = providers;
     setup.factory = Some(factory);
     setup.config = Config {
@@ -123,9 +129,67 @@ pub async fn start(
         .map_err(|e| fail_io("cannot start the conductor API", &e))?;
     Ok(Running {
         handle,
+        data_plane,
         api_stop,
         api_task,
     })
+}
+
+/// Finds the data directory's data plane process and adopts it, replaces it
+/// (one of another build or protocol hands its sockets to one of this
+/// build), or starts one; records which in the event log.
+async fn data_plane(
+    dir: &std::path::Path,
+    store_id: &str,
+    store: &dyn Store,
+) -> Result<
+    (
+        Arc<dyn glint_dataplane::DataPlane>,
+        glint_dataplane::Identity,
+    ),
+    Failed,
+> {
+    use glint_dataplane::{Launched, Launcher, RemoteDataPlane};
+    let program = std::env::current_exe()
+        .map_err(|e| fail_io("cannot find this program to start the data plane", &e))?;
+    let launcher = Launcher {
+        data_dir: dir.to_owned(),
+        store: store_id.to_owned(),
+        program,
+        args: vec![
+            "--data-dir".into(),
+            dir.as_os_str().to_owned(),
+            "dataplane".into(),
+            "--store".into(),
+            store_id.into(),
+        ],
+    };
+    let (plane, launched) = RemoteDataPlane::launch(launcher)
+        .await
+        .map_err(|e| fail_io("cannot start the data plane", &e))?;
+    use glint_conductor::events::{ConductorEvent, DataPlaneLaunch};
+    let d = |i: &glint_dataplane::Identity| (i.pid, i.protocol, i.short_build());
+    let event = match &launched {
+        Launched::Adopted(i) => ConductorEvent::DataPlaneLaunched {
+            how: DataPlaneLaunch::Adopted,
+            now: d(i),
+            old: None,
+        },
+        Launched::Started(i) => ConductorEvent::DataPlaneLaunched {
+            how: DataPlaneLaunch::Started,
+            now: d(i),
+            old: None,
+        },
+        Launched::Replaced { old, new } => ConductorEvent::DataPlaneLaunched {
+            how: DataPlaneLaunch::Replaced,
+            now: d(new),
+            old: Some(d(old)),
+        },
+    };
+    if let Err(e) = store.append_event(event.to_event()) {
+        tracing::warn!("cannot record the data plane event: {e}");
+    }
+    Ok((Arc::new(plane), launched.identity().clone()))
 }
 
 /// Resolves when the user asks to stop: Ctrl-C, SIGTERM, or SIGHUP (the

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if !matches!(
         cli.command,
-        cli::Command::Conductor(_) | cli::Command::Up(_)
+        cli::Command::Conductor(_) | cli::Command::Up(_) | cli::Command::Dataplane(_)
     ) {
         // Short-lived commands end quietly when their reader goes away
         // (`glint events | head`), like other Unix tools. The long-running

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Ctx, Load, get, healthy, instances, labelled_pids, pid_of};
+use common::{Ctx, Load, dataplane_pids, get, healthy, instances, labelled_pids, pid_of};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -37,9 +37,11 @@ fn up_serves_every_instance_through_the_endpoint_and_ctrl_c_stops_them() {
     let logs = ctx.ok(&["logs", "web", "--instance", one]);
     assert_eq!(logs.lines().count(), 1, "{logs}");
 
-    // Ctrl-C: every instance is drained and terminated, then `up` exits.
+    // Ctrl-C: every instance is drained and terminated, then the data plane
+    // (the endpoints) is stopped, then `up` exits.
     let store = ctx.store_id();
     assert_eq!(labelled_pids(&store).len(), 3);
+    assert_eq!(dataplane_pids(&store).len(), 1, "one data plane process");
     // SAFETY: signalling the child we spawned.
     unsafe {
         libc::kill(up as i32, libc::SIGINT);
@@ -50,8 +52,17 @@ fn up_serves_every_instance_through_the_endpoint_and_ctrl_c_stops_them() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(labelled_pids(&store).is_empty(), "no instance left behind");
+    assert!(
+        dataplane_pids(&store).is_empty(),
+        "no data plane left behind"
+    );
+    assert!(
+        std::net::TcpStream::connect(ctx.endpoint()).is_err(),
+        "the endpoint is closed"
+    );
     let s = ctx.status();
     assert!(instances(&s).is_empty(), "{s:#}");
+    assert_eq!(s["data_plane"]["running"], false, "{s:#}");
 }
 
 #[test]

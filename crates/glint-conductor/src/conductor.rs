@@ -7,7 +7,6 @@
 //! asks for a pass, and stops it.
 
 use crate::backoff;
-use crate::dataplane::{DataPlane, LocalDataPlane};
 use crate::driver::{Command, Driver};
 use crate::events::EventSink;
 use crate::health::{NetworkProber, Prober};
@@ -16,6 +15,7 @@ use crate::leadership::Lease;
 use crate::reconciler::{Config, Ctx, Waker};
 use crate::status::Status;
 use crate::world::{Providers, World};
+use glint_dataplane::DataPlane;
 use glint_model::{Name, ProviderKind};
 use glint_provider::Provider;
 use glint_store::prelude::*;
@@ -58,9 +58,15 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// A setup with the real clock, network probes, endpoints in this
-    /// process, and no providers yet.
-    pub fn new(store: Arc<dyn Store>, lease: Lease, images: Arc<dyn ImageSource>) -> Setup {
+    /// A setup with the real clock, network probes, and no providers yet,
+    /// programming `dataplane` (a `glint_dataplane::RemoteDataPlane` for the
+    /// separate process, a `LocalDataPlane` in this one).
+    pub fn new(
+        store: Arc<dyn Store>,
+        lease: Lease,
+        images: Arc<dyn ImageSource>,
+        dataplane: Arc<dyn DataPlane>,
+    ) -> Setup {
         Setup {
             store,
             lease,
@@ -69,7 +75,7 @@ impl Setup {
             images,
             prober: Arc::new(NetworkProber),
             clock: Arc::new(SystemClock),
-            dataplane: Arc::new(LocalDataPlane::new()),
+            dataplane,
             config: Config::default(),
         }
     }

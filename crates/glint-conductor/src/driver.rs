@@ -375,26 +375,15 @@ impl Driver {
             .world
             .endpoints
             .iter()
-            .map(|r| {
-                let stats = r.stats.as_ref();
-                EndpointStatus {
-                    name: r.name.clone(),
-                    listen: r.listen,
-                    listening: r.listening.is_some(),
-                    service: declared
-                        .get(&r.name)
-                        .map(|e| e.service.clone())
-                        .unwrap_or_else(|| r.name.clone()),
-                    backends: r.backends.clone(),
-                    error: r.error.clone(),
-                    requests: stats.map(|s| s.requests).unwrap_or(0),
-                    failures: stats
-                        .map(|s| {
-                            let f = &s.failures;
-                            f.no_backend + f.exhausted + f.not_retried + f.bad_request
-                        })
-                        .unwrap_or(0),
-                }
+            .map(|r| EndpointStatus {
+                name: r.name.clone(),
+                listen: r.listen,
+                listening: r.listening,
+                service: r.service.clone(),
+                backends: r.backends.clone(),
+                error: r.error.clone(),
+                requests: r.requests,
+                failures: r.failures,
             })
             .collect();
         if endpoints.iter().any(|e| !e.listening) || endpoints.len() < declared.len() {

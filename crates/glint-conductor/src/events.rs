@@ -240,6 +240,32 @@ pub enum ConductorEvent {
         name: Name,
         /// Where.
         addr: std::net::SocketAddr,
+        /// Found listening (it kept serving while no conductor ran, or was
+        /// handed over) rather than bound now.
+        kept: bool,
+    },
+    /// The data plane process was found and adopted, started, or replaced by
+    /// one of this build (which took over its listening sockets).
+    DataPlaneLaunched {
+        /// What happened.
+        how: DataPlaneLaunch,
+        /// The data plane now serving: pid, protocol, build.
+        now: (u32, u32, String),
+        /// The one it replaced, if it replaced one.
+        old: Option<(u32, u32, String)>,
+    },
+    /// Another data plane process answers now (the old one died and was
+    /// started again): the endpoints are programmed again.
+    DataPlaneChanged {
+        /// Its pid.
+        pid: u32,
+        /// Its build, short.
+        build: String,
+    },
+    /// The data plane does not answer (recorded once until it answers).
+    DataPlaneUnreachable {
+        /// Why.
+        error: String,
     },
     /// An endpoint cannot listen.
     EndpointFailed {
@@ -536,9 +562,48 @@ impl ConductorEvent {
                 ),
             )
             .instance(id),
-            E::EndpointListening { name, addr } => NewEvent::info(
+            E::EndpointListening { name, addr, kept } => NewEvent::info(
                 EventKind::EndpointListening,
-                format!("endpoint {name} is listening on {addr}"),
+                if *kept {
+                    format!("endpoint {name} is listening on {addr} (kept by the data plane)")
+                } else {
+                    format!("endpoint {name} is listening on {addr}")
+                },
+            ),
+            E::DataPlaneLaunched { how, now, old } => {
+                let d = |(pid, protocol, build): &(u32, u32, String)| {
+                    format!("pid {pid}, protocol {protocol}, build {build}")
+                };
+                NewEvent::info(
+                    EventKind::DataPlane,
+                    match (how, old) {
+                        (DataPlaneLaunch::Adopted, _) => format!(
+                            "data plane adopted ({}); its endpoints kept serving",
+                            d(now)
+                        ),
+                        (DataPlaneLaunch::Started, _) => {
+                            format!("data plane started ({})", d(now))
+                        }
+                        (DataPlaneLaunch::Replaced, Some(old)) => format!(
+                            "data plane replaced: {} handed its listening sockets to {}",
+                            d(old),
+                            d(now)
+                        ),
+                        (DataPlaneLaunch::Replaced, None) => {
+                            format!("data plane replaced by {}", d(now))
+                        }
+                    },
+                )
+            }
+            E::DataPlaneChanged { pid, build } => NewEvent::warning(
+                EventKind::DataPlane,
+                format!(
+                    "the data plane is now pid {pid} (build {build}); endpoints are programmed again"
+                ),
+            ),
+            E::DataPlaneUnreachable { error } => NewEvent::warning(
+                EventKind::DataPlane,
+                format!("the data plane does not answer ({error}); retrying"),
             ),
             E::EndpointFailed {
                 name,
@@ -664,6 +729,18 @@ impl ConductorEvent {
             _ => None,
         }
     }
+}
+
+/// How the data plane process came to serve (see
+/// [`ConductorEvent::DataPlaneLaunched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPlaneLaunch {
+    /// A running one of this build was adopted.
+    Adopted,
+    /// None ran: one was started.
+    Started,
+    /// One of another build or protocol handed over to one of this build.
+    Replaced,
 }
 
 /// `1.5s`, `250ms`, `2m`.

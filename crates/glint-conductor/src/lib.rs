@@ -24,7 +24,6 @@
 //!   limit;
 //! - [`backoff`]: the one retry policy;
 //! - [`health`]: probes and the per-instance health state machine;
-//! - [`dataplane`]: the endpoints as the conductor programs them;
 //! - [`leadership`] and [`lock`]: who may act, and the epoch that fences
 //!   writes;
 //! - [`images`]: where runnable images come from;
@@ -34,7 +33,6 @@
 pub mod api;
 pub mod backoff;
 pub mod conductor;
-pub mod dataplane;
 pub mod decide;
 pub mod driver;
 pub mod events;

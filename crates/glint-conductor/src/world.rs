@@ -77,7 +77,7 @@ pub struct World {
     /// rollout is not complete before.
     pub endpoints_settled: bool,
     /// The data plane's endpoints as last reported.
-    pub endpoints: Vec<crate::dataplane::EndpointReport>,
+    pub endpoints: Vec<glint_dataplane::EndpointView>,
     /// When time alone changes something (ms since the epoch).
     wake_at: Option<i64>,
 }

@@ -192,6 +192,7 @@ async fn main() {
         Arc::new(ArchiveImages {
             archive: image.archive.clone(),
         }),
+        Arc::new(glint_dataplane::LocalDataPlane::new(&store_id)),
     );
     setup.providers = providers;
     let conductor = glint_conductor::start(setup).await.unwrap();

@@ -15,14 +15,16 @@ use crate::stats::{BackendStats, BackendStatus, read};
 use glint_model::InstanceId;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// One healthy instance the endpoint may route to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Backend {
     /// The instance.
     pub instance: InstanceId,
@@ -40,6 +42,7 @@ pub(crate) struct BackendSettings {
     pub(crate) pool_max_idle: usize,
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) eject_for: Duration,
+    pub(crate) eject_max: Duration,
 }
 
 /// The live state of one backend.
@@ -55,6 +58,8 @@ pub(crate) struct BackendState {
     /// Nanoseconds since the table's epoch until which the backend is
     /// ejected; 0 when it is not.
     ejected_until: AtomicU64,
+    /// Ejections since the last success (each doubles the next one).
+    failures_in_a_row: AtomicU32,
     idle: Notify,
     pub(crate) pool: Pool,
 }
@@ -71,8 +76,17 @@ impl BackendState {
             connect_failures: AtomicU64::new(0),
             request_failures: AtomicU64::new(0),
             ejected_until: AtomicU64::new(0),
+            failures_in_a_row: AtomicU32::new(0),
             idle: Notify::new(),
             pool: Pool::new(settings.pool_max_idle, settings.pool_idle_timeout),
+        }
+    }
+
+    /// Records a success (a response head relayed, a TCP connection made):
+    /// the next ejection, if any, starts again from `eject_for`.
+    pub(crate) fn succeeded(&self) {
+        if self.failures_in_a_row.load(Ordering::Relaxed) != 0 {
+            self.failures_in_a_row.store(0, Ordering::Relaxed);
         }
     }
 
@@ -460,21 +474,32 @@ impl Backends {
         }
     }
 
-    /// Keeps `backend` out of choice for a while (it just failed to connect).
+    /// Keeps `backend` out of choice for a while (it just failed): for
+    /// `eject_for`, doubled for each ejection since its last success, at most
+    /// `eject_max`. A backend that keeps failing while no conductor removes
+    /// it is thus probed by ever fewer requests (each retried elsewhere when
+    /// the retry rules allow).
     pub(crate) fn eject(&self, backend: &BackendState) {
         let now = self.now();
-        let span = u64::try_from(self.settings.eject_for.as_nanos()).unwrap_or(u64::MAX);
-        let was = backend
-            .ejected_until
-            .swap(now.saturating_add(span), Ordering::Relaxed);
-        if was <= now {
-            tracing::info!(
-                instance = %backend.instance,
-                addr = %backend.addr,
-                for_ = ?self.settings.eject_for,
-                "backend ejected after a connection failure"
-            );
+        let was = backend.ejected_until.load(Ordering::Relaxed);
+        if was > now {
+            // Already ejected (several requests failed on it at once): one
+            // ejection, not several doublings.
+            return;
         }
+        let n = backend.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+        let span = ejection(self.settings.eject_for, self.settings.eject_max, n);
+        let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        backend
+            .ejected_until
+            .store(now.saturating_add(nanos), Ordering::Relaxed);
+        tracing::info!(
+            instance = %backend.instance,
+            addr = %backend.addr,
+            for_ = ?span,
+            in_a_row = n + 1,
+            "backend ejected after a failure"
+        );
     }
 
     /// Drops expired idle connections and forgets idle retired backends.
@@ -515,6 +540,14 @@ impl Backends {
     }
 }
 
+/// The length of the ejection that follows `previous` ejections without a
+/// success in between: `base` doubled `previous` times, at most `max` (and
+/// never below `base`).
+fn ejection(base: Duration, max: Duration, previous: u32) -> Duration {
+    let factor = 1u32.checked_shl(previous.min(20)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(max.max(base))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,7 +558,58 @@ mod tests {
             pool_max_idle: 4,
             pool_idle_timeout: Duration::from_secs(5),
             eject_for: Duration::from_secs(5),
+            eject_max: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn ejections_double_up_to_the_maximum() {
+        let s = |n| ejection(Duration::from_secs(2), Duration::from_secs(30), n);
+        assert_eq!(s(0), Duration::from_secs(2));
+        assert_eq!(s(1), Duration::from_secs(4));
+        assert_eq!(s(3), Duration::from_secs(16));
+        assert_eq!(s(4), Duration::from_secs(30));
+        assert_eq!(s(u32::MAX), Duration::from_secs(30));
+        // A maximum below the base never shortens the base.
+        assert_eq!(
+            ejection(Duration::from_secs(2), Duration::from_secs(1), 3),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_keeps_failing_stays_ejected_longer_each_time_until_it_succeeds() {
+        let b = Backends::new(settings());
+        b.set(1, vec![backend("aaaaaaaa", 1), backend("bbbbbbbb", 2)]);
+        let Pick::One { backend: a, .. } = b.pick(&TriedSet::default()) else {
+            panic!()
+        };
+        let ejected_for = |b: &Backends| {
+            let until = a.ejected_until.load(Ordering::Relaxed);
+            Duration::from_nanos(until.saturating_sub(b.now()))
+        };
+        b.eject(&a);
+        assert_eq!(ejected_for(&b), Duration::from_secs(5));
+        // A second failure while still ejected is the same ejection.
+        b.eject(&a);
+        assert_eq!(ejected_for(&b), Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        b.eject(&a);
+        assert_eq!(ejected_for(&b), Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        b.eject(&a);
+        assert_eq!(ejected_for(&b), Duration::from_secs(20));
+        tokio::time::advance(Duration::from_secs(21)).await;
+        b.eject(&a);
+        assert_eq!(ejected_for(&b), Duration::from_secs(30), "capped");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        a.succeeded();
+        b.eject(&a);
+        assert_eq!(
+            ejected_for(&b),
+            Duration::from_secs(5),
+            "reset by a success"
+        );
     }
 
     fn backend(suffix: &str, port: u16) -> Backend {

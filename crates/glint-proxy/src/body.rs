@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use tokio::sync::oneshot;
 
 /// A request body read completely, so that it can be sent more than once.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,7 @@ pub(crate) async fn prepare(mut body: Incoming, limit: usize) -> Result<Prepared
         return Ok(Prepared::Streaming(RequestBody::Streaming {
             prefix: VecDeque::new(),
             rest: Some(body),
+            ended: None,
         }));
     }
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
@@ -53,6 +55,7 @@ pub(crate) async fn prepare(mut body: Incoming, limit: usize) -> Result<Prepared
                     return Ok(Prepared::Streaming(RequestBody::Streaming {
                         prefix: chunks,
                         rest: Some(body),
+                        ended: None,
                     }));
                 }
             }
@@ -86,7 +89,25 @@ pub(crate) enum RequestBody {
     Streaming {
         prefix: VecDeque<Bytes>,
         rest: Option<Incoming>,
+        /// Told when the last frame has been handed to the connection.
+        ended: Option<oneshot::Sender<()>>,
     },
+}
+
+impl RequestBody {
+    /// For a streamed body, a receiver that resolves once the whole body has
+    /// been sent (or the body was dropped); `None` for a buffered body,
+    /// which is sent at once.
+    pub(crate) fn watch_end(&mut self) -> Option<oneshot::Receiver<()>> {
+        match self {
+            RequestBody::Buffered { .. } => None,
+            RequestBody::Streaming { ended, .. } => {
+                let (tx, rx) = oneshot::channel();
+                *ended = Some(tx);
+                Some(rx)
+            }
+        }
+    }
 }
 
 impl From<&Replayable> for RequestBody {
@@ -113,14 +134,26 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
             }
-            RequestBody::Streaming { prefix, rest } => {
-                if let Some(chunk) = prefix.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            RequestBody::Streaming {
+                prefix,
+                rest,
+                ended,
+            } => {
+                let frame = match prefix.pop_front() {
+                    Some(chunk) => Some(Ok(Frame::data(chunk))),
+                    None => match rest {
+                        Some(rest) => ready!(Pin::new(rest).poll_frame(cx)),
+                        None => None,
+                    },
+                };
+                // hyper stops polling a body that says it has ended, so the
+                // end is told after the last frame too, not only at `None`.
+                let done = frame.is_none()
+                    || (prefix.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream()));
+                if done && let Some(ended) = ended.take() {
+                    let _ = ended.send(());
                 }
-                match rest {
-                    Some(rest) => Pin::new(rest).poll_frame(cx),
-                    None => Poll::Ready(None),
-                }
+                Poll::Ready(frame)
             }
         }
     }
@@ -128,7 +161,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
-            RequestBody::Streaming { prefix, rest } => {
+            RequestBody::Streaming { prefix, rest, .. } => {
                 prefix.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
         }
@@ -139,7 +172,7 @@ impl Body for RequestBody {
             RequestBody::Buffered { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            RequestBody::Streaming { prefix, rest } => {
+            RequestBody::Streaming { prefix, rest, .. } => {
                 let buffered: u64 = prefix.iter().map(|c| c.len() as u64).sum();
                 let rest = rest.as_ref().map(|r| r.size_hint()).unwrap_or_default();
                 let mut hint = SizeHint::new();

@@ -1,18 +1,21 @@
-//! [`EndpointProxy`]: the handle the conductor holds, its configuration, and
-//! the endpoint's lifecycle (accept loop, connection tracking, shutdown).
+//! [`EndpointProxy`]: the handle the conductor holds, and the endpoint's
+//! lifecycle (accept loop, connection tracking, shutdown, leaving a listener
+//! to another process).
 //!
 //! Lifecycle follows mini-redis: one `watch` channel announces the phase
-//! (running → graceful → stopped) to the accept loop and to every connection
-//! task; every connection task holds a [`TaskGuard`], and shutdown waits for
-//! the guard count to reach zero.
+//! (running → [leaving →] graceful → stopped) to the accept loop and to every
+//! connection task; every connection task holds a [`TaskGuard`], and
+//! shutdown waits for the guard count to reach zero.
 
 use crate::backends::{Backend, BackendSettings, Backends};
+use crate::config::EndpointConfig;
 use crate::stats::{Counters, EndpointStats, bump, read};
 use crate::{http, tcp};
-use glint_model::{Endpoint, EndpointProtocol, InstanceId, Name};
+use glint_model::{EndpointProtocol, InstanceId, Name};
 use hyper::header::HeaderValue;
 use hyper_util::rt::TokioTimer;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,89 +24,20 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// How an endpoint behaves. [`EndpointConfig::new`] gives the defaults below;
-/// every field is public so the conductor can override any of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointConfig {
-    /// The endpoint's name (in 503 bodies, `Via`, logs and stats).
-    pub name: Name,
-    /// The address to listen on; port 0 picks a free port
-    /// (see [`EndpointProxy::local_addr`]).
-    pub listen: SocketAddr,
-    /// HTTP (request-level balancing and retries) or TCP (connection-level).
-    pub protocol: EndpointProtocol,
-    /// How long a request (or TCP connection) waits for a backend to appear
-    /// when none is in rotation, before `503` (TCP: close). Zero answers at
-    /// once. Default 1 s.
-    pub wait_for_backend: Duration,
-    /// Attempts per request or TCP connection, the first included; each
-    /// backend is tried at most once (see the crate doc for the one
-    /// exception). Default 3; at least 1 is used.
-    pub max_attempts: usize,
-    /// Bound on connecting to a backend. Default 2 s.
-    pub connect_timeout: Duration,
-    /// Request bodies up to this size are buffered so that they can be
-    /// replayed on another backend; larger ones are streamed. Default 1 MiB.
-    pub replay_body_limit: usize,
-    /// An idle pooled connection older than this is closed rather than
-    /// reused. Keep it below the backends' own keep-alive timeout (Node.js
-    /// and uvicorn use 5 s). Default 4 s.
-    pub pool_idle_timeout: Duration,
-    /// Idle connections kept per backend. Default 32.
-    pub pool_max_idle_per_backend: usize,
-    /// How long a backend that failed to connect is avoided (still used when
-    /// nothing else is left). Default 2 s.
-    pub eject_for: Duration,
-    /// Bound on reading a client's request head. hyper also applies it to
-    /// the wait for the next request on a keep-alive connection, so it is
-    /// the idle timeout of client connections too. Default 30 s.
-    pub header_read_timeout: Duration,
-}
-
-impl EndpointConfig {
-    /// Default for [`EndpointConfig::wait_for_backend`].
-    pub const DEFAULT_WAIT_FOR_BACKEND: Duration = Duration::from_secs(1);
-    /// Default for [`EndpointConfig::max_attempts`].
-    pub const DEFAULT_MAX_ATTEMPTS: usize = 3;
-    /// Default for [`EndpointConfig::connect_timeout`].
-    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-    /// Default for [`EndpointConfig::replay_body_limit`].
-    pub const DEFAULT_REPLAY_BODY_LIMIT: usize = 1 << 20;
-    /// Default for [`EndpointConfig::pool_idle_timeout`].
-    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-    /// Default for [`EndpointConfig::pool_max_idle_per_backend`].
-    pub const DEFAULT_POOL_MAX_IDLE: usize = 32;
-    /// Default for [`EndpointConfig::eject_for`].
-    pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(2);
-    /// Default for [`EndpointConfig::header_read_timeout`].
-    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// A configuration with the defaults.
-    pub fn new(name: Name, listen: SocketAddr, protocol: EndpointProtocol) -> EndpointConfig {
-        EndpointConfig {
-            name,
-            listen,
-            protocol,
-            wait_for_backend: Self::DEFAULT_WAIT_FOR_BACKEND,
-            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
-            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            replay_body_limit: Self::DEFAULT_REPLAY_BODY_LIMIT,
-            pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,
-            pool_max_idle_per_backend: Self::DEFAULT_POOL_MAX_IDLE,
-            eject_for: Self::DEFAULT_EJECT_FOR,
-            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
-        }
-    }
-
-    /// The configuration of a declared endpoint, with the defaults.
-    pub fn from_endpoint(name: Name, endpoint: &Endpoint) -> EndpointConfig {
-        EndpointConfig::new(name, endpoint.listen, endpoint.protocol)
-    }
-}
-
 /// An endpoint that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// A listening socket handed over by another process cannot be used.
+    #[error("endpoint `{endpoint}` cannot use the listening socket it was handed for {addr}")]
+    Inherit {
+        /// The endpoint.
+        endpoint: Name,
+        /// The address it was to listen on.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("endpoint `{endpoint}` cannot listen on {addr}{hint}")]
     Bind {
@@ -156,7 +90,7 @@ pub struct DrainOutcome {
     pub waited: Duration,
 }
 
-/// What [`EndpointProxy::shutdown`] saw.
+/// What [`EndpointProxy::shutdown`] (or [`EndpointProxy::leave`]) saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownOutcome {
     /// Client connections (and tunnels) still open at the timeout, which
@@ -169,6 +103,10 @@ pub struct ShutdownOutcome {
 pub(crate) enum Phase {
     /// Accepting and serving.
     Running,
+    /// Not accepting (another process serves the listening socket now);
+    /// serving every client connection's next request with `Connection:
+    /// close`, so that clients reconnect to the new owner without a race.
+    Leaving,
     /// Not accepting; finishing what is in flight.
     Graceful,
     /// Everything stops now.
@@ -223,6 +161,10 @@ impl Drop for TaskGuard {
 pub(crate) struct Shared {
     pub(crate) config: EndpointConfig,
     pub(crate) local_addr: SocketAddr,
+    /// The listening socket while the accept loop runs (shared with it so
+    /// that it can be duplicated for another process); the loop clears it
+    /// when it stops, which closes the socket unless a duplicate lives on.
+    pub(crate) listener: Mutex<Option<Arc<TcpListener>>>,
     pub(crate) backends: Backends,
     pub(crate) counters: Arc<Counters>,
     pub(crate) phase: watch::Sender<Phase>,
@@ -283,7 +225,33 @@ impl EndpointProxy {
         let local_addr = listener
             .local_addr()
             .map_err(|e| ProxyError::bind(&config.name, config.listen, e))?;
+        Ok(Self::start(config, listener, local_addr))
+    }
 
+    /// Serves on a listening socket that already exists: one handed over by
+    /// another process (see [`EndpointProxy::dup_listener`]), or kept from an
+    /// endpoint whose configuration changed but not its address. Connections
+    /// already queued on the socket are served; none is lost.
+    pub fn from_listener(
+        config: EndpointConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<EndpointProxy, ProxyError> {
+        let inherit = |source| ProxyError::Inherit {
+            endpoint: config.name.clone(),
+            addr: config.listen,
+            source,
+        };
+        listener.set_nonblocking(true).map_err(inherit)?;
+        let local_addr = listener.local_addr().map_err(inherit)?;
+        let listener = TcpListener::from_std(listener).map_err(inherit)?;
+        Ok(Self::start(config, listener, local_addr))
+    }
+
+    fn start(
+        config: EndpointConfig,
+        listener: TcpListener,
+        local_addr: SocketAddr,
+    ) -> EndpointProxy {
         let mut server = hyper::server::conn::http1::Builder::new();
         server
             .timer(TokioTimer::new())
@@ -297,11 +265,14 @@ impl EndpointProxy {
             pool_max_idle: config.pool_max_idle_per_backend,
             pool_idle_timeout: config.pool_idle_timeout,
             eject_for: config.eject_for,
+            eject_max: config.eject_max,
         };
+        let listener = Arc::new(listener);
         let shared = Arc::new(Shared {
             via_11: via("1.1"),
             via_10: via("1.0"),
             local_addr,
+            listener: Mutex::new(Some(Arc::clone(&listener))),
             backends: Backends::new(settings),
             counters: Arc::new(Counters::default()),
             phase: watch::Sender::new(Phase::Running),
@@ -317,12 +288,12 @@ impl EndpointProxy {
         );
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
         let reaper = tokio::spawn(reap_loop(Arc::clone(&shared)));
-        Ok(EndpointProxy {
+        EndpointProxy {
             handle: Arc::new(Handle {
                 shared,
                 background: Mutex::new(vec![accept, reaper]),
             }),
-        })
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -380,6 +351,56 @@ impl EndpointProxy {
         outcome
     }
 
+    /// A duplicate of the listening socket (close-on-exec), for another
+    /// process to serve it too ([`EndpointProxy::from_listener`]); `None` once
+    /// the endpoint has stopped accepting. The socket stays open as long as
+    /// any duplicate does, so handing it over loses no queued connection
+    /// (unlike a second socket bound with `SO_REUSEPORT`, whose queue dies
+    /// with it).
+    pub fn dup_listener(&self) -> Option<std::io::Result<OwnedFd>> {
+        let slot = self
+            .shared()
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|l| l.as_fd().try_clone_to_owned())
+    }
+
+    /// Ends this endpoint after another process took over its listening
+    /// socket: stops accepting at once (the socket stays open for the other
+    /// process), answers the next request of every client connection with
+    /// `Connection: close` so that the client reconnects — to the new owner —
+    /// without the race of a keep-alive connection closed while idle, waits
+    /// up to `linger` for connections to end that way, then shuts down as
+    /// [`EndpointProxy::shutdown`] does with `timeout`.
+    pub async fn leave(self, linger: Duration, timeout: Duration) -> ShutdownOutcome {
+        let shared = Arc::clone(&self.handle.shared);
+        shared.phase.send_if_modified(|p| {
+            let running = *p == Phase::Running;
+            if running {
+                *p = Phase::Leaving;
+            }
+            running
+        });
+        self.stop_background().await;
+        shared.tasks.wait_zero(Instant::now() + linger).await;
+        self.shutdown(timeout).await
+    }
+
+    async fn stop_background(&self) {
+        let background = std::mem::take(
+            &mut *self
+                .handle
+                .background
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for task in background {
+            // The accept loop drops the listener as soon as it sees the phase.
+            let _ = task.await;
+        }
+    }
+
     /// A snapshot of the endpoint's counters.
     pub fn stats(&self) -> EndpointStats {
         let shared = self.shared();
@@ -404,23 +425,13 @@ impl EndpointProxy {
         let deadline = Instant::now() + timeout;
         let shared = Arc::clone(&self.handle.shared);
         shared.phase.send_if_modified(|p| {
-            let running = *p == Phase::Running;
-            if running {
+            let before = matches!(*p, Phase::Running | Phase::Leaving);
+            if before {
                 *p = Phase::Graceful;
             }
-            running
+            before
         });
-        let background = std::mem::take(
-            &mut *self
-                .handle
-                .background
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for task in background {
-            // The accept loop drops the listener as soon as it sees the phase.
-            let _ = task.await;
-        }
+        self.stop_background().await;
         let aborted = if shared.tasks.wait_zero(deadline).await {
             0
         } else {
@@ -438,7 +449,7 @@ impl EndpointProxy {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, listener: Arc<TcpListener>) {
     let mut phase = shared.phase.subscribe();
     loop {
         if *phase.borrow_and_update() != Phase::Running {
@@ -474,6 +485,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         }
     }
+    shared
+        .listener
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     drop(listener);
     tracing::debug!(endpoint = %shared.config.name, "listener closed");
 }
@@ -484,6 +500,8 @@ async fn reap_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Also ends when leaving: `leave` awaits it, and pooled backend
+        // connections are few and short-lived by then.
         if *phase.borrow_and_update() != Phase::Running {
             break;
         }

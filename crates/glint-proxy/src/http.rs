@@ -31,7 +31,20 @@ pub(crate) async fn serve(
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
+        async move {
+            let mut response = handle(&shared, peer, req).await;
+            // Leaving (another process took the listener over) or stopping:
+            // this client must reconnect, and `Connection: close` on a
+            // response is the only race-free way to tell it so.
+            if *shared.phase.borrow() != Phase::Running
+                && response.status() != StatusCode::SWITCHING_PROTOCOLS
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = shared
         .server
@@ -92,14 +105,14 @@ enum Source {
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     bump(&shared.counters.requests);
     if req.method() == Method::CONNECT {
         return local(
-            &shared,
+            shared,
             StatusCode::METHOD_NOT_ALLOWED,
             "does not proxy CONNECT",
         );
@@ -144,7 +157,7 @@ async fn handle(
             tracing::debug!(%peer, %error, "cannot read the request body");
             bump(&shared.counters.bad_request);
             return local(
-                &shared,
+                shared,
                 StatusCode::BAD_REQUEST,
                 "could not read the request body",
             );
@@ -157,10 +170,13 @@ async fn handle(
     let wait_deadline = Instant::now() + shared.config.wait_for_backend;
     // A request hyper handed back unsent, to be sent as is.
     let mut handed_back: Option<Request<RequestBody>> = None;
+    // Whether the last failed attempt was a response timeout (the answer is
+    // then 504, not 502).
+    let mut last_timed_out = false;
 
     loop {
         if attempts >= max_attempts {
-            return exhausted(&shared);
+            return exhausted(shared, last_timed_out);
         }
         let (backend, fresh_only) = match shared.backends.pick(&tried) {
             Pick::One {
@@ -178,11 +194,11 @@ async fn handle(
                     continue;
                 }
                 if !tried.is_empty() {
-                    return exhausted(&shared);
+                    return exhausted(shared, last_timed_out);
                 }
                 bump(&shared.counters.no_backend);
                 return local(
-                    &shared,
+                    shared,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "has no healthy instance to serve this request",
                 );
@@ -215,16 +231,20 @@ async fn handle(
                     shared.backends.eject(&backend);
                     backend.pool.flush();
                     tried.mark(&backend, Tried::Excluded);
+                    last_timed_out = false;
                     let replayable = !matches!(source, Source::Spent);
                     if !retry::may_retry(AttemptFailure::Connect, idempotent, replayable) {
-                        return not_retried(&shared);
+                        return not_retried(shared, false);
                     }
                     continue;
                 }
             },
         };
 
-        let request = match handed_back.take() {
+        // A streamed body is being sent while the head is awaited: the
+        // response timeout starts when it has been sent completely.
+        let mut body_sent = None;
+        let mut request = match handed_back.take() {
             Some(request) => request,
             None => match std::mem::replace(&mut source, Source::Spent) {
                 Source::Replay(r) => {
@@ -234,20 +254,48 @@ async fn handle(
                 }
                 Source::Stream(body) => outgoing.request(body),
                 // Unreachable: a spent stream is never retried (below).
-                Source::Spent => return not_retried(&shared),
+                Source::Spent => return not_retried(shared, false),
             },
         };
+        if let Some(sent) = request.body_mut().watch_end() {
+            body_sent = Some(sent);
+        }
 
-        match sender.try_send_request(request).await {
+        let response_timeout = shared.config.response_timeout;
+        let head_deadline = async move {
+            if let Some(sent) = body_sent {
+                // Resolves when the body ended, or was dropped unsent.
+                let _ = sent.await;
+            }
+            tokio::time::sleep(response_timeout).await;
+        };
+        let attempt = tokio::select! {
+            result = sender.try_send_request(request) => Some(result),
+            () = head_deadline => None,
+        };
+        let Some(result) = attempt else {
+            // No response head in time: the instance is hung or overloaded.
+            // Dropping the pending response makes hyper close the connection.
+            tracing::debug!(
+                instance = %backend.instance,
+                timeout = ?response_timeout,
+                "no response head in time"
+            );
+            bump(&shared.counters.timeouts);
+            bump(&backend.request_failures);
+            drop(sender);
+            shared.backends.eject(&backend);
+            tried.mark(&backend, Tried::Excluded);
+            last_timed_out = true;
+            let replayable = matches!(source, Source::Replay(_));
+            if !retry::may_retry(AttemptFailure::Timeout, idempotent, replayable) {
+                return not_retried(shared, true);
+            }
+            continue;
+        };
+        match result {
             Ok(response) => {
-                return relay(
-                    &shared,
-                    response,
-                    in_flight,
-                    sender,
-                    client_upgrade,
-                    upgrade,
-                );
+                return relay(shared, response, in_flight, sender, client_upgrade, upgrade);
             }
             Err(mut error) => {
                 let failure = match error.take_message() {
@@ -264,6 +312,7 @@ async fn handle(
                     error = %error.error(),
                     "attempt failed"
                 );
+                last_timed_out = false;
                 if failure != AttemptFailure::HandedBack {
                     bump(&shared.counters.backend);
                     bump(&backend.request_failures);
@@ -280,7 +329,7 @@ async fn handle(
                 }
                 let replayable = matches!(source, Source::Replay(_));
                 if !retry::may_retry(failure, idempotent, replayable) {
-                    return not_retried(&shared);
+                    return not_retried(shared, false);
                 }
             }
         }
@@ -297,6 +346,7 @@ fn relay(
     upgrade: bool,
 ) -> Response<ResponseBody> {
     bump(&in_flight.backend().served);
+    in_flight.backend().succeeded();
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client_upgrade) = client_upgrade {
         let backend_upgrade = hyper::upgrade::on(&mut response);
@@ -356,7 +406,17 @@ async fn tunnel(
     drop(in_flight);
 }
 
-fn exhausted(shared: &Shared) -> Response<ResponseBody> {
+/// Every allowed attempt failed; `timed_out` when the last one got no
+/// response head in time.
+fn exhausted(shared: &Shared, timed_out: bool) -> Response<ResponseBody> {
+    if timed_out {
+        bump(&shared.counters.timed_out);
+        return local(
+            shared,
+            StatusCode::GATEWAY_TIMEOUT,
+            "got no response in time from any healthy instance",
+        );
+    }
     bump(&shared.counters.exhausted);
     local(
         shared,
@@ -365,7 +425,17 @@ fn exhausted(shared: &Shared) -> Response<ResponseBody> {
     )
 }
 
-fn not_retried(shared: &Shared) -> Response<ResponseBody> {
+/// The request was sent and may not be sent again; `timed_out` when its
+/// attempt got no response head in time.
+fn not_retried(shared: &Shared, timed_out: bool) -> Response<ResponseBody> {
+    if timed_out {
+        bump(&shared.counters.timed_out);
+        return local(
+            shared,
+            StatusCode::GATEWAY_TIMEOUT,
+            "got no response in time from the instance serving this request, which is not safe to retry",
+        );
+    }
     bump(&shared.counters.not_retried);
     local(
         shared,

@@ -44,11 +44,16 @@
 //! (small) rotation from a rotating start index and takes the backend with the
 //! fewest requests (HTTP) or connections (TCP) in flight. Idle, it is exact
 //! round-robin; loaded, a slow instance receives less. Backends can be
-//! *ejected* passively: a connect failure (refused, timed out) or a failure on a
-//! fresh connection keeps the backend out of choice for
-//! [`EndpointConfig::eject_for`], unless nothing else is left to try. The
-//! conductor's health checks stay the authority: ejection is only a short
-//! cushion between a crash and the next [`EndpointProxy::set_backends`].
+//! *ejected* passively: a connect failure (refused, timed out), a failure on a
+//! fresh connection, or a response timeout keeps the backend out of choice
+//! for [`EndpointConfig::eject_for`], unless nothing else is left to try.
+//! Each further ejection without a success in between doubles that span, up
+//! to [`EndpointConfig::eject_max`]; a relayed response head (TCP: a
+//! connection made) resets it. The conductor's health checks stay the
+//! authority: ejection is a cushion between a crash and the next
+//! [`EndpointProxy::set_backends`] — and, while no conductor runs (a restart,
+//! an upgrade), what keeps a dead instance of the last set from being tried
+//! by more than one request per `eject_max`.
 //!
 //! # Retry rules (HTTP)
 //!
@@ -57,7 +62,7 @@
 //! non-ejected ones. One exception: a backend whose *reused* (pooled keep-alive)
 //! connection failed may be tried once more on a *fresh* connection when no
 //! untried backend is left; this is what makes a single restarted instance
-//! transparent. An attempt fails in one of three ways:
+//! transparent. An attempt fails in one of four ways:
 //!
 //! 1. **Connect failure** (refused, unreachable, timeout): the request was
 //!    certainly not sent. Retried, whatever the method. The backend is ejected.
@@ -71,6 +76,16 @@
 //!    nginx `proxy_next_upstream error`) — **and** the request body was buffered
 //!    (see below). A malformed response head is not retried (the backend did
 //!    answer). POST and PATCH are never retried once sent.
+//! 4. **No response head in time**: the request was sent and no complete
+//!    response head arrived within [`EndpointConfig::response_timeout`]
+//!    (10 s by default), counted from the moment the request was handed to
+//!    the connection — for a streamed body, from the moment its last byte
+//!    was. The backend connection is closed and the backend ejected (a hung
+//!    instance is not tried again by the following requests), and the
+//!    request is retried under the same condition as 3: idempotent method
+//!    and buffered body. Otherwise it is answered `504 Gateway Timeout`. The
+//!    timeout bounds the head only: a response body may stream for as long
+//!    as it needs, and TCP mode has no such timeout.
 //!
 //! Once a response head has arrived it is relayed, whatever its status (a 500
 //! from the application is the application's answer, not a proxy failure), and
@@ -88,8 +103,9 @@
 //! moment a crash empties a one-instance service: the request that found the
 //! dead instance is served by its replacement). If none appears: `503 Service
 //! Unavailable` with a plain-text body naming the endpoint when no attempt was
-//! made, `502 Bad Gateway` when attempts were made and failed. A request that
-//! used up [`EndpointConfig::max_attempts`] gets `502` at once.
+//! made, `502 Bad Gateway` when attempts were made and failed (`504 Gateway
+//! Timeout` when the last one timed out). A request that used up
+//! [`EndpointConfig::max_attempts`] gets `502` (or `504`) at once.
 //!
 //! # Headers
 //!
@@ -150,8 +166,30 @@
 //! to end, then aborts the rest. Dropping the last [`EndpointProxy`] handle
 //! stops the endpoint abruptly.
 //!
+//! # Handing the listener to another process
+//!
+//! An endpoint can be moved to another process (a newer build of the data
+//! plane) without refusing or losing a connection:
+//!
+//! 1. [`EndpointProxy::dup_listener`] duplicates the listening socket; the
+//!    other process receives it (`SCM_RIGHTS`) and serves it with
+//!    [`EndpointProxy::from_listener`]. It is the *same* socket — both
+//!    processes accept from one queue — so nothing queued is lost, as it
+//!    would be with a second socket bound with `SO_REUSEPORT`;
+//! 2. [`EndpointProxy::leave`] then stops this process accepting (the
+//!    socket stays open in the other), answers the next request on every
+//!    client connection with `Connection: close` — the only race-free way to
+//!    move a keep-alive client, whose request could otherwise cross the close
+//!    of an idle connection — lets requests in flight finish, and shuts down.
+//!
+//! The same socket also survives a configuration change that keeps the
+//! address and protocol: a new [`EndpointProxy`] is started on a duplicate
+//! and the old one leaves.
+//!
 //! Layout:
-//! - `endpoint`: [`EndpointProxy`], its configuration, lifecycle and accept loop;
+//! - `config`: [`EndpointConfig`] and its defaults (serialisable: it crosses
+//!   the data plane's socket);
+//! - `endpoint`: [`EndpointProxy`], its lifecycle and accept loop;
 //! - `backends`: the backend table, generations, choice, draining, in-flight
 //!   accounting;
 //! - `pool`: per-backend keep-alive connection pools;
@@ -164,6 +202,7 @@
 
 mod backends;
 mod body;
+mod config;
 mod endpoint;
 mod headers;
 mod http;
@@ -173,5 +212,6 @@ mod stats;
 mod tcp;
 
 pub use backends::Backend;
-pub use endpoint::{DrainOutcome, EndpointConfig, EndpointProxy, ProxyError, ShutdownOutcome};
+pub use config::EndpointConfig;
+pub use endpoint::{DrainOutcome, EndpointProxy, ProxyError, ShutdownOutcome};
 pub use stats::{BackendStats, BackendStatus, EndpointStats, FailureStats};

@@ -22,6 +22,9 @@ pub(crate) enum AttemptFailure {
     /// The connection failed after sending started and before a complete
     /// response head arrived (reset, EOF, a stale keep-alive connection).
     BeforeResponse,
+    /// The request was sent and no response head arrived within the
+    /// endpoint's response timeout (a hung or overloaded instance).
+    Timeout,
     /// The backend answered with something that is not HTTP/1.1: it did
     /// answer, so the request is not sent again.
     MalformedResponse,
@@ -49,7 +52,7 @@ impl AttemptFailure {
 pub(crate) fn may_retry(failure: AttemptFailure, idempotent: bool, replayable: bool) -> bool {
     match failure {
         AttemptFailure::Connect | AttemptFailure::HandedBack => true,
-        AttemptFailure::BeforeResponse => idempotent && replayable,
+        AttemptFailure::BeforeResponse | AttemptFailure::Timeout => idempotent && replayable,
         AttemptFailure::MalformedResponse | AttemptFailure::ClientBody => false,
     }
 }
@@ -87,11 +90,12 @@ mod tests {
 
     #[test]
     fn sent_requests_are_retried_only_when_idempotent_and_replayable() {
-        let f = AttemptFailure::BeforeResponse;
-        assert!(may_retry(f, true, true));
-        assert!(!may_retry(f, false, true));
-        assert!(!may_retry(f, true, false));
-        assert!(!may_retry(f, false, false));
+        for f in [AttemptFailure::BeforeResponse, AttemptFailure::Timeout] {
+            assert!(may_retry(f, true, true), "{f:?}");
+            assert!(!may_retry(f, false, true), "{f:?}");
+            assert!(!may_retry(f, true, false), "{f:?}");
+            assert!(!may_retry(f, false, false), "{f:?}");
+        }
         assert!(!may_retry(AttemptFailure::MalformedResponse, true, true));
         assert!(!may_retry(AttemptFailure::ClientBody, true, true));
     }

@@ -2,7 +2,7 @@
 //! types that the conductor and the CLI show.
 
 use glint_model::{EndpointProtocol, InstanceId, Name};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +20,8 @@ pub(crate) struct Counters {
     pub(crate) backend: AtomicU64,
     pub(crate) response_aborted: AtomicU64,
     pub(crate) bad_request: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -42,12 +44,14 @@ impl Counters {
             backend: read(&self.backend),
             response_aborted: read(&self.response_aborted),
             bad_request: read(&self.bad_request),
+            timed_out: read(&self.timed_out),
+            timeouts: read(&self.timeouts),
         }
     }
 }
 
 /// A snapshot of an endpoint's counters, from [`crate::EndpointProxy::stats`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointStats {
     /// The endpoint's name.
     pub endpoint: Name,
@@ -70,10 +74,12 @@ pub struct EndpointStats {
     pub backends: Vec<BackendStats>,
 }
 
-/// Failures by kind. The first four are client-visible outcomes; `connect`
-/// and `backend` count failed *attempts*, most of which were retried
-/// invisibly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// Failures by kind. `no_backend`, `exhausted`, `not_retried`, `bad_request`
+/// and `timed_out` are client-visible outcomes (summed by
+/// [`FailureStats::answered`]); `connect`, `backend` and `timeouts` count
+/// failed *attempts*, most of which were retried invisibly. Kinds added by
+/// newer builds read as zero from older ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FailureStats {
     /// Answered `503`: no backend in rotation (TCP: connection closed).
     pub no_backend: u64,
@@ -92,10 +98,25 @@ pub struct FailureStats {
     /// Responses whose body failed mid-stream (the client connection was
     /// aborted; nothing else can be done once the head is relayed).
     pub response_aborted: u64,
+    /// Answered `504`: the last attempt got no response head within the
+    /// response timeout, and the request could not be sent elsewhere.
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Attempts that got no response head within the response timeout.
+    #[serde(default)]
+    pub timeouts: u64,
+}
+
+impl FailureStats {
+    /// Requests the endpoint itself answered with an error (503, 502, 504,
+    /// 400): what a client saw fail.
+    pub fn answered(&self) -> u64 {
+        self.no_backend + self.exhausted + self.not_retried + self.bad_request + self.timed_out
+    }
 }
 
 /// Where a backend stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendStatus {
     /// In rotation.
@@ -110,7 +131,7 @@ pub enum BackendStatus {
 }
 
 /// One backend's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStats {
     /// The instance.
     pub instance: InstanceId,

@@ -68,6 +68,7 @@ async fn forward_inner(shared: &Shared, mut client: TcpStream, peer: SocketAddr)
         match pool::connect_tcp(backend.addr, shared.config.connect_timeout).await {
             Ok(mut upstream) => {
                 bump(&backend.served);
+                backend.succeeded();
                 match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                     Ok((up, down)) => {
                         tracing::trace!(%peer, instance = %backend.instance, up, down, "connection closed");

@@ -821,6 +821,284 @@ async fn tcp_mode_forwards_both_ways_and_follows_backend_changes() {
 }
 
 // ---------------------------------------------------------------------------
+// Response timeout (a hung instance)
+
+fn timeout_config(response_timeout: Duration) -> EndpointConfig {
+    let mut cfg = config(EndpointProtocol::Http);
+    cfg.response_timeout = response_timeout;
+    // Long enough that "ejected" does not depend on timing.
+    cfg.eject_for = Duration::from_secs(600);
+    cfg.eject_max = Duration::from_secs(600);
+    cfg
+}
+
+#[tokio::test]
+async fn a_hung_backend_costs_an_idempotent_request_one_timeout_and_is_ejected() {
+    let hung = TestBackend::start_hung("hung").await;
+    let b = TestBackend::start("b").await;
+    let proxy = http_proxy_with(timeout_config(Duration::from_millis(300)), &[&hung, &b]).await;
+    let mut client = Client::new(proxy.local_addr());
+    for _ in 0..10 {
+        let reply = patiently("GET", client.get("/")).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(served_by(&reply), "b");
+    }
+    assert_eq!(
+        hung.requests(),
+        1,
+        "the hung backend was tried once, then ejected"
+    );
+    let stats = proxy.stats();
+    assert_eq!(stats.failures.timeouts, 1);
+    assert_eq!(stats.failures.answered(), 0);
+    assert_eq!(backend_stats(&proxy, "hung").status, BackendStatus::Ejected);
+    hung.release();
+}
+
+#[tokio::test]
+async fn a_post_to_a_hung_backend_is_answered_504_and_not_sent_again() {
+    let hung = TestBackend::start_hung("hung").await;
+    let proxy = http_proxy_with(timeout_config(Duration::from_millis(300)), &[&hung]).await;
+    let mut client = Client::new(proxy.local_addr());
+    let reply = patiently(
+        "POST",
+        client.request(Method::POST, "/", Bytes::from_static(b"order")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert!(reply.text().contains("`web`"), "{}", reply.text());
+    assert_eq!(hung.posts(), 1, "sent once, never again");
+    let stats = proxy.stats();
+    assert_eq!(
+        (stats.failures.timed_out, stats.failures.not_retried),
+        (1, 0)
+    );
+
+    // The next POST goes to a working backend: the hung one is ejected.
+    let b = TestBackend::start("b").await;
+    proxy.set_backends(2, vec![hung.backend(), b.backend()]);
+    let reply = patiently(
+        "POST",
+        client.request(Method::POST, "/", Bytes::from_static(b"order")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(served_by(&reply), "b");
+    assert_eq!(hung.posts(), 1);
+    hung.release();
+}
+
+#[tokio::test]
+async fn every_backend_hung_gives_504_after_trying_each_once() {
+    let a = TestBackend::start_hung("a").await;
+    let b = TestBackend::start_hung("b").await;
+    let proxy = http_proxy_with(timeout_config(Duration::from_millis(200)), &[&a, &b]).await;
+    let reply = patiently("GET", get_once(proxy.local_addr(), "/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+    let stats = proxy.stats();
+    assert_eq!(stats.failures.timeouts, 2);
+    assert_eq!((stats.failures.timed_out, stats.failures.exhausted), (1, 0));
+    a.release();
+    b.release();
+}
+
+#[tokio::test]
+async fn the_response_timeout_of_a_streamed_body_starts_once_it_is_sent() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = timeout_config(Duration::from_millis(200));
+    cfg.replay_body_limit = 4;
+    let proxy = http_proxy_with(cfg, &[&a]).await;
+    // A slow upload: 4 chunks 150 ms apart, well over the response timeout
+    // in total, while each wait for the head (after the last chunk) is short.
+    let mut conn = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    conn.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 32\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for chunk in ["aaaaaaaa", "bbbbbbbb", "cccccccc", "dddddddd"] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        conn.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    let mut answer = String::new();
+    patiently("the answer", conn.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("aaaaaaaabbbbbbbbccccccccdddddddd"),
+        "{answer}"
+    );
+    assert_eq!(proxy.stats().failures.timeouts, 0);
+}
+
+#[tokio::test]
+async fn a_dead_backend_of_the_last_set_costs_no_request_however_long_no_new_set_comes() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let mut cfg = config(EndpointProtocol::Http);
+    cfg.eject_for = Duration::from_millis(20);
+    cfg.eject_max = Duration::from_millis(80);
+    let proxy = http_proxy_with(cfg, &[&a, &b]).await;
+    a.kill_and_wait().await;
+    // No new set (no conductor): requests keep coming, over many ejection
+    // periods, for new and kept-alive connections alike.
+    let mut client = Client::new(proxy.local_addr());
+    let deadline = Instant::now() + Duration::from_millis(600);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let reply = if n % 2 == 0 {
+            client.get("/").await.unwrap()
+        } else {
+            get_once(proxy.local_addr(), "/").await.unwrap()
+        };
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(served_by(&reply), "b");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats.failures.answered(), 0);
+    assert!(
+        backend_stats(&proxy, "a").connect_failures >= 2,
+        "the dead backend was probed again after its ejection ended"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Handing the listener to another process
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_handed_to_another_endpoint_loses_no_request() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let old = http_proxy(&[&a, &b]).await;
+    let addr = old.local_addr();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut client = Client::new(addr);
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                // Half keep-alive clients, half one connection per request.
+                let reply = if i % 2 == 0 {
+                    client.get("/").await
+                } else {
+                    get_once(addr, "/").await
+                };
+                match reply {
+                    Ok(r) if r.status == StatusCode::OK => ok += 1,
+                    Ok(r) => failures.push(format!("{}: {}", r.status, r.text())),
+                    Err(e) => failures.push(e),
+                }
+            }
+            (i, ok, failures, client.connects)
+        }));
+    }
+    eventually("some traffic", || a.requests() + b.requests() > 50).await;
+
+    // What another process does with the descriptor it receives.
+    let fd = old.dup_listener().unwrap().unwrap();
+    let new = EndpointProxy::from_listener(
+        config(EndpointProtocol::Http),
+        std::net::TcpListener::from(fd),
+    )
+    .unwrap();
+    assert_eq!(new.local_addr(), addr);
+    assert!(new.set_backends(1, vec![a.backend(), b.backend()]));
+    let outcome = patiently(
+        "the old endpoint to leave",
+        old.clone()
+            .leave(Duration::from_secs(5), Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(outcome.aborted, 0);
+    assert!(
+        old.dup_listener().is_none(),
+        "the old endpoint stopped accepting"
+    );
+    let served_by_old = old.stats().requests;
+    let before = new.stats().requests;
+    eventually("traffic through the new endpoint", || {
+        new.stats().requests > before + 50
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for c in clients {
+        let (i, ok, failures, connects) = patiently("client", c).await.unwrap();
+        assert!(failures.is_empty(), "failed: {failures:?}");
+        if i % 2 == 0 {
+            assert!(
+                connects >= 2,
+                "keep-alive client {i} moved to the new endpoint"
+            );
+        }
+        total += ok;
+    }
+    assert_eq!(
+        old.stats().requests,
+        served_by_old,
+        "nothing reached the old one after it left"
+    );
+    assert!(total > 100, "{total} requests");
+    drop(new);
+}
+
+#[tokio::test]
+async fn a_leaving_endpoint_tells_each_keep_alive_client_to_reconnect() {
+    let a = TestBackend::start("a").await;
+    let old = http_proxy(&[&a]).await;
+    let addr = old.local_addr();
+    let mut client = Client::new(addr);
+    assert_eq!(client.get("/").await.unwrap().status, StatusCode::OK);
+    let fd = old.dup_listener().unwrap().unwrap();
+    let new = EndpointProxy::from_listener(
+        config(EndpointProtocol::Http),
+        std::net::TcpListener::from(fd),
+    )
+    .unwrap();
+    new.set_backends(1, vec![a.backend()]);
+    let leaving = tokio::spawn(old.clone().leave(PATIENCE, PATIENCE));
+    eventually("the old endpoint to stop accepting", || {
+        old.dup_listener().is_none()
+    })
+    .await;
+    // The idle keep-alive connection was not closed under the client: its
+    // next request is answered, with `Connection: close`.
+    let reply = client.get("/").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["connection"], "close");
+    assert_eq!(client.connects, 1);
+    // Then the old endpoint has nothing left and is gone; the client's next
+    // request reaches the new one on a new connection.
+    let outcome = patiently("leave", leaving).await.unwrap();
+    assert_eq!(outcome.aborted, 0);
+    let reply = client.get("/").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(client.connects, 2);
+    assert_eq!(new.stats().requests, 1);
+}
+
+// ---------------------------------------------------------------------------
 // Lifecycle
 
 #[tokio::test]
@@ -865,7 +1143,10 @@ async fn bind_errors_name_the_endpoint_and_the_cause() {
     let error = EndpointProxy::bind(cfg).await.unwrap_err();
     let ProxyError::Bind {
         ref source, addr, ..
-    } = error;
+    } = error
+    else {
+        panic!("not a bind error: {error:?}");
+    };
     assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(addr, first.local_addr());
     let message = error.to_string();

@@ -99,6 +99,9 @@ pub enum EventKind {
     EndpointFailed,
     /// An endpoint was shut down.
     EndpointStopped,
+    /// The data plane process (which hosts the endpoints) was started,
+    /// adopted, replaced by a newer build, or lost.
+    DataPlane,
     /// A rollout of a service to a new version began.
     RolloutStarted,
     /// A rollout step (one instance replaced, a canary step) completed.
@@ -144,6 +147,7 @@ impl EventKind {
             EventKind::EndpointListening => "endpoint.listening",
             EventKind::EndpointFailed => "endpoint.failed",
             EventKind::EndpointStopped => "endpoint.stopped",
+            EventKind::DataPlane => "dataplane",
             EventKind::RolloutStarted => "rollout.started",
             EventKind::RolloutProgress => "rollout.progress",
             EventKind::RolloutCompleted => "rollout.completed",

@@ -1,6 +1,7 @@
-//! `glint conductor`: runs the conductor until SIGINT/SIGTERM, printing the
-//! event log as it grows. Stopping it leaves instances running; the next
-//! conductor adopts them (like `dockerd --live-restore`).
+//! `glint conductor`: runs the conductor until SIGINT/SIGTERM/SIGHUP,
+//! printing the event log as it grows. Stopping it leaves instances running
+//! and the endpoints serving (the data plane process is left as it is); the
+//! next conductor adopts both (like `dockerd --live-restore`).
 
 use crate::cli::{ConductorArgs, Global};
 use crate::common::{CmdResult, Paint, open_store};
@@ -31,15 +32,19 @@ fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
         let running =
             crate::daemon::start(global, store.clone(), glint_store::ConductorMode::Daemon).await?;
         println!(
-            "glint conductor running (pid {}) for {}; API on {}",
+            "glint conductor running (pid {}) for {}; API on {}; data plane pid {}",
             std::process::id(),
             crate::common::data_dir(global).display(),
-            glint_conductor::api::socket_path(&crate::common::data_dir(global)).display()
+            glint_conductor::api::socket_path(&crate::common::data_dir(global)).display(),
+            running.data_plane.pid
         );
+        let data_plane = running.data_plane.pid;
         let cursor = Arc::new(AtomicI64::new(last));
         let tail = tokio::spawn(tail_events(store.clone(), cursor.clone(), paint));
         crate::daemon::stop_requested().await;
-        println!("stopping the conductor; instances keep running and will be adopted");
+        println!(
+            "stopping the conductor; instances keep running and endpoints keep serving (data plane pid {data_plane}), and both will be adopted"
+        );
         running.stop(false).await;
         tail.abort();
         print_new_events(store.as_ref(), &cursor, paint);

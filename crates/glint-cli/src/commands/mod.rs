@@ -4,6 +4,7 @@ pub mod apply;
 pub mod build;
 pub mod check;
 pub mod conductor;
+pub mod dataplane;
 pub mod events;
 pub mod explain;
 pub mod fmt;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Logs(a) => logs::run(g, a),
         Command::Up(a) => up::run(g, a),
         Command::Conductor(a) => conductor::run(g, a),
+        Command::Dataplane(a) => dataplane::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Images(a) => images::list(g, a),
         Command::Image(a) => images::run(g, a),

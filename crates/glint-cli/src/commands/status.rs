@@ -1,9 +1,11 @@
 //! `glint status`: services, instances (id, age, health, version), endpoints,
-//! and whether a conductor is running.
+//! and whether a conductor and the data plane are running.
 //!
 //! Everything comes from the store, so status works without a conductor; when
-//! one is running, its live view adds what only it knows (endpoint backends
-//! and counters, crash-loop backoff).
+//! one is running, its live view adds what only it knows (crash-loop backoff,
+//! rollout progress). Endpoints (listening, backends, counters) are read from
+//! the data plane process itself, which serves them with or without a
+//! conductor.
 
 use crate::cli::{Global, OutputFormat, StatusArgs};
 use crate::common::{CmdResult, Paint, Table, open_store_to_read, print_json};
@@ -26,6 +28,7 @@ struct Report {
     environment: Option<String>,
     version: Option<u64>,
     conductor: ConductorReport,
+    data_plane: DataPlaneReport,
     converged: Option<bool>,
     services: Vec<ServiceReport>,
     endpoints: Vec<EndpointReport>,
@@ -42,6 +45,21 @@ struct ConductorReport {
     problems: Vec<String>,
     /// Each reconciler's state.
     reconcilers: Vec<glint_conductor::reconciler::ReconcilerStatus>,
+}
+
+#[derive(Debug, Serialize, Default)]
+struct DataPlaneReport {
+    running: bool,
+    pid: Option<u32>,
+    protocol: Option<u32>,
+    build: Option<String>,
+    version: Option<String>,
+    started_at_ms: Option<i64>,
+    /// Whether this `glint` would adopt it as it is (same protocol and
+    /// build); a conductor of this build replaces it otherwise.
+    current: Option<bool>,
+    /// Why it could not be read, when it runs but does not answer.
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +112,7 @@ fn body(global: &Global, args: StatusArgs) -> CmdResult {
                     problems: Vec::new(),
                     reconcilers: Vec::new(),
                 },
+                data_plane: DataPlaneReport::default(),
                 converged: None,
                 services: vec![],
                 endpoints: vec![],
@@ -142,6 +161,7 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
     } else {
         None
     };
+    let (data_plane, plane_state) = read_data_plane(&dir);
     let mut services = Vec::new();
     let mut names: Vec<String> = version
         .as_ref()
@@ -219,18 +239,44 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
                 .endpoints
                 .iter()
                 .map(|(name, e)| {
-                    let l = live_status
+                    // The data plane's own view first; the conductor's
+                    // (the same, a pass older) if it cannot be read.
+                    let from_plane = plane_state.as_ref().map(|st| {
+                        st.endpoint(name)
+                            .map(glint_dataplane::view)
+                            .map(|v| {
+                                (
+                                    v.listening,
+                                    v.backends.len(),
+                                    v.requests,
+                                    v.failures,
+                                    v.error,
+                                )
+                            })
+                            .unwrap_or((false, 0, 0, 0, None))
+                    });
+                    let from_conductor = live_status
                         .as_ref()
-                        .and_then(|s| s.endpoints.iter().find(|x| &x.name == name));
+                        .and_then(|s| s.endpoints.iter().find(|x| &x.name == name))
+                        .map(|x| {
+                            (
+                                x.listening,
+                                x.backends.len(),
+                                x.requests,
+                                x.failures,
+                                x.error.clone(),
+                            )
+                        });
+                    let l = from_plane.or(from_conductor);
                     EndpointReport {
                         name: name.to_string(),
                         listen: e.listen.to_string(),
                         service: e.service.to_string(),
-                        listening: l.map(|x| x.listening),
-                        backends: l.map(|x| x.backends.len()),
-                        requests: l.map(|x| x.requests),
-                        failures: l.map(|x| x.failures),
-                        error: l.and_then(|x| x.error.clone()),
+                        listening: l.as_ref().map(|x| x.0),
+                        backends: l.as_ref().map(|x| x.1),
+                        requests: l.as_ref().map(|x| x.2),
+                        failures: l.as_ref().map(|x| x.3),
+                        error: l.and_then(|x| x.4),
                     }
                 })
                 .collect()
@@ -257,9 +303,55 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
                 .map(|s| s.reconcilers.clone())
                 .unwrap_or_default(),
         },
+        data_plane,
         converged: live_status.as_ref().map(|s| s.converged),
         services,
         endpoints,
+    })
+}
+
+/// Who serves the endpoints, and (when it speaks this build's protocol)
+/// its state.
+fn read_data_plane(
+    dir: &std::path::Path,
+) -> (DataPlaneReport, Option<glint_dataplane::DataPlaneState>) {
+    use glint_dataplane::{DataPlane, RemoteDataPlane};
+    let Ok(rt) = crate::common::runtime() else {
+        return (DataPlaneReport::default(), None);
+    };
+    rt.block_on(async {
+        let identity = match RemoteDataPlane::hello(dir).await {
+            Ok(i) => i,
+            Err(e) if e.no_data_plane() => return (DataPlaneReport::default(), None),
+            Err(e) => {
+                let report = DataPlaneReport {
+                    running: true,
+                    error: Some(glint_dataplane::error_chain(&e)),
+                    ..DataPlaneReport::default()
+                };
+                return (report, None);
+            }
+        };
+        let mut report = DataPlaneReport {
+            running: true,
+            pid: Some(identity.pid),
+            protocol: Some(identity.protocol),
+            build: Some(identity.short_build()),
+            version: Some(identity.version.clone()),
+            started_at_ms: Some(identity.started_at_ms),
+            current: Some(identity.adoptable()),
+            error: None,
+        };
+        if identity.protocol != glint_dataplane::PROTOCOL {
+            return (report, None);
+        }
+        match RemoteDataPlane::of(dir).state().await {
+            Ok(state) => (report, Some(state)),
+            Err(e) => {
+                report.error = Some(glint_dataplane::error_chain(&e));
+                (report, None)
+            }
+        }
     })
 }
 
@@ -290,6 +382,30 @@ fn print_text(r: &Report, paint: Paint) {
         "{} {env} · {version} · {conductor}",
         paint.bold("Environment")
     );
+    let d = &r.data_plane;
+    let data_plane = match (d.running, d.pid) {
+        (true, Some(pid)) => {
+            let mut s = format!(
+                "data plane running (pid {pid}, protocol {}, build {}",
+                d.protocol.unwrap_or(0),
+                d.build.as_deref().unwrap_or("?")
+            );
+            if d.current == Some(false) {
+                s.push_str("; another build: the next conductor replaces it");
+            }
+            s.push(')');
+            paint.green(&s)
+        }
+        (true, None) => paint.red(&format!(
+            "data plane not answering: {}",
+            d.error.as_deref().unwrap_or("?")
+        )),
+        (false, _) if !r.endpoints.is_empty() => {
+            paint.yellow("no data plane running: endpoints are down")
+        }
+        (false, _) => paint.dim("no data plane running"),
+    };
+    println!("{} {data_plane}", paint.bold("Endpoints  "));
     for p in &r.conductor.problems {
         println!("  {}", paint.red(p));
     }
@@ -374,7 +490,7 @@ fn print_text(r: &Report, paint: Paint) {
                 (Some(true), _) => paint.green("listening"),
                 (Some(false), Some(err)) => paint.red(err),
                 (Some(false), None) => paint.yellow("starting"),
-                (None, _) => paint.dim("down (no conductor)"),
+                (None, _) => paint.dim("down (no data plane)"),
             };
             t.row(vec![
                 e.name.clone(),

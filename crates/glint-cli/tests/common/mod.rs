@@ -1,8 +1,9 @@
 //! A test context that runs the real `glint` binary against real processes:
 //! a fresh data directory, a free port, an environment file written from a
 //! template, helpers to run commands and wait for conditions, and a guard
-//! that stops every process the test started — conductor and instances —
-//! even when the test fails.
+//! that stops every process the test started — conductors, the data plane
+//! process (which outlives conductors by design) and instances — even when
+//! the test fails.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -133,7 +134,13 @@ endpoint public {{
 
     /// A `glint` command with this context's data directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(glint_bin());
+        self.cmd_of(Path::new(glint_bin()), args)
+    }
+
+    /// A command of another `glint` binary (a copy, another build) with this
+    /// context's data directory.
+    pub fn cmd_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env("GLINT_DATA_DIR", self.data())
             .env("NO_COLOR", "1")
@@ -162,9 +169,14 @@ endpoint public {{
     /// Starts a long-running command (`up`, `conductor`) in the background,
     /// its output going to `<name>.log` in the test directory.
     pub fn spawn(&mut self, name: &str, args: &[&str]) -> u32 {
+        self.spawn_of(Path::new(glint_bin()), name, args)
+    }
+
+    /// [`Ctx::spawn`] with another `glint` binary.
+    pub fn spawn_of(&mut self, program: &Path, name: &str, args: &[&str]) -> u32 {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
         let child = self
-            .cmd(args)
+            .cmd_of(program, args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -228,7 +240,8 @@ endpoint public {{
 impl Drop for Ctx {
     fn drop(&mut self) {
         // Conductors first (SIGKILL: they must not start replacements),
-        // then every process carrying this store's label.
+        // then every process carrying this store's label: instances, and
+        // data plane processes (those of other builds a test started too).
         let store = Command::new(glint_bin())
             .args(["status", "-o", "json"])
             .env("GLINT_DATA_DIR", self.data())
@@ -241,7 +254,7 @@ impl Drop for Ctx {
             let _ = c.wait();
         }
         if let Some(id) = store {
-            for pid in labelled_pids(&id) {
+            for pid in labelled_pids(&id).into_iter().chain(dataplane_pids(&id)) {
                 // SAFETY: plain kill(2) on a pid we found carrying our label.
                 unsafe {
                     libc::kill(pid, libc::SIGKILL);
@@ -249,6 +262,20 @@ impl Drop for Ctx {
             }
         }
     }
+}
+
+/// Data plane processes of `store` (labelled `GLINT_DATAPLANE_STORE=<store>`),
+/// not zombies.
+pub fn dataplane_pids(store: &str) -> Vec<i32> {
+    with_env(&format!("GLINT_DATAPLANE_STORE={store}"))
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The data plane's pid as `glint status -o json` reports it.
+pub fn dataplane_pid(s: &Value) -> Option<i32> {
+    s["data_plane"]["pid"].as_i64().map(|p| p as i32)
 }
 
 /// Processes whose environment carries `GLINT_STORE=<store>`.
@@ -259,7 +286,12 @@ pub fn labelled_pids(store: &str) -> Vec<i32> {
 /// Processes carrying `GLINT_STORE=<store>`, with their `GLINT_INSTANCE_ID`.
 /// Zombies (exited, not yet reaped) are not counted.
 pub fn labelled(store: &str) -> Vec<(i32, String)> {
-    let needle = format!("GLINT_STORE={store}");
+    with_env(&format!("GLINT_STORE={store}"))
+}
+
+/// Processes whose environment holds `needle` (`KEY=value`), with their
+/// `GLINT_INSTANCE_ID`. Zombies are not counted.
+fn with_env(needle: &str) -> Vec<(i32, String)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;
@@ -346,6 +378,29 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     }
 }
 
+/// A copy of the `glint` binary under test whose build id differs (one
+/// byte of its GNU build-id note flipped): to Glint, another build — what a
+/// rebuilt binary is — with the same code.
+pub fn rebuilt_copy(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let original = Path::new(glint_bin());
+    let id = glint_dataplane::gnu_build_id(original).expect("the binary has a build id");
+    let mut bytes = std::fs::read(original).unwrap();
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id.as_slice())
+        .unwrap();
+    bytes[at] ^= 0x5a;
+    let copy = dir.join("glint-rebuilt");
+    std::fs::write(&copy, &bytes).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(
+        glint_dataplane::build_of(&copy),
+        glint_dataplane::build_of(original)
+    );
+    copy
+}
+
 /// What a [`Load`] saw: answered requests, failures, instance ids seen.
 pub type LoadResult = (u64, Vec<String>, std::collections::BTreeSet<String>);
 
@@ -357,6 +412,47 @@ pub struct Load {
 }
 
 impl Load {
+    /// Starts a loop of GETs on one keep-alive connection, reconnecting only
+    /// when the server closed it after a response (`Connection: close`): it
+    /// never resends, so a request that meets a connection closed under it
+    /// is a failure.
+    pub fn start_keepalive(addr: SocketAddr) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failed, mut seen) =
+                (0u64, Vec::new(), std::collections::BTreeSet::new());
+            let mut conn: Option<KeepAlive> = None;
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                let c = match conn.take() {
+                    Some(c) => c,
+                    None => match KeepAlive::connect(addr) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            failed.push(e);
+                            continue;
+                        }
+                    },
+                };
+                match c.get("/") {
+                    Ok((body, again)) => {
+                        ok += 1;
+                        if let Some(id) = body.split_whitespace().nth(2) {
+                            seen.insert(id.to_owned());
+                        }
+                        conn = again;
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed, seen)
+        });
+        Load {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
     /// Starts the loop.
     pub fn start(addr: SocketAddr) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -393,4 +489,68 @@ impl Load {
 /// Whether `path` exists (for readability in tests).
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// One keep-alive HTTP/1.1 client connection (see [`Load::start_keepalive`]).
+struct KeepAlive {
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    fn connect(addr: SocketAddr) -> Result<KeepAlive, String> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        Ok(KeepAlive {
+            stream: std::io::BufReader::new(s),
+        })
+    }
+
+    /// One GET: the body, and the connection if it may be used again.
+    fn get(mut self, path: &str) -> Result<(String, Option<KeepAlive>), String> {
+        use std::io::BufRead;
+        write!(
+            self.stream.get_mut(),
+            "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n"
+        )
+        .map_err(|e| format!("write: {e}"))?;
+        let mut status = String::new();
+        self.stream
+            .read_line(&mut status)
+            .map_err(|e| format!("read: {e}"))?;
+        if status.is_empty() {
+            return Err("the connection closed without an answer".into());
+        }
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            self.stream
+                .read_line(&mut line)
+                .map_err(|e| format!("read: {e}"))?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().map_err(|_| format!("bad header {line}"))?;
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("body: {e}"))?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if status
+            .split_whitespace()
+            .nth(1)
+            .is_none_or(|c| !c.starts_with('2'))
+        {
+            return Err(format!("{}: {body}", status.trim_end()));
+        }
+        Ok((body, (!close).then_some(self)))
+    }
 }

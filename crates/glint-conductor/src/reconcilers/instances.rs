@@ -17,7 +17,6 @@
 //! shape has stayed healthy for [`STABLE_MS`]. While the conductor stops
 //! with its instances, nothing is launched and everything is retired.
 
-use crate::dataplane::DataPlane;
 use crate::decide::{Decision, MemberPhase, Outcome, decide};
 use crate::events::ConductorEvent;
 use crate::launch;
@@ -25,6 +24,7 @@ use crate::plan::Target;
 use crate::reconciler::{Action, Ctx, Inbox, ReconcileError, Reconciler, Waker};
 use crate::world::{Failure, STABLE_MS, World, launch_key};
 use async_trait::async_trait;
+use glint_dataplane::DataPlane;
 use glint_model::{InstanceId, Name};
 use glint_provider::{Observed, Provider};
 use glint_store::{InstanceRecord, InstanceState};
@@ -415,17 +415,20 @@ impl Instances {
         let post = self.inbox.post();
         let id = id.clone();
         tokio::spawn(async move {
-            let in_flight = dataplane.drain(&id, drain).await.unwrap_or(0);
+            // Out of every endpoint's rotation, and nothing in flight,
+            // before the SIGTERM. A data plane that does not answer routes
+            // nothing to it either way.
+            let drained = dataplane.drain(&id, drain).await;
             let r = match provider {
                 Some(p) => terminate(&p, &id, grace).await,
                 None => Err("its provider is not available".into()),
             };
-            let r = r.map(|()| {
-                if in_flight > 0 {
-                    format!("drain timed out with {in_flight} requests in flight")
-                } else {
-                    "drained".to_owned()
+            let r = r.map(|()| match drained {
+                Ok(d) if d.remaining > 0 => {
+                    format!("drain timed out with {} requests in flight", d.remaining)
                 }
+                Ok(_) => "drained".to_owned(),
+                Err(e) => format!("not drained: {}", crate::error_chain(&e)),
             });
             post.send(Done::Retired(id, r));
         });

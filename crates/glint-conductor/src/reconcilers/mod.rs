@@ -26,8 +26,8 @@ pub mod providers;
 pub mod rollouts;
 
 use crate::conductor::ProviderFactory;
-use crate::dataplane::DataPlane;
 use crate::reconciler::{Reconciler, Waker};
+use glint_dataplane::DataPlane;
 use std::sync::Arc;
 
 /// Every reconciler, in the order they run.

@@ -616,3 +616,25 @@ async fn stopping_with_instances_drains_and_terminates_everything() {
     let stopped = h.events_of("conductor.stopped");
     assert!(stopped[0].message.contains("were stopped"));
 }
+
+// Mutation caught: endpoints handed over before the target is read (the
+// conductor empties the data plane that kept serving while none ran).
+#[tokio::test(start_paused = true)]
+async fn a_conductor_that_has_no_target_yet_leaves_the_data_plane_alone() {
+    use glint_dataplane::{DataPlane, EndpointConfig, EndpointSpec};
+    let mut h = Harness::new();
+    let spec = EndpointSpec {
+        config: EndpointConfig::new(
+            name("public"),
+            "127.0.0.1:0".parse().unwrap(),
+            EndpointProtocol::Http,
+        ),
+        service: name("web"),
+    };
+    h.dataplane.set_endpoints(1, vec![spec]).await.unwrap();
+    h.start().await;
+    h.pass_time(5_000).await;
+    let state = h.dataplane.state().await.unwrap();
+    assert_eq!(state.endpoints.len(), 1, "the endpoint is still there");
+    assert!(state.endpoints[0].listening.is_some());
+}

@@ -314,6 +314,9 @@ pub struct Harness {
     pub images: Arc<MemImages>,
     pub factory: Arc<Factory>,
     pub clock: Arc<TestClock>,
+    /// The endpoints, kept across conductor restarts as the data plane
+    /// process keeps them.
+    pub dataplane: Arc<glint_dataplane::LocalDataPlane>,
     conductor: Option<ConductorHandle>,
 }
 
@@ -370,6 +373,9 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(TestClock::new());
         let inner = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+        let dataplane = Arc::new(glint_dataplane::LocalDataPlane::new(
+            &inner.store_id().unwrap(),
+        ));
         let sim = SimProvider::new();
         let docker = SimProvider::new();
         Harness {
@@ -390,6 +396,7 @@ impl Harness {
             }),
             sim,
             clock,
+            dataplane,
             dir,
             conductor: None,
         }
@@ -411,7 +418,12 @@ impl Harness {
         let lease = LocalLeadership::new(self.dir.path().to_owned(), self.store.clone())
             .acquire()
             .unwrap();
-        let mut setup = Setup::new(self.store.clone(), lease, self.images.clone());
+        let mut setup = Setup::new(
+            self.store.clone(),
+            lease,
+            self.images.clone(),
+            self.dataplane.clone(),
+        );
         setup.providers.insert(
             ProviderKind::Simulated,
             Arc::new(self.sim.clone()) as Arc<dyn Provider>,

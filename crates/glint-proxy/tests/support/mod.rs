@@ -96,6 +96,8 @@ struct BackendInner {
     one_request_per_connection: bool,
     /// Added to every request.
     delay: Duration,
+    /// Every request waits for [`TestBackend::release`] (a hung instance).
+    hang_all: bool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -103,6 +105,7 @@ struct BackendInner {
 struct Options {
     one_request_per_connection: bool,
     delay: Duration,
+    hang_all: bool,
     addr: Option<SocketAddr>,
 }
 
@@ -138,6 +141,16 @@ impl TestBackend {
     pub async fn start_slow(name: &str, delay: Duration) -> TestBackend {
         let options = Options {
             delay,
+            ..Options::default()
+        };
+        Self::start_with(name, options).await
+    }
+
+    /// A hung backend: it accepts connections and reads requests, and
+    /// answers none of them until [`TestBackend::release`] is called.
+    pub async fn start_hung(name: &str) -> TestBackend {
+        let options = Options {
+            hang_all: true,
             ..Options::default()
         };
         Self::start_with(name, options).await
@@ -180,6 +193,7 @@ impl TestBackend {
             trickle: Arc::new(Notify::new()),
             one_request_per_connection: options.one_request_per_connection,
             delay: options.delay,
+            hang_all: options.hang_all,
             tasks: Mutex::new(Vec::new()),
         });
         let accept_inner = Arc::clone(&inner);
@@ -312,6 +326,9 @@ async fn serve_backend_connection(inner: Arc<BackendInner>, stream: TcpStream) {
             if !inner.delay.is_zero() {
                 tokio::time::sleep(inner.delay).await;
             }
+            if inner.hang_all {
+                wait_released(&inner).await;
+            }
             let response = route(&inner, req).await;
             inner.counts.responses.fetch_add(1, Ordering::SeqCst);
             Ok(response)
@@ -385,15 +402,7 @@ async fn route(inner: &BackendInner, mut req: Request<Incoming>) -> Response<Tes
     }
     match path.as_str() {
         "/hang" => {
-            loop {
-                let notified = inner.release.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if inner.released.load(Ordering::SeqCst) {
-                    break;
-                }
-                notified.await;
-            }
+            wait_released(inner).await;
             text(name.clone())
         }
         "/echo" => {
@@ -411,6 +420,19 @@ async fn route(inner: &BackendInner, mut req: Request<Incoming>) -> Response<Tes
             text(out)
         }
         _ => text(name.clone()),
+    }
+}
+
+/// Waits until [`TestBackend::release`] was called.
+async fn wait_released(inner: &BackendInner) {
+    loop {
+        let notified = inner.release.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if inner.released.load(Ordering::SeqCst) {
+            break;
+        }
+        notified.await;
     }
 }
 
