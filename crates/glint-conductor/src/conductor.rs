@@ -8,11 +8,11 @@
 
 use crate::backoff;
 use crate::driver::{Command, Driver};
-use crate::events::EventSink;
 use crate::health::{NetworkProber, Prober};
 use crate::images::ImageSource;
 use crate::leadership::Lease;
 use crate::reconciler::{Config, Ctx, Waker};
+use crate::sink::EventSink;
 use crate::status::Status;
 use crate::world::{Providers, World};
 use glint_dataplane::DataPlane;

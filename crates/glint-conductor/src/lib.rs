@@ -20,8 +20,8 @@
 //! - [`plan`]: launch shapes, fingerprints and the plan shown by `glint plan`;
 //! - [`launch`]: the one place a launch spec is built, from the shape;
 //! - [`ops`]: the operations layer — plan, apply, rollback — and its error;
-//! - [`events`]: every event the conductor records, its wording, the rate
-//!   limit;
+//! - [`events`]: every event the conductor records and its wording;
+//! - [`sink`]: writes them with a rate limit;
 //! - [`backoff`]: the one retry policy;
 //! - [`health`]: probes and the per-instance health state machine;
 //! - [`leadership`] and [`lock`]: who may act, and the epoch that fences
@@ -46,6 +46,7 @@ pub mod plan;
 pub mod reconciler;
 pub mod reconcilers;
 pub mod rollout;
+pub mod sink;
 pub mod status;
 pub mod world;
 

@@ -21,9 +21,9 @@
 //! - [`Reconciler::status`] is a value `glint status` and the API show.
 
 use crate::backoff;
-use crate::events::EventSink;
 use crate::health::Prober;
 use crate::images::ImageSource;
+use crate::sink::EventSink;
 use crate::world::World;
 use async_trait::async_trait;
 use glint_store::prelude::*;
