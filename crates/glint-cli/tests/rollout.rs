@@ -281,3 +281,53 @@ fn rollback_returns_to_an_earlier_version_as_a_new_version() {
     let after: Value = serde_json::from_str(&ctx.ok(&["history", "-o", "json"])).unwrap();
     assert_eq!(after["versions"].as_array().unwrap().len(), 3);
 }
+
+/// The events of `kind` in the log, as JSON.
+fn events_of(ctx: &Ctx, kind: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&ctx.ok(&["events", "-n", "10000", "-o", "json"])).unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_version_whose_instances_crash_at_once_ends_apply_wait_with_a_clear_error() {
+    let mut ctx = Ctx::new();
+    // A first version that crashes: nothing to roll back to.
+    let file = ctx.demo_with("app.glint", 2, &[("EXIT_AFTER_MS", "30")], "");
+    ctx.spawn("conductor", &["conductor"]);
+    let out = ctx.run(&["apply", file.to_str().unwrap(), "--wait"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "apply --wait fails: {err}");
+    assert!(
+        err.contains("the rollout of version 1 failed") && err.contains("new instances failed"),
+        "{err}"
+    );
+    // The crash loop goes on, held back: launches and events stay few.
+    std::thread::sleep(Duration::from_secs(10));
+    let launches = events_of(&ctx, "instance.launching").len();
+    let exits = events_of(&ctx, "instance.exited").len();
+    assert!(
+        launches <= 12,
+        "{launches} launches recorded in about 12 s of a crash loop"
+    );
+    assert!(exits <= 6, "{exits} exits written one by one");
+    assert!(
+        !events_of(&ctx, "instance.backoff").is_empty(),
+        "the backoff is one incident"
+    );
+    let status: Value = serde_json::from_str(&ctx.ok(&["status", "-o", "json"])).unwrap();
+    assert!(
+        status["services"][0]["backoff"].is_string(),
+        "status says launches are held back: {status:#}"
+    );
+
+    // A good version heals at once, whatever the old one's backoff.
+    ctx.demo_with("app.glint", 2, &[("GREETING", "good")], "");
+    ctx.ok(&["apply", file.to_str().unwrap(), "--wait"]);
+    ctx.wait_ready(2);
+}

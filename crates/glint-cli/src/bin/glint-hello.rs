@@ -13,7 +13,8 @@
 //!
 //! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
 //! `START_DELAY_MS`. Keep-alive connections are served until the client closes
-//! them.
+//! them. With `EXIT_AFTER_MS` it exits with code 1 that long after it started
+//! (a crash loop, for backoff tests).
 
 use std::env;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,6 +41,15 @@ fn main() -> ExitCode {
         version: env::var("GLINT_VERSION").unwrap_or_else(|_| "0".into()),
         healthy: env::var("HEALTHY").map(|v| v != "false").unwrap_or(true),
     };
+    if let Some(ms) = env::var("EXIT_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(ms));
+            std::process::exit(1);
+        });
+    }
     if let Some(ms) = env::var("START_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
         thread::sleep(Duration::from_millis(ms));
     }
