@@ -304,7 +304,7 @@ fn a_version_whose_instances_crash_at_once_ends_apply_wait_with_a_clear_error() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "apply --wait fails: {err}");
     assert!(
-        err.contains("the rollout of version 1 failed") && err.contains("new instances failed"),
+        err.contains("the rollout of version 1 failed") && err.contains("new instance failed"),
         "{err}"
     );
     // The crash loop goes on, held back: launches and events stay few.

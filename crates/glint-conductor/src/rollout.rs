@@ -11,7 +11,8 @@
 //! - **converged**: every declared service runs its declared count of
 //!   available current instances (blue/green: traffic has switched) and every
 //!   endpoint is listening or has failed to;
-//! - **failed** when `failures_allowed` new instances of the version have
+//! - **failed** when as many new instances of the version as the smallest
+//!   `fail_after` of the services still rolling out (default 1) have
 //!   failed (could not launch, crashed or failed their health check before
 //!   they were stable), or when a service that has not converged made no
 //!   progress — no instance of it became healthy — for its rollout
@@ -22,9 +23,6 @@
 use crate::decide::Progress;
 use glint_model::{Name, Service};
 use std::collections::BTreeMap;
-
-/// Failed new instances that fail a version's rollout.
-pub const ROLLOUT_FAILURES: u32 = 3;
 
 /// What [`verdict`] looks at.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +40,6 @@ pub struct Rollout<'a> {
     pub last_healthy: &'a BTreeMap<Name, i64>,
     /// New instances of the version that failed.
     pub failed: u32,
-    /// How many failures fail the version.
-    pub failures_allowed: u32,
     /// Whether every endpoint is listening or failed to.
     pub endpoints_settled: bool,
 }
@@ -70,6 +66,18 @@ pub enum Verdict {
     },
 }
 
+/// How many failed new instances fail the version: the smallest
+/// `fail_after` of the services that have not converged.
+pub fn failures_allowed(r: &Rollout<'_>) -> u32 {
+    r.services
+        .iter()
+        .filter(|(n, _)| !r.progress.get(*n).is_some_and(|p| p.converged))
+        .map(|(_, s)| s.rollout.fail_after)
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// See the module documentation.
 pub fn verdict(r: Rollout<'_>) -> Verdict {
     let converged = r
@@ -90,7 +98,7 @@ pub fn verdict(r: Rollout<'_>) -> Verdict {
                 .is_none_or(|p| p.stale > p.aged || !p.converged)
         })
         .all(|(_, s)| s.rollout.auto_rollback);
-    if r.failed >= r.failures_allowed.max(1) {
+    if r.failed >= failures_allowed(&r) {
         return Verdict::Failed {
             reason: format!(
                 "{} new instance{} failed (could not launch, crashed or failed the health check)",
@@ -133,6 +141,7 @@ mod tests {
 
     fn services(deadline_s: u64, auto: bool) -> BTreeMap<Name, Service> {
         let mut s = Service::new(Name::new("app").unwrap());
+        s.rollout.fail_after = 3;
         s.rollout.deadline = Millis::from_secs(deadline_s);
         s.rollout.auto_rollback = auto;
         [(Name::new("web").unwrap(), s)].into()
@@ -165,7 +174,6 @@ mod tests {
             progress,
             last_healthy: last,
             failed,
-            failures_allowed: ROLLOUT_FAILURES,
             endpoints_settled: true,
         }
     }
@@ -198,6 +206,21 @@ mod tests {
                 roll_back: true
             }
         );
+    }
+
+    #[test]
+    fn by_default_the_first_failed_new_instance_fails_it() {
+        let mut s = services(60, true);
+        s.values_mut().for_each(|s| s.rollout.fail_after = 1);
+        let (p, l) = (progress(false), BTreeMap::new());
+        assert!(matches!(
+            verdict(rollout(&s, &p, &l, 2_000, 1)),
+            Verdict::Failed { .. }
+        ));
+        assert!(matches!(
+            verdict(rollout(&s, &p, &l, 2_000, 0)),
+            Verdict::InProgress { .. }
+        ));
     }
 
     #[test]

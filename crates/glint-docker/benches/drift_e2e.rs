@@ -101,6 +101,7 @@ fn environment(listen: SocketAddr) -> Environment {
                 min_healthy: Millis::ZERO,
                 deadline: Millis::from_secs(300),
                 auto_rollback: true,
+                fail_after: 1,
             },
             max_age: None,
             drain: Millis::from_secs(5),

@@ -75,6 +75,7 @@ fn hello_compiles_to_the_documented_environment() {
                 min_healthy: Millis(0),
                 deadline: Millis(300_000),
                 auto_rollback: true,
+                fail_after: 1,
             },
             max_age: None,
             drain: Millis(30_000),

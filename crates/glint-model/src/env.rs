@@ -229,6 +229,8 @@ pub mod defaults {
     pub const DEADLINE: Millis = Millis::from_secs(300);
     /// `rollout.auto_rollback`.
     pub const AUTO_ROLLBACK: bool = true;
+    /// `rollout.fail_after`.
+    pub const FAIL_AFTER: u32 = 1;
     /// `rolling { surge }`.
     pub const SURGE: u32 = 1;
     /// `rolling { unavailable }`.
@@ -281,6 +283,7 @@ impl Default for Rollout {
             min_healthy: defaults::MIN_HEALTHY,
             deadline: defaults::DEADLINE,
             auto_rollback: defaults::AUTO_ROLLBACK,
+            fail_after: defaults::FAIL_AFTER,
         }
     }
 }
@@ -343,6 +346,15 @@ pub struct Rollout {
     pub deadline: Millis,
     /// Roll back automatically when a rollout fails. Default true.
     pub auto_rollback: bool,
+    /// How many new instances may fail (could not launch, crashed, failed
+    /// their health check before they were stable) before the rollout fails.
+    /// Default 1: the first failure condemns the version.
+    #[serde(default = "default_fail_after")]
+    pub fail_after: u32,
+}
+
+fn default_fail_after() -> u32 {
+    defaults::FAIL_AFTER
 }
 
 /// A rollout strategy.

@@ -11,7 +11,7 @@
 
 use crate::events::ConductorEvent;
 use crate::reconciler::{Action, Ctx, ReconcileError, Reconciler};
-use crate::rollout::{ROLLOUT_FAILURES, Rollout, Verdict, verdict};
+use crate::rollout::{Rollout, Verdict, failures_allowed, verdict};
 use crate::world::World;
 use async_trait::async_trait;
 use glint_model::{Name, Strategy, VersionNumber};
@@ -107,16 +107,17 @@ impl Reconciler for Rollouts {
         let failed = ctx.store.failed_count(number)?;
         let now = ctx.now();
         let created = glint_store::to_ms(target.created_at);
-        let v = verdict(Rollout {
+        let input = Rollout {
             created_at: created,
             now,
             services: &target.env.services,
             progress: &progress,
             last_healthy: &last_healthy,
             failed,
-            failures_allowed: ROLLOUT_FAILURES,
             endpoints_settled: world.endpoints_settled,
-        });
+        };
+        let allowed = failures_allowed(&input);
+        let v = verdict(input);
         match v {
             Verdict::Converged { took_ms } => {
                 let took = format!("{:.1}s", took_ms as f64 / 1000.0);
@@ -170,7 +171,7 @@ impl Reconciler for Rollouts {
                 }
                 if failed > 0 {
                     self.notes.push(format!(
-                        "version {number}: {failed} of {ROLLOUT_FAILURES} allowed new-instance failures"
+                        "version {number}: {failed} new instances failed; the rollout fails at {allowed}"
                     ));
                 }
                 for (name, p) in &progress {

@@ -306,7 +306,7 @@ async fn crashing_new_instances_roll_the_version_back_without_waiting_for_the_de
     ));
     let (o, detail) = h.outcome(v2, 60).await;
     assert_eq!(o, Outcome::RolledBack, "{detail}");
-    assert!(detail.contains("new instances failed"), "{detail}");
+    assert!(detail.contains("new instance failed"), "{detail}");
     assert!(h.clock_ms() - at < 20_000, "rolled back quickly");
     h.wait("version 1's content serving", 10, |s| {
         Harness::healthy_current(s) == 2

@@ -183,8 +183,8 @@ pub(crate) static SERVICE: BlockDef<ServiceDraft, Service> = BlockDef {
         FieldDef {
             info: FieldInfo::new(
                 "rollout",
-                "a strategy, or a block with `strategy`, `min_healthy`, `deadline`, `auto_rollback`",
-                D::Derived("`rolling`, `0s`, `5m`, `true`"),
+                "a strategy, or a block with `strategy`, `min_healthy`, `deadline`, `auto_rollback`, `fail_after`",
+                D::Derived("`rolling`, `0s`, `5m`, `true`, `1`"),
                 "how instances are replaced when the service changes",
                 "canary { steps = [1, 2], pause = 1m }",
             )
@@ -700,6 +700,20 @@ pub(crate) static ROLLOUT: BlockDef<Rollout, Rollout> = BlockDef {
                 Some(())
             }),
             view: Some(|m, _| Value::Bool(m.auto_rollback)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "fail_after",
+                "int, 1–100",
+                D::Value("1"),
+                "new instances that fail (launch, crash, health check) before the rollout fails",
+                "3",
+            ),
+            decode: Some(|cx, v, d| {
+                d.fail_after = int_in(cx.ev, v, 1, 100, "fail_after")?;
+                Some(())
+            }),
+            view: Some(|m, _| int(m.fail_after)),
         },
     ],
 };
