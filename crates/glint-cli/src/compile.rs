@@ -74,7 +74,7 @@ pub fn load(global: &Global, file: &Path, policies: &[PathBuf]) -> Result<Loaded
         .filter(|(_, f)| !f.key.starts_with("std:"))
         .map(|(_, f)| SourceFile {
             path: f.key.clone(),
-            text: f.text.clone(),
+            text: f.text.to_string(),
         })
         .collect();
     Ok(Loaded { env, root, sources })

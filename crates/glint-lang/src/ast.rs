@@ -43,6 +43,22 @@ pub struct File {
     pub items: Vec<Item>,
     /// Comments after the last item.
     pub dangling: Vec<Comment>,
+    /// Top-level declarations read by [`crate::parser::parse_file_lazy`]:
+    /// only located (not in `items`), in order. Empty for a full parse.
+    pub lazy: Vec<LazyDecl>,
+}
+
+/// A top-level declaration whose body has only been located: what the
+/// compiler needs until it parses the body (a few dozen bytes, where the
+/// syntax tree of the body would be several hundred).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LazyDecl {
+    /// The kind keyword (`service`), shared.
+    pub kind: Ident,
+    /// The name.
+    pub name: Ident,
+    /// The body, from `{` to `}`.
+    pub body: Span,
 }
 
 /// A top-level item.
@@ -56,42 +72,55 @@ pub struct Item {
     pub span: Span,
 }
 
-/// The kinds of top-level items.
+/// The kinds of top-level items. Each is boxed, so that an item is small
+/// (a file of 100,000 declarations holds 100,000 of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemKind {
     /// `import "path" [as name]`
-    Import {
-        /// The path as written (decoded).
-        path: String,
-        /// Its span.
-        path_span: Span,
-        /// `as name`.
-        alias: Option<Ident>,
-    },
+    Import(Box<Import>),
     /// `let name [: type] = value`
-    Let {
-        /// The name.
-        name: Ident,
-        /// The declared type.
-        ty: Option<TypeExpr>,
-        /// The value.
-        value: Expr,
-    },
+    Let(Box<LetItem>),
     /// `fn name(params) [: type] = body`
     Fn(std::rc::Rc<FnDef>),
     /// `kind name { body }`
-    Decl(Decl),
+    Decl(Box<Decl>),
     /// `for var in iter { items }`
-    For {
-        /// The loop variable.
-        var: Ident,
-        /// What it ranges over (a list).
-        iter: Expr,
-        /// The items repeated for each element.
-        items: Vec<Item>,
-        /// Comments before the closing brace.
-        dangling: Vec<Comment>,
-    },
+    For(Box<ForItem>),
+}
+
+/// `import "path" [as name]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The path as written (decoded).
+    pub path: String,
+    /// Its span.
+    pub path_span: Span,
+    /// `as name`.
+    pub alias: Option<Ident>,
+}
+
+/// `let name [: type] = value`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LetItem {
+    /// The name.
+    pub name: Ident,
+    /// The declared type.
+    pub ty: Option<TypeExpr>,
+    /// The value.
+    pub value: Expr,
+}
+
+/// `for var in iter { items }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForItem {
+    /// The loop variable.
+    pub var: Ident,
+    /// What it ranges over (a list).
+    pub iter: Expr,
+    /// The items repeated for each element.
+    pub items: Vec<Item>,
+    /// Comments before the closing brace.
+    pub dangling: Vec<Comment>,
 }
 
 /// A function definition.
@@ -148,7 +177,7 @@ pub enum DeclName {
     /// `web`
     Ident(Ident),
     /// `"${name}-api"`
-    Str(Expr),
+    Str(Box<Expr>),
 }
 
 impl DeclName {
@@ -174,6 +203,12 @@ pub struct Block {
     pub multiline: bool,
     /// Whether a syntax error was found inside (entries may be missing).
     pub recovered: bool,
+    /// Not parsed yet: only the span is known, and the entries are parsed
+    /// from the source when needed ([`crate::parser::parse_body`]). The
+    /// compiler reads top-level declaration bodies this way, one at a time,
+    /// so that a file of 100,000 declarations never holds all of their
+    /// syntax trees at once.
+    pub deferred: bool,
 }
 
 /// One entry of a block.
@@ -372,7 +407,7 @@ pub enum ExprKind {
     /// `none`
     None,
     /// A name.
-    Name(String),
+    Name(Rc<str>),
     /// `[a, b]`
     List(Box<ListExpr>),
     /// `{ k = v }`

@@ -5,16 +5,16 @@
 use crate::capability::Capabilities;
 use crate::codes::Code;
 use crate::diag::Diagnostic;
+use crate::eval::DeclTable;
 use crate::eval::Eval;
 use crate::fxhash::FxMap;
-use crate::lower::Spans;
 use crate::schema::Uses;
 use crate::value::Kind;
 use glint_model::{Environment, ImageBase, Name};
 use std::net::SocketAddr;
 
 /// Reports images built `from` each other in a cycle.
-pub(crate) fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
+pub(crate) fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &DeclTable) {
     // Iterative colouring over `from = image.X` edges (each image has at most one).
     let mut state: FxMap<&str, u8> = FxMap::default(); // 1 visiting, 2 done
     for start in env.images.keys() {
@@ -36,7 +36,7 @@ pub(crate) fn image_cycles(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) 
                         .copied()
                         .collect::<Vec<_>>()
                         .join(" -> ");
-                    let span_of = |n: &str| spans.get(Kind::Image, n).unwrap_or_default();
+                    let span_of = |n: &str| spans.span(Kind::Image, n).unwrap_or_default();
                     let mut d = Diagnostic::error(
                         Code::ReferenceCycle,
                         span_of(cur),
@@ -83,10 +83,10 @@ struct OnPort<'a> {
 /// Reports endpoints that cannot both listen: the same address and port, or
 /// the same port where one listens on every address (`0.0.0.0:8080` takes
 /// `127.0.0.1:8080` too). Linear in the number of endpoints.
-pub(crate) fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &Spans) {
+pub(crate) fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &DeclTable) {
     let mut exact: FxMap<SocketAddr, &Name> = FxMap::default();
     let mut ports: FxMap<u16, OnPort<'_>> = FxMap::default();
-    let span_of = |n: &str| spans.get(Kind::Endpoint, n).unwrap_or_default();
+    let span_of = |n: &str| spans.span(Kind::Endpoint, n).unwrap_or_default();
     for (name, e) in &env.endpoints {
         let addr = e.listen;
         let clash = if let Some(first) = exact.get(&addr) {

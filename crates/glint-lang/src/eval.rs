@@ -9,7 +9,7 @@
 use crate::ast::{self, BinOp, Block, EntryKind, Expr, ExprKind, FnDef, StrSeg, TypeExpr, UnOp};
 use crate::codes::Code;
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::fxhash::{FxMap, FxSet};
+use crate::fxhash::FxMap;
 use crate::source::{FileId, Span, join_path};
 use crate::value::{Field, FnValue, Kind, Record, SV, Step, Value};
 use std::rc::Rc;
@@ -55,8 +55,8 @@ pub struct Program {
     pub modules: Vec<Module>,
     /// File keys by file id (for resolving relative paths).
     pub file_keys: Vec<String>,
-    /// File texts by file id.
-    pub file_texts: Vec<Rc<str>>,
+    /// File texts by file id (shared with the diagnostics' source map).
+    pub file_texts: Vec<std::sync::Arc<str>>,
 }
 
 impl Program {
@@ -69,17 +69,50 @@ impl Program {
     }
 }
 
-/// Names declared in the environment, per kind (to check references).
+/// Names declared in the environment, per kind, with where each name is
+/// written (to check references and to point at declarations).
 #[derive(Debug, Default)]
 pub struct DeclTable {
-    /// Names by kind.
-    pub names: FxMap<Kind, FxSet<Rc<str>>>,
+    by_kind: [FxMap<Rc<str>, Span>; 8],
 }
 
 impl DeclTable {
+    fn slot(kind: Kind) -> usize {
+        kind as usize
+    }
+
+    /// Records a declaration; returns the span of an earlier one with the
+    /// same kind and name instead, if there is one.
+    pub fn declare(&mut self, kind: Kind, name: Rc<str>, span: Span) -> Result<(), Span> {
+        match self.by_kind[Self::slot(kind)].entry(name) {
+            std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(span);
+                Ok(())
+            }
+        }
+    }
+
     /// Whether `kind name` is declared.
     pub fn contains(&self, kind: Kind, name: &str) -> bool {
-        self.names.get(&kind).is_some_and(|s| s.contains(name))
+        self.by_kind[Self::slot(kind)].contains_key(name)
+    }
+
+    /// Where `kind name` is declared.
+    pub fn span(&self, kind: Kind, name: &str) -> Option<Span> {
+        self.by_kind[Self::slot(kind)].get(name).copied()
+    }
+
+    /// The shared name and where it is declared.
+    pub fn shared(&self, kind: Kind, name: &str) -> Option<(Rc<str>, Span)> {
+        self.by_kind[Self::slot(kind)]
+            .get_key_value(name)
+            .map(|(n, s)| (n.clone(), *s))
+    }
+
+    /// The declared names of a kind (in no particular order).
+    pub fn names(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        self.by_kind[Self::slot(kind)].keys().map(|n| &**n)
     }
 }
 
@@ -131,7 +164,7 @@ pub struct Eval<'p> {
     /// Diagnostics found so far.
     pub diags: Vec<Diagnostic>,
     /// Declared names (set once declarations are collected).
-    pub decls: Option<DeclTable>,
+    pub decls: Option<Rc<DeclTable>>,
     /// Views of the compiled declarations (set for the policy phase).
     pub views: Option<Box<dyn DeclViews>>,
     /// Hints for unknown names that evaluated to bare words, by span.
@@ -261,10 +294,10 @@ impl<'p> Eval<'p> {
             None => {}
         }
         let prog = self.prog;
-        let ast::ItemKind::Let { value, ty, .. } = &prog.modules[module].ast.items[item].kind
-        else {
+        let ast::ItemKind::Let(l) = &prog.modules[module].ast.items[item].kind else {
             return Err(Reported);
         };
+        let ast::LetItem { value, ty, .. } = &**l;
         self.lets.insert((module, item), LetState::InProgress);
         let r = self.enter(value.span).and_then(|()| {
             let r = self.eval(value, &mut Scope::new(module));
@@ -292,7 +325,7 @@ impl<'p> Eval<'p> {
 
     fn let_name(&self, module: usize, item: usize) -> (String, Span) {
         match &self.prog.modules[module].ast.items[item].kind {
-            ast::ItemKind::Let { name, .. } => (name.name.to_string(), name.span),
+            ast::ItemKind::Let(l) => (l.name.name.to_string(), l.name.span),
             _ => (String::new(), Span::default()),
         }
     }
@@ -857,12 +890,13 @@ impl<'p> Eval<'p> {
                     return Err(Reported);
                 }
                 if let Some(table) = &self.decls
-                    && !table.contains(*kind, name)
+                    && let Some((shared, _)) = table.shared(*kind, name)
                 {
-                    let hint = table
-                        .names
-                        .get(kind)
-                        .and_then(|s| did_you_mean(name, s.iter().map(|n| &**n)));
+                    // The declaration's own name: no allocation per reference.
+                    return Ok(Value::Ref(*kind, shared));
+                }
+                if let Some(table) = &self.decls {
+                    let hint = did_you_mean(name, table.names(*kind));
                     let d = Diagnostic::error(
                         Code::UnknownReference,
                         full,
@@ -1659,6 +1693,7 @@ impl<'p> Eval<'p> {
         defer: &[&str],
     ) -> R<(Record, Vec<(&'b ast::Key, &'b Expr)>)> {
         let mut rec = Record::default();
+        rec.reserve(b.entries.len());
         rec.partial = b.recovered;
         let mut deferred = Vec::new();
         for entry in &b.entries {
@@ -1743,6 +1778,7 @@ impl<'p> Eval<'p> {
                     };
                     match &v.v {
                         Value::Record(r) => {
+                            rec.reserve(r.len());
                             for f in r.fields() {
                                 if let Some(existing) =
                                     rec.position(&f.key).and_then(|i| rec.field_mut(i))

@@ -161,7 +161,7 @@ impl Printer<'_> {
     fn items(&mut self, items: &[Item], indent: usize) {
         let mut prev_big = false;
         for (i, item) in items.iter().enumerate() {
-            let big = matches!(item.kind, ItemKind::Decl(_) | ItemKind::For { .. });
+            let big = matches!(item.kind, ItemKind::Decl(_) | ItemKind::For(_));
             let first = i == 0;
             if !first
                 && (item.trivia.blank_before
@@ -183,9 +183,10 @@ impl Printer<'_> {
 
     fn item(&mut self, item: &Item, indent: usize) {
         match &item.kind {
-            ItemKind::Import {
-                path_span, alias, ..
-            } => {
+            ItemKind::Import(i) => {
+                let Import {
+                    path_span, alias, ..
+                } = &**i;
                 let mut s = format!("import {}", self.slice(*path_span));
                 if let Some(a) = alias {
                     s.push_str(" as ");
@@ -193,7 +194,8 @@ impl Printer<'_> {
                 }
                 self.line(indent, &s);
             }
-            ItemKind::Let { name, ty, value } => {
+            ItemKind::Let(l) => {
+                let LetItem { name, ty, value } = &**l;
                 let mut head = format!("let {}", name.name);
                 if let Some(t) = ty {
                     head.push_str(": ");
@@ -236,12 +238,13 @@ impl Printer<'_> {
                 let head = format!("{} {name}", d.kind.name);
                 self.block_stmt(&head, &d.body, indent);
             }
-            ItemKind::For {
-                var,
-                iter,
-                items,
-                dangling,
-            } => {
+            ItemKind::For(f) => {
+                let ForItem {
+                    var,
+                    iter,
+                    items,
+                    dangling,
+                } = &**f;
                 let it = self.expr(iter, indent);
                 self.line(indent, &format!("for {} in {it} {{", var.name));
                 self.items(items, indent + 1);

@@ -235,6 +235,12 @@ impl<'a> Lexer<'a> {
         &mut self.diags[last]
     }
 
+    /// Continues lexing at byte `pos` (the parser skips a block it will
+    /// parse later).
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.end);
+    }
+
     /// The next token ([`TokKind::Eof`] at the end, repeatedly).
     pub fn next_token(&mut self) -> Token {
         let mut newlines = 0usize;

@@ -13,7 +13,6 @@ use crate::capability::{Capabilities, ProviderSet};
 use crate::codes::Code;
 use crate::diag::Diagnostic;
 use crate::eval::{DeclTable, Eval, Reported, Scope};
-use crate::fxhash::FxMap;
 use crate::policy::{PolicyDef, run_policy};
 use crate::schema::{
     Cx, ENDPOINT, ENVIRONMENT, EndpointDraft, EnvDraft, IMAGE, ImageDraft, POLICY, PolicyDraft,
@@ -29,29 +28,15 @@ struct DeclInst<'p> {
     kind: Kind,
     name: Rc<str>,
     name_span: Span,
-    body: &'p Block,
+    body: DeclBody<'p>,
     scope: Scope,
 }
 
-/// Where each declaration's name is, by kind and name.
-#[derive(Default)]
-pub(crate) struct Spans {
-    decl: FxMap<Kind, FxMap<Rc<str>, Span>>,
-}
-
-impl Spans {
-    /// The span of a declaration's name.
-    pub fn get(&self, kind: Kind, name: &str) -> Option<Span> {
-        self.decl.get(&kind).and_then(|m| m.get(name)).copied()
-    }
-
-    /// The shared name and its span.
-    pub fn get_shared(&self, kind: Kind, name: &str) -> Option<(Rc<str>, Span)> {
-        self.decl
-            .get(&kind)
-            .and_then(|m| m.get_key_value(name))
-            .map(|(n, s)| (n.clone(), *s))
-    }
+/// A declaration's body: parsed, or only located (parsed when decoded).
+#[derive(Clone, Copy)]
+enum DeclBody<'p> {
+    Parsed(&'p Block),
+    Located(Span),
 }
 
 /// What lowering needs besides the program.
@@ -77,6 +62,7 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
     for (m, module) in prog.modules.iter().enumerate() {
         let mut scope = Scope::new(m);
         let policy_only = inputs.policy_only.get(m).copied().unwrap_or(false);
+        let first = insts.len();
         collect(
             ev,
             &module.ast.items,
@@ -85,10 +71,32 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
             0,
             policy_only,
         );
+        // Declarations whose bodies were only located, in file order with
+        // the others (so that "declared twice" names the first one).
+        for d in &module.ast.lazy {
+            let Some(kind) = Kind::from_keyword(&d.kind.name) else {
+                continue;
+            };
+            if policy_only && kind != Kind::Policy {
+                not_a_policy(ev, kind, d.kind.span);
+                continue;
+            }
+            if !Name::is_valid(&d.name.name) {
+                invalid_name(ev, kind, &d.name.name, d.name.span);
+                continue;
+            }
+            insts.push(DeclInst {
+                kind,
+                name: d.name.name.clone(),
+                name_span: d.name.span,
+                body: DeclBody::Located(d.body),
+                scope: Scope::new(m),
+            });
+        }
+        insts[first..].sort_by_key(|d| d.name_span.start);
     }
 
     // 2. Duplicates and the declaration table.
-    let mut spans = Spans::default();
     let mut table = DeclTable::default();
     let mut keep = vec![true; insts.len()];
     let mut env_decl: Option<usize> = None;
@@ -111,7 +119,7 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
             }
             continue;
         }
-        if let Some(first) = spans.get(d.kind, &d.name) {
+        if let Err(first) = table.declare(d.kind, d.name.clone(), d.name_span) {
             ev.diags.push(
                 Diagnostic::error(
                     Code::DuplicateDeclaration,
@@ -123,22 +131,14 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
                 .with_help("rename one of them; names are unique per kind across all files"),
             );
             keep[i] = false;
-            continue;
         }
-        spans
-            .decl
-            .entry(d.kind)
-            .or_default()
-            .insert(d.name.clone(), d.name_span);
-        table
-            .names
-            .entry(d.kind)
-            .or_default()
-            .insert(d.name.clone());
     }
-    ev.decls = Some(table);
+    let table = Rc::new(table);
+    ev.decls = Some(table.clone());
 
     let mut uses = Uses::default();
+    // Keys and names of the bodies parsed below, each allocated once.
+    let mut names = crate::fxhash::FxSet::default();
     let mut cx = Cx {
         ev,
         default_provider: ProviderKind::Process,
@@ -155,7 +155,11 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
             env_name = n;
         }
         let mut scope = d.scope.clone();
-        if let Ok((rec, _)) = cx.ev.eval_block(d.body, &mut scope, &[]) {
+        let parsed = parse_deferred(cx.ev, d.body, &mut names);
+        let body = parsed.as_ref().or(parsed_body(d.body));
+        if let Some(body) = body
+            && let Ok((rec, _)) = cx.ev.eval_block(body, &mut scope, &[])
+        {
             let mut draft = EnvDraft::default();
             let what = What::Decl(Kind::Environment, &d.name);
             ENVIRONMENT.decode(&mut cx, &rec, d.name_span, &what, &mut draft, &[]);
@@ -181,14 +185,40 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
         Kind::Variable,
         Kind::Policy,
     ];
-    for kind in order {
-        for (i, d) in insts.iter().enumerate() {
-            if d.kind != kind || !keep[i] {
-                continue;
-            }
-            let defer: &[&str] = if kind == Kind::Policy { &lazy } else { &[] };
+    let mut buckets: [Vec<u32>; 8] = Default::default();
+    for (i, d) in insts.iter().enumerate() {
+        if keep[i] && d.kind != Kind::Environment {
+            buckets[d.kind as usize].push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+    }
+    let queue = order
+        .iter()
+        .flat_map(|k| std::mem::take(&mut buckets[*k as usize]));
+    {
+        for d in queue.filter_map(|i| insts.get(i as usize)) {
+            let kind = d.kind;
             let mut scope = d.scope.clone();
-            let Ok((rec, deferred)) = cx.ev.eval_block(d.body, &mut scope, defer) else {
+            // Bodies are parsed here, one at a time, and dropped once
+            // decoded (policies keep theirs: their checks run later).
+            let parsed;
+            let body = match parse_deferred(cx.ev, d.body, &mut names) {
+                Some(b) => {
+                    parsed = b;
+                    &parsed
+                }
+                None => match parsed_body(d.body) {
+                    Some(b) => b,
+                    None => continue,
+                },
+            };
+            let evaluated = if let (Kind::Policy, DeclBody::Parsed(b)) = (kind, d.body) {
+                cx.ev.eval_block(b, &mut scope, &lazy)
+            } else {
+                cx.ev
+                    .eval_block(body, &mut scope, &[])
+                    .map(|(r, _)| (r, Vec::new()))
+            };
+            let Ok((rec, deferred)) = evaluated else {
                 continue;
             };
             let Ok(name) = Name::new(d.name.to_string()) else {
@@ -325,8 +355,8 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
     // Every binding is checked, even one nothing uses yet.
     for (m, module) in prog.modules.iter().enumerate() {
         for (i, item) in module.ast.items.iter().enumerate() {
-            if let ItemKind::Let { name, .. } = &item.kind {
-                let _ = ev.let_value(m, i, name.span);
+            if let ItemKind::Let(l) = &item.kind {
+                let _ = ev.let_value(m, i, l.name.span);
             }
         }
     }
@@ -351,14 +381,14 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
     }
 
     // 5. Whole-environment checks.
-    crate::checks::image_cycles(ev, &env, &spans);
-    crate::checks::listen_conflicts(ev, &env, &spans);
+    crate::checks::image_cycles(ev, &env, &table);
+    crate::checks::listen_conflicts(ev, &env, &table);
     crate::checks::not_enforced(ev, &uses, inputs.enforced);
 
     // 6. Policies.
     if !policy_defs.is_empty() {
         let env_rc = Rc::new(env);
-        let views = crate::views::PolicyViews::new(env_rc.clone(), &|k, n| spans.get_shared(k, n));
+        let views = crate::views::PolicyViews::new(env_rc.clone(), table.clone());
         ev.views = Some(Box::new(views));
         for def in &policy_defs {
             run_policy(ev, def);
@@ -389,20 +419,7 @@ fn collect<'p>(
                     continue;
                 };
                 if policy_only && kind != Kind::Policy {
-                    ev.diags.push(
-                        Diagnostic::error(
-                            Code::NotAPolicy,
-                            d.kind.span,
-                            format!(
-                                "a policy file cannot declare {}",
-                                crate::value::article(kind.keyword())
-                            ),
-                        )
-                        .with_primary("only policies, `let` and `fn` are allowed here")
-                        .with_help(
-                            "a policy file given with `--policy` checks an environment; it must not add to it. Move this declaration into the environment's own files",
-                        ),
-                    );
+                    not_a_policy(ev, kind, d.kind.span);
                     continue;
                 }
                 let (name, span) = match &d.name {
@@ -425,25 +442,21 @@ fn collect<'p>(
                     },
                 };
                 if !Name::is_valid(&name) {
-                    let fixed = sanitize_name(&name);
-                    ev.diags.push(
-                        Diagnostic::error(Code::InvalidName, span, format!("invalid {kind} name `{name}`"))
-                            .with_primary("names are 1 to 63 lowercase letters, digits, `_` or `-`, starting with a letter")
-                            .with_help(format!("try `{fixed}`")),
-                    );
+                    invalid_name(ev, kind, &name, span);
                     continue;
                 }
                 out.push(DeclInst {
                     kind,
                     name: Rc::from(name),
                     name_span: span,
-                    body: &d.body,
+                    body: DeclBody::Parsed(&d.body),
                     scope: scope.clone(),
                 });
             }
-            ItemKind::For {
-                var, iter, items, ..
-            } => {
+            ItemKind::For(f) => {
+                let ast::ForItem {
+                    var, iter, items, ..
+                } = &**f;
                 if depth > 16 {
                     continue;
                 }
@@ -468,7 +481,7 @@ fn collect<'p>(
                     for it in items {
                         if matches!(
                             it.kind,
-                            ItemKind::Let { .. } | ItemKind::Fn(_) | ItemKind::Import { .. }
+                            ItemKind::Let(_) | ItemKind::Fn(_) | ItemKind::Import(_)
                         ) {
                             ev.diags.push(
                                 Diagnostic::error(
@@ -488,6 +501,40 @@ fn collect<'p>(
             _ => {}
         }
     }
+}
+
+/// A declaration other than a policy in a policy-only module (E0402).
+fn not_a_policy(ev: &mut Eval<'_>, kind: Kind, at: Span) {
+    ev.diags.push(
+        Diagnostic::error(
+            Code::NotAPolicy,
+            at,
+            format!(
+                "a policy file cannot declare {}",
+                crate::value::article(kind.keyword())
+            ),
+        )
+        .with_primary("only policies, `let` and `fn` are allowed here")
+        .with_help(
+            "a policy file given with `--policy` checks an environment; it must not add to it. Move this declaration into the environment's own files",
+        ),
+    );
+}
+
+/// A declaration name that is not a valid [`Name`] (E0107).
+fn invalid_name(ev: &mut Eval<'_>, kind: Kind, name: &str, at: Span) {
+    let fixed = sanitize_name(name);
+    ev.diags.push(
+        Diagnostic::error(
+            Code::InvalidName,
+            at,
+            format!("invalid {kind} name `{name}`"),
+        )
+        .with_primary(
+            "names are 1 to 63 lowercase letters, digits, `_` or `-`, starting with a letter",
+        )
+        .with_help(format!("try `{fixed}`")),
+    );
 }
 
 /// Makes a valid [`Name`] out of any text (a file stem, a rejected name).
@@ -526,6 +573,35 @@ impl Eval<'_> {
             .and_then(|t| t.get(span.start as usize..span.end as usize))
             .unwrap_or("")
             .to_owned()
+    }
+}
+
+/// The entries of a body the parser only located ([`Block::deferred`]).
+fn parse_deferred(
+    ev: &mut Eval<'_>,
+    body: DeclBody<'_>,
+    names: &mut crate::fxhash::FxSet<Rc<str>>,
+) -> Option<Block> {
+    let span = match body {
+        DeclBody::Parsed(b) if b.deferred => b.span,
+        DeclBody::Parsed(_) => return None,
+        DeclBody::Located(span) => span,
+    };
+    let text = ev.prog.file_texts.get(span.file.0 as usize)?.clone();
+    Some(crate::parser::parse_body_with(
+        &text,
+        span,
+        &mut ev.diags,
+        names,
+    ))
+}
+
+/// The body parsed with the file (a policy's, or one the parser did not
+/// locate); `None` for a located one, which callers parse first.
+fn parsed_body(body: DeclBody<'_>) -> Option<&Block> {
+    match body {
+        DeclBody::Parsed(b) => Some(b),
+        DeclBody::Located(_) => None,
     }
 }
 

@@ -29,16 +29,79 @@ pub const DECL_KINDS: &[&str] = &[
 
 const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
 
-const KEYWORDS: &[&str] = &[
-    "import", "let", "fn", "for", "in", "as", "all", "any", "if", "then", "else", "and", "or",
-    "not", "true", "false", "none",
-];
+/// Whether a word is reserved (a `match`, so that the check on every name
+/// costs a length switch rather than a scan).
+fn is_keyword(w: &str) -> bool {
+    matches!(
+        w,
+        "import"
+            | "let"
+            | "fn"
+            | "for"
+            | "in"
+            | "as"
+            | "all"
+            | "any"
+            | "if"
+            | "then"
+            | "else"
+            | "and"
+            | "or"
+            | "not"
+            | "true"
+            | "false"
+            | "none"
+    )
+}
 
 /// Parses a whole file. Diagnostics are appended to `diags`.
 pub fn parse_file(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> File {
     let lexer = Lexer::new(text, file, 0, text.len());
     let mut p = Parser::new(text, file, lexer, diags, 0);
     p.file()
+}
+
+/// Parses a file for the compiler: the bodies of top-level declarations
+/// (policies excepted, whose checks are kept as expressions) are only
+/// located, as [`Block::deferred`] blocks, and parsed later, one at a time,
+/// with [`parse_body`]. Syntax errors inside them are reported then.
+pub fn parse_file_lazy(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> File {
+    let lexer = Lexer::new(text, file, 0, text.len());
+    let mut p = Parser::new(text, file, lexer, diags, 0);
+    p.lazy = true;
+    p.file()
+}
+
+/// Parses the block of a [`Block::deferred`] body (its span, from `{` to
+/// `}`). Diagnostics are appended to `diags`.
+pub fn parse_body(text: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Block {
+    parse_body_with(text, span, diags, &mut Default::default())
+}
+
+/// [`parse_body`] sharing `names` (the names and keys seen so far, each
+/// allocated once) across the bodies of a compilation.
+pub fn parse_body_with(
+    text: &str,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+    names: &mut crate::fxhash::FxSet<Rc<str>>,
+) -> Block {
+    let lexer = Lexer::new(text, span.file, span.start as usize, span.end as usize);
+    let mut p = Parser::new(text, span.file, lexer, diags, 0);
+    p.interned = std::mem::take(names);
+    let block = p.block();
+    *names = std::mem::take(&mut p.interned);
+    match block {
+        Ok(b) => b,
+        Err(()) => Block {
+            entries: Vec::new(),
+            dangling: Vec::new(),
+            span,
+            multiline: true,
+            recovered: true,
+            deferred: false,
+        },
+    }
 }
 
 /// Parses a single expression from a range of a file (used for string
@@ -85,6 +148,13 @@ struct Parser<'a, 'd> {
     no_brace: bool,
     /// Names and keys seen so far: each distinct text is allocated once.
     interned: crate::fxhash::FxSet<Rc<str>>,
+    /// Top-level declaration bodies are located, not parsed.
+    lazy: bool,
+    /// Inside a `for` (its declarations are parsed in full).
+    in_for: bool,
+    /// The token at the cursor is known not to be a comment (comments
+    /// there have been moved to `pending`).
+    clean: bool,
 }
 
 /// Whether any diagnostic was added since `mark`.
@@ -114,6 +184,9 @@ impl<'a, 'd> Parser<'a, 'd> {
             aborted: false,
             no_brace: false,
             interned: crate::fxhash::FxSet::default(),
+            lazy: false,
+            in_for: false,
+            clean: false,
         }
     }
 
@@ -151,14 +224,18 @@ impl<'a, 'd> Parser<'a, 'd> {
     /// that `/* note */ key = value` at the start of a line is an entry of
     /// its own.
     fn skip_comments(&mut self) {
+        if self.clean {
+            return;
+        }
         let mut line_break = false;
         loop {
             self.fill(1);
             let t = &self.buf[0];
-            if t.kind != TokKind::Comment {
+            if !matches!(t.kind, TokKind::Comment) {
                 if line_break {
                     self.buf[0].newline_before = true;
                 }
+                self.clean = true;
                 break;
             }
             line_break |= t.newline_before || self.text_of(t.span).contains('\n');
@@ -172,6 +249,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             let nl = t.newline_before;
             self.pending.push((c, nl));
             self.buf.pop_front();
+            self.clean = false;
             self.pos += 1;
         }
     }
@@ -188,10 +266,10 @@ impl<'a, 'd> Parser<'a, 'd> {
         loop {
             self.fill(i + 1);
             let kind = &self.buf[i].kind;
-            if *kind == TokKind::Eof {
+            if matches!(*kind, TokKind::Eof) {
                 return &self.buf[i];
             }
-            if *kind != TokKind::Comment {
+            if !matches!(*kind, TokKind::Comment) {
                 if seen == n {
                     return &self.buf[i];
                 }
@@ -203,13 +281,18 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn bump(&mut self) -> Token {
         self.skip_comments();
-        let t = self.buf[0].clone();
-        if t.kind != TokKind::Eof {
-            self.buf.pop_front();
-            self.pos += 1;
-            self.last = t.span;
+        if matches!(self.buf[0].kind, TokKind::Eof) {
+            return self.buf[0].clone();
         }
-        t
+        self.clean = false;
+        self.pos += 1;
+        match self.buf.pop_front() {
+            Some(t) => {
+                self.last = t.span;
+                t
+            }
+            None => self.buf[0].clone(),
+        }
     }
 
     fn at(&mut self, k: &TokKind) -> bool {
@@ -223,8 +306,9 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     fn at_ident(&mut self, word: &str) -> bool {
-        let t = self.peek().clone();
-        t.kind == TokKind::Ident && self.text_of(t.span) == word
+        let t = self.peek();
+        let span = t.span;
+        matches!(t.kind, TokKind::Ident) && self.text_of(span) == word
     }
 
     fn prev_end(&self) -> Span {
@@ -248,10 +332,10 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn expected(&mut self, what: &str) {
         let t = self.peek().clone();
-        if t.kind == TokKind::Error {
+        if matches!(t.kind, TokKind::Error) {
             return; // already reported by the lexer
         }
-        let found = if t.kind == TokKind::Ident {
+        let found = if matches!(t.kind, TokKind::Ident) {
             format!("`{}`", self.text_of(t.span))
         } else {
             t.kind.describe().to_owned()
@@ -313,13 +397,14 @@ impl<'a, 'd> Parser<'a, 'd> {
             return None;
         }
         let t = self.raw().clone();
-        if t.kind == TokKind::Comment && !t.newline_before {
+        if matches!(t.kind, TokKind::Comment) && !t.newline_before {
             let c = Comment {
                 text: self.text_of(t.span).trim_end().to_owned(),
                 span: t.span,
                 blank_before: false,
             };
             self.buf.pop_front();
+            self.clean = false;
             self.pos += 1;
             return Some(Box::new(c));
         }
@@ -358,6 +443,7 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn file(&mut self) -> File {
         let mut items = Vec::new();
+        let mut lazy = Vec::new();
         loop {
             if self.aborted {
                 break;
@@ -372,7 +458,22 @@ impl<'a, 'd> Parser<'a, 'd> {
             }
             let before = self.pos;
             match self.item() {
-                Ok(item) => items.push(item),
+                Ok(item) => match item.kind {
+                    // A located body with a plain name: kept compact.
+                    ItemKind::Decl(d)
+                        if d.body.deferred && matches!(d.name, DeclName::Ident(_)) =>
+                    {
+                        let Decl { kind, name, body } = *d;
+                        if let DeclName::Ident(name) = name {
+                            lazy.push(LazyDecl {
+                                kind,
+                                name,
+                                body: body.span,
+                            });
+                        }
+                    }
+                    kind => items.push(Item { kind, ..item }),
+                },
                 Err(()) => {
                     self.recover_item();
                     if self.pos == before {
@@ -382,7 +483,13 @@ impl<'a, 'd> Parser<'a, 'd> {
             }
         }
         let dangling = self.take_dangling();
-        File { items, dangling }
+        items.shrink_to_fit();
+        lazy.shrink_to_fit();
+        File {
+            items,
+            dangling,
+            lazy,
+        }
     }
 
     fn recover_item(&mut self) {
@@ -400,12 +507,12 @@ impl<'a, 'd> Parser<'a, 'd> {
                 }
                 TokKind::LBrace | TokKind::LBracket | TokKind::LParen => depth += 1,
                 TokKind::RBrace | TokKind::RBracket | TokKind::RParen => {
-                    if depth == 0 && t.kind == TokKind::RBrace {
+                    if depth == 0 && matches!(t.kind, TokKind::RBrace) {
                         self.bump();
                         return;
                     }
                     depth = depth.saturating_sub(1);
-                    if depth == 0 && t.kind == TokKind::RBrace {
+                    if depth == 0 && matches!(t.kind, TokKind::RBrace) {
                         self.bump();
                         // A closed top-level block ends the broken item.
                         if self.peek().newline_before {
@@ -424,19 +531,19 @@ impl<'a, 'd> Parser<'a, 'd> {
         let (leading, blank_before) = self.take_leading();
         let first = self.peek().clone();
         let start = first.span;
-        if first.kind != TokKind::Ident {
+        if !matches!(first.kind, TokKind::Ident) {
             self.expected(
                 "a declaration (`service`, `image`, ...), `let`, `fn`, `import` or `for`",
             );
             return Err(());
         }
-        let word = self.text_of(first.span).to_owned();
-        let kind = match word.as_str() {
+        let word = self.text_of(first.span);
+        let kind = match word {
             "import" => self.import()?,
             "let" => self.let_item()?,
             "fn" => self.fn_item()?,
             "for" => self.for_item()?,
-            _ => ItemKind::Decl(self.decl()?),
+            _ => ItemKind::Decl(Box::new(self.decl()?)),
         };
         let span = start.to(self.prev_end());
         let trailing = self.take_trailing();
@@ -453,7 +560,7 @@ impl<'a, 'd> Parser<'a, 'd> {
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
         let t = self.peek().clone();
-        if t.kind == TokKind::Ident {
+        if matches!(t.kind, TokKind::Ident) {
             self.bump();
             Ok(Ident {
                 name: self.intern(self.text_of(t.span)),
@@ -492,11 +599,11 @@ impl<'a, 'd> Parser<'a, 'd> {
         } else {
             None
         };
-        Ok(ItemKind::Import {
+        Ok(ItemKind::Import(Box::new(Import {
             path,
             path_span: t.span,
             alias,
-        })
+        })))
     }
 
     fn let_item(&mut self) -> PResult<ItemKind> {
@@ -511,7 +618,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         self.expect(TokKind::Eq, "`=`")?;
         let value = self.expr();
         self.end_of_line("the end of the `let`")?;
-        Ok(ItemKind::Let { name, ty, value })
+        Ok(ItemKind::Let(Box::new(LetItem { name, ty, value })))
     }
 
     fn fn_item(&mut self) -> PResult<ItemKind> {
@@ -615,6 +722,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         self.no_brace = saved;
         self.expect(TokKind::LBrace, "`{` and the repeated declarations")?;
         self.enter()?;
+        let saved_for = std::mem::replace(&mut self.in_for, true);
         let mut items = Vec::new();
         loop {
             if self.aborted {
@@ -634,15 +742,16 @@ impl<'a, 'd> Parser<'a, 'd> {
                 }
             }
         }
+        self.in_for = saved_for;
         self.leave();
         let dangling = self.take_dangling();
         self.expect(TokKind::RBrace, "`}`")?;
-        Ok(ItemKind::For {
+        Ok(ItemKind::For(Box::new(ForItem {
             var,
             iter,
             items,
             dangling,
-        })
+        })))
     }
 
     fn decl(&mut self) -> PResult<Decl> {
@@ -670,8 +779,15 @@ impl<'a, 'd> Parser<'a, 'd> {
         }
         let t = self.peek().clone();
         let name = match &t.kind {
-            TokKind::Ident => DeclName::Ident(self.ident("a name")?),
-            TokKind::Str(_) => DeclName::Str(self.primary()?),
+            // Declaration names are unique: not worth interning.
+            TokKind::Ident => {
+                self.bump();
+                DeclName::Ident(Ident {
+                    name: Rc::from(self.text_of(t.span)),
+                    span: t.span,
+                })
+            }
+            TokKind::Str(_) => DeclName::Str(Box::new(self.primary()?)),
             _ => {
                 self.expected(&format!("a name for the {}", kind.name));
                 return Err(());
@@ -681,7 +797,10 @@ impl<'a, 'd> Parser<'a, 'd> {
             self.expected(&format!("`{{` to start the {} body", kind.name));
             return Err(());
         }
-        let body = self.block()?;
+        let body = match self.skip_body(&kind.name) {
+            Some(b) => b,
+            None => self.block()?,
+        };
         Ok(Decl { kind, name, body })
     }
 
@@ -697,6 +816,35 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     // ----- blocks -------------------------------------------------------
+
+    /// In lazy mode, at the `{` of a top-level declaration body other than a
+    /// policy: finds the matching `}` without building anything and moves
+    /// past it. `None` (parse it now) when the braces do not balance, so
+    /// that the usual error is reported where it belongs.
+    fn skip_body(&mut self, kind: &str) -> Option<Block> {
+        if !self.lazy || self.in_for || kind == "policy" || self.buf.len() != 1 {
+            return None;
+        }
+        let open = self.buf[0].clone();
+        if !matches!(open.kind, TokKind::LBrace) {
+            return None;
+        }
+        let end = matching_brace(self.text.as_bytes(), open.span.start as usize)?;
+        let close = Span::new(open.span.file, end - 1, end);
+        self.buf.clear();
+        self.clean = false;
+        self.lexer.seek(close.end as usize);
+        self.pos += 1;
+        self.last = close;
+        Some(Block {
+            entries: Vec::new(),
+            dangling: Vec::new(),
+            span: open.span.to(close),
+            multiline: true,
+            recovered: false,
+            deferred: true,
+        })
+    }
 
     fn block(&mut self) -> PResult<Block> {
         let open = self.expect(TokKind::LBrace, "`{`")?;
@@ -728,7 +876,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                         && !matches!(t.kind, TokKind::RBrace | TokKind::Eof | TokKind::Comma)
                     {
                         self.recover_line();
-                    } else if t.kind == TokKind::Comma {
+                    } else if matches!(t.kind, TokKind::Comma) {
                         self.bump();
                     }
                 }
@@ -766,7 +914,7 @@ impl<'a, 'd> Parser<'a, 'd> {
         self.leave();
         let dangling = self.take_dangling();
         let close = self.peek().clone();
-        if close.kind != TokKind::RBrace {
+        if !matches!(close.kind, TokKind::RBrace) {
             self.diags.push(
                 Diagnostic::error(
                     Code::Syntax,
@@ -788,6 +936,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             span: open.span.to(close.span),
             multiline,
             recovered: errors_since(self.diags, mark),
+            deferred: false,
         })
     }
 
@@ -831,11 +980,11 @@ impl<'a, 'd> Parser<'a, 'd> {
     fn entry(&mut self) -> PResult<Entry> {
         let (leading, blank_before) = self.take_leading();
         let first = self.peek().clone();
-        let kind = if first.kind == TokKind::Ellipsis {
+        let kind = if matches!(first.kind, TokKind::Ellipsis) {
             self.bump();
             EntryKind::Spread(self.expr())
         } else {
-            let word = if first.kind == TokKind::Ident {
+            let word = if matches!(first.kind, TokKind::Ident) {
                 self.text_of(first.span)
             } else {
                 ""
@@ -886,7 +1035,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                         }
                     } else {
                         let t = self.peek().clone();
-                        if t.kind == TokKind::Colon {
+                        if matches!(t.kind, TokKind::Colon) {
                             self.error_at(
                                 t.span,
                                 "expected `=`, found `:`",
@@ -935,8 +1084,9 @@ impl<'a, 'd> Parser<'a, 'd> {
     }
 
     fn binop(&mut self) -> Option<BinOp> {
-        let t = self.peek().clone();
-        Some(match t.kind {
+        let t = self.peek();
+        let span = t.span;
+        Some(match &t.kind {
             TokKind::EqEq => BinOp::Eq,
             TokKind::Ne => BinOp::Ne,
             TokKind::Lt => BinOp::Lt,
@@ -948,7 +1098,7 @@ impl<'a, 'd> Parser<'a, 'd> {
             TokKind::Star => BinOp::Mul,
             TokKind::Slash => BinOp::Div,
             TokKind::Percent => BinOp::Rem,
-            TokKind::Ident => match self.text_of(t.span) {
+            TokKind::Ident => match self.text_of(span) {
                 "and" => BinOp::And,
                 "or" => BinOp::Or,
                 "in" => BinOp::In,
@@ -1013,13 +1163,15 @@ impl<'a, 'd> Parser<'a, 'd> {
                 span,
             });
         }
-        let word = if t.kind == TokKind::Ident {
+        let word = if matches!(t.kind, TokKind::Ident) {
             self.text_of(t.span)
         } else {
             ""
         };
         match word {
-            "all" | "any" if self.peek_nth(1).kind == TokKind::Ident => return self.quantifier(),
+            "all" | "any" if matches!(self.peek_nth(1).kind, TokKind::Ident) => {
+                return self.quantifier();
+            }
             "if" => return self.if_expr(),
             _ => {}
         }
@@ -1094,8 +1246,8 @@ impl<'a, 'd> Parser<'a, 'd> {
                             self.expected("`)`");
                             return Err(());
                         }
-                        let named = self.peek().kind == TokKind::Ident
-                            && self.peek_nth(1).kind == TokKind::Eq;
+                        let named = matches!(self.peek().kind, TokKind::Ident)
+                            && matches!(self.peek_nth(1).kind, TokKind::Eq);
                         let name = if named {
                             let n = self.ident("an argument name")?;
                             self.bump();
@@ -1147,7 +1299,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                 // `30 s`: a number, a space and a unit.
                 let n = Some(self.raw().clone());
                 if let Some(n) = n
-                    && n.kind == TokKind::Ident
+                    && matches!(n.kind, TokKind::Ident)
                     && !n.newline_before
                 {
                     let unit = self.text_of(n.span);
@@ -1164,6 +1316,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                             .with_help(format!("write `{number}{unit}` without the space")),
                         );
                         self.buf.pop_front();
+                        self.clean = false;
                         self.pos += 1;
                         self.last = n.span;
                         let total = u64::try_from(*v)
@@ -1226,17 +1379,18 @@ impl<'a, 'd> Parser<'a, 'd> {
                 });
             }
             TokKind::Ident => {
-                let word = self.text_of(t.span).to_owned();
-                match word.as_str() {
+                let word = self.text_of(t.span);
+                match word {
                     "true" => lit(ExprKind::Bool(true)),
                     "false" => lit(ExprKind::Bool(false)),
                     "none" => lit(ExprKind::None),
-                    w if KEYWORDS.contains(&w) && !matches!(w, "all" | "any") => {
+                    w if is_keyword(w) && !matches!(w, "all" | "any") => {
                         self.expected("an expression");
                         return Err(());
                     }
                     _ => {
                         self.bump();
+                        let word: Rc<str> = self.intern(word);
                         if !self.no_brace
                             && self.at(&TokKind::LBrace)
                             && !self.peek().newline_before
@@ -1246,7 +1400,7 @@ impl<'a, 'd> Parser<'a, 'd> {
                             return Ok(Expr {
                                 kind: ExprKind::Tagged(Box::new((
                                     Ident {
-                                        name: self.intern(&word),
+                                        name: word,
                                         span: t.span,
                                     },
                                     b,
@@ -1285,10 +1439,10 @@ impl<'a, 'd> Parser<'a, 'd> {
             if t.newline_before {
                 multiline = true;
             }
-            if t.kind == TokKind::RBracket {
+            if matches!(t.kind, TokKind::RBracket) {
                 break;
             }
-            if t.kind == TokKind::Eof {
+            if matches!(t.kind, TokKind::Eof) {
                 self.diags.push(
                     Diagnostic::error(
                         Code::Syntax,
@@ -1341,6 +1495,73 @@ impl<'a, 'd> Parser<'a, 'd> {
             span: open.span.to(close.span),
         })
     }
+}
+
+/// The end (one past the `}`) of the block whose `{` is at `open`, found
+/// from the bytes alone: braces inside strings (and their `${ }`
+/// interpolations, which may hold strings) and comments do not count.
+/// `None` when the text does not close it plainly (an unterminated string or
+/// comment, unbalanced braces): the caller then parses the block at once and
+/// reports the problem where it is.
+fn matching_brace(b: &[u8], open: usize) -> Option<usize> {
+    enum Mode {
+        /// Code, with the depth of braces opened in it.
+        Code(u32),
+        /// Inside a string literal.
+        Str,
+    }
+    let mut stack = vec![Mode::Code(0)];
+    let mut i = open;
+    while i < b.len() {
+        let c = b[i];
+        match stack.last_mut()? {
+            Mode::Code(depth) => match c {
+                b'{' => *depth += 1,
+                b'}' => {
+                    if *depth == 0 {
+                        // Closes an interpolation: back inside its string.
+                        stack.pop();
+                        if stack.is_empty() {
+                            return None;
+                        }
+                    } else {
+                        *depth -= 1;
+                        if *depth == 0 && stack.len() == 1 {
+                            return Some(i + 1);
+                        }
+                    }
+                }
+                b'"' => stack.push(Mode::Str),
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    while i < b.len() && b[i] != b'\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'/' if b.get(i + 1) == Some(&b'*') => {
+                    let rest = b.get(i + 2..)?;
+                    let at = rest.windows(2).position(|w| w == b"*/")?;
+                    i += 2 + at + 2;
+                    continue;
+                }
+                _ => {}
+            },
+            Mode::Str => match c {
+                b'\\' => i += 1,
+                b'"' => {
+                    stack.pop();
+                }
+                b'$' if b.get(i + 1) == Some(&b'{') => {
+                    stack.push(Mode::Code(0));
+                    i += 1;
+                }
+                b'\n' => return None,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `(is_duration, multiplier)` of a unit suffix.

@@ -62,14 +62,16 @@ pub struct SourceFile {
     pub key: String,
     /// The name shown in diagnostics (what the user typed, usually).
     pub display: String,
-    /// The text (invalid UTF-8 replaced by U+FFFD).
-    pub text: String,
+    /// The text (cut at the first invalid UTF-8 byte), shared with the
+    /// compiler's own copy.
+    pub text: std::sync::Arc<str>,
     line_starts: Vec<u32>,
 }
 
 impl SourceFile {
     /// Builds a file and its line table.
-    pub fn new(key: String, display: String, text: String) -> SourceFile {
+    pub fn new(key: String, display: String, text: impl Into<std::sync::Arc<str>>) -> SourceFile {
+        let text: std::sync::Arc<str> = text.into();
         let mut line_starts = vec![0];
         for (i, b) in text.bytes().enumerate() {
             if b == b'\n' {
@@ -150,7 +152,12 @@ impl SourceMap {
     }
 
     /// Adds a file and returns its id.
-    pub fn add(&mut self, key: String, display: String, text: String) -> FileId {
+    pub fn add(
+        &mut self,
+        key: String,
+        display: String,
+        text: impl Into<std::sync::Arc<str>>,
+    ) -> FileId {
         let id = FileId(u32::try_from(self.files.len()).unwrap_or(u32::MAX));
         self.files.push(SourceFile::new(key, display, text));
         id
@@ -274,7 +281,7 @@ mod tests {
 
     #[test]
     fn line_and_column_count_characters() {
-        let f = SourceFile::new("k".into(), "k".into(), "ab\nçd\n".into());
+        let f = SourceFile::new("k".into(), "k".into(), "ab\nçd\n");
         assert_eq!(f.line_col(0), (1, 1));
         assert_eq!(f.line_col(3), (2, 1));
         assert_eq!(f.line_col(5), (2, 2));

@@ -174,6 +174,11 @@ impl Record {
         self.position(key).map(|i| &self.fields[i].value)
     }
 
+    /// Makes room for `n` more fields.
+    pub fn reserve(&mut self, n: usize) {
+        self.fields.reserve(n);
+    }
+
     /// A field by position, to change it in place (its key stays).
     pub fn field_mut(&mut self, i: usize) -> Option<&mut Field> {
         self.fields.get_mut(i)

@@ -7,61 +7,72 @@
 //! they do not read. The evaluator reaches this through the
 //! [`DeclViews`] interface only.
 
-use crate::eval::DeclViews;
+use crate::eval::{DeclTable, DeclViews};
 use crate::fxhash::FxMap;
 use crate::schema::{ENDPOINT, IMAGE, POLICY, RULE, SERVICE, VARIABLE, VOLUME};
 use crate::source::Span;
 use crate::value::{Kind, SV, Value};
 use glint_model::{Environment, Name};
+use std::cell::RefCell;
 use std::rc::Rc;
-
-/// Where a declaration's name is written (and the shared name itself).
-pub(crate) type SpanOf<'a> = &'a dyn Fn(Kind, &str) -> Option<(Rc<str>, Span)>;
 
 /// The views of one compiled environment.
 pub(crate) struct PolicyViews {
     env: Rc<Environment>,
-    lists: FxMap<Kind, Value>,
+    decls: Rc<DeclTable>,
+    /// The lists built so far (a list is built when a policy first names
+    /// it: the standard policies never read `endpoints`).
+    lists: RefCell<FxMap<Kind, Value>>,
 }
 
 impl PolicyViews {
-    /// Views of `env`; `span_of` gives each declaration's name span (and
-    /// its shared name), so that violations point at the declaration.
-    pub fn new(env: Rc<Environment>, span_of: SpanOf<'_>) -> PolicyViews {
-        let mut lists = FxMap::default();
-        let mut add = |kind: Kind, names: Vec<&Name>| {
-            let items: Vec<SV> = names
-                .into_iter()
-                .map(|n| match span_of(kind, n.as_str()) {
-                    Some((name, span)) => SV {
-                        v: Value::Ref(kind, name),
-                        span,
-                    },
-                    None => SV {
-                        v: Value::Ref(kind, Rc::from(n.as_str())),
-                        span: Span::default(),
-                    },
-                })
-                .collect();
-            lists.insert(kind, Value::List(Rc::new(items)));
+    /// Views of `env`; `decls` gives each declaration's name span (and its
+    /// shared name), so that violations point at the declaration.
+    pub fn new(env: Rc<Environment>, decls: Rc<DeclTable>) -> PolicyViews {
+        PolicyViews {
+            env,
+            decls,
+            lists: RefCell::new(FxMap::default()),
+        }
+    }
+
+    fn build(&self, kind: Kind) -> Value {
+        let env = &*self.env;
+        let names: Vec<&Name> = match kind {
+            Kind::Image => env.images.keys().collect(),
+            Kind::Service => env.services.keys().collect(),
+            Kind::Endpoint => env.endpoints.keys().collect(),
+            Kind::Rule => env.rules.keys().collect(),
+            Kind::Variable => env.variables.keys().collect(),
+            Kind::Volume => env.volumes.keys().collect(),
+            Kind::Policy => env.policies.keys().collect(),
+            Kind::Environment => Vec::new(),
         };
-        add(Kind::Image, env.images.keys().collect());
-        add(Kind::Service, env.services.keys().collect());
-        add(Kind::Endpoint, env.endpoints.keys().collect());
-        add(Kind::Rule, env.rules.keys().collect());
-        add(Kind::Variable, env.variables.keys().collect());
-        add(Kind::Volume, env.volumes.keys().collect());
-        add(Kind::Policy, env.policies.keys().collect());
-        PolicyViews { env, lists }
+        let items: Vec<SV> = names
+            .into_iter()
+            .map(|n| match self.decls.shared(kind, n.as_str()) {
+                Some((name, span)) => SV {
+                    v: Value::Ref(kind, name),
+                    span,
+                },
+                None => SV {
+                    v: Value::Ref(kind, Rc::from(n.as_str())),
+                    span: Span::default(),
+                },
+            })
+            .collect();
+        Value::List(Rc::new(items))
     }
 }
 
 impl DeclViews for PolicyViews {
     fn list(&self, kind: Kind) -> Value {
-        self.lists
-            .get(&kind)
-            .cloned()
-            .unwrap_or_else(|| Value::List(Rc::new(Vec::new())))
+        if let Some(v) = self.lists.borrow().get(&kind) {
+            return v.clone();
+        }
+        let v = self.build(kind);
+        self.lists.borrow_mut().insert(kind, v.clone());
+        v
     }
 
     fn field(&self, kind: Kind, name: &str, field: &str) -> Option<Value> {

@@ -34,6 +34,7 @@ fn check(bytes: &[u8]) -> Vec<Code> {
             d.message
         );
     }
+    lazy_parse_agrees(bytes);
     // Rendering never fails, in either form.
     let _ = c.diagnostics.render_human(true);
     let _ = c.diagnostics.render_json();
@@ -43,6 +44,70 @@ fn check(bytes: &[u8]) -> Vec<Code> {
         assert_eq!(once, twice);
     }
     c.diagnostics.list.iter().map(|d| d.code).collect()
+}
+
+/// The compiler parses top-level bodies lazily: locating each body and
+/// parsing it later must give the same entries and the same diagnostics as
+/// parsing the file at once.
+fn lazy_parse_agrees(bytes: &[u8]) {
+    use glint_lang::ast::{Block, ItemKind};
+    use glint_lang::parser::{parse_body, parse_file, parse_file_lazy};
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let file = glint_lang::FileId(0);
+    let mut full_diags = Vec::new();
+    let full = parse_file(text, file, &mut full_diags);
+    let mut lazy_diags = Vec::new();
+    let lazy = parse_file_lazy(text, file, &mut lazy_diags);
+    // Every located body, parsed on its own, in file order with the rest.
+    let mut located: Vec<(glint_lang::Span, Block)> = Vec::new();
+    for d in &lazy.lazy {
+        located.push((d.name.span, parse_body(text, d.body, &mut lazy_diags)));
+    }
+    for item in &lazy.items {
+        if let ItemKind::Decl(d) = &item.kind
+            && d.body.deferred
+        {
+            located.push((
+                d.name.span(),
+                parse_body(text, d.body.span, &mut lazy_diags),
+            ));
+        }
+    }
+    if !full_diags.is_empty() {
+        // With syntax errors, recovery may differ (a located body is parsed
+        // on its own, so the items after it are read cleanly); errors are
+        // still found.
+        assert!(!lazy_diags.is_empty(), "{text}");
+        return;
+    }
+    assert_eq!(full.items.len(), lazy.items.len() + lazy.lazy.len());
+    let shape = |b: &Block| -> Vec<String> {
+        b.entries
+            .iter()
+            .map(|e| format!("{:?} {:?}", e.kind, e.span))
+            .collect()
+    };
+    for f in &full.items {
+        let ItemKind::Decl(fd) = &f.kind else {
+            continue;
+        };
+        let Some((_, body)) = located.iter().find(|(s, _)| *s == fd.name.span()) else {
+            continue;
+        };
+        assert_eq!(fd.body.span, body.span);
+        assert_eq!(shape(&fd.body), shape(body), "{text}");
+        assert_eq!(fd.body.recovered, body.recovered);
+    }
+    let key = |d: &glint_lang::Diagnostic| (d.primary.span, d.code, d.message.clone());
+    let mut a: Vec<_> = full_diags.iter().map(key).collect();
+    let mut b: Vec<_> = lazy_diags.iter().map(key).collect();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    assert_eq!(a, b, "{text}");
 }
 
 const FRAGMENTS: &[&str] = &[

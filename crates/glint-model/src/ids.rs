@@ -297,10 +297,25 @@ impl ContentHash {
     /// `BTreeMap` (sorted keys), no floats, compact output. All IR types obey
     /// this, so equal values always hash equally.
     pub fn of<T: Serialize>(value: &T) -> ContentHash {
+        /// Feeds the canonical JSON to the hasher as it is written, so that
+        /// hashing a large environment does not hold its JSON in memory.
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = std::io::BufWriter::with_capacity(64 << 10, Hashing(Sha256::new()));
         // Serialising IR types cannot fail: they contain only strings,
         // integers, booleans, sequences and string-keyed maps.
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        ContentHash(hex(&Sha256::digest(&bytes)))
+        let _ = serde_json::to_writer(&mut w, value);
+        let _ = std::io::Write::flush(&mut w);
+        let (hashing, _) = w.into_parts();
+        ContentHash(hex(&hashing.0.finalize()))
     }
 
     /// Wraps a hash read back from the store.

@@ -568,9 +568,19 @@ impl<D, M> BlockDef<D, M> {
     /// A record of every viewable field of `m` (nested blocks in views).
     pub fn view_record(&self, m: &M, env: &Environment) -> Value {
         let mut r = Record::default();
+        r.reserve(self.fields.len());
         for f in self.fields {
             if let (true, Some(view)) = (f.info.viewable, f.view) {
-                r.set(f.info.name, view(m, env), crate::Span::default());
+                // Keys of a table are unique: no lookup before adding.
+                r.push(Field {
+                    key: std::rc::Rc::from(f.info.name),
+                    key_span: crate::Span::default(),
+                    value: SV {
+                        v: view(m, env),
+                        span: crate::Span::default(),
+                    },
+                    from_spread: false,
+                });
             }
         }
         Value::Record(std::rc::Rc::new(r))

@@ -43,6 +43,7 @@ pub(crate) struct ServiceDraft {
 
 impl ServiceDraft {
     pub fn new(name: Name, provider: ProviderKind) -> ServiceDraft {
+        // The image is set once decoded (the name is a placeholder).
         let mut s = Service::new(name.clone());
         s.provider = provider;
         ServiceDraft {
