@@ -13,6 +13,7 @@ use crate::events::EventSink;
 use crate::health::{NetworkProber, Prober};
 use crate::images::ImageSource;
 use crate::leadership::Lease;
+use crate::metrics::Metrics;
 use crate::reconciler::{Config, Ctx, Waker};
 use crate::status::Status;
 use crate::world::{Providers, World};
@@ -79,6 +80,7 @@ impl Setup {
 pub struct ConductorHandle {
     commands: mpsc::UnboundedSender<Command>,
     waker: Waker,
+    metrics: Arc<Metrics>,
     status: watch::Receiver<Arc<Status>>,
     task: JoinHandle<()>,
     _lease: Arc<Lease>,
@@ -100,6 +102,7 @@ impl ConductorHandle {
         ConductorClient {
             waker: self.waker.clone(),
             status: self.status.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -127,6 +130,7 @@ impl ConductorHandle {
 pub struct ConductorClient {
     waker: Waker,
     status: watch::Receiver<Arc<Status>>,
+    metrics: Arc<Metrics>,
 }
 
 impl ConductorClient {
@@ -138,6 +142,16 @@ impl ConductorClient {
     /// The latest status.
     pub fn status(&self) -> Arc<Status> {
         self.status.borrow().clone()
+    }
+
+    /// The status as it changes (for live pages and streams).
+    pub fn watch(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
+    /// The conductor's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -157,17 +171,19 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
     let store_id = store.store_id()?;
     let fenced = store.fenced(lease.epoch);
     let waker = Waker::new();
+    let metrics = Arc::new(Metrics::new(clock.clone()));
     let ctx = Ctx {
         store: fenced.clone(),
         store_id,
         clock: clock.clone(),
-        events: EventSink::new(fenced.clone(), clock),
+        events: EventSink::new(fenced.clone(), clock).with_metrics(metrics.clone()),
         waker: waker.clone(),
         images,
         prober,
         config,
         epoch: lease.epoch.0,
         policy: backoff::Policy::DEFAULT,
+        metrics: metrics.clone(),
     };
     let world = World::new(fenced, providers);
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
@@ -178,6 +194,7 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
     Ok(ConductorHandle {
         commands,
         waker,
+        metrics,
         status: status_rx,
         task,
         _lease: Arc::new(lease),

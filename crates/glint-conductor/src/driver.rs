@@ -184,6 +184,7 @@ impl Driver {
 
     /// One pass. See the module documentation.
     pub async fn pass(&mut self) {
+        let started = tokio::time::Instant::now();
         if let Err(e) = self.world.refresh_target(self.ctx.store.as_ref()) {
             tracing::warn!("cannot read the newest version: {e}");
         }
@@ -232,6 +233,7 @@ impl Driver {
         }
         self.ctx.events.flush();
         self.publish();
+        self.ctx.metrics.observe_pass(started.elapsed());
     }
 
     async fn stop_reconcilers(&mut self, stop_instances: bool) {
@@ -394,6 +396,9 @@ impl Driver {
                             f.no_backend + f.exhausted + f.not_retried + f.bad_request
                         })
                         .unwrap_or(0),
+                    responses: stats.map(|s| s.responses).unwrap_or_default(),
+                    latency: stats.map(|s| s.latency.clone()).unwrap_or_default(),
+                    in_flight: stats.map(|s| s.in_flight).unwrap_or(0),
                 }
             })
             .collect();

@@ -325,6 +325,9 @@ fn record_with(
         }),
         // The conductor records the automatic rollback's own event.
         VersionKind::AutoRollback(_) => {}
+        VersionKind::Down => events.push(ConductorEvent::DownRecorded {
+            version: version.number,
+        }),
     }
     for e in events {
         if let Err(err) = store.append_event(e.to_event()) {

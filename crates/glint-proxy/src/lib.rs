@@ -174,4 +174,7 @@ mod tcp;
 
 pub use backends::Backend;
 pub use endpoint::{DrainOutcome, EndpointConfig, EndpointProxy, ProxyError, ShutdownOutcome};
-pub use stats::{BackendStats, BackendStatus, EndpointStats, FailureStats};
+pub use stats::{
+    BackendStats, BackendStatus, EndpointStats, FailureStats, LATENCY_BUCKETS, LatencyStats,
+    ResponseClasses,
+};

@@ -115,6 +115,14 @@ pub enum EventKind {
     EventsSuppressed,
     /// The store refused writes for a while (recorded once it accepts them).
     StoreUnavailable,
+    /// A mutating API call, naming the token's accessor that made it.
+    Audit,
+    /// A request to the API without a valid token, or with too small a role.
+    AuthFailed,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl EventKind {
@@ -152,6 +160,10 @@ impl EventKind {
             EventKind::ImageRejected => "image.rejected",
             EventKind::EventsSuppressed => "events.suppressed",
             EventKind::StoreUnavailable => "store.unavailable",
+            EventKind::Audit => "audit",
+            EventKind::AuthFailed => "auth.failed",
+            EventKind::TokenCreated => "token.created",
+            EventKind::TokenRevoked => "token.revoked",
         }
     }
 }

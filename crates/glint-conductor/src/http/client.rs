@@ -1,0 +1,213 @@
+//! Calling a conductor's API: over its unix socket (the local admin), or
+//! over TCP with a token (`glint --addr http://host:port`, `GLINT_ADDR`,
+//! `GLINT_TOKEN`). A refusal comes back as [`ApiError::Refused`] with the
+//! server's status, error kind and message, so the CLI prints what the
+//! server said and exits as it would locally.
+
+use crate::api::ApiError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a conductor listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Its unix socket.
+    Unix(PathBuf),
+    /// `host:port` over plain HTTP.
+    Tcp(String),
+}
+
+/// A conductor to call. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    target: Target,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("target", &self.target)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// The conductor behind a unix socket.
+    pub fn unix(path: PathBuf) -> Client {
+        Client {
+            target: Target::Unix(path),
+            token: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A remote conductor: `http://host:port` (or `host:port`), with a token.
+    pub fn remote(addr: &str, token: Option<String>) -> Result<Client, ApiError> {
+        let hostport = if let Some(rest) = addr.strip_prefix("http://") {
+            rest.trim_end_matches('/')
+        } else if addr.starts_with("https://") {
+            return Err(ApiError::Protocol(format!(
+                "{addr}: this build speaks plain HTTP only; reach a remote conductor through a TLS-terminating proxy or an SSH tunnel, and give its http:// address"
+            )));
+        } else {
+            addr.trim_end_matches('/')
+        };
+        if hostport.is_empty() || hostport.contains('/') {
+            return Err(ApiError::Protocol(format!(
+                "`{addr}` is not an address: give http://HOST:PORT"
+            )));
+        }
+        Ok(Client {
+            target: Target::Tcp(hostport.to_owned()),
+            token,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Where it calls.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How it is shown in messages.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Unix(p) => p.display().to_string(),
+            Target::Tcp(a) => format!("http://{a}"),
+        }
+    }
+
+    fn unreachable(&self, source: std::io::Error) -> ApiError {
+        ApiError::Unreachable {
+            path: PathBuf::from(self.describe()),
+            source,
+        }
+    }
+
+    /// Sends a request; answers the status and body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ApiError> {
+        let connect = Duration::from_secs(5);
+        let (mut sender, host) = match &self.target {
+            Target::Unix(p) => {
+                let stream = tokio::time::timeout(connect, tokio::net::UnixStream::connect(p))
+                    .await
+                    .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
+                    .map_err(|e| self.unreachable(e))?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| ApiError::Protocol(e.to_string()))?;
+                tokio::spawn(conn);
+                (sender, "conductor".to_owned())
+            }
+            Target::Tcp(a) => {
+                let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect(a))
+                    .await
+                    .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
+                    .map_err(|e| self.unreachable(e))?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| ApiError::Protocol(e.to_string()))?;
+                tokio::spawn(conn);
+                (sender, a.clone())
+            }
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
+            .await
+            .map_err(|_| {
+                ApiError::Protocol(format!("no answer within {}s", self.timeout.as_secs()))
+            })?
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let status = resp.status();
+        let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| ApiError::Protocol("the answer did not end".into()))?
+            .map_err(|e| ApiError::Protocol(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Calls and decodes a JSON answer; a non-2xx answer is
+    /// [`ApiError::Refused`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ApiError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let (status, bytes) = self.request(method, path, body).await?;
+        if !status.is_success() {
+            return Err(refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Protocol(format!("cannot read the answer to {path}: {e}")))
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+}
+
+/// A non-2xx answer as an error.
+pub fn refused(status: StatusCode, body: &[u8]) -> ApiError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    ApiError::Refused {
+        status: status.as_u16(),
+        kind: v
+            .get("error")
+            .and_then(|k| k.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        message: v
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
