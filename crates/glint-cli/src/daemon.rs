@@ -16,9 +16,11 @@ use tokio::sync::watch;
 pub struct Running {
     /// The conductor.
     pub handle: ConductorHandle,
+    /// Where the API listens on TCP, if it does.
+    pub listening: Option<std::net::SocketAddr>,
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
-    api_task: tokio::task::JoinHandle<()>,
+    api_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -26,7 +28,24 @@ impl Running {
     pub async fn stop(self, stop_instances: bool) {
         self.handle.shutdown(stop_instances).await;
         let _ = self.api_stop.send(true);
-        let _ = self.api_task.await;
+        for t in self.api_tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The image listing for `GET /v1/images`: the same rows as `glint images
+/// -o json`.
+struct Catalog {
+    data_dir: std::path::PathBuf,
+    images: glint_image::ImageStore,
+}
+
+impl glint_conductor::http::ImageCatalog for Catalog {
+    fn list(&self) -> Result<serde_json::Value, String> {
+        crate::commands::images::rows(&self.data_dir, &self.images)
+            .map(serde_json::Value::Array)
+            .map_err(|e| glint_conductor::error_chain(&e))
     }
 }
 
@@ -84,7 +103,27 @@ pub async fn start(
     global: &Global,
     store: Arc<dyn Store>,
     mode: ConductorMode,
+    listen: Option<std::net::SocketAddr>,
 ) -> Result<Running, Failed> {
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+    {
+        return Err(fail(
+            EXIT_USAGE,
+            format_args!(
+                "--listen {addr} is not a loopback address, and this build serves plain HTTP only: tokens would cross the network in clear. Listen on 127.0.0.1 and put a TLS-terminating proxy (or an SSH tunnel) in front"
+            ),
+        ));
+    }
+    // Bind first, so that a taken port changes nothing.
+    let tcp = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| fail_io(format_args!("cannot listen on {addr}"), &e))?,
+        ),
+        None => None,
+    };
     let dir = crate::common::data_dir(global);
     let lease = LocalLeadership::new(dir.clone(), store.clone())
         .acquire()
@@ -100,13 +139,17 @@ pub async fn start(
     let providers = providers(global, store.as_ref())?;
     let socket = glint_conductor::api::socket_path(&dir);
     let images = Arc::new(crate::commands::images::open_store(global)?);
+    let catalog = Arc::new(Catalog {
+        data_dir: dir.clone(),
+        images: crate::commands::images::open_store(global)?,
+    });
     let factory = Arc::new(Factory {
         store_id: store
             .store_id()
             .map_err(|e| fail_io("cannot read the store id", &e))?,
         state_dir: dir.join("docker"),
     });
-    let mut setup = Setup::new(store.clone(), lease, images);
+    let mut setup = Setup::new(store.clone(), lease, images.clone());
     setup.providers = providers;
     setup.factory = Some(factory);
     setup.config = Config {
@@ -117,14 +160,29 @@ pub async fn start(
     let handle = glint_conductor::start(setup)
         .await
         .map_err(|e| fail_io("cannot start the conductor", &e))?;
+    let (app, _, _) = glint_conductor::http::app(glint_conductor::http::ApiSetup {
+        client: handle.client(),
+        store,
+        images,
+        catalog: Some(catalog),
+        data_dir: dir.clone(),
+        clock: Arc::new(glint_store::SystemClock),
+    });
     let (api_stop, stop_rx) = watch::channel(false);
-    let api_task = glint_conductor::api::serve(socket, handle.client(), store, stop_rx)
-        .await
-        .map_err(|e| fail_io("cannot start the conductor API", &e))?;
+    let mut api_tasks = vec![
+        glint_conductor::http::serve_unix(socket, app.clone(), stop_rx.clone())
+            .await
+            .map_err(|e| fail_io("cannot start the conductor API", &e))?,
+    ];
+    let listening = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(l) = tcp {
+        api_tasks.push(glint_conductor::http::serve_tcp(l, app, stop_rx));
+    }
     Ok(Running {
         handle,
+        listening,
         api_stop,
-        api_task,
+        api_tasks,
     })
 }
 

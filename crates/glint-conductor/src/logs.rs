@@ -112,6 +112,145 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<String>, u64)
     Ok((lines, start + whole as u64))
 }
 
+/// One line an instance wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// The instance.
+    pub instance: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The line (not made inert: printers do that).
+    pub line: String,
+}
+
+/// Follows instances' log files: each [`poll`](Follower::poll) returns the
+/// whole lines written since the last one (an instance not seen before is
+/// read from its start). A container whose output is still with the
+/// engine is skipped; once its files appear (it was removed and its output
+/// copied) they are read from their end, since whoever follows the engine
+/// has seen that output already.
+#[derive(Debug, Default)]
+pub struct Follower {
+    data_dir: PathBuf,
+    offsets: std::collections::HashMap<(String, bool), u64>,
+    in_engine: std::collections::HashSet<String>,
+}
+
+impl Follower {
+    /// A follower of logs under `data_dir`.
+    pub fn new(data_dir: &Path) -> Follower {
+        Follower {
+            data_dir: data_dir.to_owned(),
+            ..Follower::default()
+        }
+    }
+
+    /// Marks what `rec` has written so far as seen.
+    pub fn seen(&mut self, rec: &InstanceRecord) {
+        let files = log_files(&self.data_dir, rec);
+        for (err, path) in [(false, &files.stdout), (true, &files.stderr)] {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            self.offsets.insert((rec.id.to_string(), err), len);
+        }
+    }
+
+    /// Whether `rec`'s output is with the engine (last poll).
+    pub fn in_engine(&self, rec: &InstanceRecord) -> bool {
+        self.in_engine.contains(rec.id.as_str())
+    }
+
+    /// Instances whose output was with the engine at the last poll.
+    pub fn engine_instances(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.in_engine.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// New whole lines of `service`'s instances (or only of `instance`):
+    /// the live ones, those launched since, and those followed before
+    /// until their last lines are read after they are gone.
+    pub fn poll_service(
+        &mut self,
+        store: &dyn glint_store::Store,
+        service: &str,
+        instance: Option<&InstanceId>,
+    ) -> std::io::Result<Vec<LogLine>> {
+        let mut recs = current(store, service, instance);
+        let mut known: Vec<String> = self.offsets.keys().map(|(id, _)| id.clone()).collect();
+        known.extend(self.in_engine.iter().cloned());
+        known.sort();
+        known.dedup();
+        for id in known {
+            if recs.iter().any(|r| r.id.as_str() == id) {
+                continue;
+            }
+            if let Some(rec) = InstanceId::parse(id.as_str())
+                .ok()
+                .and_then(|i| store.instance(&i).ok().flatten())
+            {
+                recs.push(rec);
+            }
+        }
+        let lines = self.poll(&recs)?;
+        for rec in recs
+            .iter()
+            .filter(|r| r.state == glint_store::InstanceState::Gone)
+        {
+            let id = rec.id.to_string();
+            self.offsets.retain(|(i, _), _| *i != id);
+            self.in_engine.remove(&id);
+        }
+        Ok(lines)
+    }
+
+    /// New whole lines of `recs` since the last poll.
+    pub fn poll(&mut self, recs: &[InstanceRecord]) -> std::io::Result<Vec<LogLine>> {
+        let mut out = Vec::new();
+        for rec in recs {
+            let files = log_files(&self.data_dir, rec);
+            let id = rec.id.to_string();
+            if files.in_engine {
+                self.in_engine.insert(id);
+                continue;
+            }
+            if self.in_engine.remove(&id) {
+                self.seen(rec);
+                continue;
+            }
+            for (err, path) in [(false, &files.stdout), (true, &files.stderr)] {
+                let key = (id.clone(), err);
+                let at = self.offsets.get(&key).copied().unwrap_or(0);
+                let (lines, next) = read_from(path, at)?;
+                self.offsets.insert(key, next);
+                out.extend(lines.into_iter().map(|line| LogLine {
+                    instance: id.clone(),
+                    stream: if err { "stderr" } else { "stdout" }.to_owned(),
+                    line,
+                }));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The instances a log reader shows now: `instance`, else `service`'s live
+/// ones.
+pub fn current(
+    store: &dyn glint_store::Store,
+    service: &str,
+    instance: Option<&InstanceId>,
+) -> Vec<InstanceRecord> {
+    match instance {
+        Some(id) => store.instance(id).ok().flatten().into_iter().collect(),
+        None => store
+            .live_instances()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.service.as_str() == service)
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,7 +179,7 @@ pub struct VersionRecord {
 }
 
 /// A version without its content, for listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionSummary {
     /// Its number.
     pub number: VersionNumber,

@@ -175,6 +175,80 @@ impl Client {
             .map_err(|e| ApiError::Protocol(format!("cannot read the answer to {path}: {e}")))
     }
 
+    /// Follows a server-sent event stream at `path`, calling `on_event`
+    /// with each message's event name and data until it returns `false` or
+    /// the stream ends.
+    pub async fn sse(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(), ApiError> {
+        let connect = Duration::from_secs(5);
+        let Target::Tcp(a) = &self.target else {
+            return Err(ApiError::Protocol("streams are read over TCP".into()));
+        };
+        let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect(a))
+            .await
+            .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(|e| self.unreachable(e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", a.as_str())
+            .header("accept", "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ApiError::Protocol(e.to_string()))?
+                .to_bytes();
+            return Err(refused(status, &bytes));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::Protocol(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let message: Vec<u8> = buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&message);
+                let (mut event, mut data) = ("message".to_owned(), String::new());
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if !data.is_empty() && !on_event(&event, &data) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `GET path` as JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         self.call(Method::GET, path, None::<&()>).await

@@ -409,7 +409,7 @@ async fn versions_page(
                         li { strong { (s.name) } ": " (format!("{:?}", s.action).to_lowercase())
                             @for r in &s.reasons { " — " (r) } }
                     }
-                    @for e in &d.plan.endpoints { li { "endpoint " strong { (e.name) } ": " (e.action) } }
+                    @for e in &d.plan.endpoints { li { "endpoint " strong { (e.name) } ": " (e.action.as_ref()) } }
                 }
                 @for f in &d.sources {
                     h2 { (f.path) " (" (f.status) ")" }

@@ -31,12 +31,14 @@ pub fn register(r: OpenApiRouter<Arc<ApiState>>) -> OpenApiRouter<Arc<ApiState>>
         .routes(routes!(events_stream))
         .routes(routes!(incidents))
         .routes(routes!(logs))
+        .routes(routes!(logs_stream))
         .routes(routes!(images))
         .routes(routes!(openapi))
         .routes(routes!(metrics))
         .routes(routes!(plan))
         .routes(routes!(apply))
         .routes(routes!(rollback))
+        .routes(routes!(rollback_plan))
         .routes(routes!(down))
         .routes(routes!(reconcile))
         .routes(routes!(tokens, create_token))
@@ -367,6 +369,21 @@ async fn logs(State(st): St, Path(service): Path<String>, Query(q): Query<LogsQu
     json(StatusCode::OK, &serde_json::json!({ "instances": out }))
 }
 
+/// A service's output as it is written, as server-sent events (`line`
+/// messages: `{instance, stream, line}`), including instances launched
+/// later; it starts after what exists now (read that with the logs route).
+#[utoipa::path(get, path = "/v1/services/{service}/logs/stream", tag = "logs",
+    security(("token" = ["viewer"])),
+    params(("service" = String, Path, description = "The service"), LogsQuery),
+    responses((status = 200, description = "`text/event-stream`")))]
+async fn logs_stream(
+    State(st): St,
+    Path(service): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    super::stream::logs(st, service, q.instance).into_response()
+}
+
 /// The images in the conductor's image store.
 #[utoipa::path(get, path = "/v1/images", tag = "images",
     security(("token" = ["viewer"])),
@@ -620,6 +637,47 @@ async fn rollback(State(st): St, body: Bytes) -> Response {
             req.to.map(VersionNumber),
         ),
     )
+}
+
+/// What a rollback would do, without doing it: the version it restores
+/// and the plan.
+#[utoipa::path(post, path = "/v1/rollback/plan", tag = "versions",
+    security(("token" = ["deployer"])),
+    request_body = RollbackRequest,
+    responses((status = 200, description = "`{restores, plan}`"), (status = 404, description = "No such version")))]
+async fn rollback_plan(State(st): St, body: Bytes) -> Response {
+    let req: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return bad_body(e),
+        }
+    };
+    let candidate = match crate::ops::rollback_candidate(
+        st.store.as_ref(),
+        st.images.as_ref(),
+        req.to.map(VersionNumber),
+    ) {
+        Ok(c) => c,
+        Err(e) => return op_error(&e),
+    };
+    let restores = match candidate.kind {
+        VersionKind::Rollback(n) => Some(n.0),
+        _ => None,
+    };
+    match crate::ops::plan(st.store.as_ref(), &candidate) {
+        Ok(p) => {
+            let mut r = json(
+                StatusCode::OK,
+                &serde_json::json!({ "restores": restores, "plan": p }),
+            );
+            r.extensions_mut()
+                .insert(AuditNote("planned a rollback (nothing changed)".into()));
+            r
+        }
+        Err(e) => op_error(&e),
+    }
 }
 
 /// Brings the environment down: records a version without services and

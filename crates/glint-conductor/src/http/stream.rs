@@ -117,3 +117,43 @@ where
     );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+/// A service's new log lines, every half second, as SSE `line` messages.
+pub fn logs(
+    st: Arc<ApiState>,
+    service: String,
+    instance: Option<String>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let instance = instance.and_then(|i| glint_model::InstanceId::parse(i).ok());
+    let mut follower = crate::logs::Follower::new(&st.data_dir);
+    for rec in crate::logs::current(st.store.as_ref(), &service, instance.as_ref()) {
+        follower.seen(&rec);
+    }
+    let state = (
+        st,
+        service,
+        instance,
+        follower,
+        VecDeque::<crate::logs::LogLine>::new(),
+    );
+    let stream = futures_util::stream::unfold(
+        state,
+        |(st, service, instance, mut follower, mut buf)| async move {
+            loop {
+                if let Some(l) = buf.pop_front() {
+                    let ev = Event::default()
+                        .event("line")
+                        .json_data(&l)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable line"));
+                    return Some((Ok(ev), (st, service, instance, follower, buf)));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match follower.poll_service(st.store.as_ref(), &service, instance.as_ref()) {
+                    Ok(lines) => buf.extend(lines),
+                    Err(e) => tracing::warn!("log stream: {e}"),
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
