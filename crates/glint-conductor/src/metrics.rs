@@ -146,6 +146,12 @@ impl Metrics {
             "From an instance's death (exit, drift, failed health) to a replacement of its service serving (healthy)",
             replacement.clone(),
         );
+        for outcome in ["converged", "failed", "rolled_back"] {
+            // Every outcome from the start, so that rates work before the first.
+            let _ = rollouts.get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            });
+        }
         let pass = Histogram::new(PASS_BUCKETS);
         registry.register(
             "glint_conductor_pass_seconds",
