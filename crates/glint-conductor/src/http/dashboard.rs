@@ -288,7 +288,7 @@ fn service_live(st: &ApiState, service: &str) -> Markup {
                         tr data-instance=(i.id) {
                             td { code { (i.id) } }
                             td { (ago(now, i.created_at)) }
-                            td class=(match i.phase { crate::decide::MemberPhase::Healthy => "ok", crate::decide::MemberPhase::Failed => "bad", _ => "warn" }) { (i.phase) " (" (health) ")" }
+                            td class=(match i.phase { crate::decide::MemberPhase::Healthy => "ok", crate::decide::MemberPhase::Failed => "bad", _ => "warn" }) data-health-of=(health) { (i.phase) }
                             td { (i.version) @if !i.current { " (outdated)" } }
                             td { (i.addr.map(|a| a.to_string()).unwrap_or_default()) }
                         }

@@ -115,6 +115,9 @@ pub struct ApiState {
     openapi: OnceLock<String>,
     /// The environment the newest version declares, by version number.
     environment: Mutex<(Option<u64>, Option<String>)>,
+    /// The last status served and its JSON (the status is published as a
+    /// new `Arc` when it changes, so pointer equality means "unchanged").
+    status_json: Mutex<Option<(Arc<crate::status::Status>, bytes::Bytes)>>,
 }
 
 impl ApiState {
@@ -134,6 +137,20 @@ impl ApiState {
             *cache = (latest.map(|v| v.0), name);
         }
         cache.1.clone()
+    }
+
+    /// The live status as JSON, encoded once per published status.
+    pub fn status_json(&self) -> Result<bytes::Bytes, serde_json::Error> {
+        let status = self.client.status();
+        let mut cache = self.status_json.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, b)) = cache.as_ref()
+            && Arc::ptr_eq(s, &status)
+        {
+            return Ok(b.clone());
+        }
+        let b = bytes::Bytes::from(serde_json::to_vec(&*status)?);
+        *cache = Some((status, b.clone()));
+        Ok(b)
     }
 
     /// Now, by the API's clock.
@@ -245,6 +262,7 @@ pub fn app(setup: ApiSetup) -> (Router, utoipa::openapi::OpenApi, Arc<ApiState>)
         roles: OnceLock::new(),
         openapi: OnceLock::new(),
         environment: Mutex::new((None, None)),
+        status_json: Mutex::new(None),
     });
     let router = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi());
     let router = routes::register(router);

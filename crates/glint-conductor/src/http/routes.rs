@@ -85,7 +85,19 @@ fn store_error(e: &glint_store::StoreError) -> Response {
     security(("token" = ["viewer"])),
     responses((status = 200, description = "The live status (the same as `glint status -o json` reports under `conductor`)")))]
 async fn status(State(st): St) -> Response {
-    json(StatusCode::OK, &*st.client.status())
+    match st.status_json() {
+        Ok(b) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            b,
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("cannot encode the status: {e}"),
+        ),
+    }
 }
 
 /// Liveness.
