@@ -38,6 +38,10 @@ pub struct Global {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// For an `https://` address: the PEM file of the certificate(s) to
+    /// trust (only those are trusted).
+    #[arg(long, global = true, env = "GLINT_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// When to use colour.
@@ -386,10 +390,16 @@ pub struct UpArgs {
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     /// Also serve the API and the dashboard on this TCP address (tokens
-    /// required). Only loopback addresses: this build has no TLS, so put a
-    /// TLS-terminating proxy in front for other machines.
+    /// required). An address that is not loopback needs --tls-cert and
+    /// --tls-key.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Serve --listen over TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `glint conductor`

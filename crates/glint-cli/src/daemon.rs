@@ -16,8 +16,8 @@ use tokio::sync::watch;
 pub struct Running {
     /// The conductor.
     pub handle: ConductorHandle,
-    /// Where the API listens on TCP, if it does.
-    pub listening: Option<std::net::SocketAddr>,
+    /// Where the API listens on TCP, if it does, and whether over TLS.
+    pub listening: Option<(std::net::SocketAddr, bool)>,
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
     api_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -103,15 +103,24 @@ pub async fn start(
     global: &Global,
     store: Arc<dyn Store>,
     mode: ConductorMode,
-    listen: Option<std::net::SocketAddr>,
+    listen: &crate::cli::ListenArgs,
 ) -> Result<Running, Failed> {
+    let tls = match (&listen.tls_cert, &listen.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            glint_conductor::http::tls::acceptor(cert, key)
+                .map_err(|e| fail(EXIT_USAGE, glint_conductor::error_chain(&e)))?,
+        ),
+        _ => None,
+    };
+    let listen = listen.listen;
     if let Some(addr) = listen
         && !addr.ip().is_loopback()
+        && tls.is_none()
     {
         return Err(fail(
             EXIT_USAGE,
             format_args!(
-                "--listen {addr} is not a loopback address, and this build serves plain HTTP only: tokens would cross the network in clear. Listen on 127.0.0.1 and put a TLS-terminating proxy (or an SSH tunnel) in front"
+                "--listen {addr} is not a loopback address: tokens would cross the network in clear. Give --tls-cert and --tls-key, or listen on 127.0.0.1"
             ),
         ));
     }
@@ -174,9 +183,12 @@ pub async fn start(
             .await
             .map_err(|e| fail_io("cannot start the conductor API", &e))?,
     ];
-    let listening = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let listening = tcp
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| (a, tls.is_some()));
     if let Some(l) = tcp {
-        api_tasks.push(glint_conductor::http::serve_tcp(l, app, stop_rx));
+        api_tasks.push(glint_conductor::http::serve_tcp(l, app, tls, stop_rx));
     }
     Ok(Running {
         handle,

@@ -18,7 +18,10 @@ use glint_conductor::ops::ErrorKind;
 /// The remote conductor, when `--addr` is given.
 pub fn client(global: &Global) -> Option<Result<Client, Failed>> {
     let addr = global.addr.as_deref()?;
-    Some(Client::remote(addr, global.token.clone()).map_err(|e| fail(EXIT_USAGE, e)))
+    Some(
+        Client::remote(addr, global.token.clone(), global.ca.as_deref())
+            .map_err(|e| fail(EXIT_USAGE, e)),
+    )
 }
 
 /// Prints an API failure and returns its exit code.

@@ -51,11 +51,17 @@ struct Operator {
 
 impl Operator {
     fn start(instances: u32) -> Operator {
-        let mut ctx = Ctx::new();
+        Operator::start_with(Ctx::new(), instances, &[])
+    }
+
+    fn start_with(mut ctx: Ctx, instances: u32, extra: &[&str]) -> Operator {
         let file = ctx.demo("env.glint", instances, "v1");
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         ctx.ok(&["apply", file.to_str().unwrap()]);
-        ctx.spawn("conductor", &["conductor", "--listen", &api.to_string()]);
+        let listen = api.to_string();
+        let mut args = vec!["conductor", "--listen", &listen];
+        args.extend_from_slice(extra);
+        ctx.spawn("conductor", &args);
         ctx.wait_ready(instances as usize);
         Operator { ctx, api }
     }
@@ -349,6 +355,113 @@ fn the_tcp_api_refuses_requests_without_a_valid_token_and_never_listens_in_clear
     let out = op.ctx.run(&["conductor", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+}
+
+// Mutations caught: the TLS acceptor not used (plain HTTP answered on the
+// TLS port), the client trusting certificates it was not given.
+#[test]
+fn the_api_over_tls_trusts_exactly_the_given_certificate() {
+    if !Path::new("/usr/bin/openssl").exists() {
+        eprintln!("skipping: no /usr/bin/openssl to make a certificate");
+        return;
+    }
+    let ctx = Ctx::new();
+    let dir = ctx.dir.path().to_owned();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("/usr/bin/openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // A leaf, not a CA: webpki refuses a CA certificate as the server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let op = Operator::start_with(
+        ctx,
+        1,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let viewer = op.token("tls", "viewer");
+    let https = format!("https://{}", op.api);
+    let run = |ca: Option<&Path>| {
+        let mut c = op.ctx.cmd(&["status", "-o", "json"]);
+        c.env("GLINT_ADDR", &https).env("GLINT_TOKEN", &viewer);
+        match ca {
+            Some(ca) => c.env("GLINT_CA", ca),
+            None => c.env_remove("GLINT_CA"),
+        };
+        c.output().unwrap()
+    };
+    let out = run(Some(&cert));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["services"][0]["healthy"], 1);
+    // Without the certificate to trust: refused before anything is sent.
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GLINT_CA"));
+    // Trusting another certificate: the handshake fails.
+    let other = dir.join("other.pem");
+    let out = std::process::Command::new("/usr/bin/openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(dir.join("other-key.pem"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = run(Some(&other));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut s = TcpStream::connect(op.api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /v1/status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
 }
 
 // What the issue asks of the dashboard, in a real browser (see

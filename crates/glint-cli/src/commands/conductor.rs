@@ -32,7 +32,7 @@ fn body(global: &Global, args: ConductorArgs) -> CmdResult {
             global,
             store.clone(),
             glint_store::ConductorMode::Daemon,
-            args.listen.listen,
+            &args.listen,
         )
         .await?;
         println!(
@@ -41,8 +41,9 @@ fn body(global: &Global, args: ConductorArgs) -> CmdResult {
             crate::common::data_dir(global).display(),
             glint_conductor::api::socket_path(&crate::common::data_dir(global)).display()
         );
-        if let Some(addr) = running.listening {
-            println!("API and dashboard on http://{addr}/ (tokens: `glint token create`)");
+        if let Some((addr, tls)) = running.listening {
+            let scheme = if tls { "https" } else { "http" };
+            println!("API and dashboard on {scheme}://{addr}/ (tokens: `glint token create`)");
         }
         let cursor = Arc::new(AtomicI64::new(last));
         let tail = tokio::spawn(tail_events(store.clone(), cursor.clone(), paint));

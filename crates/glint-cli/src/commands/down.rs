@@ -103,8 +103,17 @@ fn body(global: &Global, args: DownArgs) -> CmdResult {
         // Nobody is conducting: do the work here, then stop.
         let store: Arc<dyn Store> = Arc::new(store);
         rt.block_on(async {
-            let running =
-                crate::daemon::start(global, store, glint_store::ConductorMode::Up, None).await?;
+            let running = crate::daemon::start(
+                global,
+                store,
+                glint_store::ConductorMode::Up,
+                &crate::cli::ListenArgs {
+                    listen: None,
+                    tls_cert: None,
+                    tls_key: None,
+                },
+            )
+            .await?;
             running.handle.poke();
             let mut status = running.handle.status();
             let done = tokio::time::timeout(DEADLINE, async {

@@ -46,11 +46,12 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
             global,
             store.clone(),
             glint_store::ConductorMode::Up,
-            args.listen.listen,
+            &args.listen,
         )
         .await?;
-        if let Some(addr) = running.listening {
-            println!("API and dashboard on http://{addr}/");
+        if let Some((addr, tls)) = running.listening {
+            let scheme = if tls { "https" } else { "http" };
+            println!("API and dashboard on {scheme}://{addr}/");
         }
         let applied = match glint_conductor::ops::apply(
             store.as_ref(),

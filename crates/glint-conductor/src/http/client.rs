@@ -15,13 +15,36 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where a conductor listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Target {
     /// Its unix socket.
     Unix(PathBuf),
     /// `host:port` over plain HTTP.
     Tcp(String),
+    /// `host:port` over TLS, trusting the given certificates.
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// The name the certificate must carry.
+        host: String,
+        /// Trusts exactly the certificates of `GLINT_CA`.
+        connector: tokio_rustls::TlsConnector,
+    },
 }
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "Unix({})", p.display()),
+            Target::Tcp(a) => write!(f, "Tcp({a})"),
+            Target::Tls { addr, .. } => write!(f, "Tls({addr})"),
+        }
+    }
+}
+
+/// A connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// A conductor to call. Cheap to clone.
 #[derive(Clone)]
@@ -51,27 +74,90 @@ impl Client {
         }
     }
 
-    /// A remote conductor: `http://host:port` (or `host:port`), with a token.
-    pub fn remote(addr: &str, token: Option<String>) -> Result<Client, ApiError> {
-        let hostport = if let Some(rest) = addr.strip_prefix("http://") {
-            rest.trim_end_matches('/')
-        } else if addr.starts_with("https://") {
-            return Err(ApiError::Protocol(format!(
-                "{addr}: this build speaks plain HTTP only; reach a remote conductor through a TLS-terminating proxy or an SSH tunnel, and give its http:// address"
-            )));
-        } else {
-            addr.trim_end_matches('/')
+    /// A remote conductor: `http://host:port` (or `host:port`), or
+    /// `https://host:port` trusting the certificates in `ca`, with a token.
+    pub fn remote(
+        addr: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Client, ApiError> {
+        let (https, rest) = match addr.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, addr.strip_prefix("http://").unwrap_or(addr)),
         };
-        if hostport.is_empty() || hostport.contains('/') {
+        let hostport = rest.trim_end_matches('/');
+        let host = hostport
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        if hostport.is_empty() || hostport.contains('/') || host.is_empty() {
             return Err(ApiError::Protocol(format!(
-                "`{addr}` is not an address: give http://HOST:PORT"
+                "`{addr}` is not an address: give http://HOST:PORT or https://HOST:PORT"
             )));
         }
+        let target = if https {
+            let Some(ca) = ca else {
+                return Err(ApiError::Protocol(format!(
+                    "{addr}: set GLINT_CA (or --ca) to the PEM file of the certificate(s) to trust for it"
+                )));
+            };
+            let connector = super::tls::connector(ca)
+                .map_err(|e| ApiError::Protocol(crate::error_chain(&e)))?;
+            super::tls::server_name(host).map_err(|e| ApiError::Protocol(e.to_string()))?;
+            Target::Tls {
+                addr: hostport.to_owned(),
+                host: host.to_owned(),
+                connector,
+            }
+        } else {
+            Target::Tcp(hostport.to_owned())
+        };
         Ok(Client {
-            target: Target::Tcp(hostport.to_owned()),
+            target,
             token,
             timeout: Duration::from_secs(30),
         })
+    }
+
+    /// Opens a connection; answers it and the `host` header to send.
+    async fn connect(&self) -> Result<(Box<dyn Io>, String), ApiError> {
+        let connect = Duration::from_secs(5);
+        let timed_out = || self.unreachable(std::io::ErrorKind::TimedOut.into());
+        match &self.target {
+            Target::Unix(p) => {
+                let s = tokio::time::timeout(connect, tokio::net::UnixStream::connect(p))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| self.unreachable(e))?;
+                Ok((Box::new(s), "conductor".to_owned()))
+            }
+            Target::Tcp(a) => {
+                let s = tokio::time::timeout(connect, tokio::net::TcpStream::connect(a))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| self.unreachable(e))?;
+                let _ = s.set_nodelay(true);
+                Ok((Box::new(s), a.clone()))
+            }
+            Target::Tls {
+                addr,
+                host,
+                connector,
+            } => {
+                let s = tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| self.unreachable(e))?;
+                let _ = s.set_nodelay(true);
+                let name =
+                    super::tls::server_name(host).map_err(|e| ApiError::Protocol(e.to_string()))?;
+                let s = tokio::time::timeout(connect, connector.connect(name, s))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| ApiError::Protocol(format!("TLS with {addr} failed: {e}")))?;
+                Ok((Box::new(s), addr.clone()))
+            }
+        }
     }
 
     /// Where it calls.
@@ -84,6 +170,7 @@ impl Client {
         match &self.target {
             Target::Unix(p) => p.display().to_string(),
             Target::Tcp(a) => format!("http://{a}"),
+            Target::Tls { addr, .. } => format!("https://{addr}"),
         }
     }
 
@@ -101,32 +188,11 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ApiError> {
-        let connect = Duration::from_secs(5);
-        let (mut sender, host) = match &self.target {
-            Target::Unix(p) => {
-                let stream = tokio::time::timeout(connect, tokio::net::UnixStream::connect(p))
-                    .await
-                    .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
-                    .map_err(|e| self.unreachable(e))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| ApiError::Protocol(e.to_string()))?;
-                tokio::spawn(conn);
-                (sender, "conductor".to_owned())
-            }
-            Target::Tcp(a) => {
-                let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect(a))
-                    .await
-                    .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
-                    .map_err(|e| self.unreachable(e))?;
-                let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| ApiError::Protocol(e.to_string()))?;
-                tokio::spawn(conn);
-                (sender, a.clone())
-            }
-        };
+        let (io, host) = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        tokio::spawn(conn);
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -183,22 +249,15 @@ impl Client {
         path: &str,
         mut on_event: impl FnMut(&str, &str) -> bool,
     ) -> Result<(), ApiError> {
-        let connect = Duration::from_secs(5);
-        let Target::Tcp(a) = &self.target else {
-            return Err(ApiError::Protocol("streams are read over TCP".into()));
-        };
-        let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect(a))
-            .await
-            .map_err(|_| self.unreachable(std::io::ErrorKind::TimedOut.into()))?
-            .map_err(|e| self.unreachable(e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (io, host) = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| ApiError::Protocol(e.to_string()))?;
         tokio::spawn(conn);
         let mut req = Request::builder()
             .method(Method::GET)
             .uri(path)
-            .header("host", a.as_str())
+            .header("host", host)
             .header("accept", "text/event-stream");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));

@@ -42,6 +42,7 @@ pub mod dashboard;
 mod diff;
 pub mod routes;
 pub mod stream;
+pub mod tls;
 
 use crate::api::ApiError;
 use crate::conductor::ConductorClient;
@@ -527,10 +528,12 @@ pub async fn serve_unix(
     }))
 }
 
-/// Serves `app` on a bound TCP listener until `shutdown` turns true.
+/// Serves `app` on a bound TCP listener until `shutdown` turns true, over
+/// TLS when given an acceptor ([`tls::acceptor`]).
 pub fn serve_tcp(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -540,7 +543,23 @@ pub fn serve_tcp(
                 accepted = listener.accept() => {
                     let Ok((stream, addr)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(connection(stream, Peer::Tcp(addr), app.clone()));
+                    let app = app.clone();
+                    match tls.clone() {
+                        None => {
+                            conns.spawn(connection(stream, Peer::Tcp(addr), app));
+                        }
+                        Some(acceptor) => {
+                            conns.spawn(async move {
+                                let handshake = tokio::time::timeout(
+                                    std::time::Duration::from_secs(10),
+                                    acceptor.accept(stream),
+                                );
+                                if let Ok(Ok(stream)) = handshake.await {
+                                    connection(stream, Peer::Tcp(addr), app).await;
+                                }
+                            });
+                        }
+                    }
                 }
                 _ = shutdown.changed() => break,
             }
