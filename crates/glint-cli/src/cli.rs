@@ -100,7 +100,8 @@ pub enum Command {
     /// Apply FILE and run the conductor in the foreground with live status;
     /// Ctrl-C stops everything it started.
     Up(UpArgs),
-    /// Run the conductor as a daemon (local API on a unix socket).
+    /// Run the conductor as a daemon (API on a unix socket; with --listen
+    /// also on TCP with tokens, and the dashboard).
     Conductor(ConductorArgs),
     /// Bring the environment down: drain and stop every instance and close
     /// every endpoint (a new version without services), keeping volumes and

@@ -507,3 +507,69 @@ fn the_dashboard_in_a_real_browser() {
     );
     eprintln!("{stdout}");
 }
+
+// Mutations caught: the question not asked on a terminal (or asked
+// without one), an answer other than yes recording the rollback anyway.
+#[test]
+fn rollback_shows_its_plan_and_asks_on_a_terminal() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping: no /usr/bin/script to give the command a terminal");
+        return;
+    }
+    let ctx = Ctx::new();
+    let v1 = ctx.demo("env.glint", 1, "v1");
+    ctx.ok(&["apply", v1.to_str().unwrap()]);
+    let v2 = ctx.demo("env.glint", 1, "v2");
+    ctx.ok(&["apply", v2.to_str().unwrap()]);
+    let on_a_terminal = |answer: &str| {
+        let mut c = std::process::Command::new("/usr/bin/script");
+        c.args(["-qec", &format!("{} rollback 1", glint_bin()), "/dev/null"])
+            .env("GLINT_DATA_DIR", ctx.data())
+            .env("NO_COLOR", "1")
+            .current_dir(ctx.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let versions = || {
+        let h: Value = serde_json::from_str(&ctx.ok(&["history", "-o", "json"])).unwrap();
+        h["versions"].as_array().unwrap().len()
+    };
+    let out = on_a_terminal("no\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Plan:") && text.contains("Type `yes`"),
+        "{text}"
+    );
+    assert!(text.contains("rollback cancelled"), "{text}");
+    assert_eq!(versions(), 2, "nothing recorded");
+    let out = on_a_terminal("yes\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Recorded version 3"), "{text}");
+    // Without a terminal nobody is asked; --yes skips the question.
+    let out = ctx.ok(&["rollback", "2"]);
+    assert!(
+        out.contains("Recorded version 4") && !out.contains("Type `yes`"),
+        "{out}"
+    );
+}
+
+// Mutation caught: completions generated for another command name.
+#[test]
+fn completions_are_generated_for_every_shell() {
+    let ctx = Ctx::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ctx.ok(&["completions", shell]);
+        assert!(
+            out.contains("glint") && out.contains("rollback") && out.contains("token"),
+            "{shell}"
+        );
+    }
+}
