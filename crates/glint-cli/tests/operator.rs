@@ -347,6 +347,12 @@ fn the_tcp_api_refuses_requests_without_a_valid_token_and_never_listens_in_clear
     let op = Operator::start(1);
     assert_eq!(get(op.api, "/v1/status", None).0, 401);
     assert_eq!(get(op.api, "/v1/status", Some("glint_bogus")).0, 401);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(op.ctx.data().join("conductor.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is owner-only");
     let viewer = op.token("v", "viewer");
     let (code, body) = get(op.api, "/v1/openapi.json", Some(&viewer));
     assert_eq!(code, 200);

@@ -539,8 +539,10 @@ pub struct LoginForm {
 async fn login(
     State(st): St,
     peer: Option<Extension<super::Peer>>,
+    tls: Option<Extension<super::OverTls>>,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    let secure = if tls.is_some() { "; Secure" } else { "" };
     let now = st.now();
     let peer = match peer.map(|p| p.0) {
         Some(super::Peer::Tcp(a)) => a.ip().to_string(),
@@ -562,7 +564,7 @@ async fn login(
                 (header::LOCATION, "/".to_owned()),
                 (
                     header::SET_COOKIE,
-                    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"),
                 ),
             ],
         )

@@ -169,6 +169,11 @@ pub enum Peer {
     Tcp(SocketAddr),
 }
 
+/// Marks a request that came over TLS (the dashboard's cookie is then
+/// `Secure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
 /// What a handler says it did, for the audit event.
 #[derive(Debug, Clone)]
 pub struct AuditNote(pub String);
@@ -477,13 +482,16 @@ pub async fn guard(State(st): State<Arc<ApiState>>, mut req: Request, next: Next
 }
 
 /// Serves one connection of `app`, every request tagged with `peer`.
-async fn connection<I>(io: I, peer: Peer, app: Router)
+async fn connection<I>(io: I, peer: Peer, tls: bool, app: Router)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(peer);
+        if tls {
+            req.extensions_mut().insert(OverTls);
+        }
         app.clone().oneshot(req)
     });
     let _ = hyper::server::conn::http1::Builder::new()
@@ -517,7 +525,7 @@ pub async fn serve_unix(
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    conns.spawn(connection(stream, Peer::Unix, app.clone()));
+                    conns.spawn(connection(stream, Peer::Unix, false, app.clone()));
                 }
                 _ = shutdown.changed() => break,
             }
@@ -546,7 +554,7 @@ pub fn serve_tcp(
                     let app = app.clone();
                     match tls.clone() {
                         None => {
-                            conns.spawn(connection(stream, Peer::Tcp(addr), app));
+                            conns.spawn(connection(stream, Peer::Tcp(addr), false, app));
                         }
                         Some(acceptor) => {
                             conns.spawn(async move {
@@ -555,7 +563,7 @@ pub fn serve_tcp(
                                     acceptor.accept(stream),
                                 );
                                 if let Ok(Ok(stream)) = handshake.await {
-                                    connection(stream, Peer::Tcp(addr), app).await;
+                                    connection(stream, Peer::Tcp(addr), true, app).await;
                                 }
                             });
                         }

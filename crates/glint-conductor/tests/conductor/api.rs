@@ -509,9 +509,68 @@ async fn signing_in_turns_a_valid_token_into_an_http_only_cookie() {
         c.contains("HttpOnly") && c.contains("SameSite=Strict"),
         "{c}"
     );
+    assert!(!c.contains("Secure"), "plain HTTP on loopback: {c}");
+    let mut req = login(&api.viewer);
+    req.extensions_mut().insert(http::OverTls);
+    let a = api.call(req).await;
+    let c = a.headers["set-cookie"].to_str().unwrap();
+    assert!(c.contains("; Secure"), "over TLS: {c}");
     let a = api.get("/", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert!(a.body.contains("Sign in"), "{}", a.body);
+}
+
+// Mutation caught: an environment-bound token applying a version of
+// another environment.
+#[tokio::test(start_paused = true)]
+async fn an_environment_bound_token_applies_only_its_environment() {
+    let mut h = Harness::new();
+    h.start().await;
+    let v = h.apply(web(1, &[]));
+    h.outcome(v, 30).await;
+    let api = api(&h);
+    let bound = auth::issue(
+        h.store.as_ref(),
+        "test-ci",
+        Role::Deployer,
+        Some("test".into()),
+        None,
+    )
+    .unwrap();
+    let mut other = web(1, &[]);
+    other.name = name("other");
+    let body = |env: &glint_model::Environment| {
+        serde_json::json!({
+            "version": {
+                "env": env,
+                "images": { "app": glint_model::Digest::of(b"app") },
+                "root": "/src",
+                "sources": [],
+            },
+            "replace_environment": true,
+        })
+        .to_string()
+    };
+    let a = api
+        .call(request(
+            Method::POST,
+            "/v1/apply",
+            Some(&bound.token),
+            Some(("application/json", body(&other))),
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(h.latest(), v, "nothing recorded");
+    let a = api
+        .call(request(
+            Method::POST,
+            "/v1/apply",
+            Some(&bound.token),
+            Some(("application/json", body(&web(2, &[])))),
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(h.latest() > v);
 }
 
 fn metric(text: &str, name_and_labels: &str) -> f64 {
