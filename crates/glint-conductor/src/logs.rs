@@ -210,7 +210,11 @@ impl Follower {
             let files = log_files(&self.data_dir, rec);
             let id = rec.id.to_string();
             if files.in_engine {
-                self.in_engine.insert(id);
+                // Followed through the engine once the container runs (a
+                // launching one may not exist in the engine yet).
+                if rec.state == glint_store::InstanceState::Running {
+                    self.in_engine.insert(id);
+                }
                 continue;
             }
             if self.in_engine.remove(&id) {
