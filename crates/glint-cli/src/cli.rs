@@ -24,6 +24,24 @@ pub struct Global {
     /// When to use colour. `auto` means only on a terminal and never with NO_COLOR.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Talk to the conductor at this address (`http://HOST:PORT`) through
+    /// its API instead of the local data directory.
+    #[arg(long, global = true, env = "GLINT_ADDR", value_name = "URL")]
+    pub addr: Option<String>,
+    /// The API token for `--addr` (prefer the environment variable: a
+    /// command line is visible to other users).
+    #[arg(
+        long,
+        global = true,
+        env = "GLINT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// For an `https://` address: the PEM file of the certificate(s) to
+    /// trust (only those are trusted).
+    #[arg(long, global = true, env = "GLINT_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// When to use colour.
@@ -82,11 +100,20 @@ pub enum Command {
     /// Apply FILE and run the conductor in the foreground with live status;
     /// Ctrl-C stops everything it started.
     Up(UpArgs),
-    /// Run the conductor as a daemon (local API on a unix socket).
+    /// Run the conductor as a daemon (API on a unix socket; with --listen
+    /// also on TCP with tokens, and the dashboard).
     Conductor(ConductorArgs),
     /// Run the data plane process (the endpoints); started by the conductor.
     #[command(hide = true)]
     Dataplane(DataplaneArgs),
+    /// Bring the environment down: drain and stop every instance and close
+    /// every endpoint (a new version without services), keeping volumes and
+    /// history. `glint apply`, `glint up` or `glint rollback` bring it back.
+    Down(DownArgs),
+    /// Create, list and revoke API tokens.
+    Token(TokenArgs),
+    /// Print a shell completion script (`glint completions bash > …`).
+    Completions(CompletionsArgs),
     /// Build the images FILE declares and print each image's digest.
     Build(BuildArgs),
     /// List the images in the store: digest, tags, size, created, used by.
@@ -109,6 +136,9 @@ pub struct CheckArgs {
     /// Also print the compiled environment (`ir`: canonical JSON).
     #[arg(long, value_enum)]
     pub emit: Option<Emit>,
+    /// Output format (`-o json` is `--format json`).
+    #[arg(long, short = 'o', value_enum)]
+    pub output: Option<OutputFormat>,
 }
 
 /// Diagnostics format.
@@ -170,6 +200,8 @@ pub struct ApplyArgs {
     pub wait: bool,
     #[command(flatten)]
     pub guards: GuardArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Flags that allow applies which would make running services vanish.
@@ -204,6 +236,95 @@ pub struct RollbackArgs {
     /// Wait until the conductor has converged (or rolled back) and show progress.
     #[arg(long)]
     pub wait: bool,
+    /// Do not ask for confirmation (asked only on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint down`
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Return once the version is recorded, without waiting for every
+    /// instance to stop.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint token`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// A token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Read status, history, events, logs, metrics, the dashboard.
+    Viewer,
+    /// Also plan, apply, roll back, bring down.
+    Deployer,
+    /// Also manage tokens.
+    Admin,
+}
+
+impl RoleArg {
+    /// As the store's role.
+    pub fn role(self) -> glint_store::Role {
+        match self {
+            RoleArg::Viewer => glint_store::Role::Viewer,
+            RoleArg::Deployer => glint_store::Role::Deployer,
+            RoleArg::Admin => glint_store::Role::Admin,
+        }
+    }
+}
+
+/// `glint token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// A name for people (`ci`, `alice-laptop`).
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Only valid for this environment.
+        #[arg(long, value_name = "E")]
+        environment: Option<String>,
+        /// Valid for this long (`30d`, `12h`); default: until revoked.
+        #[arg(long, value_name = "D")]
+        ttl: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Also revoked and expired ones.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Revoke a token, by accessor or name.
+    Revoke {
+        /// Its accessor or name.
+        token: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// `glint completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `glint status`
@@ -247,6 +368,12 @@ pub struct LogsArgs {
     /// Only the last N lines of each instance.
     #[arg(long, short = 'n')]
     pub tail: Option<usize>,
+    /// Keep printing output as it is written, including that of instances
+    /// launched later (containers too).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `glint up`
@@ -259,11 +386,32 @@ pub struct UpArgs {
     pub policies: Vec<PathBuf>,
     #[command(flatten)]
     pub guards: GuardArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
+
+/// Where the API listens besides the unix socket.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Also serve the API and the dashboard on this TCP address (tokens
+    /// required). An address that is not loopback needs --tls-cert and
+    /// --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve --listen over TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `glint conductor`
 #[derive(Debug, Args)]
-pub struct ConductorArgs {}
+pub struct ConductorArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
 
 /// `glint dataplane`
 #[derive(Debug, Args)]

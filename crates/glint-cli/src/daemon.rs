@@ -20,9 +20,11 @@ pub struct Running {
     pub handle: ConductorHandle,
     /// The data plane process it programs.
     pub data_plane: glint_dataplane::Identity,
+    /// Where the API listens on TCP, if it does, and whether over TLS.
+    pub listening: Option<(std::net::SocketAddr, bool)>,
     /// Stops the API server.
     api_stop: watch::Sender<bool>,
-    api_task: tokio::task::JoinHandle<()>,
+    api_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -30,7 +32,24 @@ impl Running {
     pub async fn stop(self, stop_instances: bool) {
         self.handle.shutdown(stop_instances).await;
         let _ = self.api_stop.send(true);
-        let _ = self.api_task.await;
+        for t in self.api_tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The image listing for `GET /v1/images`: the same rows as `glint images
+/// -o json`.
+struct Catalog {
+    data_dir: std::path::PathBuf,
+    images: glint_image::ImageStore,
+}
+
+impl glint_conductor::http::ImageCatalog for Catalog {
+    fn list(&self) -> Result<serde_json::Value, String> {
+        crate::commands::images::rows(&self.data_dir, &self.images)
+            .map(serde_json::Value::Array)
+            .map_err(|e| glint_conductor::error_chain(&e))
     }
 }
 
@@ -88,7 +107,36 @@ pub async fn start(
     global: &Global,
     store: Arc<dyn Store>,
     mode: ConductorMode,
+    listen: &crate::cli::ListenArgs,
 ) -> Result<Running, Failed> {
+    let tls = match (&listen.tls_cert, &listen.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            glint_conductor::http::tls::acceptor(cert, key)
+                .map_err(|e| fail(EXIT_USAGE, glint_conductor::error_chain(&e)))?,
+        ),
+        _ => None,
+    };
+    let listen = listen.listen;
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && tls.is_none()
+    {
+        return Err(fail(
+            EXIT_USAGE,
+            format_args!(
+                "--listen {addr} is not a loopback address: tokens would cross the network in clear. Give --tls-cert and --tls-key, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    // Bind first, so that a taken port changes nothing.
+    let tcp = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| fail_io(format_args!("cannot listen on {addr}"), &e))?,
+        ),
+        None => None,
+    };
     let dir = crate::common::data_dir(global);
     let lease = LocalLeadership::new(dir.clone(), store.clone())
         .acquire()
@@ -108,11 +156,15 @@ pub async fn start(
         .store_id()
         .map_err(|e| fail_io("cannot read the store id", &e))?;
     let (plane, data_plane) = data_plane(&dir, &store_id, store.as_ref()).await?;
+    let catalog = Arc::new(Catalog {
+        data_dir: dir.clone(),
+        images: crate::commands::images::open_store(global)?,
+    });
     let factory = Arc::new(Factory {
         store_id,
         state_dir: dir.join("docker"),
     });
-    let mut setup = Setup::new(store.clone(), lease, images, plane);
+    let mut setup = Setup::new(store.clone(), lease, images.clone(), plane);
     setup.providers = providers;
     setup.factory = Some(factory);
     setup.config = Config {
@@ -123,15 +175,33 @@ pub async fn start(
     let handle = glint_conductor::start(setup)
         .await
         .map_err(|e| fail_io("cannot start the conductor", &e))?;
+    let (app, _, _) = glint_conductor::http::app(glint_conductor::http::ApiSetup {
+        client: handle.client(),
+        store,
+        images,
+        catalog: Some(catalog),
+        data_dir: dir.clone(),
+        clock: Arc::new(glint_store::SystemClock),
+    });
     let (api_stop, stop_rx) = watch::channel(false);
-    let api_task = glint_conductor::api::serve(socket, handle.client(), store, stop_rx)
-        .await
-        .map_err(|e| fail_io("cannot start the conductor API", &e))?;
+    let mut api_tasks = vec![
+        glint_conductor::http::serve_unix(socket, app.clone(), stop_rx.clone())
+            .await
+            .map_err(|e| fail_io("cannot start the conductor API", &e))?,
+    ];
+    let listening = tcp
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| (a, tls.is_some()));
+    if let Some(l) = tcp {
+        api_tasks.push(glint_conductor::http::serve_tcp(l, app, tls, stop_rx));
+    }
     Ok(Running {
         handle,
         data_plane,
+        listening,
         api_stop,
-        api_task,
+        api_tasks,
     })
 }
 

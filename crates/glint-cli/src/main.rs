@@ -16,6 +16,7 @@ mod compile;
 mod daemon;
 mod loader;
 mod output;
+mod remote;
 mod resolve;
 
 use clap::Parser;

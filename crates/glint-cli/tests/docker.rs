@@ -148,3 +148,49 @@ fn the_demo_runs_as_containers_and_drift_is_corrected_without_failed_requests() 
         containers(&env)
     );
 }
+
+// Mutations caught: `logs -f` skipping running containers (their output is
+// with the engine), or not picking up a replacement container.
+#[test]
+fn logs_follow_a_container_through_the_engine_and_then_its_replacement() {
+    if !docker_available() {
+        return;
+    }
+    let mut ctx = Ctx::new();
+    let env = format!("l{}", std::process::id());
+    let _cleanup = Cleanup(env.clone());
+    let file = ctx.demo_full(
+        "app.glint",
+        &format!("environment {env} {{\n  provider = docker\n}}\n"),
+        1,
+        &[("GREETING", "hello")],
+        "",
+    );
+    ctx.spawn("up", &["up", file.to_str().unwrap()]);
+    let first = ctx.wait_ready(1)[0].clone();
+    ctx.spawn("logs", &["logs", "web", "-f"]);
+    let wait_log = |what: &str, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let l = ctx.log("logs");
+            if l.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {what} in:\n{l}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_log("running container's output", &format!("[{first}]"));
+    assert!(
+        Command::new("docker")
+            .args(["kill", &format!("glint-{env}-{first}")])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = ctx.wait_status("the replacement", |s| {
+        healthy(s).len() == 1 && !healthy(s).contains(&first)
+    });
+    let second = healthy(&s)[0].clone();
+    wait_log("the replacement's output", &format!("[{second}]"));
+}

@@ -11,6 +11,7 @@ use crate::driver::{Command, Driver};
 use crate::health::{NetworkProber, Prober};
 use crate::images::ImageSource;
 use crate::leadership::Lease;
+use crate::metrics::Metrics;
 use crate::reconciler::{Config, Ctx, Waker};
 use crate::sink::EventSink;
 use crate::status::Status;
@@ -85,6 +86,7 @@ impl Setup {
 pub struct ConductorHandle {
     commands: mpsc::UnboundedSender<Command>,
     waker: Waker,
+    metrics: Arc<Metrics>,
     status: watch::Receiver<Arc<Status>>,
     task: JoinHandle<()>,
     _lease: Arc<Lease>,
@@ -106,6 +108,7 @@ impl ConductorHandle {
         ConductorClient {
             waker: self.waker.clone(),
             status: self.status.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -133,6 +136,7 @@ impl ConductorHandle {
 pub struct ConductorClient {
     waker: Waker,
     status: watch::Receiver<Arc<Status>>,
+    metrics: Arc<Metrics>,
 }
 
 impl ConductorClient {
@@ -144,6 +148,16 @@ impl ConductorClient {
     /// The latest status.
     pub fn status(&self) -> Arc<Status> {
         self.status.borrow().clone()
+    }
+
+    /// The status as it changes (for live pages and streams).
+    pub fn watch(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
+    /// The conductor's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -163,17 +177,19 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
     let store_id = store.store_id()?;
     let fenced = store.fenced(lease.epoch);
     let waker = Waker::new();
+    let metrics = Arc::new(Metrics::new(clock.clone()));
     let ctx = Ctx {
         store: fenced.clone(),
         store_id,
         clock: clock.clone(),
-        events: EventSink::new(fenced.clone(), clock),
+        events: EventSink::new(fenced.clone(), clock).with_metrics(metrics.clone()),
         waker: waker.clone(),
         images,
         prober,
         config,
         epoch: lease.epoch.0,
         policy: backoff::Policy::DEFAULT,
+        metrics: metrics.clone(),
     };
     let world = World::new(fenced, providers);
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
@@ -184,6 +200,7 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
     Ok(ConductorHandle {
         commands,
         waker,
+        metrics,
         status: status_rx,
         task,
         _lease: Arc::new(lease),

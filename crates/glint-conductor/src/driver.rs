@@ -184,6 +184,7 @@ impl Driver {
 
     /// One pass. See the module documentation.
     pub async fn pass(&mut self) {
+        let started = tokio::time::Instant::now();
         if let Err(e) = self.world.refresh_target(self.ctx.store.as_ref()) {
             tracing::warn!("cannot read the newest version: {e}");
         }
@@ -232,6 +233,7 @@ impl Driver {
         }
         self.ctx.events.flush();
         self.publish();
+        self.ctx.metrics.observe_pass(started.elapsed());
     }
 
     async fn stop_reconcilers(&mut self, stop_instances: bool) {
@@ -384,6 +386,9 @@ impl Driver {
                 error: r.error.clone(),
                 requests: r.requests,
                 failures: r.failures,
+                responses: r.responses,
+                latency: r.latency.clone(),
+                in_flight: r.in_flight,
             })
             .collect();
         if endpoints.iter().any(|e| !e.listening) || endpoints.len() < declared.len() {

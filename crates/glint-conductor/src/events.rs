@@ -5,7 +5,7 @@
 
 use glint_model::{InstanceId, Name, ProviderKind, VersionNumber};
 use glint_provider::{DriftKind, RunState};
-use glint_store::{EventKind, NewEvent};
+use glint_store::{EventKind, NewEvent, Role};
 
 /// Everything the conductor records. See the module documentation.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,6 +332,55 @@ pub enum ConductorEvent {
         version: VersionNumber,
         /// By which.
         by: VersionNumber,
+    },
+    /// A version without services or endpoints was recorded (`glint down`).
+    DownRecorded {
+        /// The new version.
+        version: VersionNumber,
+    },
+    /// A mutating API call (the audit trail): who, what, and how it ended.
+    /// Never carries a secret or a request body.
+    ApiCall {
+        /// The caller: a token's accessor, or `unix-socket` for the
+        /// owner-only local socket.
+        accessor: String,
+        /// The role it acted with.
+        role: Role,
+        /// `POST /v1/rollback` (the route template, no query).
+        action: String,
+        /// The HTTP status it was answered.
+        status: u16,
+        /// What it did, in words (`recorded version 4`), or why it failed.
+        outcome: String,
+    },
+    /// A request without a valid token, or with too small a role.
+    AuthFailed {
+        /// Where it came from (an address; never a token).
+        peer: String,
+        /// `GET /v1/status` (the route template).
+        action: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An API token was created.
+    TokenCreated {
+        /// Its accessor.
+        accessor: String,
+        /// Its name.
+        name: String,
+        /// Its role.
+        role: Role,
+        /// Who created it (an accessor, `unix-socket` or `cli`).
+        by: String,
+    },
+    /// An API token was revoked.
+    TokenRevoked {
+        /// Its accessor.
+        accessor: String,
+        /// Its name.
+        name: String,
+        /// Who revoked it.
+        by: String,
     },
 }
 
@@ -673,6 +722,51 @@ impl ConductorEvent {
                 format!("version {version} was superseded by version {by} before it converged"),
             )
             .version(*version),
+            E::DownRecorded { version } => NewEvent::info(
+                EventKind::VersionApplied,
+                format!("version {version} brings the environment down: every instance is drained and stopped, volumes and history are kept"),
+            )
+            .version(*version),
+            E::ApiCall {
+                accessor,
+                role,
+                action,
+                status,
+                outcome,
+            } => NewEvent::info(
+                EventKind::Audit,
+                format!("{accessor} ({role}) {action}: {status} {outcome}"),
+            )
+            .details(serde_json::json!({
+                "accessor": accessor,
+                "role": role,
+                "action": action,
+                "status": status,
+            })),
+            E::AuthFailed {
+                peer,
+                action,
+                reason,
+            } => NewEvent::warning(
+                EventKind::AuthFailed,
+                format!("refused {action} from {peer}: {reason}"),
+            )
+            .details(serde_json::json!({ "peer": peer, "action": action })),
+            E::TokenCreated {
+                accessor,
+                name,
+                role,
+                by,
+            } => NewEvent::info(
+                EventKind::TokenCreated,
+                format!("token {name} ({accessor}, {role}) created by {by}"),
+            )
+            .details(serde_json::json!({ "accessor": accessor, "by": by })),
+            E::TokenRevoked { accessor, name, by } => NewEvent::warning(
+                EventKind::TokenRevoked,
+                format!("token {name} ({accessor}) revoked by {by}"),
+            )
+            .details(serde_json::json!({ "accessor": accessor, "by": by })),
         }
     }
 
@@ -696,6 +790,7 @@ impl ConductorEvent {
             E::Exited { id, state, .. } => Some(format!("exited/{}/{state}", svc(id))),
             E::TerminateFailed { id, .. } => Some(format!("terminate_failed/{id}")),
             E::EndpointFailed { name, .. } => Some(format!("endpoint_failed/{name}")),
+            E::AuthFailed { peer, .. } => Some(format!("auth_failed/{peer}")),
             E::BackingOff { service, .. } => Some(format!("backoff/{service}")),
             E::ImageRejected { id, error, .. } => {
                 Some(format!("image_rejected/{}/{error}", svc(id)))

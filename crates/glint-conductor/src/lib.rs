@@ -20,6 +20,7 @@
 //! - [`plan`]: launch shapes, fingerprints and the plan shown by `glint plan`;
 //! - [`launch`]: the one place a launch spec is built, from the shape;
 //! - [`ops`]: the operations layer — plan, apply, rollback — and its error;
+//!   [`down`]: the down operation;
 //! - [`events`]: every event the conductor records and its wording;
 //! - [`sink`]: writes them with a rate limit;
 //! - [`backoff`]: the one retry policy;
@@ -27,20 +28,28 @@
 //! - [`leadership`] and [`lock`]: who may act, and the epoch that fences
 //!   writes;
 //! - [`images`]: where runnable images come from;
+//! - [`logs`]: where instances' output is kept, and reading it;
 //! - [`api`]: the local HTTP API on a unix socket;
-//! - [`status`]: the live status snapshot.
+//! - [`status`]: the live status snapshot;
+//! - [`metrics`]: the Prometheus figures (`/metrics`);
+//! - [`http`]: the HTTP API (`/v1/…`), its tokens and roles, audit, the
+//!   OpenAPI document and the dashboard.
 
 pub mod api;
 pub mod backoff;
 pub mod conductor;
 pub mod decide;
+pub mod down;
 pub mod driver;
 pub mod events;
 pub mod health;
+pub mod http;
 pub mod images;
 pub mod launch;
 pub mod leadership;
 pub mod lock;
+pub mod logs;
+pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod reconciler;

@@ -170,6 +170,16 @@ pub fn rollback(
     images: &dyn ImageSource,
     to: Option<VersionNumber>,
 ) -> Result<Applied, OpError> {
+    record(store, rollback_candidate(store, images, to)?)
+}
+
+/// The version [`rollback`] would record, checked the same way, without
+/// recording it (to show its plan first).
+pub fn rollback_candidate(
+    store: &dyn Store,
+    images: &dyn ImageSource,
+    to: Option<VersionNumber>,
+) -> Result<NewVersion, OpError> {
     let io = |e| OpError::store("cannot read versions", e);
     let Some(current) = store.latest_version().map_err(io)? else {
         return Err(OpError::new(
@@ -222,16 +232,13 @@ pub fn rollback(
             ));
         }
     }
-    record(
-        store,
-        NewVersion {
-            env: old.env,
-            images: old.images,
-            root: old.root,
-            sources: old.sources,
-            kind: VersionKind::Rollback(to),
-        },
-    )
+    Ok(NewVersion {
+        env: old.env,
+        images: old.images,
+        root: old.root,
+        sources: old.sources,
+        kind: VersionKind::Rollback(to),
+    })
 }
 
 /// What an automatic rollback recorded.
@@ -325,6 +332,9 @@ fn record_with(
         }),
         // The conductor records the automatic rollback's own event.
         VersionKind::AutoRollback(_) => {}
+        VersionKind::Down => events.push(ConductorEvent::DownRecorded {
+            version: version.number,
+        }),
     }
     for e in events {
         if let Err(err) = store.append_event(e.to_event()) {

@@ -172,7 +172,7 @@ fn setting_changes(old: &Service, new: &Service) -> Vec<String> {
 }
 
 /// What happens to a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceAction {
     /// New service: instances are created.
@@ -188,18 +188,18 @@ pub enum ServiceAction {
 }
 
 /// What happens to one live instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct InstancePlan {
     /// The instance.
     pub id: InstanceId,
     /// The version it was launched for.
     pub version: VersionNumber,
     /// `replace`, `retire` or `keep`.
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
 }
 
 /// The plan for one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ServicePlan {
     /// The service.
     pub name: Name,
@@ -224,12 +224,12 @@ pub struct ServicePlan {
 }
 
 /// What happens to an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndpointPlan {
     /// The endpoint.
     pub name: Name,
     /// `create`, `replace` (new listen address), `retire`, `reroute` or `unchanged`.
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
     /// Listen address after the change (before, for `retire`).
     pub listen: SocketAddr,
     /// The service it routes to.
@@ -237,7 +237,7 @@ pub struct EndpointPlan {
 }
 
 /// A whole plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The current version, if any.
     pub from: Option<VersionNumber>,
@@ -302,7 +302,7 @@ pub fn plan(
             live_plans.push(InstancePlan {
                 id: inst.id.clone(),
                 version: inst.version,
-                action,
+                action: action.into(),
             });
         }
         // Of the kept ones, any beyond the new count are retired.
@@ -312,7 +312,7 @@ pub fn plan(
             let mut extra = retire;
             for p in live_plans.iter_mut().rev() {
                 if extra > 0 && p.action == "keep" {
-                    p.action = "retire";
+                    p.action = "retire".into();
                     extra -= 1;
                 }
             }
@@ -325,7 +325,7 @@ pub fn plan(
             .filter(|p| p.action == "replace")
             .skip(replace as usize)
         {
-            p.action = "retire";
+            p.action = "retire".into();
         }
         retire += stale - replace;
         if new_svc.is_none() {
@@ -400,7 +400,7 @@ pub fn plan(
         };
         endpoints.push(EndpointPlan {
             name: name.clone(),
-            action,
+            action: action.into(),
             listen: ep.listen,
             service: ep.service.clone(),
         });

@@ -233,6 +233,8 @@ pub struct Ctx {
     pub epoch: u64,
     /// The backoff policy every retry follows.
     pub policy: backoff::Policy,
+    /// The conductor's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {

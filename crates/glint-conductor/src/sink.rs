@@ -38,6 +38,7 @@ pub struct EventSink {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     state: Arc<Mutex<SinkState>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +61,15 @@ impl EventSink {
             store,
             clock,
             state: Arc::new(Mutex::new(SinkState::default())),
+            metrics: None,
         }
+    }
+
+    /// The same sink, also counting every event (before the rate limit)
+    /// in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> EventSink {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
@@ -81,6 +90,9 @@ impl EventSink {
     /// Records an event (or counts it, within the rate limit).
     pub fn emit(&self, e: ConductorEvent) {
         tracing::debug!(?e, "event");
+        if let Some(m) = &self.metrics {
+            m.observe(&e);
+        }
         let new = e.to_event();
         let key = {
             let st = self.lock();

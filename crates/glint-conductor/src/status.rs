@@ -118,4 +118,13 @@ pub struct EndpointStatus {
     pub requests: u64,
     /// Requests that failed (no backend, every attempt failed).
     pub failures: u64,
+    /// HTTP responses by status class.
+    #[serde(default)]
+    pub responses: glint_proxy::ResponseClasses,
+    /// HTTP request latency to the response head.
+    #[serde(default)]
+    pub latency: glint_proxy::LatencyStats,
+    /// HTTP requests in flight now.
+    #[serde(default)]
+    pub in_flight: u64,
 }

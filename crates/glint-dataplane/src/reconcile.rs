@@ -115,6 +115,12 @@ pub struct EndpointView {
     pub requests: u64,
     /// Requests the endpoint answered with an error.
     pub failures: u64,
+    /// Responses by status class.
+    pub responses: glint_proxy::ResponseClasses,
+    /// Request latency (arrival to response head).
+    pub latency: glint_proxy::LatencyStats,
+    /// Requests in flight now.
+    pub in_flight: u64,
 }
 
 /// What the reconciler last saw.
@@ -332,6 +338,13 @@ pub fn view(r: &EndpointReport) -> EndpointView {
         error: r.error.clone(),
         requests: r.stats.as_ref().map_or(0, |s| s.requests),
         failures: r.stats.as_ref().map_or(0, |s| s.failures.answered()),
+        responses: r.stats.as_ref().map(|s| s.responses).unwrap_or_default(),
+        latency: r
+            .stats
+            .as_ref()
+            .map(|s| s.latency.clone())
+            .unwrap_or_default(),
+        in_flight: r.stats.as_ref().map_or(0, |s| s.in_flight),
     }
 }
 

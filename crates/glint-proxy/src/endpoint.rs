@@ -405,6 +405,7 @@ impl EndpointProxy {
     pub fn stats(&self) -> EndpointStats {
         let shared = self.shared();
         let c = &shared.counters;
+        let (responses, latency) = c.timing.snapshot();
         EndpointStats {
             endpoint: shared.config.name.clone(),
             protocol: shared.config.protocol,
@@ -415,6 +416,9 @@ impl EndpointProxy {
             retries: read(&c.retries),
             failures: c.failures(),
             backends: shared.backends.stats(),
+            responses,
+            latency,
+            in_flight: read(&c.timing.in_flight),
         }
     }
 

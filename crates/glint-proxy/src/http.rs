@@ -104,7 +104,44 @@ enum Source {
     Spent,
 }
 
+/// One request, counted by status class and timed to its response head.
 async fn handle(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let started = std::time::Instant::now();
+    let counters = Arc::clone(&shared.counters);
+    let _in_flight = InFlightGuard::enter(&counters);
+    let response = forward(shared, peer, req).await;
+    counters
+        .timing
+        .record(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Counts a request in flight until it is answered or abandoned.
+struct InFlightGuard<'a>(&'a crate::stats::Counters);
+
+impl<'a> InFlightGuard<'a> {
+    fn enter(c: &'a crate::stats::Counters) -> InFlightGuard<'a> {
+        c.timing
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(c)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .timing
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn forward(
     shared: &Arc<Shared>,
     peer: SocketAddr,
     mut req: Request<Incoming>,

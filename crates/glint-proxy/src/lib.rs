@@ -214,4 +214,7 @@ mod tcp;
 pub use backends::Backend;
 pub use config::EndpointConfig;
 pub use endpoint::{DrainOutcome, EndpointProxy, ProxyError, ShutdownOutcome};
-pub use stats::{BackendStats, BackendStatus, EndpointStats, FailureStats};
+pub use stats::{
+    BackendStats, BackendStatus, EndpointStats, FailureStats, LATENCY_BUCKETS, LatencyStats,
+    ResponseClasses,
+};

@@ -22,6 +22,110 @@ pub(crate) struct Counters {
     pub(crate) bad_request: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) timeouts: AtomicU64,
+    /// Responses by status class (1xx..5xx) and how long they took.
+    pub(crate) timing: Timing,
+}
+
+/// Upper bounds (seconds) of the request-latency buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// HTTP responses by status class and their latency, plus what is in
+/// flight: bumped once per request on the request path.
+#[derive(Debug, Default)]
+pub(crate) struct Timing {
+    classes: [AtomicU64; 5],
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    over: AtomicU64,
+    sum_us: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+}
+
+impl Timing {
+    /// Records one answered request: its status and the time from its
+    /// arrival to its response head.
+    pub(crate) fn record(&self, status: u16, took: std::time::Duration) {
+        if let Some(c) = self
+            .classes
+            .get(usize::from(status / 100).saturating_sub(1))
+        {
+            bump(c);
+        }
+        let s = took.as_secs_f64();
+        match LATENCY_BUCKETS.iter().position(|b| s <= *b) {
+            Some(i) => bump(&self.buckets[i]),
+            None => bump(&self.over),
+        }
+        self.sum_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> (ResponseClasses, LatencyStats) {
+        let c = |i: usize| read(&self.classes[i]);
+        (
+            ResponseClasses {
+                informational: c(0),
+                success: c(1),
+                redirect: c(2),
+                client_error: c(3),
+                server_error: c(4),
+            },
+            LatencyStats {
+                buckets: self.buckets.iter().map(read).collect(),
+                over: read(&self.over),
+                sum_us: read(&self.sum_us),
+            },
+        )
+    }
+}
+
+/// HTTP responses by status class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ResponseClasses {
+    /// 1xx.
+    pub informational: u64,
+    /// 2xx.
+    pub success: u64,
+    /// 3xx.
+    pub redirect: u64,
+    /// 4xx.
+    pub client_error: u64,
+    /// 5xx (the proxy's own 502/503 included).
+    pub server_error: u64,
+}
+
+impl ResponseClasses {
+    /// `("2xx", n)` per class.
+    pub fn classes(&self) -> [(&'static str, u64); 5] {
+        [
+            ("1xx", self.informational),
+            ("2xx", self.success),
+            ("3xx", self.redirect),
+            ("4xx", self.client_error),
+            ("5xx", self.server_error),
+        ]
+    }
+}
+
+/// Request latency (arrival to response head) in [`LATENCY_BUCKETS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LatencyStats {
+    /// Per bucket, the requests that took at most that long (not cumulative).
+    pub buckets: Vec<u64>,
+    /// Requests slower than the last bucket.
+    pub over: u64,
+    /// Their total duration in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencyStats {
+    /// Every request counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum::<u64>() + self.over
+    }
 }
 
 /// Adds one to a counter.
@@ -72,6 +176,12 @@ pub struct EndpointStats {
     /// Every backend in rotation, plus those out of rotation that still have
     /// something in flight, in the order of the applied set.
     pub backends: Vec<BackendStats>,
+    /// HTTP responses by status class (TCP: none).
+    pub responses: ResponseClasses,
+    /// HTTP request latency (TCP: none).
+    pub latency: LatencyStats,
+    /// HTTP requests in flight now.
+    pub in_flight: u64,
 }
 
 /// Failures by kind. `no_backend`, `exhausted`, `not_retried`, `bad_request`

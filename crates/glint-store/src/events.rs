@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::time::SystemTime;
 
 /// How much an event matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Routine: a launch, a health transition, a version.
@@ -118,6 +118,14 @@ pub enum EventKind {
     EventsSuppressed,
     /// The store refused writes for a while (recorded once it accepts them).
     StoreUnavailable,
+    /// A mutating API call, naming the token's accessor that made it.
+    Audit,
+    /// A request to the API without a valid token, or with too small a role.
+    AuthFailed,
+    /// An API token was created.
+    TokenCreated,
+    /// An API token was revoked.
+    TokenRevoked,
 }
 
 impl EventKind {
@@ -156,6 +164,10 @@ impl EventKind {
             EventKind::ImageRejected => "image.rejected",
             EventKind::EventsSuppressed => "events.suppressed",
             EventKind::StoreUnavailable => "store.unavailable",
+            EventKind::Audit => "audit",
+            EventKind::AuthFailed => "auth.failed",
+            EventKind::TokenCreated => "token.created",
+            EventKind::TokenRevoked => "token.revoked",
         }
     }
 }
@@ -238,7 +250,7 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     /// Position in the log.
     pub seq: i64,

@@ -19,6 +19,9 @@
 //!   claimed every write through the old handle is refused
 //!   ([`StoreError::Fenced`]), so a deposed conductor's late writes are lost
 //!   rather than applied;
+//! - [`Tokens`]: API tokens (accessor, role, environment, expiry; only a
+//!   hash of each secret);
+//! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
 //!
@@ -53,6 +56,8 @@ pub mod leadership;
 pub mod meta;
 pub mod schema;
 pub mod sqlite;
+pub mod stats;
+pub mod tokens;
 pub mod versions;
 
 pub use backoff::{BackoffRecord, Backoffs};
@@ -64,6 +69,8 @@ pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
 pub use sqlite::{DB_FILE, SqliteStore};
+pub use stats::{WriteLatency, WriteStats};
+pub use tokens::{NewToken, Role, TokenConflict, TokenRecord, Tokens};
 pub use versions::{
     Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary, Versions,
 };
@@ -82,6 +89,8 @@ pub trait Store:
     + Meta
     + Fencing
     + Changes
+    + Tokens
+    + WriteStats
     + std::fmt::Debug
     + Send
     + Sync
@@ -96,6 +105,8 @@ impl<T> Store for T where
         + Meta
         + Fencing
         + Changes
+        + Tokens
+        + WriteStats
         + std::fmt::Debug
         + Send
         + Sync
@@ -104,7 +115,9 @@ impl<T> Store for T where
 
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
-    pub use crate::{Backoffs, Changes, EventLog, Fencing, Instances, Meta, Store, Versions};
+    pub use crate::{
+        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Store, Tokens, Versions, WriteStats,
+    };
 }
 
 /// A store failure.

@@ -92,6 +92,20 @@ pub const MIGRATIONS: &[&str] = &[
         last_at  INTEGER NOT NULL
     );
     "#,
+    // 4: API tokens (only a hash of each secret).
+    r#"
+    CREATE TABLE tokens (
+        accessor    TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        environment TEXT,
+        secret_hash TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER,
+        revoked_at  INTEGER
+    );
+    CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

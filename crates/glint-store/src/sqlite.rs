@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) feed: Arc<watch::Sender<u64>>,
     /// Started on the first subscription.
     pub(crate) watcher: OnceLock<()>,
+    /// How long writes take.
+    pub(crate) write_latency: crate::stats::Recorder,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -123,6 +125,7 @@ impl SqliteStore {
                 clock,
                 feed: Arc::new(feed),
                 watcher: OnceLock::new(),
+                write_latency: crate::stats::Recorder::default(),
             }),
             fence: None,
         }
@@ -239,6 +242,7 @@ impl SqliteStore {
         what: &'static str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -252,8 +256,15 @@ impl SqliteStore {
         let out = f(&tx)?;
         tx.commit().map_err(|e| self.err(what, e))?;
         drop(conn);
+        self.inner.write_latency.record(started.elapsed());
         self.inner.feed.send_modify(|r| *r += 1);
         Ok(out)
+    }
+}
+
+impl crate::stats::WriteStats for SqliteStore {
+    fn write_latency(&self) -> crate::stats::WriteLatency {
+        self.inner.write_latency.snapshot()
     }
 }
 

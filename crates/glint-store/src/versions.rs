@@ -34,6 +34,8 @@ pub enum VersionKind {
     Rollback(VersionNumber),
     /// The conductor rolled a failed rollout back to an earlier version.
     AutoRollback(VersionNumber),
+    /// `glint down`: the environment without its services and endpoints.
+    Down,
 }
 
 impl VersionKind {
@@ -42,12 +44,13 @@ impl VersionKind {
             VersionKind::Apply => "apply",
             VersionKind::Rollback(_) => "rollback",
             VersionKind::AutoRollback(_) => "auto_rollback",
+            VersionKind::Down => "down",
         }
     }
 
     fn restores(self) -> Option<i64> {
         match self {
-            VersionKind::Apply => None,
+            VersionKind::Apply | VersionKind::Down => None,
             VersionKind::Rollback(n) | VersionKind::AutoRollback(n) => Some(n.0 as i64),
         }
     }
@@ -58,6 +61,7 @@ impl VersionKind {
             "apply" => Some(VersionKind::Apply),
             "rollback" => n().map(VersionKind::Rollback),
             "auto_rollback" => n().map(VersionKind::AutoRollback),
+            "down" => Some(VersionKind::Down),
             _ => None,
         }
     }
@@ -69,6 +73,7 @@ impl std::fmt::Display for VersionKind {
             VersionKind::Apply => f.write_str("apply"),
             VersionKind::Rollback(n) => write!(f, "rollback to {n}"),
             VersionKind::AutoRollback(n) => write!(f, "automatic rollback to {n}"),
+            VersionKind::Down => f.write_str("down"),
         }
     }
 }
@@ -174,7 +179,7 @@ pub struct VersionRecord {
 }
 
 /// A version without its content, for listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionSummary {
     /// Its number.
     pub number: VersionNumber,

@@ -8,7 +8,7 @@
 //! store's change feed (an apply also pokes it over its socket).
 
 use crate::cli::{ApplyArgs, Global};
-use crate::common::{CmdResult, Paint, fail, fail_io, fail_op, open_store};
+use crate::common::{CmdResult, Paint, fail, fail_io, fail_op, open_store, print_json};
 use crate::output::{EXIT_FAILED, EXIT_OK};
 use glint_conductor::Status;
 use glint_conductor::lock::ConductorLock;
@@ -21,13 +21,24 @@ pub fn run(global: &Global, args: ApplyArgs) -> i32 {
 }
 
 fn body(global: &Global, args: ApplyArgs) -> CmdResult {
+    let json = args.output.output == crate::cli::OutputFormat::Json;
+    let paint = Paint::stdout(global);
+    if let Some(client) = crate::remote::client(global) {
+        return remote(global, &client?, args, paint);
+    }
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
     let store = open_store(global)?;
-    let paint = Paint::stdout(global);
     let plan = crate::commands::plan::compute(Some(&store), &resolved.version)?;
     let applied = glint_conductor::ops::apply(&store, resolved.version, args.guards.options())
         .map_err(|e| fail_op(&e))?;
-    if applied.new {
+    if json {
+        print_json(&serde_json::json!({
+            "version": applied.version.number,
+            "new": applied.new,
+            "superseded": applied.superseded,
+            "plan": plan,
+        }));
+    } else if applied.new {
         print!("{}", crate::commands::plan::render(&plan, paint));
         println!(
             "\nRecorded version {}.",
@@ -46,7 +57,98 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
         applied.new,
         args.wait,
         paint,
+        json,
     )
+}
+
+/// `glint apply` against a remote conductor: compiled and built here, the
+/// version recorded there (its images must be in its image store).
+fn remote(
+    global: &Global,
+    client: &glint_conductor::http::client::Client,
+    args: ApplyArgs,
+    paint: Paint,
+) -> CmdResult {
+    use glint_conductor::http::routes::{AppliedReport, ApplyRequest, Candidate};
+    let json = args.output.output == crate::cli::OutputFormat::Json;
+    let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
+    let v = resolved.version;
+    let candidate = Candidate {
+        env: v.env,
+        images: v.images,
+        root: v.root.display().to_string(),
+        sources: v.sources,
+    };
+    let plan: glint_conductor::plan::Plan = crate::remote::post(client, "/v1/plan", &candidate)?;
+    let options = args.guards.options();
+    let r: AppliedReport = crate::remote::post(
+        client,
+        "/v1/apply",
+        &ApplyRequest {
+            version: candidate,
+            allow_retire_all: options.allow_retire_all,
+            replace_environment: options.allow_other_environment,
+        },
+    )?;
+    if json {
+        print_json(&serde_json::json!({
+            "version": r.version,
+            "new": r.new,
+            "superseded": r.superseded,
+            "plan": plan,
+        }));
+    } else if r.new {
+        print!("{}", crate::commands::plan::render(&plan, paint));
+        println!("\nRecorded version {}.", paint.bold(&r.version.to_string()));
+    } else {
+        println!("No changes: the file matches version {}.", r.version);
+    }
+    if args.wait {
+        return wait_remote(client, glint_model::VersionNumber(r.version), paint);
+    }
+    Ok(EXIT_OK)
+}
+
+/// Follows a version's rollout on a remote conductor until it has an
+/// outcome: exit 0 when it converged, 1 otherwise.
+pub fn wait_remote(
+    client: &glint_conductor::http::client::Client,
+    n: glint_model::VersionNumber,
+    paint: Paint,
+) -> CmdResult {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let h: serde_json::Value = crate::remote::get(client, "/v1/history")?;
+        let versions: Vec<glint_store::VersionSummary> =
+            serde_json::from_value(h["versions"].clone()).unwrap_or_default();
+        if let Some(v) = versions.iter().find(|v| v.number == n)
+            && let Some(o) = v.outcome
+        {
+            let detail = v.outcome_detail.clone().unwrap_or_default();
+            return match o {
+                Outcome::Converged => {
+                    println!(
+                        "{} ({detail}; waited {:.1}s).",
+                        paint.green(&format!("Version {n} is live")),
+                        start.elapsed().as_secs_f64()
+                    );
+                    Ok(EXIT_OK)
+                }
+                other => Err(fail(
+                    EXIT_FAILED,
+                    format_args!("version {n} did not converge: {other}: {detail}"),
+                )),
+            };
+        }
+        let status: Status = crate::remote::get(client, "/v1/status")?;
+        let line = progress_line(n, &status);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// After a version is recorded: pokes the conductor and, with `wait`,
@@ -59,13 +161,19 @@ pub fn after_record(
     new: bool,
     wait: bool,
     paint: Paint,
+    json: bool,
 ) -> CmdResult {
     let dir = crate::common::data_dir(global);
     if !ConductorLock::is_held(&dir) {
-        println!(
+        let msg = format!(
             "No conductor is running for {}: start `glint conductor` (or use `glint up FILE`) to converge.",
             dir.display()
         );
+        if json {
+            eprintln!("{msg}");
+        } else {
+            println!("{msg}");
+        }
         return Ok(if wait { EXIT_FAILED } else { EXIT_OK });
     }
     let socket = glint_conductor::api::socket_path(&dir);

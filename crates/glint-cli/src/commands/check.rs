@@ -20,7 +20,12 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
     let diags = &compilation.diagnostics;
     let failed = diags.has_errors();
     let env = compilation.environment.as_ref();
-    match args.format {
+    let format = match args.output {
+        Some(crate::cli::OutputFormat::Json) => DiagnosticFormat::Json,
+        Some(crate::cli::OutputFormat::Text) => DiagnosticFormat::Human,
+        None => args.format,
+    };
+    match format {
         DiagnosticFormat::Json => {
             let mut doc = diags.render_json();
             doc["ok"] = serde_json::Value::Bool(!failed);

@@ -16,7 +16,7 @@ pub fn run(global: &Global, args: ConductorArgs) -> i32 {
     body(global, args).unwrap_or_else(|f| f.0)
 }
 
-fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
+fn body(global: &Global, args: ConductorArgs) -> CmdResult {
     let store: Arc<dyn glint_store::Store> = Arc::new(open_store(global)?);
     let rt = crate::common::runtime()?;
     let paint = Paint::stdout(global);
@@ -29,8 +29,13 @@ fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
             .ok()
             .and_then(|e| e.last().map(|e| e.seq))
             .unwrap_or(0);
-        let running =
-            crate::daemon::start(global, store.clone(), glint_store::ConductorMode::Daemon).await?;
+        let running = crate::daemon::start(
+            global,
+            store.clone(),
+            glint_store::ConductorMode::Daemon,
+            &args.listen,
+        )
+        .await?;
         println!(
             "glint conductor running (pid {}) for {}; API on {}; data plane pid {}",
             std::process::id(),
@@ -39,6 +44,10 @@ fn body(global: &Global, _args: ConductorArgs) -> CmdResult {
             running.data_plane.pid
         );
         let data_plane = running.data_plane.pid;
+        if let Some((addr, tls)) = running.listening {
+            let scheme = if tls { "https" } else { "http" };
+            println!("API and dashboard on {scheme}://{addr}/ (tokens: `glint token create`)");
+        }
         let cursor = Arc::new(AtomicI64::new(last));
         let tail = tokio::spawn(tail_events(store.clone(), cursor.clone(), paint));
         crate::daemon::stop_requested().await;

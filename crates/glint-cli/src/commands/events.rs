@@ -21,6 +21,9 @@ pub fn run(global: &Global, args: EventsArgs) -> i32 {
 
 fn body(global: &Global, args: EventsArgs) -> CmdResult {
     let json = args.output.output == OutputFormat::Json;
+    if let Some(client) = crate::remote::client(global) {
+        return remote(global, &client?, &args);
+    }
     let Some(store) = open_store_to_read(global)? else {
         if let Some(service) = &args.service {
             return Err(fail(
@@ -84,6 +87,60 @@ fn body(global: &Global, args: EventsArgs) -> CmdResult {
             filter.after = Some(e.seq);
         }
     }
+}
+
+/// `glint events` against a remote conductor: the same output, the follow
+/// mode reading its event stream.
+fn remote(
+    global: &Global,
+    client: &glint_conductor::http::client::Client,
+    args: &EventsArgs,
+) -> CmdResult {
+    use glint_conductor::http::client::encode;
+    let json = args.output.output == OutputFormat::Json;
+    let service = args
+        .service
+        .as_deref()
+        .map(|s| format!("&service={}", encode(s)))
+        .unwrap_or_default();
+    let v: serde_json::Value = crate::remote::get(
+        client,
+        &format!("/v1/events?limit={}{service}", args.limit.clamp(1, 1000)),
+    )?;
+    let events: Vec<Event> = serde_json::from_value(v["events"].clone())
+        .map_err(|e| fail(EXIT_FAILED, format_args!("unexpected answer: {e}")))?;
+    let paint = Paint::stdout(global);
+    if json && !args.follow {
+        print_json(&serde_json::json!({ "events": events }));
+        return Ok(EXIT_OK);
+    }
+    let print = |e: &Event| {
+        if json {
+            if let Ok(s) = serde_json::to_string(e) {
+                println!("{s}");
+            }
+        } else {
+            println!("{}", line(e, paint));
+        }
+    };
+    for e in &events {
+        print(e);
+    }
+    if !args.follow {
+        if events.is_empty() && !json {
+            println!("No events yet.");
+        }
+        return Ok(EXIT_OK);
+    }
+    let after = events.last().map(|e| e.seq).unwrap_or(0);
+    let path = format!("/v1/events/stream?after={after}{service}");
+    crate::remote::run(client.sse(&path, |_, data| {
+        if let Ok(e) = serde_json::from_str::<Event>(data) {
+            print(&e);
+        }
+        true
+    }))?;
+    Ok(EXIT_OK)
 }
 
 /// One event as a line: time, kind, message.

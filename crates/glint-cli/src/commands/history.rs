@@ -11,12 +11,23 @@ pub fn run(global: &Global, args: HistoryArgs) -> i32 {
 }
 
 fn body(global: &Global, args: HistoryArgs) -> CmdResult {
-    let Some(store) = open_store_to_read(global)? else {
-        return nothing(args.output.output);
-    };
-    let versions = store
-        .list_versions()
-        .map_err(|e| crate::common::fail_io("cannot read versions", &e))?;
+    let versions: Vec<glint_store::VersionSummary> =
+        if let Some(client) = crate::remote::client(global) {
+            let v: serde_json::Value = crate::remote::get(&client?, "/v1/history")?;
+            serde_json::from_value(v["versions"].clone()).map_err(|e| {
+                crate::common::fail(
+                    crate::output::EXIT_FAILED,
+                    format_args!("unexpected answer: {e}"),
+                )
+            })?
+        } else {
+            let Some(store) = open_store_to_read(global)? else {
+                return nothing(args.output.output);
+            };
+            store
+                .list_versions()
+                .map_err(|e| crate::common::fail_io("cannot read versions", &e))?
+        };
     if args.output.output == OutputFormat::Json {
         print_json(&serde_json::json!({ "versions": versions }));
         return Ok(EXIT_OK);

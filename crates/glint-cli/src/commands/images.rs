@@ -133,8 +133,87 @@ pub fn report(context: &str, err: &(dyn std::error::Error + 'static)) {
     }
 }
 
+fn rows_of(
+    images: &[glint_image::ImageSummary],
+    versions: &[(u64, BTreeSet<Digest>)],
+) -> Vec<serde_json::Value> {
+    images
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "digest": i.digest,
+                "tags": i.tags,
+                "size": i.size,
+                "created": i.created,
+                "versions": versions_using(versions, &i.digest),
+            })
+        })
+        .collect()
+}
+
+/// The rows of `glint images -o json` (also `GET /v1/images`).
+pub fn rows(data_dir: &Path, store: &ImageStore) -> Result<Vec<serde_json::Value>, ImageError> {
+    let images = store.list()?;
+    Ok(rows_of(&images, &version_images(data_dir)))
+}
+
+/// `glint images` against a remote conductor.
+fn list_remote(global: &Global, args: &ImagesArgs) -> Result<i32, Failed> {
+    let client = crate::remote::client(global).ok_or(Failed(EXIT_USAGE))??;
+    let rows: serde_json::Value = crate::remote::get(&client, "/v1/images")?;
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    match args.output.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ),
+        OutputFormat::Text => {
+            println!(
+                "{:<14} {:<28} {:>10}  {:<20}  USED BY",
+                "DIGEST", "TAGS", "SIZE", "CREATED"
+            );
+            for r in &rows {
+                let digest = r["digest"].as_str().unwrap_or_default();
+                let short = digest.strip_prefix("sha256:").unwrap_or(digest);
+                let tags: Vec<&str> = r["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                    .collect();
+                let versions: Vec<&str> = r["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                    .collect();
+                println!(
+                    "{:<14} {:<28} {:>10}  {:<20}  {}",
+                    &short[..short.len().min(12)],
+                    if tags.is_empty() {
+                        "<none>".to_owned()
+                    } else {
+                        inert(&tags.join(",")).into_owned()
+                    },
+                    human_size(r["size"].as_u64().unwrap_or(0)),
+                    inert(r["created"].as_str().unwrap_or("-")),
+                    if versions.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        versions.join(",")
+                    }
+                );
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 /// Runs `glint images`.
 pub fn list(global: &Global, args: ImagesArgs) -> i32 {
+    if global.addr.is_some() {
+        return list_remote(global, &args).unwrap_or_else(|f| f.0);
+    }
     let store = match open_store_to_read(global) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -157,18 +236,7 @@ pub fn list(global: &Global, args: ImagesArgs) -> i32 {
     let versions = version_images(&data_dir(global));
     match args.output.output {
         OutputFormat::Json => {
-            let rows: Vec<serde_json::Value> = images
-                .iter()
-                .map(|i| {
-                    serde_json::json!({
-                        "digest": i.digest,
-                        "tags": i.tags,
-                        "size": i.size,
-                        "created": i.created,
-                        "versions": versions_using(&versions, &i.digest),
-                    })
-                })
-                .collect();
+            let rows = rows_of(&images, &versions);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&rows).unwrap_or_default()

@@ -3,8 +3,10 @@
 pub mod apply;
 pub mod build;
 pub mod check;
+pub mod completions;
 pub mod conductor;
 pub mod dataplane;
+pub mod down;
 pub mod events;
 pub mod explain;
 pub mod fmt;
@@ -14,6 +16,7 @@ pub mod logs;
 pub mod plan;
 pub mod rollback;
 pub mod status;
+pub mod token;
 pub mod up;
 
 use crate::cli::{Cli, Command};
@@ -35,6 +38,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Up(a) => up::run(g, a),
         Command::Conductor(a) => conductor::run(g, a),
         Command::Dataplane(a) => dataplane::run(g, a),
+        Command::Down(a) => down::run(g, a),
+        Command::Token(a) => token::run(g, a),
+        Command::Completions(a) => completions::run(g, a),
         Command::Build(a) => build::run(g, a),
         Command::Images(a) => images::list(g, a),
         Command::Image(a) => images::run(g, a),

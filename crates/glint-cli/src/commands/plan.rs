@@ -15,8 +15,22 @@ pub fn run(global: &Global, args: PlanArgs) -> i32 {
 
 fn body(global: &Global, args: PlanArgs) -> CmdResult {
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
-    let store = open_existing_store(global)?;
-    let p = compute(store.as_ref().map(|s| s as &dyn Store), &resolved.version)?;
+    let p = if let Some(client) = crate::remote::client(global) {
+        let v = resolved.version;
+        crate::remote::post(
+            &client?,
+            "/v1/plan",
+            &glint_conductor::http::routes::Candidate {
+                env: v.env,
+                images: v.images,
+                root: v.root.display().to_string(),
+                sources: v.sources,
+            },
+        )?
+    } else {
+        let store = open_existing_store(global)?;
+        compute(store.as_ref().map(|s| s as &dyn Store), &resolved.version)?
+    };
     if args.output.output == OutputFormat::Json {
         print_json(&p);
     } else {
@@ -108,7 +122,7 @@ pub fn render(p: &Plan, paint: Paint) -> String {
         }
     }
     for e in &p.endpoints {
-        let sym = match e.action {
+        let sym = match &*e.action {
             "create" => paint.green("+"),
             "retire" => paint.red("-"),
             "unchanged" => " ".to_owned(),

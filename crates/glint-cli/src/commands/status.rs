@@ -98,6 +98,15 @@ struct EndpointReport {
 
 fn body(global: &Global, args: StatusArgs) -> CmdResult {
     let json = args.output.output == OutputFormat::Json;
+    if let Some(client) = crate::remote::client(global) {
+        let report = gather_remote(&client?)?;
+        if json {
+            print_json(&report);
+        } else {
+            print_text(&report, Paint::stdout(global));
+        }
+        return Ok(EXIT_OK);
+    }
     let Some(store) = open_store_to_read(global)? else {
         if json {
             print_json(&Report {
@@ -355,6 +364,89 @@ fn read_data_plane(
     })
 }
 
+/// The report from a remote conductor's live status (`--addr`).
+fn gather_remote(
+    client: &glint_conductor::http::client::Client,
+) -> Result<Report, crate::common::Failed> {
+    use glint_conductor::decide::MemberPhase;
+    let s: glint_conductor::Status = crate::remote::get(client, "/v1/status")?;
+    let environment = match s.version {
+        Some(v) => {
+            let doc: serde_json::Value = crate::remote::get(client, &format!("/v1/versions/{v}"))?;
+            doc["environment"]["name"].as_str().map(str::to_owned)
+        }
+        None => None,
+    };
+    let now = glint_store::now_ms();
+    let services = s
+        .services
+        .iter()
+        .map(|svc| ServiceReport {
+            name: svc.name.to_string(),
+            desired: svc.desired,
+            healthy: svc.ready,
+            instances: svc
+                .instances
+                .iter()
+                .map(|i| {
+                    let (state, health) = match i.phase {
+                        MemberPhase::Launching => (InstanceState::Launching, Health::Starting),
+                        MemberPhase::Starting => (InstanceState::Running, Health::Starting),
+                        MemberPhase::Healthy => (InstanceState::Running, Health::Healthy),
+                        MemberPhase::Failed => (InstanceState::Running, Health::Unhealthy),
+                        MemberPhase::Retiring => (InstanceState::Retiring, Health::Healthy),
+                    };
+                    InstanceReport {
+                        id: i.id.to_string(),
+                        version: i.version.0,
+                        current: i.current,
+                        state,
+                        health,
+                        age_s: u64::try_from((now - i.created_at).max(0) / 1000).unwrap_or(0),
+                        address: i.addr.map(|a| a.to_string()),
+                        handle: None,
+                    }
+                })
+                .collect(),
+            backoff: svc.backoff.clone(),
+            rollout: svc.rollout.clone(),
+        })
+        .collect();
+    let endpoints = s
+        .endpoints
+        .iter()
+        .map(|e| EndpointReport {
+            name: e.name.to_string(),
+            listen: e.listen.to_string(),
+            service: e.service.to_string(),
+            listening: Some(e.listening),
+            backends: Some(e.backends.len()),
+            requests: Some(e.requests),
+            failures: Some(e.failures),
+            error: e.error.clone(),
+        })
+        .collect();
+    Ok(Report {
+        store_id: None,
+        environment,
+        version: s.version.map(|v| v.0),
+        conductor: ConductorReport {
+            running: true,
+            pid: None,
+            mode: None,
+            epoch: Some(s.epoch),
+            problems: s.problems.clone(),
+            reconcilers: s.reconcilers.clone(),
+        },
+        converged: Some(s.converged),
+        services,
+        endpoints,
+        // The remote conductor's machine runs the data plane; its status
+        // is not part of the API's yet.
+        data_plane: DataPlaneReport::default(),
+    })
+}
+
 fn print_text(r: &Report, paint: Paint) {
     let env = r.environment.as_deref().unwrap_or("(none)");
     let version = r
@@ -362,11 +454,13 @@ fn print_text(r: &Report, paint: Paint) {
         .map(|v| format!("version {v}"))
         .unwrap_or_else(|| "no version".into());
     let conductor = if r.conductor.running {
-        let mut s = format!(
-            "conductor running (pid {}, {})",
-            r.conductor.pid.map(|p| p.to_string()).unwrap_or_default(),
-            r.conductor.mode.as_deref().unwrap_or("?")
-        );
+        let mut s = match r.conductor.pid {
+            Some(pid) => format!(
+                "conductor running (pid {pid}, {})",
+                r.conductor.mode.as_deref().unwrap_or("?")
+            ),
+            None => "conductor running (remote)".to_owned(),
+        };
         match r.converged {
             Some(true) => s.push_str(&format!(", {}", paint.green("converged"))),
             Some(false) => s.push_str(&format!(", {}", paint.yellow("converging"))),
@@ -405,7 +499,10 @@ fn print_text(r: &Report, paint: Paint) {
         }
         (false, _) => paint.dim("no data plane running"),
     };
-    println!("{} {data_plane}", paint.bold("Endpoints  "));
+    // (A remote conductor's data plane is on its machine, not shown here.)
+    if r.store_id.is_some() {
+        println!("{} {data_plane}", paint.bold("Endpoints  "));
+    }
     for p in &r.conductor.problems {
         println!("  {}", paint.red(p));
     }

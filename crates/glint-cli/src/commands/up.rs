@@ -42,8 +42,17 @@ fn body(global: &Global, args: UpArgs) -> CmdResult {
     rt.block_on(async {
         // Take the lock before recording, so that a refused `up` changes nothing.
         let plan = crate::commands::plan::compute(Some(store.as_ref()), &resolved.version)?;
-        let running =
-            crate::daemon::start(global, store.clone(), glint_store::ConductorMode::Up).await?;
+        let running = crate::daemon::start(
+            global,
+            store.clone(),
+            glint_store::ConductorMode::Up,
+            &args.listen,
+        )
+        .await?;
+        if let Some((addr, tls)) = running.listening {
+            let scheme = if tls { "https" } else { "http" };
+            println!("API and dashboard on {scheme}://{addr}/");
+        }
         let applied = match glint_conductor::ops::apply(
             store.as_ref(),
             resolved.version,

@@ -299,6 +299,35 @@ impl Fencing for FaultyStore {
     }
 }
 
+impl Tokens for FaultyStore {
+    fn create_token(
+        &self,
+        t: &glint_store::NewToken,
+    ) -> Result<Result<glint_store::TokenRecord, glint_store::TokenConflict>, StoreError> {
+        self.write()?;
+        self.inner.create_token(t)
+    }
+    fn tokens(&self) -> Result<Vec<glint_store::TokenRecord>, StoreError> {
+        self.inner.tokens()
+    }
+    fn token_with_hash(
+        &self,
+        accessor: &str,
+    ) -> Result<Option<(glint_store::TokenRecord, String)>, StoreError> {
+        self.inner.token_with_hash(accessor)
+    }
+    fn revoke_token(&self, t: &str) -> Result<Option<glint_store::TokenRecord>, StoreError> {
+        self.write()?;
+        self.inner.revoke_token(t)
+    }
+}
+
+impl WriteStats for FaultyStore {
+    fn write_latency(&self) -> glint_store::WriteLatency {
+        self.inner.write_latency()
+    }
+}
+
 impl Changes for FaultyStore {
     fn changes(&self) -> ChangeFeed {
         self.inner.changes()
