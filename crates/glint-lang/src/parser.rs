@@ -27,9 +27,9 @@ pub const DECL_KINDS: &[&str] = &[
     "policy",
 ];
 
-const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
+pub(crate) const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
 
-const KEYWORDS: &[&str] = &[
+pub(crate) const KEYWORDS: &[&str] = &[
     "import", "let", "fn", "for", "in", "as", "all", "any", "if", "then", "else", "and", "or",
     "not", "true", "false", "none",
 ];
