@@ -350,9 +350,10 @@ fn hover_shows_durations_fields_and_declarations() {
 /// and `image.app` in the templates too; an import's path jumps to the
 /// file; `tpl.backend` jumps into the library.
 ///
-/// Mutations caught: resolving declarations per file only, taking the
-/// text of the file on disk instead of the unsaved edit (the reference to
-/// `service.db` exists only in the editor), wrong ranges.
+/// Mutations caught: resolving declarations within the file only, an
+/// index not rebuilt after an edit (the reference to `service.db` exists
+/// only in the editor's text, typed after the index was first built),
+/// wrong ranges.
 #[test]
 fn definitions_are_found_across_files() {
     let s = shop();
@@ -360,21 +361,28 @@ fn definitions_are_found_across_files() {
     c.open(&s.main, &s.main_text);
     c.diagnostics(&uri(&s.main), Some(1));
     c.open(&s.lib, &s.lib_text);
-    // The worker learns the database's name (unsaved).
-    let at = pos(
-        &s.lib_text,
-        "env     = { QUEUE = queue }",
-        0,
-        "env     = { QUEUE = queue".len(),
+    let defs = c.request(
+        "textDocument/definition",
+        Client::at(&s.lib, pos(&s.lib_text, "image.app", 0, "image.".len())),
     );
-    c.edit(&s.lib, 2, at.clone(), at, ", DB_HOST = service.db.name");
+    assert_eq!(defs[0]["uri"], uri(&s.main));
+    assert_eq!(
+        defs[0]["range"]["start"],
+        pos(&s.main_text, "image app {", 0, "image ".len())
+    );
+
+    // The worker learns the database's name (unsaved).
+    let at = pos(&s.lib_text, "QUEUE = queue }", 0, "QUEUE = queue".len());
+    c.edit(
+        &s.lib,
+        2,
+        at.clone(),
+        at.clone(),
+        ", DB_HOST = service.db.name",
+    );
     let lib = apply(
         &s.lib_text,
-        &[json!({
-            "range": { "start": pos(&s.lib_text, "QUEUE = queue }", 0, "QUEUE = queue".len()),
-                       "end": pos(&s.lib_text, "QUEUE = queue }", 0, "QUEUE = queue".len()) },
-            "newText": ", DB_HOST = service.db.name",
-        })],
+        &[json!({ "range": { "start": at, "end": at }, "newText": ", DB_HOST = service.db.name" })],
     );
     let errors = c.diagnostics(&uri(&s.lib), Some(2));
     assert!(
@@ -394,16 +402,6 @@ fn definitions_are_found_across_files() {
         }
     }]);
     assert_eq!(defs, want);
-
-    let defs = c.request(
-        "textDocument/definition",
-        Client::at(&s.lib, pos(&lib, "image.app", 0, "image.".len())),
-    );
-    assert_eq!(defs[0]["uri"], uri(&s.main));
-    assert_eq!(
-        defs[0]["range"]["start"],
-        pos(&s.main_text, "image app {", 0, "image ".len())
-    );
 
     let defs = c.request(
         "textDocument/definition",
@@ -702,4 +700,58 @@ fn positions_round_trip() {
     let p = pos(t, "ef", 0, 0);
     assert_eq!(p, json!({ "line": 1, "character": 3 }));
     assert_eq!(offset(t, &p), 6);
+}
+
+/// A library opened on its own is compiled as part of the environment
+/// that imports it (the `.glint` file in a parent directory), so it shows
+/// the warnings it gets there: `autoscale` is only a service's field once
+/// `worker` is spread into the services of `main.glint`.
+///
+/// Mutations caught: compiling every document as a main file of its own
+/// (no E0603: a function nobody calls asks for nothing), searching only
+/// the document's own directory.
+#[test]
+fn a_library_opened_alone_is_compiled_with_its_main_file() {
+    let s = shop();
+    let mut c = start(s.dir.path());
+    c.open(&s.lib, &s.lib_text);
+    let ds = c.diagnostics(&uri(&s.lib), Some(1));
+    assert_eq!(codes(&ds), check_codes(s.dir.path(), "lib/templates.glint"));
+    assert_eq!(ds[0]["code"], "E0603");
+    // The main file's diagnostics come with it, though it is not open.
+    let main = c.diagnostics(&uri(&s.main), None);
+    assert_eq!(codes(&main), check_codes(s.dir.path(), "main.glint"));
+    c.shutdown();
+}
+
+/// Edits sent back to back, without waiting, are applied in order: the
+/// last version's diagnostics are those of the text all of them make.
+///
+/// Mutations caught: applying incremental changes against a stale text,
+/// handling notifications out of order (the characters would be
+/// shuffled), publishing the last version's number with an older text.
+#[test]
+fn rapid_edits_are_applied_in_order() {
+    let s = shop();
+    let mut c = start(s.dir.path());
+    c.open(&s.main, &s.main_text);
+    c.diagnostics(&uri(&s.main), Some(1));
+    // Replace `2` of `instances = 2` by `"two"`, one character at a time.
+    let at = pos(&s.main_text, "instances = 2", 0, "instances = ".len());
+    let mut end = at.clone();
+    end["character"] = json!(at["character"].as_u64().unwrap() + 1);
+    c.edit(&s.main, 2, at.clone(), end, "");
+    for (i, ch) in "\"two\"".chars().enumerate() {
+        let mut p = at.clone();
+        p["character"] = json!(at["character"].as_u64().unwrap() + i as u64);
+        c.edit(&s.main, 3 + i as i64, p.clone(), p, &ch.to_string());
+    }
+    let ds = c.diagnostics(&uri(&s.main), Some(7));
+    let e: Vec<&Value> = ds.iter().filter(|d| d["severity"] == 1).collect();
+    assert_eq!(e.len(), 1, "{ds:?}");
+    assert_eq!(e[0]["code"], "E0103");
+    assert_eq!(e[0]["range"]["start"], at);
+    let h = c.request("textDocument/hover", Client::at(&s.main, at.clone()));
+    assert!(h["contents"]["value"].as_str().unwrap().contains("E0103"));
+    c.shutdown();
 }
