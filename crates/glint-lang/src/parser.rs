@@ -29,7 +29,8 @@ pub const DECL_KINDS: &[&str] = &[
 
 pub(crate) const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
 
-pub(crate) const KEYWORDS: &[&str] = &[
+/// The reserved words (editors highlight them; they cannot be names).
+pub const KEYWORDS: &[&str] = &[
     "import", "let", "fn", "for", "in", "as", "all", "any", "if", "then", "else", "and", "or",
     "not", "true", "false", "none",
 ];

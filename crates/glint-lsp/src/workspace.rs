@@ -486,16 +486,23 @@ impl<'h> Workspace<'h> {
                     }
                 })
                 .collect();
+            // Files whose text did not change keep their index.
+            let mut old: HashMap<(u32, String), (String, FileIndex)> = HashMap::new();
+            if let Some(prev) = self.envs.get_mut(main).and_then(|e| e.index.take()) {
+                for (f, ix) in prev.files.into_iter().zip(prev.project.files) {
+                    old.insert((ix.file.0, f.info.key), (f.text, ix));
+                }
+            }
             let project = Project::new(
                 files
                     .iter()
                     .enumerate()
                     .map(|(i, f)| {
-                        FileIndex::build(
-                            &f.info.key,
-                            &f.text,
-                            FileId(u32::try_from(i).unwrap_or(u32::MAX)),
-                        )
+                        let id = FileId(u32::try_from(i).unwrap_or(u32::MAX));
+                        match old.remove(&(id.0, f.info.key.clone())) {
+                            Some((text, ix)) if text == f.text => ix,
+                            _ => FileIndex::build(&f.info.key, &f.text, id),
+                        }
                     })
                     .collect(),
             );

@@ -196,7 +196,7 @@ pub enum OutlineKind {
     Field,
 }
 
-/// The definitions, references, spreads and outline of one file.
+/// The definitions, references and spreads of one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileIndex {
     /// The file.
@@ -209,8 +209,6 @@ pub struct FileIndex {
     pub refs: Vec<Reference>,
     /// Functions and bindings spread into declarations.
     pub spreads: Vec<Spread>,
-    /// The top-level items, with the fields of declarations.
-    pub outline: Vec<OutlineItem>,
     /// Top-level names (let, fn, import aliases) by name: index in `defs`.
     pub globals: HashMap<String, usize>,
 }
@@ -242,12 +240,29 @@ impl FileIndex {
         for item in &ast.items {
             w.item(item);
         }
-        w.out.outline = ast
-            .items
-            .iter()
-            .filter_map(|i| outline_item(&w.out, text, i))
-            .collect();
         w.out
+    }
+
+    /// The outline of `text`: its top-level items, declarations with their
+    /// fields (parsed again: editors ask for it less often than for the
+    /// index).
+    pub fn outline(text: &str, file: FileId) -> Vec<OutlineItem> {
+        crate::with_stack(|| {
+            let mut diags = Vec::new();
+            let ast = crate::parser::parse_file(text, file, &mut diags);
+            let ix = FileIndex::of("", text, file, &ast);
+            let by_span: HashMap<Span, usize> = ix
+                .defs
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.scope.is_none())
+                .map(|(i, d)| (d.span, i))
+                .collect();
+            ast.items
+                .iter()
+                .filter_map(|i| outline_item(&ix, &by_span, text, i))
+                .collect()
+        })
     }
 
     /// The definition whose name is at `offset`.
@@ -715,26 +730,21 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The outline entry of a top-level (or `for`) item.
-fn outline_item(ix: &FileIndex, text: &str, item: &Item) -> Option<OutlineItem> {
-    let def_at = |span: Span| {
-        ix.defs
-            .iter()
-            .find(|d| d.name_span == span && d.span == item.span)
-    };
+/// The outline entry of a top-level (or `for`) item. `by_span` finds the
+/// definition an item makes (by the item's span).
+fn outline_item(
+    ix: &FileIndex,
+    by_span: &HashMap<Span, usize>,
+    text: &str,
+    item: &Item,
+) -> Option<OutlineItem> {
+    let def = by_span.get(&item.span).map(|i| &ix.defs[*i]);
     match &item.kind {
-        ItemKind::Let { name, .. } => def_at(name.span).map(|d| leaf(d, item.span)),
-        ItemKind::Fn(f) => def_at(f.name.span).map(|d| leaf(d, item.span)),
-        ItemKind::Import {
-            path_span, alias, ..
-        } => {
-            def_at(alias.as_ref().map(|a| a.span).unwrap_or(*path_span)).map(|d| leaf(d, item.span))
+        ItemKind::Let { .. } | ItemKind::Fn(_) | ItemKind::Import { .. } => {
+            def.map(|d| leaf(d, item.span))
         }
         ItemKind::Decl(decl) => {
-            let d = ix
-                .defs
-                .iter()
-                .find(|d| d.span == item.span && matches!(d.kind, DefKind::Decl(_)))?;
+            let d = def.filter(|d| matches!(d.kind, DefKind::Decl(_)))?;
             Some(OutlineItem {
                 name: d.name.clone(),
                 kind: OutlineKind::Def(d.kind),
@@ -761,7 +771,7 @@ fn outline_item(ix: &FileIndex, text: &str, item: &Item) -> Option<OutlineItem> 
             name_span: var.span,
             children: items
                 .iter()
-                .filter_map(|i| outline_item(ix, text, i))
+                .filter_map(|i| outline_item(ix, by_span, text, i))
                 .collect(),
         }),
     }
@@ -979,14 +989,14 @@ mod tests {
     #[test]
     fn the_outline_holds_declarations_and_their_fields() {
         let src = "let a = 1\nservice web {\n  instances = 2\n  health { http = \"/\" }\n}\nfor q in [\"x\"] {\n  service \"w-${q}\" { instances = 1 }\n}\n";
-        let ix = index(src);
-        let names: Vec<&str> = ix.outline.iter().map(|o| o.name.as_str()).collect();
+        let outline = FileIndex::outline(src, FileId(0));
+        let names: Vec<&str> = outline.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, vec!["a", "web", "for q in [\"x\"]"]);
-        let web = &ix.outline[1];
+        let web = &outline[1];
         let fields: Vec<&str> = web.children.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(fields, vec!["instances", "health"]);
         assert_eq!(web.children[1].children[0].name, "http");
-        assert_eq!(ix.outline[2].children[0].name, "w-${q}");
+        assert_eq!(outline[2].children[0].name, "w-${q}");
     }
 
     #[test]

@@ -42,6 +42,32 @@ pub fn complete(ws: &mut Workspace<'_>, p: &Place, snippets: bool) -> Vec<Comple
     let lines = doc.lines.clone();
     let enc = ws.encoding;
     let pos = glint_lang::ide::position_at(&text, FileId(0), p.offset);
+    let mut out = Out {
+        text: &text,
+        lines: &lines,
+        enc,
+        snippets,
+        items: Vec::new(),
+    };
+    // What needs only the schema is answered without the index.
+    match &pos {
+        Position::None => return Vec::new(),
+        Position::Item { prefix } => {
+            out.items_start(*prefix);
+            return out.items;
+        }
+        Position::Key {
+            path,
+            present,
+            prefix,
+        } if matches!(path.root, Root::Decl(_)) => {
+            if let Some(block) = path.block(None) {
+                out.keys(block, present, *prefix);
+            }
+            return out.items;
+        }
+        _ => {}
+    }
     let names = ws
         .envs
         .get(&p.main)
@@ -50,13 +76,6 @@ pub fn complete(ws: &mut Workspace<'_>, p: &Place, snippets: bool) -> Vec<Comple
         .unwrap_or_default();
     let Some((index, file)) = indexed(ws, p) else {
         return Vec::new();
-    };
-    let mut out = Out {
-        text: &text,
-        lines: &lines,
-        enc,
-        snippets,
-        items: Vec::new(),
     };
     let root_block = |path: &BlockPath| -> Option<BlockKind> {
         match &path.root {

@@ -10,8 +10,7 @@ use lsp_types::{DocumentSymbol, SymbolKind};
 
 /// The outline of a document.
 pub fn outline(text: &str, lines: &LineIndex, enc: Encoding) -> Vec<DocumentSymbol> {
-    let ix = FileIndex::build("", text, FileId(0));
-    ix.outline
+    FileIndex::outline(text, FileId(0))
         .iter()
         .map(|o| symbol(o, text, lines, enc))
         .collect()
