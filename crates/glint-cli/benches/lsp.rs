@@ -75,7 +75,11 @@ fn report(what: &str, mut d: Vec<Duration>) {
 fn workload(title: &str, dir: &Path, main: &Path, service: &str, edits: usize) {
     let text = std::fs::read_to_string(main).unwrap();
     let bin = env!("CARGO_BIN_EXE_glint");
-    println!("{title} ({} bytes, {} lines)", text.len(), text.lines().count());
+    println!(
+        "{title} ({} bytes, {} lines)",
+        text.len(),
+        text.lines().count()
+    );
     let header = format!("service {service} {{");
     let body = text.find(&header).unwrap();
     // The value of `instances` (`instances = 2`, aligned or not).
@@ -93,7 +97,10 @@ fn workload(title: &str, dir: &Path, main: &Path, service: &str, edits: usize) {
     let started = Instant::now();
     c.open(main, &text);
     c.diagnostics(&uri(main), Some(1));
-    println!("  first diagnostics after open          {:>8.2} ms", started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "  first diagnostics after open          {:>8.2} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let mut diag = Vec::new();
     for i in 0..edits {
         let v = 2 + i as i64;
@@ -146,7 +153,10 @@ fn workload(title: &str, dir: &Path, main: &Path, service: &str, edits: usize) {
         c.diagnostics(&uri(main), Some(v));
     }
     c.shutdown();
-    report(&format!("`image.` completion after an edit ({count})"), refs);
+    report(
+        &format!("`image.` completion after an edit ({count})"),
+        refs,
+    );
 }
 
 fn main() {
@@ -156,9 +166,7 @@ fn main() {
         .collect();
     let small = args.first().copied().unwrap_or(200);
     let large = args.get(1).copied().unwrap_or(40);
-    println!(
-        "glint lsp latency (wall clock; the machine may be shared: read as upper bounds)\n"
-    );
+    println!("glint lsp latency (wall clock; the machine may be shared: read as upper bounds)\n");
 
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier");

@@ -28,11 +28,19 @@ fn words_of(regex: &str) -> Vec<String> {
 #[test]
 fn the_manifest_names_files_that_exist() {
     let pkg = json(&vscode().join("package.json"));
-    assert_eq!(pkg["contributes"]["languages"][0]["extensions"][0], ".glint");
+    assert_eq!(
+        pkg["contributes"]["languages"][0]["extensions"][0],
+        ".glint"
+    );
     let grammar = pkg["contributes"]["grammars"][0]["path"].as_str().unwrap();
     let g = json(&vscode().join(grammar));
-    assert_eq!(g["scopeName"], pkg["contributes"]["grammars"][0]["scopeName"]);
-    let conf = pkg["contributes"]["languages"][0]["configuration"].as_str().unwrap();
+    assert_eq!(
+        g["scopeName"],
+        pkg["contributes"]["grammars"][0]["scopeName"]
+    );
+    let conf = pkg["contributes"]["languages"][0]["configuration"]
+        .as_str()
+        .unwrap();
     let c = json(&vscode().join(conf));
     assert_eq!(c["comments"]["lineComment"], "//");
     assert!(vscode().join(pkg["main"].as_str().unwrap()).is_file());
@@ -45,7 +53,10 @@ fn the_grammar_knows_the_language_words() {
     let kinds = words_of(repo["declaration"]["match"].as_str().unwrap());
     let refs = words_of(repo["references"]["match"].as_str().unwrap());
     for k in glint_lang::parser::DECL_KINDS {
-        assert!(kinds.iter().any(|w| w == k), "declaration kind `{k}` missing");
+        assert!(
+            kinds.iter().any(|w| w == k),
+            "declaration kind `{k}` missing"
+        );
         assert!(refs.iter().any(|w| w == k), "reference kind `{k}` missing");
     }
     let enums = words_of(repo["words"]["match"].as_str().unwrap());
