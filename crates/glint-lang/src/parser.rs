@@ -27,7 +27,7 @@ pub const DECL_KINDS: &[&str] = &[
     "policy",
 ];
 
-pub(crate) const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
+const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
 
 /// The reserved words (editors highlight them; they cannot be names).
 pub const KEYWORDS: &[&str] = &[
