@@ -29,8 +29,7 @@ pub const DECL_KINDS: &[&str] = &[
 
 const ITEM_KEYWORDS: &[&str] = &["import", "let", "fn", "for"];
 
-/// The reserved words (editors highlight them; they cannot be names).
-pub const KEYWORDS: &[&str] = &[
+const KEYWORDS: &[&str] = &[
     "import", "let", "fn", "for", "in", "as", "all", "any", "if", "then", "else", "and", "or",
     "not", "true", "false", "none",
 ];

@@ -66,7 +66,7 @@ fn the_grammar_knows_the_language_words() {
         assert!(enums.iter().any(|x| x == w), "enum word `{w}` missing");
     }
     let all = serde_json::to_string(&g).unwrap();
-    for kw in glint_lang::parser::KEYWORDS {
+    for kw in glint_lang::ide::KEYWORDS {
         let alternatives = [
             format!("|{kw}|"),
             format!("({kw}|"),

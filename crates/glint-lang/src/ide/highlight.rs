@@ -181,7 +181,7 @@ impl Cx<'_> {
                         .get(t.span.start as usize..t.span.end as usize)
                         .unwrap_or("");
                     let next_kind = next.map(|n| &n.kind);
-                    let class = if crate::parser::KEYWORDS.contains(&w) {
+                    let class = if super::KEYWORDS.contains(&w) {
                         Class::Keyword
                     } else if crate::parser::DECL_KINDS.contains(&w)
                         && matches!(

@@ -32,6 +32,14 @@ pub use context::{BlockPath, Position, Root, Seg, position_at};
 pub use project::{Project, Symbol};
 pub use symbols::{Def, DefKind, FileIndex, OutlineItem, RefTarget, Reference};
 
+/// The reserved words: they cannot be names, and editors highlight them.
+/// (The parser keeps its own; a test below checks that each of these is
+/// reserved there.)
+pub const KEYWORDS: &[&str] = &[
+    "import", "let", "fn", "for", "in", "as", "all", "any", "if", "then", "else", "and", "or",
+    "not", "true", "false", "none",
+];
+
 /// Whether `name` can be written as a plain name (a `let`, `fn`,
 /// parameter or import alias): letters, digits, `_` and `-`, starting with
 /// a letter or `_`, not ending with `-`, and not a keyword.
@@ -50,7 +58,7 @@ pub fn is_plain_name(name: &str) -> bool {
 /// Whether `name` means something already: a keyword, a declaration kind
 /// (`service`), a collection of policies (`services`) or a built-in function.
 pub fn is_reserved(name: &str) -> bool {
-    crate::parser::KEYWORDS.contains(&name)
+    KEYWORDS.contains(&name)
         || crate::parser::DECL_KINDS.contains(&name)
         || crate::eval::BUILTINS.contains(&name)
         || crate::value::Kind::from_plural(name).is_some()
@@ -71,5 +79,38 @@ mod tests {
         assert!(!is_plain_name("a b"));
         assert!(!is_plain_name("let"));
         assert!(!is_plain_name("service"));
+    }
+
+    /// A binding named by a keyword cannot be read (the word means
+    /// itself, or is refused; `all` and `any` start quantifiers); any
+    /// other word can.
+    #[test]
+    fn every_keyword_is_reserved_and_other_words_are_not() {
+        let readable = |w: &str| {
+            let src = format!(
+                "let {w} = \"v\"\nimage app {{\n  entrypoint = [\"/a\"]\n  env = {{ A = \"${{{w}}}\" }}\n}}\n"
+            );
+            let c = crate::compile_str("m.glint", &src);
+            c.environment
+                .and_then(|e| {
+                    e.images
+                        .values()
+                        .next()
+                        .and_then(|i| i.env.get("A").cloned())
+                })
+                .is_some_and(|a| a == "v")
+        };
+        for kw in KEYWORDS {
+            if matches!(*kw, "all" | "any") {
+                // Quantifier words, reserved before `x in`.
+                let c = crate::compile_str("m.glint", &format!("let t = {kw} x in [1]: x == 1\n"));
+                assert!(!c.has_errors(), "`{kw}` is not a quantifier");
+                continue;
+            }
+            assert!(!readable(kw), "`{kw}` can be a name: it is not a keyword");
+        }
+        for w in ["region", "services_x", "lets", "format", "nothing"] {
+            assert!(readable(w), "`{w}` cannot be a name");
+        }
     }
 }
