@@ -425,7 +425,7 @@ impl<'h> Workspace<'h> {
             .map(|(_, f)| File {
                 info: self.with_client_uri(env.info(&f.key)),
                 lines: LineIndex::new(&f.text),
-                text: f.text.clone(),
+                text: f.text.to_string(),
             })
             .collect();
         let mut names = BTreeMap::new();
