@@ -82,6 +82,10 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Explain an error code, e.g. `glint explain E0101`.
     Explain(ExplainArgs),
+    /// Run the language server for editors (LSP on stdin and stdout):
+    /// diagnostics as you type, completion, hover, go to definition,
+    /// references, rename, formatting. See docs/editor.md.
+    Lsp(LspArgs),
     /// Show what an apply would create, replace and retire, and why.
     Plan(PlanArgs),
     /// Record a new version from FILE and have the conductor converge to it.
@@ -173,6 +177,19 @@ pub struct FmtArgs {
 pub struct ExplainArgs {
     /// The error code, e.g. E0101.
     pub code: String,
+}
+
+/// `glint lsp`
+#[derive(Debug, Args)]
+pub struct LspArgs {
+    /// Extra policy files checked with every environment (as `check
+    /// --policy`), besides those the editor names in its settings.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Talk over stdin and stdout (the default and only transport;
+    /// accepted because some editors pass it).
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// `glint plan`

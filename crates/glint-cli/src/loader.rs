@@ -93,6 +93,35 @@ impl FsLoader {
             })
     }
 
+    /// Whether the file `key` may be loaded, reading nothing: its real
+    /// path (of the deepest part that exists, symlinks followed) is inside
+    /// its root. The language server asks before it compiles an open
+    /// document's unsaved text in place of the file.
+    pub fn admits(&self, key: &str) -> Result<(), LoadError> {
+        let root = self.real_root_of(key)?;
+        let path = self.path_of(key);
+        let mut existing = path.as_path();
+        loop {
+            if let Ok(real) = std::fs::canonicalize(existing) {
+                if real.starts_with(root) {
+                    return Ok(());
+                }
+                return Err(LoadError::outside_root(format!(
+                    "{} leads to {}, outside {}",
+                    display(existing),
+                    display(&real),
+                    display(root)
+                )));
+            }
+            match existing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => existing = p,
+                _ => {
+                    return Err(LoadError::new(format!("no such file ({})", display(&path))));
+                }
+            }
+        }
+    }
+
     /// Refuses `path` (on disk) unless its real path is under `root`.
     fn confine(&self, path: &Path, root: &Path) -> Result<(), LoadError> {
         match std::fs::canonicalize(path) {
@@ -216,6 +245,26 @@ pub enum LoadFailure {
 /// files (`std:policies` names the standard library).
 pub fn compile_path(main: &Path, policies: &[PathBuf]) -> Result<Compilation, LoadFailure> {
     check_readable(main)?;
+    let p = prepare(main, policies)?;
+    Ok(glint_lang::compile(&p.key, &p.loader, &p.options))
+}
+
+/// What compiling an environment takes: its loader, the main file's key
+/// and the options (the same for `glint check` and `glint lsp`).
+#[derive(Debug)]
+pub struct Prepared {
+    /// Reads the environment's files, confined to their roots.
+    pub loader: FsLoader,
+    /// The main file's key.
+    pub key: String,
+    /// Policies, the default name, enforced capabilities, providers.
+    pub options: CompileOptions,
+}
+
+/// Prepares compilations of the environment whose main file is `main`
+/// (which need not exist yet: an editor's unsaved file), with extra
+/// policy files, which must be readable.
+pub fn prepare(main: &Path, policies: &[PathBuf]) -> Result<Prepared, LoadFailure> {
     for p in policies {
         if !p.to_string_lossy().starts_with("std:") {
             check_readable(p)?;
@@ -244,7 +293,11 @@ pub fn compile_path(main: &Path, policies: &[PathBuf]) -> Result<Compilation, Lo
         enforced: crate::compile::enforced(),
         providers: crate::compile::providers(),
     };
-    Ok(glint_lang::compile(&key, &loader, &options))
+    Ok(Prepared {
+        loader,
+        key,
+        options,
+    })
 }
 
 fn check_readable(p: &Path) -> Result<(), LoadFailure> {

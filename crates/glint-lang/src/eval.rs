@@ -186,7 +186,7 @@ pub struct Reported;
 /// The result of an evaluation step.
 pub type R<T> = Result<T, Reported>;
 
-const BUILTINS: &[&str] = &[
+pub(crate) const BUILTINS: &[&str] = &[
     "len", "ip", "cidr", "addr", "string", "keys", "range", "archive", "min", "max",
 ];
 

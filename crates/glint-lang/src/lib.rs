@@ -17,6 +17,9 @@
 //! - [`capability`]: what the build enforces and which providers it has
 //!   (inputs of a compilation);
 //! - [`format`](mod@format): the canonical formatter;
+//! - [`ide`]: what editors need from syntax alone (definitions and
+//!   references across files, the block at the cursor, an outline,
+//!   highlighting, literals in words);
 //! - [`diag`], [`codes`]: diagnostics as data, their rendering and the
 //!   long explanations behind `glint explain`.
 //!
@@ -55,6 +58,7 @@ pub mod diag;
 pub mod eval;
 pub mod format;
 pub mod fxhash;
+pub mod ide;
 pub mod lexer;
 pub mod lower;
 pub mod parser;

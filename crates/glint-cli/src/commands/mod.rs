@@ -13,6 +13,7 @@ pub mod fmt;
 pub mod history;
 pub mod images;
 pub mod logs;
+pub mod lsp;
 pub mod plan;
 pub mod rollback;
 pub mod status;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Check(a) => check::run(g, a),
         Command::Fmt(a) => fmt::run(g, a),
         Command::Explain(a) => explain::run(g, a),
+        Command::Lsp(a) => lsp::run(g, a),
         Command::Plan(a) => plan::run(g, a),
         Command::Apply(a) => apply::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
