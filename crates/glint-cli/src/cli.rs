@@ -124,6 +124,8 @@ pub enum Command {
     Images(ImagesArgs),
     /// Inspect, export, import and garbage-collect images.
     Image(ImageArgs),
+    /// List, inspect and remove volumes (never removed otherwise).
+    Volume(VolumeArgs),
 }
 
 /// `glint check`
@@ -502,6 +504,37 @@ pub enum ImageCommand {
     Import {
         /// The archive.
         file: PathBuf,
+    },
+}
+
+/// `glint volume`
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    #[command(subcommand)]
+    pub command: VolumeCommand,
+}
+
+/// `glint volume` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List volumes: name, provider, size, usage, mounted by.
+    Ls {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show one volume: where its data is, who mounts it, which versions
+    /// declare it.
+    Inspect {
+        /// The volume (`pgdata`, or `pgdata-0` for a per-instance one).
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete a volume and its data. Refused while the newest version, or a
+    /// version an instance runs, declares it, or an instance mounts it.
+    Rm {
+        /// The volume.
+        name: String,
     },
 }
 

@@ -15,17 +15,33 @@ use crate::cli::Global;
 use crate::common::{Failed, fail};
 use crate::loader::compile_path;
 use crate::output::{EXIT_FAILED, EXIT_USAGE, stderr_is_terminal, use_color};
-use glint_lang::{Capabilities, ProviderSet};
+use glint_lang::{Capabilities, Capability, ProviderSet};
 use glint_model::{Environment, ProviderKind};
 use glint_store::SourceFile;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The capabilities this build enforces. None yet: rules, variables,
-/// volumes, autoscaling and process resource limits are recorded but not
-/// acted on, and every compilation says so.
+/// The capabilities this build enforces on this machine:
+///
+/// - autoscaling, always;
+/// - volumes, where process instances get their own namespaces (root; the
+///   volume is bound into them) — Docker mounts its named volumes either
+///   way;
+/// - process resource limits, where instances get namespaces and this
+///   machine offers the cgroup memory, cpu and pids controllers (v2, or
+///   v1).
+///
+/// Firewall rules and variables are recorded but not acted on yet, and
+/// every compilation says so.
 pub fn enforced() -> Capabilities {
-    Capabilities::none()
+    let mut c = Capabilities::none().with(Capability::Autoscale);
+    if glint_sandbox::available() {
+        c.insert(Capability::Volumes);
+        if glint_provider::process::cgroup::Cgroups::detect().is_some() {
+            c.insert(Capability::ProcessResourceLimits);
+        }
+    }
+    c
 }
 
 /// The providers this build has (`crate::daemon` starts them).

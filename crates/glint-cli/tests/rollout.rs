@@ -297,8 +297,15 @@ fn events_of(ctx: &Ctx, kind: &str) -> Vec<Value> {
 #[test]
 fn a_version_whose_instances_crash_at_once_ends_apply_wait_with_a_clear_error() {
     let mut ctx = Ctx::new();
-    // A first version that crashes: nothing to roll back to.
-    let file = ctx.demo_with("app.glint", 2, &[("EXIT_AFTER_MS", "30")], "");
+    // A first version that crashes: nothing to roll back to. An instance
+    // may pass a probe in its 30 ms of life; `min_healthy` is what keeps
+    // such a version from converging (without it the outcome is a race).
+    let file = ctx.demo_with(
+        "app.glint",
+        2,
+        &[("EXIT_AFTER_MS", "30")],
+        "rollout { min_healthy = 2s }",
+    );
     ctx.spawn("conductor", &["conductor"]);
     let out = ctx.run(&["apply", file.to_str().unwrap(), "--wait"]);
     let err = String::from_utf8_lossy(&out.stderr);

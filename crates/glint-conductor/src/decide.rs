@@ -40,6 +40,27 @@
 //! capacity. Failed members (unhealthy, never healthy) are retired at once —
 //! they serve nothing, so retiring them never costs capacity — and a crashed
 //! one is simply gone; either way the service is short and a launch follows.
+//!
+//! ## One writer at a time (volumes)
+//!
+//! A service that mounts a shared volume read-write, or per-instance
+//! volumes, follows the writers rule (`decide/writers.rs`) instead of its
+//! strategy, for every replacement (a new version, `max_age`, healing,
+//! scaling): **stop before start**. A launch that would mount a volume some
+//! member still holds — in any phase, retiring included, of any service —
+//! waits until that member is gone; stale members are retired one slot at a
+//! time (`unavailable` of a rolling strategy, at least 1). This is the one
+//! exception to "planned replacement never lowers capacity": two writers
+//! on one volume would destroy it. Per-instance volumes give each member a
+//! *slot* (`0..D`) whose volume (`NAME-SLOT`) it keeps across replacements.
+//!
+//! ## The count
+//!
+//! `D` is the declared `instances`, or for an autoscaled service the count
+//! the autoscaler chose and persisted (within `[min, max]`, see
+//! [`crate::autoscale::count`]), given to [`decide_scaled`].
+
+mod writers;
 
 use crate::plan::{Target, fingerprint};
 use glint_model::{ContentHash, InstanceId, Name, Service, Strategy};
@@ -88,6 +109,11 @@ pub struct Member {
     pub created_at: i64,
     /// When it last became healthy (ms since the epoch), if it is healthy.
     pub healthy_at: Option<i64>,
+    /// Its slot, when its service has per-instance volumes.
+    pub slot: Option<u32>,
+    /// The volumes it holds read-write (claimed before it was launched,
+    /// released once it is gone).
+    pub holds: Vec<String>,
 }
 
 /// One thing to do.
@@ -99,6 +125,8 @@ pub enum Decision {
         service: Name,
         /// Why, for the event log.
         reason: String,
+        /// The slot it takes (services with per-instance volumes).
+        slot: Option<u32>,
     },
     /// Drain and terminate an instance.
     Retire {
@@ -173,10 +201,28 @@ pub fn expires_at(id: &InstanceId, created_at: i64, max_age_ms: u64) -> i64 {
         .saturating_sub(early)
 }
 
-/// Decides what to launch, retire and route. See the module documentation.
+/// Decides what to launch, retire and route, with every service at its
+/// declared count. See the module documentation.
 pub fn decide(target: Target<'_>, members: &[Member], now: i64) -> Outcome {
+    decide_scaled(target, &BTreeMap::new(), members, now)
+}
+
+/// Decides what to launch, retire and route, with autoscaled services at
+/// the counts in `scaled` (the autoscaler's persisted choices). See the
+/// module documentation.
+pub fn decide_scaled(
+    target: Target<'_>,
+    scaled: &BTreeMap<Name, u32>,
+    members: &[Member],
+    now: i64,
+) -> Outcome {
     let mut by_service: BTreeMap<&Name, Vec<&Member>> = BTreeMap::new();
+    // Volumes held by any member, retiring ones included.
+    let mut held: BTreeMap<&str, &InstanceId> = BTreeMap::new();
     for m in members {
+        for v in &m.holds {
+            held.insert(v.as_str(), &m.id);
+        }
         if m.phase != MemberPhase::Retiring {
             by_service.entry(&m.service).or_default().push(m);
         }
@@ -195,7 +241,14 @@ pub fn decide(target: Target<'_>, members: &[Member], now: i64) -> Outcome {
     }
     for (name, svc) in &target.env.services {
         let ms = by_service.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        ServicePass::new(name, svc, fingerprint(target, name), ms, now, &mut out).run();
+        let d = crate::autoscale::count(svc, scaled.get(name).copied());
+        let guard = writers::Guard::of(target.env, svc);
+        let mut pass = ServicePass::new(name, svc, fingerprint(target, name), ms, now, &mut out);
+        pass.d = d;
+        match guard {
+            Some(g) => pass.run_writers(&g, &held),
+            None => pass.run(),
+        }
     }
     out
 }
@@ -204,6 +257,8 @@ pub fn decide(target: Target<'_>, members: &[Member], now: i64) -> Outcome {
 struct ServicePass<'a> {
     name: &'a Name,
     svc: &'a Service,
+    /// The count to keep.
+    d: u32,
     now: i64,
     current: Vec<&'a Member>,
     /// Launched with another shape.
@@ -225,6 +280,7 @@ impl<'a> ServicePass<'a> {
         let mut p = ServicePass {
             name,
             svc,
+            d: svc.instances,
             now,
             current: Vec::new(),
             outdated: Vec::new(),
@@ -280,9 +336,14 @@ impl<'a> ServicePass<'a> {
     }
 
     fn launch(&mut self, reason: String) {
+        self.launch_in(reason, None);
+    }
+
+    fn launch_in(&mut self, reason: String, slot: Option<u32>) {
         self.out.decisions.push(Decision::Launch {
             service: self.name.clone(),
             reason,
+            slot,
         });
     }
 
@@ -294,7 +355,7 @@ impl<'a> ServicePass<'a> {
     }
 
     fn run(mut self) {
-        let d = self.svc.instances;
+        let d = self.d;
         let current: Vec<&Member> = self.current.clone();
         let available_current = current.iter().filter(|m| self.available(m)).count() as u32;
         let mut progress = Progress {
@@ -602,6 +663,8 @@ mod tests {
             phase,
             created_at: n as i64,
             healthy_at: (phase == MemberPhase::Healthy).then_some(n as i64),
+            slot: None,
+            holds: Vec::new(),
         }
     }
 
@@ -985,6 +1048,8 @@ mod tests {
             phase: MemberPhase::Healthy,
             created_at: 0,
             healthy_at: Some(0),
+            slot: None,
+            holds: Vec::new(),
         }];
         let o = run(&e, &m, NOW);
         assert!(

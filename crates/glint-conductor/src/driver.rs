@@ -305,9 +305,9 @@ impl Driver {
         let mut converged = target.is_some();
         let mut services = Vec::new();
         for name in names {
-            let desired = target
-                .and_then(|t| t.env.services.get(&name))
-                .map(|s| s.instances)
+            let svc = target.and_then(|t| t.env.services.get(&name));
+            let desired = svc
+                .map(|s| crate::autoscale::count(s, self.world.scale.get(&name).map(|x| x.desired)))
                 .unwrap_or(0);
             let fp = self.world.target_fingerprint(&name);
             let (mut ready, mut ready_current) = (0, 0);
@@ -357,6 +357,9 @@ impl Driver {
                 .filter(|t| t.outcome.is_none())
                 .and_then(|t| self.ctx.store.failed_count(t.number).ok())
                 .unwrap_or(0);
+            let autoscale = svc.and_then(|s| {
+                crate::reconcilers::autoscale::status(s, self.world.scale.get(&name), ready)
+            });
             services.push(ServiceStatus {
                 name,
                 desired,
@@ -368,6 +371,7 @@ impl Driver {
                 rollout,
                 failed_new,
                 last_failure: streak.map(|b| b.cause.clone()),
+                autoscale,
             });
         }
         let declared: std::collections::BTreeMap<&Name, &glint_model::Endpoint> = target

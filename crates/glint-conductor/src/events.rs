@@ -382,6 +382,51 @@ pub enum ConductorEvent {
         /// Who revoked it.
         by: String,
     },
+    /// The autoscaler changed a service's count.
+    Scaled {
+        /// The service.
+        service: Name,
+        /// The count before.
+        from: u32,
+        /// The count now.
+        to: u32,
+        /// Why (the metric, its target, the rule applied).
+        reason: String,
+    },
+    /// A volume was first mounted and created by its provider.
+    VolumeCreated {
+        /// The volume.
+        volume: String,
+        /// Its provider.
+        provider: ProviderKind,
+        /// Where its data is.
+        location: String,
+    },
+    /// A launch was refused: another instance still holds a volume.
+    VolumeHeld {
+        /// The instance not launched.
+        id: InstanceId,
+        /// The volume.
+        volume: String,
+        /// Who holds it, when known.
+        holder: Option<InstanceId>,
+    },
+    /// A volume and its data were deleted (`glint volume rm`).
+    VolumeRemoved {
+        /// The volume.
+        volume: String,
+        /// Its provider.
+        provider: ProviderKind,
+    },
+    /// A volume uses more than its declared size.
+    VolumeOverSize {
+        /// The volume.
+        volume: String,
+        /// Bytes used.
+        used: u64,
+        /// Bytes declared.
+        size: u64,
+    },
 }
 
 impl ConductorEvent {
@@ -767,6 +812,51 @@ impl ConductorEvent {
                 format!("token {name} ({accessor}) revoked by {by}"),
             )
             .details(serde_json::json!({ "accessor": accessor, "by": by })),
+            E::Scaled {
+                service,
+                from,
+                to,
+                reason,
+            } => NewEvent::info(
+                EventKind::AutoscaleScaled,
+                format!(
+                    "{service} scaled {} from {from} to {to}: {reason}",
+                    if to > from { "up" } else { "down" }
+                ),
+            )
+            .service(service)
+            .details(serde_json::json!({ "from": from, "to": to })),
+            E::VolumeCreated {
+                volume,
+                provider,
+                location,
+            } => NewEvent::info(
+                EventKind::VolumeCreated,
+                format!("volume {volume} created by the {provider} provider at {location}"),
+            ),
+            E::VolumeHeld { id, volume, holder } => NewEvent::warning(
+                EventKind::VolumeHeld,
+                format!(
+                    "{id} was not launched: volume {volume} is still held{} (one writer at a time)",
+                    holder
+                        .as_ref()
+                        .map(|h| format!(" by {h}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .instance(id),
+            E::VolumeRemoved { volume, provider } => NewEvent::info(
+                EventKind::VolumeRemoved,
+                format!("volume {volume} and its data were removed from the {provider} provider (glint volume rm)"),
+            ),
+            E::VolumeOverSize { volume, used, size } => NewEvent::warning(
+                EventKind::VolumeOverSize,
+                format!(
+                    "volume {volume} uses {} of its declared {}",
+                    glint_model::Bytes(*used),
+                    glint_model::Bytes(*size)
+                ),
+            ),
         }
     }
 
@@ -792,6 +882,8 @@ impl ConductorEvent {
             E::EndpointFailed { name, .. } => Some(format!("endpoint_failed/{name}")),
             E::AuthFailed { peer, .. } => Some(format!("auth_failed/{peer}")),
             E::BackingOff { service, .. } => Some(format!("backoff/{service}")),
+            E::VolumeHeld { id, volume, .. } => Some(format!("volume_held/{}/{volume}", svc(id))),
+            E::VolumeOverSize { volume, .. } => Some(format!("volume_over_size/{volume}")),
             E::ImageRejected { id, error, .. } => {
                 Some(format!("image_rejected/{}/{error}", svc(id)))
             }

@@ -8,18 +8,20 @@
 
 use crate::plan::{Shape, Target, shape};
 use glint_model::{Digest, InstanceId, Labels, Name, VersionNumber};
-use glint_provider::{LaunchImage, LaunchSpec};
+use glint_provider::{LaunchImage, LaunchSpec, VolumeMount};
 use std::path::PathBuf;
 
-/// The spec to launch instance `id` of `service` in `target`, with the image
-/// still to be prepared (see [`with_image`]). `None` if the service or its
-/// image digest is not in the target.
+/// The spec to launch instance `id` of `service` in `target`, in `slot`
+/// (services with per-instance volumes), with the image still to be
+/// prepared (see [`with_image`]). `None` if the service or its image digest
+/// is not in the target.
 pub fn spec(
     target: Target<'_>,
     version: VersionNumber,
     service: &Name,
     id: &InstanceId,
     store_id: &str,
+    slot: Option<u32>,
 ) -> Option<LaunchSpec> {
     let shape = shape(target, service)?;
     let digest = shape.digest?.clone();
@@ -31,10 +33,39 @@ pub fn spec(
         instance: id.clone(),
         image: digest.clone(),
     };
-    Some(from_shape(&shape, labels, digest, target))
+    Some(from_shape(&shape, labels, digest, target, slot))
 }
 
-fn from_shape(shape: &Shape<'_>, labels: Labels, digest: Digest, target: Target<'_>) -> LaunchSpec {
+/// The volumes an instance in `slot` mounts: a per-instance volume by its
+/// slot's name (`NAME-SLOT`), every read-write one exclusively (one writer
+/// at a time).
+pub fn volume_mounts(shape: &Shape<'_>, slot: Option<u32>) -> Vec<VolumeMount> {
+    shape
+        .mounts
+        .iter()
+        .map(|m| {
+            let per_instance = shape.per_instance.contains(&&m.volume);
+            VolumeMount {
+                volume: match (per_instance, slot) {
+                    (true, Some(s)) => format!("{}-{s}", m.volume),
+                    _ => m.volume.to_string(),
+                },
+                declared: m.volume.clone(),
+                path: m.path.clone(),
+                read_only: m.read_only,
+                exclusive: !m.read_only,
+            }
+        })
+        .collect()
+}
+
+fn from_shape(
+    shape: &Shape<'_>,
+    labels: Labels,
+    digest: Digest,
+    target: Target<'_>,
+    slot: Option<u32>,
+) -> LaunchSpec {
     let mut env: std::collections::BTreeMap<String, String> =
         shape.image_env.cloned().unwrap_or_default();
     env.extend(shape.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -56,7 +87,7 @@ fn from_shape(shape: &Shape<'_>, labels: Labels, digest: Digest, target: Target<
         workdir: shape.workdir.unwrap_or("/").to_owned(),
         port: shape.port,
         resources: shape.resources.clone(),
-        mounts: shape.mounts.to_vec(),
+        mounts: volume_mounts(shape, slot),
     }
 }
 
@@ -98,7 +129,7 @@ mod tests {
             images: &images,
         };
         let id = InstanceId::from_entropy(&name("web"), 1);
-        let s = spec(target, VersionNumber(7), &name("web"), &id, "store1").unwrap();
+        let s = spec(target, VersionNumber(7), &name("web"), &id, "store1", None).unwrap();
         assert_eq!(s.argv, ["/app", "serve", "--fast"]);
         assert_eq!(s.env["FROM_IMAGE"], "1");
         assert_eq!(s.env["GREETING"], "hi");
@@ -107,6 +138,8 @@ mod tests {
         assert_eq!(s.port, 9000);
         assert_eq!(s.resources.memory, Some(Bytes(64 << 20)));
         assert_eq!(s.mounts.len(), 1, "mounts reach the provider");
+        assert_eq!(s.mounts[0].volume, "data");
+        assert!(s.mounts[0].exclusive, "read-write: one writer at a time");
         assert_eq!(s.labels.image, Digest::of(b"img"));
         assert_eq!(s.labels.version, VersionNumber(7));
         // And a change of any of them changes the fingerprint.

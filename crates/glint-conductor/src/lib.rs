@@ -13,9 +13,12 @@
 //!   publishes the status;
 //! - [`reconciler`]: the contract of a reconciler and what it is given;
 //! - [`reconcilers`]: one file per reconciler (providers, inventory, probes,
-//!   instances, rollouts, endpoints, heartbeat);
+//!   volumes, autoscale, instances, rollouts, endpoints, heartbeat);
 //! - [`world`]: the picture of the world the reconcilers share;
-//! - [`decide`]: the pure decision function (what to launch and retire now);
+//! - [`decide`]: the pure decision function (what to launch and retire now),
+//!   with its one-writer-at-a-time rule for volumes;
+//! - [`autoscale`]: the pure autoscaling rule and the one count rule;
+//! - [`load`]: the endpoint counters the autoscaler reads;
 //! - [`rollout`]: the pure rollout verdict (converged, failed, in progress);
 //! - [`plan`]: launch shapes, fingerprints and the plan shown by `glint plan`;
 //! - [`launch`]: the one place a launch spec is built, from the shape;
@@ -36,6 +39,7 @@
 //!   OpenAPI document and the dashboard.
 
 pub mod api;
+pub mod autoscale;
 pub mod backoff;
 pub mod conductor;
 pub mod decide;
@@ -47,6 +51,7 @@ pub mod http;
 pub mod images;
 pub mod launch;
 pub mod leadership;
+pub mod load;
 pub mod lock;
 pub mod logs;
 pub mod metrics;

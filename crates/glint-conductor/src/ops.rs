@@ -105,11 +105,18 @@ pub fn plan(store: &dyn Store, candidate: &NewVersion) -> Result<Plan, OpError> 
         env: &candidate.env,
         images: &candidate.images,
     };
-    Ok(crate::plan::plan(
+    let scaled: BTreeMap<Name, u32> = store
+        .scale_records()
+        .map_err(io)?
+        .into_iter()
+        .map(|r| (r.service, r.desired))
+        .collect();
+    Ok(crate::plan::plan_scaled(
         current.as_ref().map(|c| (c.number, Target::of(c))),
         &targets,
         &live,
         next,
+        &scaled,
     ))
 }
 

@@ -53,6 +53,11 @@ pub struct Shape<'a> {
     pub(crate) port: u16,
     pub(crate) resources: &'a glint_model::Resources,
     pub(crate) mounts: &'a [glint_model::Mount],
+    /// The mounted volumes declared per instance (which volume an instance
+    /// mounts depends on it). Left out of the hash when empty, so shapes
+    /// without such volumes hash as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) per_instance: Vec<&'a Name>,
 }
 
 /// The launch shape of `service` in `target`, if the service exists.
@@ -71,6 +76,18 @@ pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
         port: s.port,
         resources: &s.resources,
         mounts: &s.mounts,
+        per_instance: s
+            .mounts
+            .iter()
+            .filter(|m| {
+                target
+                    .env
+                    .volumes
+                    .get(&m.volume)
+                    .is_some_and(|v| v.per_instance)
+            })
+            .map(|m| &m.volume)
+            .collect(),
     })
 }
 
@@ -118,6 +135,9 @@ pub fn replace_reasons(old: Target<'_>, new: Target<'_>, service: &Name) -> Vec<
     }
     if o.mounts != n.mounts {
         why.push("mounts changed".into());
+    }
+    if o.per_instance != n.per_instance {
+        why.push("volumes declared per instance changed".into());
     }
     why
 }
@@ -221,6 +241,46 @@ pub struct ServicePlan {
     pub live: Vec<InstancePlan>,
     /// The image digest the service will run.
     pub digest: Option<Digest>,
+    /// Its autoscaling, when it autoscales.
+    pub autoscale: Option<ScalePlan>,
+}
+
+/// How an autoscaled service will be scaled.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ScalePlan {
+    /// Bounds.
+    pub min: u32,
+    /// Bounds.
+    pub max: u32,
+    /// The metric.
+    pub metric: std::borrow::Cow<'static, str>,
+    /// Its target per instance.
+    pub target: f64,
+    /// Its unit.
+    pub unit: std::borrow::Cow<'static, str>,
+    /// The count it will run at first: the autoscaler's current choice
+    /// within the new bounds, else the declared `instances`.
+    pub count: u32,
+    /// Whether that count is the autoscaler's (not the declared one).
+    pub from_autoscaler: bool,
+}
+
+impl Eq for ScalePlan {}
+
+/// What happens to a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VolumePlan {
+    /// The declared volume.
+    pub name: Name,
+    /// `create` (newly declared), `keep`, or `undeclared` (no longer
+    /// declared: its data is kept until `glint volume rm`).
+    pub action: std::borrow::Cow<'static, str>,
+    /// Declared per instance.
+    pub per_instance: bool,
+    /// Declared size.
+    pub size: Option<glint_model::Bytes>,
+    /// Who mounts it: (service, path, read-only).
+    pub mounted_by: Vec<(Name, String, bool)>,
 }
 
 /// What happens to an endpoint.
@@ -247,6 +307,8 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     /// Per endpoint, sorted by name.
     pub endpoints: Vec<EndpointPlan>,
+    /// Per volume, sorted by name.
+    pub volumes: Vec<VolumePlan>,
 }
 
 impl Plan {
@@ -259,12 +321,25 @@ impl Plan {
 }
 
 /// Computes the plan that takes the world from `current` (and the live
-/// instances, launched for the versions in `versions`) to `next`.
+/// instances, launched for the versions in `versions`) to `next`, with
+/// every service at its declared count.
 pub fn plan(
     current: Option<(VersionNumber, Target<'_>)>,
     versions: &BTreeMap<VersionNumber, Target<'_>>,
     live: &[InstanceRecord],
     next: Target<'_>,
+) -> Plan {
+    plan_scaled(current, versions, live, next, &BTreeMap::new())
+}
+
+/// [`plan`], with autoscaled services at the counts the autoscaler chose
+/// (`scaled`), kept within the new bounds.
+pub fn plan_scaled(
+    current: Option<(VersionNumber, Target<'_>)>,
+    versions: &BTreeMap<VersionNumber, Target<'_>>,
+    live: &[InstanceRecord],
+    next: Target<'_>,
+    scaled: &BTreeMap<Name, u32>,
 ) -> Plan {
     let mut services = Vec::new();
     let mut names: Vec<&Name> = next.env.services.keys().collect();
@@ -280,8 +355,13 @@ pub fn plan(
         let cur_svc = current.and_then(|(_, c)| c.env.services.get(name));
         let mine: Vec<&InstanceRecord> = live.iter().filter(|i| &i.service == name).collect();
         let new_fp = fingerprint(next, name);
-        let before = cur_svc.map(|s| s.instances).unwrap_or(0);
-        let after = new_svc.map(|s| s.instances).unwrap_or(0);
+        let chosen = scaled.get(name).copied();
+        let before = cur_svc
+            .map(|s| crate::autoscale::count(s, chosen))
+            .unwrap_or(0);
+        let after = new_svc
+            .map(|s| crate::autoscale::count(s, chosen))
+            .unwrap_or(0);
 
         let mut live_plans = Vec::new();
         let mut keep = 0u32;
@@ -364,6 +444,18 @@ pub fn plan(
             ServiceAction::Unchanged
         };
         let digest = new_svc.and_then(|s| next.images.get(&s.image)).cloned();
+        let autoscale = new_svc.and_then(|s| {
+            let a = s.autoscale.as_ref()?;
+            Some(ScalePlan {
+                min: a.min,
+                max: a.max,
+                metric: a.metric.name().into(),
+                target: a.metric.target(),
+                unit: a.metric.unit().into(),
+                count: after,
+                from_autoscaler: chosen.is_some() && cur_svc.is_some_and(|c| c.autoscale.is_some()),
+            })
+        });
         services.push(ServicePlan {
             name: name.clone(),
             action,
@@ -375,6 +467,7 @@ pub fn plan(
             instances: (before, after),
             live: live_plans,
             digest,
+            autoscale,
         });
     }
 
@@ -405,6 +498,41 @@ pub fn plan(
             service: ep.service.clone(),
         });
     }
+    let mut volumes = Vec::new();
+    let mut vnames: Vec<&Name> = next.env.volumes.keys().collect();
+    if let Some((_, cur)) = current {
+        vnames.extend(cur.env.volumes.keys());
+    }
+    vnames.sort();
+    vnames.dedup();
+    for name in vnames {
+        let declared = next.env.volumes.get(name);
+        let before = current.and_then(|(_, c)| c.env.volumes.get(name));
+        let (action, v) = match (before, declared) {
+            (_, Some(v)) if before.is_none() => ("create", v),
+            (_, Some(v)) => ("keep", v),
+            (Some(v), None) => ("undeclared", v),
+            (None, None) => continue,
+        };
+        let mounted_by = next
+            .env
+            .services
+            .iter()
+            .flat_map(|(s, svc)| {
+                svc.mounts
+                    .iter()
+                    .filter(|m| &m.volume == name)
+                    .map(|m| (s.clone(), m.path.clone(), m.read_only))
+            })
+            .collect();
+        volumes.push(VolumePlan {
+            name: name.clone(),
+            action: action.into(),
+            per_instance: v.per_instance,
+            size: v.size,
+            mounted_by,
+        });
+    }
     let no_changes = current.is_some_and(|(_, c)| {
         glint_store::versions::content_hash(c.env, c.images)
             == glint_store::versions::content_hash(next.env, next.images)
@@ -414,6 +542,7 @@ pub fn plan(
         no_changes,
         services,
         endpoints,
+        volumes,
     }
 }
 
@@ -549,5 +678,58 @@ mod tests {
         );
         assert_eq!(p.services[0].action, ServiceAction::Unchanged);
         assert_eq!(p.services[0].settings, vec!["stop_grace".to_owned()]);
+    }
+
+    // Mutation caught: the plan counting an autoscaled service at its
+    // declared `instances` (it would retire what the autoscaler added), or
+    // listing no volumes.
+    #[test]
+    fn autoscaled_counts_and_volumes_are_planned() {
+        let mut cur = env(&[("web", 1, "hi")]);
+        let web = name("web");
+        let s = cur.0.services.get_mut(&web).unwrap();
+        s.autoscale = Some(Autoscale {
+            min: 1,
+            max: 8,
+            metric: ScaleMetric::InFlight { per_instance: 4 },
+            window: Millis::from_secs(300),
+            max_step: None,
+        });
+        s.mounts = vec![Mount {
+            volume: name("data"),
+            path: "/data".into(),
+            read_only: true,
+        }];
+        cur.0.volumes.insert(name("data"), Volume::default());
+        let mut next = cur.clone();
+        next.0.volumes.insert(name("logs"), Volume::default());
+        let versions = BTreeMap::from([(VersionNumber(1), t(&cur))]);
+        let scaled = BTreeMap::from([(web.clone(), 5)]);
+        let p = plan_scaled(
+            Some((VersionNumber(1), t(&cur))),
+            &versions,
+            &live("web", 5, 1),
+            t(&next),
+            &scaled,
+        );
+        let w = &p.services[0];
+        assert_eq!(w.action, ServiceAction::Unchanged, "{w:?}");
+        assert_eq!(w.instances, (5, 5));
+        let a = w.autoscale.as_ref().unwrap();
+        assert_eq!(
+            (a.min, a.max, a.count, a.metric.as_ref()),
+            (1, 8, 5, "in_flight")
+        );
+        assert!(a.from_autoscaler);
+        let vols: Vec<(&str, &str)> = p
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.action.as_ref()))
+            .collect();
+        assert_eq!(vols, vec![("data", "keep"), ("logs", "create")]);
+        assert_eq!(
+            p.volumes[0].mounted_by,
+            vec![(web, "/data".to_owned(), true)]
+        );
     }
 }

@@ -65,7 +65,35 @@ pub struct ServiceStatus {
     /// The last failure of one of its instances, while it is in a streak.
     #[serde(default)]
     pub last_failure: Option<String>,
+    /// Its autoscaling, when it autoscales.
+    #[serde(default)]
+    pub autoscale: Option<AutoscaleStatus>,
 }
+
+/// Where an autoscaled service stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoscaleStatus {
+    /// Bounds.
+    pub min: u32,
+    /// Bounds.
+    pub max: u32,
+    /// Instances serving now (healthy).
+    pub current: u32,
+    /// The count the autoscaler chose.
+    pub desired: u32,
+    /// The metric (`cpu`, `in_flight`, `requests_per_second`, `latency`).
+    pub metric: String,
+    /// Its last value per instance, in its unit, if measured.
+    pub value: Option<f64>,
+    /// The target per instance, in the same unit.
+    pub target: f64,
+    /// The unit (`%`, ` in flight`, ` req/s`, `ms`).
+    pub unit: String,
+    /// Why the count is what it is.
+    pub reason: String,
+}
+
+impl Eq for AutoscaleStatus {}
 
 /// A replacement in progress for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

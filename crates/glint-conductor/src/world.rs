@@ -78,6 +78,12 @@ pub struct World {
     pub endpoints_settled: bool,
     /// The data plane's endpoints as last reported.
     pub endpoints: Vec<glint_dataplane::EndpointView>,
+    /// The volumes each instance holds, from the store's claims
+    /// (`reconcilers/volumes.rs`).
+    pub claims: BTreeMap<InstanceId, crate::reconcilers::volumes::Held>,
+    /// The autoscaler's count and reason per autoscaled service
+    /// (`reconcilers/autoscale.rs`).
+    pub scale: BTreeMap<Name, crate::reconcilers::autoscale::Scaled>,
     /// When time alone changes something (ms since the epoch).
     wake_at: Option<i64>,
 }
@@ -97,6 +103,8 @@ impl World {
             adopted: false,
             endpoints_settled: true,
             endpoints: Vec::new(),
+            claims: BTreeMap::new(),
+            scale: BTreeMap::new(),
             wake_at: None,
         }
     }
@@ -214,7 +222,21 @@ impl World {
                 phase: l.phase,
                 created_at: l.rec.created_at,
                 healthy_at: l.rec.healthy_at,
+                slot: self.claims.get(&l.rec.id).and_then(|h| h.slot),
+                holds: self
+                    .claims
+                    .get(&l.rec.id)
+                    .map(|h| h.writes.clone())
+                    .unwrap_or_default(),
             })
+            .collect()
+    }
+
+    /// The autoscaler's chosen count per service, for `decide`.
+    pub fn scaled(&self) -> BTreeMap<Name, u32> {
+        self.scale
+            .iter()
+            .map(|(n, s)| (n.clone(), s.desired))
             .collect()
     }
 

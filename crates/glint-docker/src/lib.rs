@@ -6,7 +6,8 @@
 //!
 //! What a container gets (see [`spec::create_body`]): the ownership labels
 //! plus the launch facts drift checks need (port, limits), a read-only root
-//! filesystem, a tmpfs `/tmp`, the declared memory and CPU limits, the
+//! filesystem, a tmpfs `/tmp`, its volumes as labelled named volumes (see
+//! [`volumes`]), the declared memory, CPU and pids limits, the
 //! declared env plus `PORT`, no restart policy, no image health check, and
 //! exactly one network: the per-environment bridge network
 //! (`glint-<env>-<store id prefix>`) that the provider creates, labels and
@@ -33,13 +34,16 @@
 //! - [`spec`]: the create request and the pure drift rules;
 //! - [`image`]: archive verification and `docker load`;
 //! - [`logs`]: log files kept after a container is removed;
-//! - [`naming`]: container, network and image names, extra label keys;
+//! - [`naming`]: container, network, volume and image names, extra label
+//!   keys;
+//! - [`volumes`]: volumes as labelled named volumes, one writer at a time;
 //! - `watch`: shared state, the event follower and the resync.
 
 pub mod image;
 pub mod logs;
 pub mod naming;
 pub mod spec;
+pub mod volumes;
 mod watch;
 
 pub use image::{ImageError, check_archive, image_tag};
@@ -53,7 +57,9 @@ use bollard::query_parameters::{
 };
 use glint_model::{InstanceId, Labels, Name, ProviderKind};
 pub use glint_provider::DriftKind;
-use glint_provider::{LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState};
+use glint_provider::{
+    LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState, Usage, VolumeInfo,
+};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -90,6 +96,9 @@ impl Default for DockerOptions {
 pub struct DockerProvider {
     inner: Arc<Inner>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held from the check that a read-write volume is free to the start of
+    /// the container that takes it.
+    volume_launches: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for DockerProvider {
@@ -157,6 +166,7 @@ impl DockerProvider {
         Ok(DockerProvider {
             inner,
             tasks: vec![events, resync],
+            volume_launches: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -351,6 +361,34 @@ impl Provider for DockerProvider {
             )
             .await
             .map_err(|e| fail(e.to_string()))?;
+        // Volumes exist (labelled) before the container; a read-write one
+        // in use by a running container refuses the launch.
+        let exclusive = spec.mounts.iter().any(|m| m.exclusive && !m.read_only);
+        let _serial = if exclusive {
+            Some(self.volume_launches.lock().await)
+        } else {
+            None
+        };
+        for m in &spec.mounts {
+            volumes::ensure(
+                &self.inner.docker,
+                &self.inner.store,
+                self.inner.environment.as_str(),
+                &m.volume,
+            )
+            .await?;
+            if m.exclusive && !m.read_only {
+                let vname = naming::volume_name(&self.inner.store, &m.volume);
+                let users = volumes::users(&self.inner.docker, &vname, false).await?;
+                if let Some(other) = users.first() {
+                    return Err(fail(format!(
+                        "volume `{}` is still used by running container {} (one writer at a time: it must end first)",
+                        m.volume,
+                        &other[..other.len().min(12)]
+                    )));
+                }
+            }
+        }
         let name = self.container_name(&instance);
         let body = spec::create_body(&spec, &image, &self.inner.network);
         let created = self
@@ -474,6 +512,50 @@ impl Provider for DockerProvider {
 
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
         self.inner.events.subscribe()
+    }
+
+    async fn usage(&self) -> Result<Vec<(InstanceId, Usage)>, ProviderError> {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        for (instance, c) in self.list().await? {
+            if !matches!(run_state(&c), RunState::Running) {
+                continue;
+            }
+            let Some(id) = c.id.as_deref() else { continue };
+            let mut stats = self.inner.docker.stats(
+                id,
+                Some(bollard::query_parameters::StatsOptions {
+                    stream: false,
+                    one_shot: true,
+                }),
+            );
+            let Some(Ok(s)) = stats.next().await else {
+                continue;
+            };
+            let cpu_ns = s
+                .cpu_stats
+                .as_ref()
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage);
+            if let Some(ns) = cpu_ns {
+                out.push((
+                    instance,
+                    Usage {
+                        cpu_usec: ns / 1000,
+                        memory_bytes: s.memory_stats.as_ref().and_then(|m| m.usage),
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, ProviderError> {
+        volumes::info(&self.inner.docker, &self.inner.store, name).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), ProviderError> {
+        volumes::remove(&self.inner.docker, &self.inner.store, name).await
     }
 
     /// Removes Glint's network once nothing of this environment runs on it.

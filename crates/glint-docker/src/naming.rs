@@ -17,8 +17,13 @@ pub mod keys {
     pub const MEMORY: &str = "dev.glint.memory";
     /// The declared CPU limit in billionths of a CPU (`0`: none).
     pub const NANO_CPUS: &str = "dev.glint.nano-cpus";
-    /// On networks: marks a network Glint created (value `network`).
+    /// The declared pids limit (`0`: none).
+    pub const PIDS: &str = "dev.glint.pids";
+    /// On networks and volumes: marks what Glint created (`network`,
+    /// `volume`).
     pub const ROLE: &str = "dev.glint.role";
+    /// On volumes: the Glint volume name (`pgdata`, `pgdata-0`).
+    pub const VOLUME: &str = "dev.glint.volume";
 }
 
 /// Repository under which loaded images are tagged; the tag is the digest's
@@ -36,7 +41,18 @@ pub fn container_name(environment: &Name, instance: &InstanceId) -> String {
 /// names; anything else becomes `x`) so that two data directories on one
 /// engine never share a network.
 pub fn network_name(environment: &Name, store_id: &str) -> String {
-    let prefix: String = store_id
+    format!("glint-{environment}-{}", store_prefix(store_id))
+}
+
+/// The named volume holding Glint volume `volume` of a store (volumes
+/// belong to the store, whatever environment mounts them).
+pub fn volume_name(store_id: &str, volume: &str) -> String {
+    format!("glint-{}-{volume}", store_prefix(store_id))
+}
+
+/// The first 8 characters of a store id, in what Docker allows in names.
+fn store_prefix(store_id: &str) -> String {
+    store_id
         .chars()
         .filter(|c| !c.is_whitespace())
         .take(8)
@@ -47,8 +63,7 @@ pub fn network_name(environment: &Name, store_id: &str) -> String {
                 'x'
             }
         })
-        .collect();
-    format!("glint-{environment}-{prefix}")
+        .collect()
 }
 
 #[cfg(test)]
@@ -66,5 +81,9 @@ mod tests {
             "glint-hello-abxcdxef"
         );
         assert_eq!(network_name(&env, "s1"), "glint-hello-s1");
+        assert_eq!(
+            volume_name("ab/cd:ef0123456", "pgdata-0"),
+            "glint-abxcdxef-pgdata-0"
+        );
     }
 }

@@ -12,8 +12,8 @@
 
 use crate::naming::keys;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, FilesystemChange, HealthConfig, HostConfig,
-    NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, FilesystemChange, HealthConfig, HostConfig, Mount,
+    MountType, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use glint_provider::LaunchSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,8 @@ pub struct Limits {
     pub memory: i64,
     /// CPU limit in billionths of a CPU; 0 = none.
     pub nano_cpus: i64,
+    /// Most processes; 0 = none.
+    pub pids: i64,
 }
 
 impl Limits {
@@ -56,6 +58,7 @@ impl Limits {
                 .resources
                 .cpu_millis
                 .map_or(0, |m| i64::from(m) * 1_000_000),
+            pids: spec.resources.pids.map_or(0, i64::from),
         }
     }
 
@@ -65,6 +68,7 @@ impl Limits {
         Limits {
             memory: get(keys::MEMORY),
             nano_cpus: get(keys::NANO_CPUS),
+            pids: get(keys::PIDS),
         }
     }
 }
@@ -76,6 +80,20 @@ pub fn create_body(spec: &LaunchSpec, image: &str, network: &str) -> ContainerCr
     labels.insert(keys::PORT.into(), spec.port.to_string());
     labels.insert(keys::MEMORY.into(), limits.memory.to_string());
     labels.insert(keys::NANO_CPUS.into(), limits.nano_cpus.to_string());
+    if limits.pids > 0 {
+        labels.insert(keys::PIDS.into(), limits.pids.to_string());
+    }
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.path.clone()),
+            source: Some(crate::naming::volume_name(&spec.labels.store, &m.volume)),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
     let mut env: BTreeMap<String, String> = spec.env.clone();
     env.insert("PORT".into(), spec.port.to_string());
     env.entry("HOST".into()).or_insert_with(|| "0.0.0.0".into());
@@ -84,6 +102,8 @@ pub fn create_body(spec: &LaunchSpec, image: &str, network: &str) -> ContainerCr
         tmpfs: Some(HashMap::from([(TMPFS.0.to_owned(), TMPFS.1.to_owned())])),
         memory: (limits.memory > 0).then_some(limits.memory),
         nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
+        pids_limit: (limits.pids > 0).then_some(limits.pids),
+        mounts: (!mounts.is_empty()).then_some(mounts),
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::NO),
             maximum_retry_count: None,
@@ -141,7 +161,7 @@ pub fn limits_drift(expected: Limits, host: &HostConfig) -> Option<String> {
     check("cpu_shares", 0, num(host.cpu_shares));
     check("memory_reservation", 0, num(host.memory_reservation));
     check("blkio_weight", 0, num(host.blkio_weight.map(i64::from)));
-    check("pids_limit", 0, num(host.pids_limit).max(0));
+    check("pids_limit", expected.pids, num(host.pids_limit).max(0));
     // Docker sets swap to twice the memory limit when a limit is given.
     let swap = num(host.memory_swap);
     let default_swap = if expected.memory > 0 {
@@ -282,6 +302,7 @@ mod tests {
         let want = Limits {
             memory: 64 << 20,
             nano_cpus: 500_000_000,
+            pids: 0,
         };
         let ok = HostConfig {
             memory: Some(64 << 20),

@@ -107,18 +107,28 @@ pub(crate) fn run_state(c: &ContainerInspectResponse) -> RunState {
     }
     let never_started = state.and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED);
     let code = state.and_then(|s| s.exit_code).filter(|_| !never_started);
+    if state.and_then(|s| s.oom_killed) == Some(true) {
+        return RunState::Exited {
+            code: None,
+            signal: Some(9),
+            oom: true,
+        };
+    }
     match code {
         Some(c) if (129..=192).contains(&c) => RunState::Exited {
             code: None,
             signal: i32::try_from(c - 128).ok(),
+            oom: false,
         },
         Some(c) => RunState::Exited {
             code: i32::try_from(c).ok(),
             signal: None,
+            oom: false,
         },
         None => RunState::Exited {
             code: None,
             signal: None,
+            oom: false,
         },
     }
 }
@@ -610,7 +620,11 @@ impl Inner {
                     Some(c) => run_state(&c),
                     None => {
                         let code = attrs.get("exitCode").and_then(|c| c.parse().ok());
-                        RunState::Exited { code, signal: None }
+                        RunState::Exited {
+                            code,
+                            signal: None,
+                            oom: false,
+                        }
                     }
                 };
                 if !matches!(state, RunState::Running) {
@@ -623,6 +637,7 @@ impl Inner {
                     RunState::Exited {
                         code: None,
                         signal: None,
+                        oom: false,
                     },
                 );
                 self.unwatch(instance);
@@ -791,6 +806,7 @@ impl Inner {
                 RunState::Exited {
                     code: None,
                     signal: None,
+                    oom: false,
                 },
             );
             self.unwatch(instance);

@@ -1,6 +1,7 @@
 //! Whole-environment checks, run once every declaration is decoded: images
-//! built from each other in a cycle, endpoints whose listeners overlap, and
-//! the capabilities declared but not enforced by this build.
+//! built from each other in a cycle, endpoints whose listeners overlap,
+//! shared volumes that more than one instance could write, and the
+//! capabilities declared but not enforced by this build.
 
 use crate::capability::Capabilities;
 use crate::codes::Code;
@@ -137,6 +138,55 @@ pub(crate) fn listen_conflicts(ev: &mut Eval<'_>, env: &Environment, spans: &Dec
                 slot.get_or_insert((name, addr));
             }
         }
+    }
+}
+
+/// Reports shared (not per-instance) volumes that more than one instance
+/// could mount read-write at once: mounted read-write by two services, or by
+/// one whose count can go above one (`instances`, `autoscale.max`).
+pub(crate) fn shared_writable_volumes(ev: &mut Eval<'_>, env: &Environment, spans: &DeclTable) {
+    for (vname, vol) in &env.volumes {
+        if vol.per_instance {
+            continue;
+        }
+        let writers: Vec<(&Name, u32)> = env
+            .services
+            .iter()
+            .filter(|(_, s)| s.mounts.iter().any(|m| &m.volume == vname && !m.read_only))
+            .map(|(n, s)| (n, s.autoscale.as_ref().map_or(s.instances, |a| a.max)))
+            .collect();
+        let count: u32 = writers.iter().map(|(_, n)| *n).sum();
+        if count <= 1 && writers.len() <= 1 {
+            continue;
+        }
+        let Some(((first, n), others)) = writers.split_first() else {
+            continue;
+        };
+        let span_of = |k: Kind, n: &str| spans.span(k, n).unwrap_or_default();
+        let message = if others.is_empty() {
+            format!(
+                "volume `{vname}` is mounted read-write by service `{first}`, which may run {n} instances at once"
+            )
+        } else {
+            let names: Vec<String> = writers.iter().map(|(n, _)| format!("`{n}`")).collect();
+            format!(
+                "volume `{vname}` is mounted read-write by services {}",
+                names.join(" and ")
+            )
+        };
+        let mut d = Diagnostic::error(
+            Code::SharedWritableVolume,
+            span_of(Kind::Service, first.as_str()),
+            message,
+        )
+        .with_primary("a second writer would corrupt the volume")
+        .with_label(span_of(Kind::Volume, vname.as_str()), "declared here");
+        for (o, _) in others {
+            d = d.with_label(span_of(Kind::Service, o.as_str()), "also writes it");
+        }
+        ev.diags.push(d.with_help(format!(
+            "declare `volume {vname} {{ per_instance = true }}` so that each instance gets its own (`{vname}-0`, `{vname}-1`, ...), or mount it `read_only = true` where it is only read"
+        )));
     }
 }
 

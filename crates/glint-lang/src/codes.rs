@@ -217,6 +217,16 @@ tests and benchmarks.
       provider = simulated   // error: this build has no `simulated` provider
     }";
 
+    InstancesOutsideAutoscale = "E0110", "instances outside the autoscale bounds",
+"With `autoscale`, `instances` is the count the service starts with (and
+keeps until the autoscaler has measured the load); it must lie within
+`min` and `max`. Left out, it is `min`.
+
+    service web {
+      instances = 10                 // error: above max
+      autoscale { min = 2, max = 6 }
+    }";
+
     UnknownName = "E0200", "unknown name",
 "An identifier does not name a `let` binding, a function, a function
 parameter, a `for` variable, an imported module or a built-in.
@@ -367,6 +377,23 @@ overlap when they use the same port and one of them listens on every
 address (`0.0.0.0:8080` takes `127.0.0.1:8080` too; `[::]:8080` takes the
 IPv4 port as well): the second could never bind.";
 
+    SharedWritableVolume = "E0502", "one read-write volume for more than one instance",
+"A volume mounted read-write holds one writer at a time: Glint stops the old
+instance before it starts the new one, and a second writer would corrupt
+data (two PostgreSQL servers on one data directory destroy it). So a shared
+volume may be mounted read-write by one service whose count can never go
+above one (`instances` and `autoscale.max`).
+
+    volume data {}
+    service db {
+      instances = 3                                     // error
+      mounts = [{ volume = volume.data, path = \"/data\" }]
+    }
+
+Give each instance its own volume with `per_instance = true` (named
+`data-0`, `data-1`, ... by slot, kept across replacements), or mount it
+`read_only = true` where it is only read.";
+
     RulesNotEnforced = "E0600", "firewall rules declared but not enforced yet",
 "The environment declares `rule`s, but this build of Glint does not program
 a firewall yet: nothing restricts which instance can reach which. The rules
@@ -381,8 +408,9 @@ are checked and kept in every version. This is a warning.";
 
     VolumesNotEnforced = "E0602", "volumes declared but not enforced yet",
 "The environment declares `volume`s or services with `mounts`, but this
-build of Glint does not create or mount volumes yet: data an instance writes
-at a mount path is lost when the instance is replaced. This is a warning.";
+build of Glint cannot create or mount them here (process instances need
+namespace isolation, hence root): data an instance writes at a mount path is
+lost when the instance is replaced. This is a warning.";
 
     AutoscaleNotEnforced = "E0603", "autoscaling declared but not enforced yet",
 "A service declares `autoscale` bounds, but this build of Glint does not
@@ -390,9 +418,10 @@ autoscale yet: the service runs its declared `instances` count whatever the
 load. This is a warning.";
 
     ResourcesNotEnforced = "E0604", "resource limits not enforced for process instances",
-"A service on the `process` provider declares `resources`, but this build of
-Glint does not limit the memory or CPU of process instances (the `docker`
-provider enforces them). This is a warning.";
+"A service on the `process` provider declares `resources`, but Glint cannot
+limit the memory, CPU or processes of process instances on this machine
+(that needs root and the cgroup memory, cpu and pids controllers, v1 or v2);
+the `docker` provider enforces them. This is a warning.";
 }
 
 impl fmt::Display for Code {

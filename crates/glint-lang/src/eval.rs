@@ -209,6 +209,10 @@ pub const ENUM_WORDS: &[&str] = &[
     "literal",
     "secret",
     "runtime",
+    "cpu",
+    "in_flight",
+    "requests_per_second",
+    "latency",
 ];
 
 impl<'p> Eval<'p> {

@@ -297,7 +297,7 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
                     }
                 }
                 Kind::Volume => {
-                    let mut volume = Volume { size: None };
+                    let mut volume = Volume::default();
                     if VOLUME.decode(&mut cx, &rec, at, &what, &mut volume, &[]) {
                         env.volumes.insert(name, volume);
                     }
@@ -383,6 +383,7 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
     // 5. Whole-environment checks.
     crate::checks::image_cycles(ev, &env, &table);
     crate::checks::listen_conflicts(ev, &env, &table);
+    crate::checks::shared_writable_volumes(ev, &env, &table);
     crate::checks::not_enforced(ev, &uses, inputs.enforced);
 
     // 6. Policies.

@@ -466,6 +466,26 @@ fn e0601_variables_not_enforced() {
 }
 
 #[test]
+fn e0110_instances_outside_autoscale() {
+    main_only(
+        Code::InstancesOutsideAutoscale,
+        &format!(
+            "{APP}\nservice web {{\n  image     = image.app\n  instances = 10\n  autoscale {{ min = 2, max = 6 }}\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0502_shared_writable_volume() {
+    main_only(
+        Code::SharedWritableVolume,
+        &format!(
+            "{APP}\nvolume data {{\n  size = 1GiB\n}}\n\nservice db {{\n  image     = image.app\n  instances = 3\n  mounts    = [{{ volume = volume.data, path = \"/data\" }}]\n}}\n"
+        ),
+    );
+}
+
+#[test]
 fn e0602_volumes_not_enforced() {
     main_only(
         Code::VolumesNotEnforced,

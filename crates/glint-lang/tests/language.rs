@@ -387,3 +387,84 @@ fn every_example_in_the_language_docs_parses() {
     }
     assert!(blocks >= 10);
 }
+
+// Mutation caught: `instances` not defaulted to `min` (stays 1 below
+// `min = 2`), a metric's target read for another metric, `target_cpu`
+// accepted together with `metric`.
+#[test]
+fn autoscale_metrics_targets_and_the_starting_count() {
+    let env = ok(&format!(
+        "{APP}\nservice a {{\n  image = image.app\n  autoscale {{ min = 2, max = 6 }}\n}}\nservice b {{\n  image = image.app\n  instances = 4\n  autoscale {{ max = 6, metric = in_flight, target = 8, window = 1m, max_step = 2 }}\n}}\nservice c {{\n  image = image.app\n  autoscale {{ max = 3, metric = latency, target = 250ms }}\n}}\nservice d {{\n  image = image.app\n  autoscale {{ max = 3, target_cpu = 60 }}\n}}\n"
+    ));
+    let a = &env.services[&n("a")];
+    assert_eq!(a.instances, 2, "starts at min");
+    assert_eq!(
+        a.autoscale.as_ref().unwrap().metric,
+        ScaleMetric::Cpu { percent: 70 }
+    );
+    let b = &env.services[&n("b")];
+    assert_eq!(b.instances, 4);
+    let ab = b.autoscale.as_ref().unwrap();
+    assert_eq!(ab.metric, ScaleMetric::InFlight { per_instance: 8 });
+    assert_eq!((ab.window, ab.max_step), (Millis::from_secs(60), Some(2)));
+    assert_eq!(
+        env.services[&n("c")].autoscale.as_ref().unwrap().metric,
+        ScaleMetric::Latency {
+            target: Millis(250)
+        }
+    );
+    assert_eq!(
+        env.services[&n("d")].autoscale.as_ref().unwrap().metric,
+        ScaleMetric::Cpu { percent: 60 }
+    );
+    for (bad, code) in [
+        ("metric = in_flight", Code::MissingField),
+        ("metric = latency, target = 5", Code::TypeMismatch),
+        ("metric = in_flight, target = 100ms", Code::TypeMismatch),
+        ("metric = in_flight, target_cpu = 50", Code::InvalidValue),
+        (
+            "metric = requests_per_second, target = 0",
+            Code::InvalidValue,
+        ),
+    ] {
+        let c = compile_str(
+            "main.glint",
+            &format!(
+                "{APP}\nservice a {{\n  image = image.app\n  autoscale {{ max = 4, {bad} }}\n}}\n"
+            ),
+        );
+        assert!(codes(&c).contains(&code), "{bad}: {:?}", codes(&c));
+    }
+}
+
+// Mutation caught: the writers check counting read-only mounts, ignoring
+// `autoscale.max`, or not exempting per-instance volumes.
+#[test]
+fn a_shared_read_write_volume_has_one_writer() {
+    let check = |services: &str| {
+        let c = compile_str(
+            "main.glint",
+            &format!("{APP}\nvolume data {{}}\nvolume own {{ per_instance = true }}\n{services}"),
+        );
+        codes(&c).contains(&Code::SharedWritableVolume)
+    };
+    let svc = |name: &str, extra: &str, mount: &str| {
+        format!("service {name} {{\n  image = image.app\n  {extra}\n  mounts = [{mount}]\n}}\n")
+    };
+    let rw = "{ volume = volume.data, path = \"/d\" }";
+    let ro = "{ volume = volume.data, path = \"/d\", read_only = true }";
+    let own = "{ volume = volume.own, path = \"/d\" }";
+    assert!(!check(&svc("db", "instances = 1", rw)));
+    assert!(check(&svc("db", "instances = 2", rw)));
+    assert!(check(&svc("db", "autoscale { max = 3 }", rw)));
+    assert!(check(&(svc("db", "", rw) + &svc("other", "", rw))));
+    assert!(!check(
+        &(svc("db", "", rw) + &svc("reader", "instances = 5", ro))
+    ));
+    assert!(!check(&svc("db", "instances = 5", own)));
+    let env = ok(&format!(
+        "{APP}\nvolume own {{ per_instance = true }}\n{}",
+        svc("db", "instances = 3", own)
+    ));
+    assert!(env.volumes[&n("own")].per_instance);
+}

@@ -190,6 +190,9 @@ fn every_field_decodes_its_example_into_the_ir() {
             if f.name == "writers" {
                 entry.push_str("    value = \"0\"\n");
             }
+            if kind == &BlockKind::Autoscale && f.name == "metric" {
+                entry.push_str("    target = 8\n");
+            }
             let src = match f.name {
                 "secret" => src.replace("runtime = true", "readers = []"),
                 "http" => src.replace("tcp = true", "timeout = 1s"),

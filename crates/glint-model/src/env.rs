@@ -237,6 +237,15 @@ pub mod defaults {
     pub const UNAVAILABLE: u32 = 0;
     /// An image's `workdir`.
     pub const WORKDIR: &str = "/";
+    /// `autoscale.target_cpu` (and the target of `metric = cpu`).
+    pub const TARGET_CPU_PERCENT: u32 = 70;
+    /// `autoscale.window`: the scale-down stabilisation window.
+    pub const SCALE_DOWN_WINDOW: Millis = Millis::from_secs(300);
+
+    /// [`SCALE_DOWN_WINDOW`] (for serde).
+    pub fn scale_down_window() -> Millis {
+        SCALE_DOWN_WINDOW
+    }
 }
 
 impl Service {
@@ -399,6 +408,16 @@ pub struct Resources {
     pub memory: Option<Bytes>,
     /// CPU limit in thousandths of a CPU (`500` = half a CPU).
     pub cpu_millis: Option<u32>,
+    /// Most processes (and threads) the instance may have at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+}
+
+impl Resources {
+    /// Whether any limit is declared.
+    pub fn is_limited(&self) -> bool {
+        self.memory.is_some() || self.cpu_millis.is_some() || self.pids.is_some()
+    }
 }
 
 /// What to do when someone runs a command inside an instance.
@@ -412,15 +431,102 @@ pub enum OnExec {
     Report,
 }
 
-/// Autoscaling bounds (an upper bound is mandatory).
+/// Autoscaling bounds (an upper bound is mandatory) and the metric the
+/// instance count follows.
+///
+/// The count follows the Kubernetes HPA rule: `desired = ceil(current ×
+/// metric / target)`, ignored within a tolerance of 10 %, applied at once
+/// upwards (at most [`Autoscale::max_step`] instances per step) and
+/// downwards only after every recommendation of the last
+/// [`Autoscale::window`] asked for fewer, always within `[min, max]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Autoscale {
-    /// Never fewer than this.
+    /// Never fewer than this (at least 1).
     pub min: u32,
     /// Never more than this.
     pub max: u32,
-    /// Target average CPU use in percent.
-    pub target_cpu_percent: u32,
+    /// What is measured and the value aimed at per instance.
+    #[serde(default)]
+    pub metric: ScaleMetric,
+    /// Scale-down stabilisation window: the count only falls to the highest
+    /// recommendation made during this long. Default 5m.
+    #[serde(default = "defaults::scale_down_window")]
+    pub window: Millis,
+    /// The most instances one scale-up step adds. `None`: as many as are
+    /// running, at least 4 (the HPA's default policy).
+    #[serde(default)]
+    pub max_step: Option<u32>,
+}
+
+/// What an autoscaled service's instance count follows, with its target
+/// value per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ScaleMetric {
+    /// CPU use of each instance's cgroup, in percent of its `cpu_millis`
+    /// (of one CPU when no `cpu_millis` is declared).
+    Cpu {
+        /// Target percent.
+        percent: u32,
+    },
+    /// Requests in flight through the service's endpoints, on average per
+    /// instance over the sampling interval.
+    InFlight {
+        /// Target requests in flight per instance.
+        per_instance: u32,
+    },
+    /// Requests per second through the service's endpoints, per instance.
+    RequestsPerSecond {
+        /// Target requests per second per instance.
+        per_instance: u32,
+    },
+    /// Mean time from a request's admission to its response's end through
+    /// the service's endpoints.
+    Latency {
+        /// Target mean latency.
+        target: Millis,
+    },
+}
+
+impl Default for ScaleMetric {
+    fn default() -> Self {
+        ScaleMetric::Cpu {
+            percent: defaults::TARGET_CPU_PERCENT,
+        }
+    }
+}
+
+impl ScaleMetric {
+    /// The metric's name as written in the language (`in_flight`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScaleMetric::Cpu { .. } => "cpu",
+            ScaleMetric::InFlight { .. } => "in_flight",
+            ScaleMetric::RequestsPerSecond { .. } => "requests_per_second",
+            ScaleMetric::Latency { .. } => "latency",
+        }
+    }
+
+    /// The target as a number in the metric's unit (percent, requests,
+    /// requests per second, milliseconds).
+    pub fn target(&self) -> f64 {
+        match self {
+            ScaleMetric::Cpu { percent } => f64::from(*percent),
+            ScaleMetric::InFlight { per_instance } => f64::from(*per_instance),
+            ScaleMetric::RequestsPerSecond { per_instance } => f64::from(*per_instance),
+            ScaleMetric::Latency { target } => target.0 as f64,
+        }
+    }
+
+    /// The metric's unit, for people (`%`, ` in flight`, ` req/s`, `ms`).
+    pub fn unit(&self) -> &'static str {
+        match self {
+            ScaleMetric::Cpu { .. } => "%",
+            ScaleMetric::InFlight { .. } => " in flight",
+            ScaleMetric::RequestsPerSecond { .. } => " req/s",
+            ScaleMetric::Latency { .. } => "ms",
+        }
+    }
 }
 
 /// A volume mounted into a service's instances.
@@ -519,10 +625,26 @@ pub enum VariableValue {
 }
 
 /// Persistent data that outlives instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Volume {
-    /// Requested capacity.
+    /// Requested capacity (checked against usage; not a hard quota).
     pub size: Option<Bytes>,
+    /// Each instance of a service mounting it gets its own volume, named
+    /// `NAME-0`, `NAME-1`, ... by the instance's slot, kept across
+    /// replacements (a StatefulSet's ordinals).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_instance: bool,
+}
+
+impl Volume {
+    /// The concrete volume an instance in `slot` mounts: the declared name,
+    /// or `NAME-SLOT` for a per-instance volume.
+    pub fn concrete_name(&self, declared: &Name, slot: Option<u32>) -> String {
+        match (self.per_instance, slot) {
+            (true, Some(s)) => format!("{declared}-{s}"),
+            _ => declared.to_string(),
+        }
+    }
 }
 
 /// A policy checked at compile time.
@@ -732,6 +854,7 @@ mod tests {
         let mut b = Environment::empty(name);
         let vol = |n: u64| Volume {
             size: Some(Bytes(n)),
+            per_instance: false,
         };
         a.volumes.insert(Name::new("x").unwrap(), vol(1));
         a.volumes.insert(Name::new("y").unwrap(), vol(2));

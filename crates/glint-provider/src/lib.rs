@@ -25,7 +25,7 @@ pub use process::{Isolation, LogPaths, ProcessProvider, log_paths};
 pub use sim::SimProvider;
 
 use async_trait::async_trait;
-use glint_model::{Digest, InstanceId, Labels, Mount, ProviderKind, Resources};
+use glint_model::{Digest, InstanceId, Labels, Name, ProviderKind, Resources};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,9 +54,53 @@ pub struct LaunchSpec {
     pub port: u16,
     /// Resource limits.
     pub resources: Resources,
-    /// Volumes to mount. Providers that cannot mount volumes yet ignore
-    /// them; the language warns that mounts are declared but not enforced.
-    pub mounts: Vec<Mount>,
+    /// Volumes to mount, resolved by the conductor (a per-instance volume
+    /// already carries the instance's slot in its name). A provider that
+    /// cannot mount one fails the launch: an instance never runs without
+    /// the data it declared.
+    pub mounts: Vec<VolumeMount>,
+}
+
+/// One volume an instance mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The concrete volume: the declared name, or `NAME-SLOT` for a
+    /// per-instance volume.
+    pub volume: String,
+    /// The declaration it comes from.
+    pub declared: Name,
+    /// Where it appears inside the instance (absolute).
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// One writer at a time: while another instance holds the volume, the
+    /// provider refuses to start this one (the process provider holds a
+    /// `flock` for the instance's whole life; Docker checks the engine's
+    /// running containers).
+    pub exclusive: bool,
+}
+
+/// A volume as its provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// The concrete volume name (`pgdata`, `pgdata-0`).
+    pub name: String,
+    /// Where its data is on the host (a directory), or the engine's name
+    /// for it, for people and for measuring usage.
+    pub location: String,
+    /// The host directory holding the data, when the provider knows it.
+    pub host_path: Option<PathBuf>,
+    /// Bytes used, if measured.
+    pub used_bytes: Option<u64>,
+}
+
+/// Cumulative resource use of one running instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the instance started, in microseconds.
+    pub cpu_usec: u64,
+    /// Memory in use now, in bytes.
+    pub memory_bytes: Option<u64>,
 }
 
 /// The image an instance runs, as a provider consumes it.
@@ -85,6 +129,11 @@ pub enum RunState {
         code: Option<i32>,
         /// The signal that ended it, if any.
         signal: Option<i32>,
+        /// The kernel killed it because its instance reached its memory
+        /// limit (the cgroup's OOM kill counter moved; Docker's
+        /// `State.OOMKilled`).
+        #[serde(default)]
+        oom: bool,
     },
 }
 
@@ -92,6 +141,9 @@ impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunState::Running => f.write_str("running"),
+            RunState::Exited { oom: true, .. } => {
+                f.write_str("out of memory (killed by the kernel at its memory limit)")
+            }
             RunState::Exited {
                 signal: Some(sig), ..
             } => write!(f, "killed by signal {sig}"),
@@ -247,11 +299,59 @@ pub trait Provider: Send + Sync + 'static {
     /// A stream of what the provider notices.
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent>;
 
+    /// Cumulative resource use of this provider's running instances, where
+    /// it can be measured (cgroups, the engine's statistics). Default: none.
+    async fn usage(&self) -> Result<Vec<(InstanceId, Usage)>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// What the provider knows of volume `name` (this store's, labelled),
+    /// `None` if it has none by that name. Default: none.
+    async fn volume(&self, _name: &str) -> Result<Option<VolumeInfo>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Deletes volume `name` and its data. Never called by the conductor
+    /// on its own: only `glint volume rm`, once no version in use declares
+    /// it. Idempotent. Default: nothing to delete.
+    async fn remove_volume(&self, _name: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Called when the conductor has stopped every instance and is exiting
     /// (`glint up` on Ctrl-C): releases what the provider shares between
-    /// instances (a Docker network). Instances are never touched here.
+    /// instances (a Docker network). Instances and volumes are never
+    /// touched here.
     /// Default: nothing to release.
     async fn release(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+}
+
+/// Bytes allocated to the files under `dir` (what `du -s` counts), without
+/// following symbolic links or leaving `dir`'s filesystem. Blocking.
+pub fn disk_usage(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let top = std::fs::symlink_metadata(dir)?;
+    let dev = top.dev();
+    let mut total = top.blocks() * 512;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.dev() != dev {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(total)
 }

@@ -20,8 +20,15 @@
 //! [`SimProvider::fail_next_launches`], [`SimProvider::set_launch_delay`],
 //! [`SimProvider::fail_next_terminations`], [`SimProvider::drift`] (an
 //! out-of-band change, as a real provider reports it),
-//! [`SimProvider::set_unreachable`] (the backend is gone: every call fails)
-//! and [`SimProvider::counters`]. [`SimProvider::is_healthy`] answers a
+//! [`SimProvider::set_unreachable`] (the backend is gone: every call fails),
+//! [`SimProvider::oom_kill`] (the kernel's OOM killer),
+//! [`SimProvider::set_cpu`] (CPU load reported by [`Provider::usage`]) and
+//! [`SimProvider::counters`].
+//!
+//! Volumes are in memory: a launch that mounts a volume read-write and
+//! exclusively while a running instance holds it fails, as with the real
+//! providers, and is counted in [`SimCounters::volume_conflicts`] so that a
+//! test sees any attempt at a second writer. [`SimProvider::is_healthy`] answers a
 //! health probe without the network, for tests on paused time. Delays use
 //! tokio time, so paused-time tests run instantly.
 //!
@@ -33,7 +40,9 @@
 //! An instance costs one task and one socket, so thousands are cheap; creating
 //! the provider raises the process's open-file limit to its hard limit.
 
-use crate::{LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState};
+use crate::{
+    LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState, Usage, VolumeInfo,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use glint_model::{InstanceId, ProviderKind};
@@ -68,6 +77,9 @@ pub struct SimCounters {
     pub kills: u64,
     /// Instances running now.
     pub running: usize,
+    /// Launches refused because another running instance held one of
+    /// their read-write volumes.
+    pub volume_conflicts: u64,
 }
 
 /// An in-memory provider for tests and benchmarks. See the module
@@ -90,6 +102,14 @@ struct SimState {
     unreachable: bool,
     launch_delay: Duration,
     counters: SimCounters,
+    /// Volumes created by launches: name → the instance holding it
+    /// read-write, if one does.
+    volumes: HashMap<String, Option<InstanceId>>,
+    /// CPU load per service, in thousandths of a CPU, shared by its running
+    /// instances.
+    cpu_load: HashMap<String, u64>,
+    /// CPU time accumulated per instance (µs) and when it was last updated.
+    cpu_used: HashMap<InstanceId, (u64, tokio::time::Instant)>,
 }
 
 struct SimInstance {
@@ -145,12 +165,75 @@ impl SimProvider {
             RunState::Exited {
                 code: None,
                 signal: Some(SIGKILL),
+                oom: false,
             },
         );
         if killed {
             self.lock().counters.kills += 1;
         }
         killed
+    }
+
+    /// Kills an instance as the kernel's OOM killer does at its memory
+    /// limit: SIGKILL, reported out of memory. Returns whether it ran.
+    pub fn oom_kill(&self, instance: &InstanceId) -> bool {
+        self.end(
+            instance,
+            RunState::Exited {
+                code: None,
+                signal: Some(SIGKILL),
+                oom: true,
+            },
+        )
+    }
+
+    /// Makes the running instances of `service` use `millis` thousandths
+    /// of a CPU in total, shared equally (what [`Provider::usage`]
+    /// reports, accumulated over tokio time).
+    pub fn set_cpu(&self, service: &str, millis: u64) {
+        let mut st = self.lock();
+        Self::account_cpu(&mut st);
+        st.cpu_load.insert(service.to_owned(), millis);
+    }
+
+    /// Which running instance holds volume `name` read-write, if one does.
+    pub fn volume_holder(&self, name: &str) -> Option<InstanceId> {
+        self.lock().volumes.get(name).cloned().flatten()
+    }
+
+    /// The volumes launches have created, sorted.
+    pub fn volumes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().volumes.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Brings every running instance's CPU time up to now.
+    fn account_cpu(st: &mut SimState) {
+        let now = tokio::time::Instant::now();
+        let mut per_service: HashMap<String, u64> = HashMap::new();
+        for i in st.instances.values() {
+            if i.observed.state == RunState::Running {
+                *per_service
+                    .entry(i.observed.labels.service.to_string())
+                    .or_default() += 1;
+            }
+        }
+        let running: Vec<(InstanceId, String)> = st
+            .instances
+            .iter()
+            .filter(|(_, i)| i.observed.state == RunState::Running)
+            .map(|(id, i)| (id.clone(), i.observed.labels.service.to_string()))
+            .collect();
+        for (id, service) in running {
+            let load = st.cpu_load.get(&service).copied().unwrap_or(0);
+            let n = per_service.get(&service).copied().unwrap_or(1).max(1);
+            let entry = st.cpu_used.entry(id).or_insert((0, now));
+            let dt = now.saturating_duration_since(entry.1).as_micros() as u64;
+            // millis/1000 of a CPU for dt µs, shared by n.
+            entry.0 += load * dt / 1000 / n;
+            entry.1 = now;
+        }
     }
 
     /// Makes an instance's `/healthz` answer 200 (`true`) or 503. Returns
@@ -278,6 +361,12 @@ impl SimProvider {
             }
             i.observed.state = state;
             i.state.send_replace(state);
+            for holder in st.volumes.values_mut() {
+                if holder.as_ref() == Some(instance) {
+                    *holder = None;
+                }
+            }
+            st.cpu_used.remove(instance);
         }
         let _ = self.shared.events.send(ProviderEvent::Exited {
             instance: instance.clone(),
@@ -366,6 +455,7 @@ impl Provider for SimProvider {
                     RunState::Exited {
                         code: Some(1),
                         signal: None,
+                        oom: false,
                     },
                 );
             });
@@ -379,11 +469,34 @@ impl Provider for SimProvider {
         };
         let (state, _) = watch::channel(RunState::Running);
         let mut st = self.lock();
+        Self::account_cpu(&mut st);
         if st.instances.contains_key(&id) {
             // A concurrent launch of the same id won.
             server.abort();
             st.counters.failed_launches += 1;
             return Err(fail("an instance with this id already exists".into(), None));
+        }
+        let held = spec.mounts.iter().find_map(|m| {
+            let holder = st.volumes.get(&m.volume).cloned().flatten();
+            (m.exclusive && !m.read_only)
+                .then_some(holder)
+                .flatten()
+                .map(|h| (m.volume.clone(), h))
+        });
+        if let Some((volume, holder)) = held {
+            server.abort();
+            st.counters.failed_launches += 1;
+            st.counters.volume_conflicts += 1;
+            return Err(fail(
+                format!("volume `{volume}` is still held by {holder}"),
+                None,
+            ));
+        }
+        for m in &spec.mounts {
+            let holder = st.volumes.entry(m.volume.clone()).or_default();
+            if m.exclusive && !m.read_only {
+                *holder = Some(id.clone());
+            }
         }
         st.instances.insert(
             id,
@@ -427,6 +540,7 @@ impl Provider for SimProvider {
                 RunState::Exited {
                     code: None,
                     signal: Some(SIGTERM),
+                    oom: false,
                 },
             );
             return Ok(());
@@ -442,6 +556,7 @@ impl Provider for SimProvider {
                 RunState::Exited {
                     code: None,
                     signal: Some(SIGKILL),
+                    oom: false,
                 },
             );
         }
@@ -464,6 +579,7 @@ impl Provider for SimProvider {
             RunState::Exited {
                 code: None,
                 signal: Some(SIGKILL),
+                oom: false,
             },
         );
         self.lock().instances.remove(instance);
@@ -472,6 +588,49 @@ impl Provider for SimProvider {
 
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
         self.shared.events.subscribe()
+    }
+
+    async fn usage(&self) -> Result<Vec<(InstanceId, Usage)>, ProviderError> {
+        self.unreachable()?;
+        let mut st = self.lock();
+        Self::account_cpu(&mut st);
+        let mut out: Vec<(InstanceId, Usage)> = st
+            .cpu_used
+            .iter()
+            .map(|(id, (used, _))| {
+                (
+                    id.clone(),
+                    Usage {
+                        cpu_usec: *used,
+                        memory_bytes: None,
+                    },
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, ProviderError> {
+        self.unreachable()?;
+        Ok(self.lock().volumes.contains_key(name).then(|| VolumeInfo {
+            name: name.to_owned(),
+            location: format!("sim:{name}"),
+            host_path: None,
+            used_bytes: Some(0),
+        }))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), ProviderError> {
+        self.unreachable()?;
+        let mut st = self.lock();
+        if st.volumes.get(name).is_some_and(Option::is_some) {
+            return Err(ProviderError::Backend(format!(
+                "volume `{name}` is mounted by a running instance"
+            )));
+        }
+        st.volumes.remove(name);
+        Ok(())
     }
 }
 

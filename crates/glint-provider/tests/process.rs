@@ -104,6 +104,22 @@ fn main() -> std::process::ExitCode {
             "a_joined_network_namespace_is_all_the_instance_sees",
             a_joined_network_namespace_is_all_the_instance_sees,
         ),
+        (
+            "a_volume_has_one_writer_even_across_a_provider_restart",
+            a_volume_has_one_writer_even_across_a_provider_restart,
+        ),
+        (
+            "an_instance_at_its_memory_limit_is_killed_out_of_memory",
+            an_instance_at_its_memory_limit_is_killed_out_of_memory,
+        ),
+        (
+            "a_cpu_quota_holds_a_busy_instance_to_its_share",
+            a_cpu_quota_holds_a_busy_instance_to_its_share,
+        ),
+        (
+            "a_pids_limit_caps_the_tasks_of_an_instance",
+            a_pids_limit_caps_the_tasks_of_an_instance,
+        ),
     ];
     // Every behaviour is checked for plain processes and, where this machine
     // allows it (root), for namespaced ones; the latter are listed as
@@ -214,6 +230,7 @@ fn exit_is_reported_with_code_or_signal_until_removed(iso: Isolation) {
         let code3 = RunState::Exited {
             code: Some(3),
             signal: None,
+            oom: false,
         };
         assert_eq!(next_exit(&mut events, &exits_id).await, code3);
 
@@ -225,6 +242,7 @@ fn exit_is_reported_with_code_or_signal_until_removed(iso: Isolation) {
         let killed = RunState::Exited {
             code: None,
             signal: Some(9),
+            oom: false,
         };
         assert_eq!(next_exit(&mut events, &sleeper_id).await, killed);
 
@@ -258,6 +276,7 @@ fn terminate_sends_sigterm_first(iso: Isolation) {
         let sigterm = RunState::Exited {
             code: None,
             signal: Some(15),
+            oom: false,
         };
         assert_eq!(next_exit(&mut events, &id).await, sigterm);
         assert_eq!(p.observe().await.unwrap()[0].state, sigterm);
@@ -280,7 +299,8 @@ fn terminate_escalates_to_sigkill_when_sigterm_is_ignored(iso: Isolation) {
             seen[0].state,
             RunState::Exited {
                 code: None,
-                signal: Some(9)
+                signal: Some(9),
+                oom: false,
             }
         );
     });
@@ -398,7 +418,8 @@ fn restarted_provider_adopts_exactly_its_instances(iso: Isolation) {
             get(&c_id).state,
             RunState::Exited {
                 code: Some(0),
-                signal: None
+                signal: None,
+                oom: false,
             }
         );
         // Observing again adopts nothing twice.
@@ -414,6 +435,7 @@ fn restarted_provider_adopts_exactly_its_instances(iso: Isolation) {
         let unknown = RunState::Exited {
             code: None,
             signal: None,
+            oom: false,
         };
         assert_eq!(next_exit(&mut events, &a_id).await, unknown);
         if iso == Isolation::Namespaces {
@@ -1052,4 +1074,219 @@ fn logs_of_gone_instances_are_pruned_to_the_newest_per_service(iso: Isolation) {
 fn kill_with(pid: i32, sig: i32) {
     // SAFETY: kill has no memory preconditions.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+fn exclusive(volume: &str, path: &str) -> glint_provider::VolumeMount {
+    glint_provider::VolumeMount {
+        volume: volume.into(),
+        declared: glint_model::Name::new("pgdata").unwrap(),
+        path: path.into(),
+        read_only: false,
+        exclusive: true,
+    }
+}
+
+// Mutation caught: the lock not handed to the init (released when the
+// launch returns: the second writer starts), or taken by the provider
+// instead of the instance (released when the provider is dropped).
+fn a_volume_has_one_writer_even_across_a_provider_restart(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("writer");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let mut a = spec(&store, "db", "volume-mark");
+        a.mounts = vec![exclusive("pgdata", "/data")];
+        let a_id = id_of(&a);
+        p.launch(a).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &a_id).stdout, "ready");
+        assert!(
+            out.contains("before=\n") && out.contains("written=true"),
+            "{out}"
+        );
+        let labels = std::fs::read_to_string(
+            glint_provider::process::volume_dir(state.path(), "pgdata").join("volume.json"),
+        )
+        .unwrap();
+        assert!(
+            labels.contains(&*store),
+            "labelled with its store: {labels}"
+        );
+        assert!(p.volume_is_locked("pgdata"));
+        // The conductor dies: a new provider adopts A, the lock is still A's.
+        drop(p);
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let mut b = spec(&store, "db", "volume-mark");
+        b.mounts = vec![exclusive("pgdata", "/data")];
+        let b_id = id_of(&b);
+        match p.launch(b.clone()).await {
+            Err(e) => assert!(e.to_string().contains("still held"), "{e}"),
+            Ok(_) => panic!("a second writer was started"),
+        }
+        assert!(
+            p.remove_volume("pgdata").await.is_err(),
+            "refused while held"
+        );
+        // A ends; B starts and finds A's mark.
+        p.terminate(&a_id, Duration::from_secs(5)).await.unwrap();
+        p.remove(&a_id).await.unwrap();
+        p.launch(b).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &b_id).stdout, "ready");
+        assert!(out.contains(&format!("before={a_id}")), "{out}");
+        p.remove(&b_id).await.unwrap();
+        // Removing instances never removed the volume; `remove_volume` does.
+        let data = glint_provider::process::volume_data_dir(state.path(), "pgdata");
+        assert!(data.join("mark").exists());
+        p.remove_volume("pgdata").await.unwrap();
+        assert!(!data.exists());
+    });
+}
+
+fn limited(store: &str, mode: &str, resources: glint_model::Resources) -> LaunchSpec {
+    let mut s = spec(store, "limited", mode);
+    s.resources = resources;
+    s
+}
+
+/// The provider, or `None` (with a note) where this machine has no usable
+/// cgroups.
+fn with_cgroups(state: &Path, store: &str, iso: Isolation) -> Option<ProcessProvider> {
+    let p = ProcessProvider::open_with(state, store, iso).unwrap();
+    if p.cgroups().is_none() {
+        eprintln!("skipped: no usable cgroup memory, cpu and pids controllers here");
+        return None;
+    }
+    Some(p)
+}
+
+// Mutation caught: no memory limit written (the hog fills the machine's
+// memory and is not killed within the wait), or the OOM counter not read
+// (the exit says "killed by signal 9").
+fn an_instance_at_its_memory_limit_is_killed_out_of_memory(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("oom");
+        let Some(p) = with_cgroups(state.path(), &store, iso) else {
+            return;
+        };
+        let mut events = p.subscribe();
+        let s = limited(
+            &store,
+            "hog",
+            glint_model::Resources {
+                memory: Some(glint_model::Bytes(64 << 20)),
+                ..Default::default()
+            },
+        );
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let state_seen = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Ok(glint_provider::ProviderEvent::Exited { instance, state }) =
+                    events.recv().await
+                    && instance == id
+                {
+                    return state;
+                }
+            }
+        })
+        .await
+        .expect("the hog was not stopped at 64 MiB within 60 s");
+        assert!(
+            matches!(
+                state_seen,
+                RunState::Exited {
+                    oom: true,
+                    signal: Some(9),
+                    ..
+                }
+            ),
+            "{state_seen:?}"
+        );
+        assert!(state_seen.to_string().contains("out of memory"));
+        let out = std::fs::read_to_string(log_paths(state.path(), &id).stdout).unwrap();
+        let held: Vec<u64> = out
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("holding ")?
+                    .strip_suffix(" MiB")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        assert!(
+            held.iter().all(|m| *m <= 64),
+            "held more than its limit: {held:?}"
+        );
+        p.remove(&id).await.unwrap();
+        assert!(
+            !p.instance_cgroup(&id).unwrap().exists(),
+            "its cgroup goes with it"
+        );
+    });
+}
+
+// Mutation caught: the quota not written (the instance uses a whole CPU
+// and is never throttled), or written in the wrong unit.
+fn a_cpu_quota_holds_a_busy_instance_to_its_share(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("cpu");
+        let Some(p) = with_cgroups(state.path(), &store, iso) else {
+            return;
+        };
+        let s = limited(
+            &store,
+            "spin",
+            glint_model::Resources {
+                cpu_millis: Some(200),
+                ..Default::default()
+            },
+        );
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        let cg = p.instance_cgroup(&id).unwrap();
+        let before = cg.cpu_usec().unwrap();
+        let t0 = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let used = cg.cpu_usec().unwrap() - before;
+        let share = used as f64 / t0.elapsed().as_micros() as f64;
+        eprintln!("cpu_millis = 200: the busy instance used {share:.3} of a CPU");
+        assert!(share < 0.3, "used {share:.3} of a CPU under a 0.2 quota");
+        assert!(
+            cg.throttled().unwrap_or(0) > 0,
+            "the kernel never throttled it"
+        );
+        let usage = p.usage().await.unwrap();
+        assert!(usage.iter().any(|(i, u)| i == &id && u.cpu_usec > 0));
+        p.remove(&id).await.unwrap();
+    });
+}
+
+// Mutation caught: `pids` not written.
+fn a_pids_limit_caps_the_tasks_of_an_instance(iso: Isolation) {
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("pids");
+        let Some(p) = with_cgroups(state.path(), &store, iso) else {
+            return;
+        };
+        let s = limited(
+            &store,
+            "threads",
+            glint_model::Resources {
+                pids: Some(16),
+                ..Default::default()
+            },
+        );
+        let id = id_of(&s);
+        p.launch(s).await.unwrap();
+        let out = wait_for_text(&log_paths(state.path(), &id).stdout, "ready");
+        let n: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("threads=")?.parse().ok())
+            .unwrap();
+        assert!(n < 16, "{n} threads under pids = 16");
+        p.remove(&id).await.unwrap();
+    });
 }

@@ -142,6 +142,7 @@ async fn kill_drops_listener_and_connections_and_reports_the_exit() {
     let killed = RunState::Exited {
         code: None,
         signal: Some(9),
+        oom: false,
     };
     assert_eq!(next_exit(&mut events, &id).await, killed);
     // The kept-alive connection is gone, and so is the listener.
@@ -197,7 +198,8 @@ async fn terminate_is_polite_unless_sigterm_is_ignored() {
         next_exit(&mut events, &polite_id).await,
         RunState::Exited {
             code: None,
-            signal: Some(15)
+            signal: Some(15),
+            oom: false,
         }
     );
 
@@ -218,7 +220,8 @@ async fn terminate_is_polite_unless_sigterm_is_ignored() {
         next_exit(&mut events, &stubborn_id).await,
         RunState::Exited {
             code: None,
-            signal: Some(9)
+            signal: Some(9),
+            oom: false,
         }
     );
 

@@ -53,6 +53,9 @@ pub(crate) struct BackendState {
     draining: AtomicBool,
     in_flight: AtomicUsize,
     pub(crate) served: AtomicU64,
+    /// Microseconds requests have spent in flight to it, summed over every
+    /// request that ended (admission to the end of its response).
+    busy_us: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) request_failures: AtomicU64,
     /// Nanoseconds since the table's epoch until which the backend is
@@ -73,6 +76,7 @@ impl BackendState {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             request_failures: AtomicU64::new(0),
             ejected_until: AtomicU64::new(0),
@@ -105,6 +109,7 @@ impl BackendState {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight {
             backend: Arc::clone(self),
+            since: Instant::now(),
         };
         if self.admitting.load(Ordering::SeqCst) {
             Some(guard)
@@ -165,6 +170,7 @@ impl BackendState {
             status: self.status(now),
             in_flight: self.in_flight() as u64,
             served: read(&self.served),
+            busy_us: read(&self.busy_us),
             connect_failures: read(&self.connect_failures),
             request_failures: read(&self.request_failures),
             idle_connections: self.pool.idle_count() as u64,
@@ -176,6 +182,7 @@ impl BackendState {
 /// the count.
 pub(crate) struct InFlight {
     backend: Arc<BackendState>,
+    since: Instant,
 }
 
 impl InFlight {
@@ -186,6 +193,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let us = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.backend.busy_us.fetch_add(us, Ordering::Relaxed);
         let before = self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
         if before == 1 && self.backend.draining.load(Ordering::SeqCst) {
             self.backend.idle.notify_waiters();

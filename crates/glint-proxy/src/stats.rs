@@ -253,6 +253,11 @@ pub struct BackendStats {
     pub in_flight: u64,
     /// Responses relayed from it (TCP: connections forwarded to it).
     pub served: u64,
+    /// Microseconds requests (TCP: connections) spent in flight to it,
+    /// summed over those that ended: busy time over an interval is the
+    /// average number in flight (the autoscaler's `in_flight`), busy time
+    /// per response the mean latency.
+    pub busy_us: u64,
     /// Connect attempts to it that failed.
     pub connect_failures: u64,
     /// Requests whose connection to it failed before a response head.

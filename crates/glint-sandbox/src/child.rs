@@ -22,8 +22,9 @@
 //! 5. **Descriptors are placed, then everything else is closed**: the
 //!    standard streams at 0–2, the error pipe at 3 (close-on-exec unless an
 //!    init is executed, which reports through it too), the init's status,
-//!    instructions and executable at 4–6. All sources were duplicated to 10
-//!    or above beforehand, so placing one never overwrites another; the
+//!    instructions and executable at 4–6, the descriptors PID 1 holds (volume
+//!    locks) from there on. All sources were duplicated to 64 or above
+//!    beforehand, so placing one never overwrites another; the
 //!    caller's other descriptors (sockets, databases) are closed before
 //!    anything of the sandbox runs.
 //!
@@ -335,12 +336,17 @@ pub(crate) unsafe fn run(p: &Prepared) -> ! {
         check(Step::Detach, libc::umount2(c".".as_ptr(), libc::MNT_DETACH));
         check(Step::Detach, libc::chdir(c"/".as_ptr()));
         check(Step::Workdir, libc::chdir(p.workdir.as_ptr()));
-        // Everything above the placed descriptors is the caller's.
-        let first_free = if p.init.is_some() {
+        // The held descriptors right after the protocol's; everything
+        // above them is the caller's.
+        let mut first_free = if p.init.is_some() {
             init::FD_EXE + 1
         } else {
             FD_ERRORS + 1
         };
+        for fd in &p.held {
+            check(Step::Descriptors, libc::dup3(fd.as_raw_fd(), first_free, 0));
+            first_free += 1;
+        }
         check(
             Step::Descriptors,
             libc::syscall(

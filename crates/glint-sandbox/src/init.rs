@@ -44,7 +44,9 @@
 //!
 //! Descriptors at the init's start: 0–2 the standard streams, 3 the error
 //! pipe, 4 the status file, 5 the instructions (memfd), 6 the executable
-//! (close-on-exec). The instructions are `SPEC_MAGIC`, six native-endian
+//! (close-on-exec), 7 and on the descriptors it holds for its whole life
+//! ([`Plan::held`](crate::Plan::held): volume locks), which the program does
+//! not inherit. The instructions are `SPEC_MAGIC`, six native-endian
 //! `u32` (number of candidates, of arguments, of environment entries, whether
 //! a user is given, its uid, its gid), then that many NUL-terminated strings.
 //! The init writes a hello record to the error pipe, forks the program (which
@@ -74,6 +76,8 @@ pub(crate) const FD_STATUS: c_int = 4;
 pub(crate) const FD_SPEC: c_int = 5;
 /// The executable's descriptor in the child (not inherited by the init).
 pub(crate) const FD_EXE: c_int = 6;
+/// The first descriptor the init holds for its whole life (volume locks).
+pub(crate) const FD_HELD: c_int = FD_EXE + 1;
 
 type InitArrayEntry = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
 
@@ -190,6 +194,13 @@ unsafe fn run() -> ! {
         if app == 0 {
             libc::close(FD_STATUS);
             libc::fcntl(child::FD_ERRORS, libc::F_SETFD, libc::FD_CLOEXEC);
+            // The held descriptors (volume locks) stay the init's own.
+            libc::syscall(
+                libc::SYS_close_range,
+                FD_HELD as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             child::exec_program(&spec.exec, &none, child::FD_ERRORS)
         }
         if app < 0 {

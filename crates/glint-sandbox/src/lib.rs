@@ -48,7 +48,8 @@ mod spawn;
 pub use error::{SandboxError, Step};
 pub use netns::{Loopback, NetNs};
 pub use plan::{
-    Bind, Cgroups, Command, DEFAULT_HOSTNAME, Mounts, Network, Pid1, Plan, Root, Stdio, Upper, User,
+    Bind, Cgroups, Command, DEFAULT_HOSTNAME, MAX_HELD, Mounts, Network, Pid1, Plan, Root, Stdio,
+    Upper, User,
 };
 pub use spawn::{ExitStatus, Sandbox, StartReport, read_status_file, spawn};
 

@@ -12,6 +12,9 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+/// The most descriptors a plan may ask PID 1 to hold ([`Plan::held`]).
+pub const MAX_HELD: usize = 32;
+
 /// The hostname a plan gets unless the caller sets another.
 pub const DEFAULT_HOSTNAME: &str = "glint-sandbox";
 
@@ -45,6 +48,12 @@ pub struct Plan {
     pub pid1: Pid1,
     /// Standard input, output and error.
     pub stdio: Stdio,
+    /// Descriptors PID 1 keeps open for its whole life, and with it the
+    /// sandbox: the `flock`s of the volumes an instance holds, so that a
+    /// lock is released exactly when the last process of the sandbox is
+    /// gone, whatever happens to the caller. At most [`MAX_HELD`]. An init
+    /// keeps them from the program (they are close-on-exec there).
+    pub held: Vec<OwnedFd>,
     /// Kill the sandbox (SIGKILL to its PID 1, hence to all of it) when the
     /// *thread* that called [`spawn`](crate::spawn) ends — the kernel's rule
     /// for `PR_SET_PDEATHSIG`. Only for sandboxes whose spawning thread waits
@@ -69,6 +78,7 @@ impl Plan {
             user: None,
             pid1: Pid1::Program,
             stdio,
+            held: Vec::new(),
             die_with_parent: false,
         }
     }

@@ -18,8 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Descriptors the child uses are duplicated to at least this number, so
-/// that placing them at 0–6 cannot overwrite one another.
-const FD_FLOOR: c_int = 10;
+/// that placing them at 0–6 and the held ones from 7 (at most
+/// [`crate::MAX_HELD`]) cannot overwrite one another.
+const FD_FLOOR: c_int = 64;
 
 /// How the root is mounted.
 pub(crate) enum RootMount {
@@ -117,6 +118,8 @@ pub(crate) struct Prepared {
     pub die_with_parent: bool,
     pub netns: Option<OwnedFd>,
     pub cgroup_join: Vec<OwnedFd>,
+    /// Descriptors placed after the protocol's, kept by PID 1.
+    pub held: Vec<OwnedFd>,
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
@@ -397,6 +400,15 @@ pub(crate) fn prepare(plan: Plan, errors: OwnedFd) -> Result<Prepared, SandboxEr
         });
     }
     check_binds(&plan.binds, &plan)?;
+    if plan.held.len() > crate::MAX_HELD {
+        return Err(SandboxError::Invalid {
+            reason: format!(
+                "{} descriptors to hold; at most {} can be",
+                plan.held.len(),
+                crate::MAX_HELD
+            ),
+        });
+    }
     let (root, view) = match &plan.root {
         Root::Overlay {
             lower,
@@ -613,6 +625,11 @@ pub(crate) fn prepare(plan: Plan, errors: OwnedFd) -> Result<Prepared, SandboxEr
         .into_iter()
         .map(high)
         .collect::<Result<Vec<_>, _>>()?;
+    let held = plan
+        .held
+        .into_iter()
+        .map(high)
+        .collect::<Result<Vec<_>, _>>()?;
     // SAFETY: sigset_t is plain data, initialised by sigfillset/sigemptyset.
     let (all_signals, no_signals) = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -627,6 +644,7 @@ pub(crate) fn prepare(plan: Plan, errors: OwnedFd) -> Result<Prepared, SandboxEr
         die_with_parent: plan.die_with_parent,
         netns,
         cgroup_join,
+        held,
         stdin: high(stdin)?,
         stdout: high(plan.stdio.stdout)?,
         stderr: high(plan.stdio.stderr)?,

@@ -126,6 +126,16 @@ pub enum EventKind {
     TokenCreated,
     /// An API token was revoked.
     TokenRevoked,
+    /// The autoscaler changed a service's instance count.
+    AutoscaleScaled,
+    /// A volume was created (first mounted).
+    VolumeCreated,
+    /// A launch was refused because another instance still holds a volume.
+    VolumeHeld,
+    /// A volume uses more than its declared size.
+    VolumeOverSize,
+    /// A volume was removed (`glint volume rm`).
+    VolumeRemoved,
 }
 
 impl EventKind {
@@ -168,6 +178,11 @@ impl EventKind {
             EventKind::AuthFailed => "auth.failed",
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
+            EventKind::AutoscaleScaled => "autoscale.scaled",
+            EventKind::VolumeCreated => "volume.created",
+            EventKind::VolumeHeld => "volume.held",
+            EventKind::VolumeOverSize => "volume.over_size",
+            EventKind::VolumeRemoved => "volume.removed",
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   a crash at any moment is recoverable);
 //! - [`Backoffs`]: retry state (crash loops, failing launches, binds,
 //!   provider connections) that must survive a conductor restart;
+//! - [`Volumes`]: volumes (never removed but by `glint volume rm`) and the
+//!   instances' claims on them (one writer at a time, compare-and-set);
+//! - [`Scaling`]: the autoscaler's chosen counts and their reasons;
 //! - [`EventLog`]: the append-only log of every action, detection and
 //!   incident;
 //! - [`Meta`]: the store's random id (used in ownership labels) and the
@@ -43,7 +46,7 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`), `feed` (the change feed), `clock`, `schema`.
+//! `leadership`, `volumes`, `scaling`), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
 pub mod clock;
@@ -54,11 +57,13 @@ mod file;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
+pub mod scaling;
 pub mod schema;
 pub mod sqlite;
 pub mod stats;
 pub mod tokens;
 pub mod versions;
+pub mod volumes;
 
 pub use backoff::{BackoffRecord, Backoffs};
 pub use clock::{Clock, SystemClock};
@@ -68,12 +73,14 @@ pub use feed::{ChangeFeed, Changes};
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
+pub use scaling::{ScaleRecord, Scaling};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use stats::{WriteLatency, WriteStats};
 pub use tokens::{NewToken, Role, TokenConflict, TokenRecord, Tokens};
 pub use versions::{
     Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary, Versions,
 };
+pub use volumes::{Claimed, NewClaim, RemovalRefused, VolumeClaim, VolumeRecord, Volumes};
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -85,6 +92,8 @@ pub trait Store:
     Versions
     + Instances
     + Backoffs
+    + Volumes
+    + Scaling
     + EventLog
     + Meta
     + Fencing
@@ -101,6 +110,8 @@ impl<T> Store for T where
     T: Versions
         + Instances
         + Backoffs
+        + Volumes
+        + Scaling
         + EventLog
         + Meta
         + Fencing
@@ -116,7 +127,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Store, Tokens, Versions, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Store, Tokens, Versions,
+        Volumes, WriteStats,
     };
 }
 

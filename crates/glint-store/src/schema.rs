@@ -106,6 +106,39 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
     "#,
+    // 5: volumes and who holds them, and the autoscaler's decisions.
+    r#"
+    CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY,
+        declared   TEXT NOT NULL,
+        slot       INTEGER,
+        provider   TEXT NOT NULL,
+        location   TEXT,
+        host_path  TEXT,
+        size       INTEGER,
+        created_at INTEGER NOT NULL,
+        removing   INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE volume_claims (
+        volume     TEXT NOT NULL,
+        instance   TEXT NOT NULL,
+        service    TEXT NOT NULL,
+        slot       INTEGER,
+        exclusive  INTEGER NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (volume, instance)
+    );
+    CREATE INDEX volume_claims_instance ON volume_claims(instance);
+
+    CREATE TABLE scale (
+        service    TEXT PRIMARY KEY,
+        desired    INTEGER NOT NULL,
+        reason     TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -9,12 +9,16 @@
 //!   whose health check never passes, for rollback tests);
 //! - `GET /sleep/<ms>` answers after `<ms>` milliseconds (in-flight requests
 //!   for draining tests);
+//! - `GET /burn/<ms>` keeps one CPU busy for `<ms>` milliseconds, then
+//!   answers (CPU load for autoscaling and limits);
 //! - anything else is `404`.
 //!
 //! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
 //! `START_DELAY_MS`. Keep-alive connections are served until the client closes
 //! them. With `EXIT_AFTER_MS` it exits with code 1 that long after it started
 //! (a crash loop, for backoff tests).
+//! them. With `ALLOCATE_MB=N` it first takes and touches N MiB of memory and
+//! holds it (a memory hog, for memory limits).
 
 use std::env;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,6 +53,19 @@ fn main() -> ExitCode {
             thread::sleep(Duration::from_millis(ms));
             std::process::exit(1);
         });
+    }
+    if let Some(mb) = env::var("ALLOCATE_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        for i in 0..mb {
+            held.push(vec![1u8; 1 << 20]);
+            if i % 16 == 15 {
+                println!("glint-hello: holding {} MiB", i + 1);
+            }
+        }
+        Box::leak(Box::new(held));
     }
     if let Some(ms) = env::var("START_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
         thread::sleep(Duration::from_millis(ms));
@@ -155,15 +172,28 @@ fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) 
         ),
         "/healthz" if config.healthy => ("200 OK", "ok\n".into()),
         "/healthz" => ("503 Service Unavailable", "unhealthy\n".into()),
-        _ => match path
-            .strip_prefix("/sleep/")
-            .and_then(|ms| ms.parse::<u64>().ok())
-        {
-            Some(ms) => {
+        _ => {
+            let arg = |prefix: &str| {
+                path.strip_prefix(prefix)
+                    .and_then(|ms| ms.parse::<u64>().ok())
+            };
+            if let Some(ms) = arg("/sleep/") {
                 thread::sleep(Duration::from_millis(ms.min(600_000)));
                 ("200 OK", format!("slept {ms}ms in {}\n", config.instance))
+            } else if let Some(ms) = arg("/burn/") {
+                let until = std::time::Instant::now() + Duration::from_millis(ms.min(60_000));
+                let mut x: u64 = 1;
+                while std::time::Instant::now() < until {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                        );
+                    }
+                }
+                ("200 OK", format!("burned {ms}ms in {}\n", config.instance))
+            } else {
+                ("404 Not Found", "not found\n".into())
             }
-            None => ("404 Not Found", "not found\n".into()),
-        },
+        }
     }
 }

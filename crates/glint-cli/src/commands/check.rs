@@ -46,7 +46,7 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
             let _ = err.write_all(rendered.as_bytes());
             if let Some(env) = env {
                 let summary = format!(
-                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} rule{}, {} polic{} (hash {})",
+                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} polic{} (hash {})",
                     env.name,
                     env.images.len(),
                     plural(env.images.len()),
@@ -54,6 +54,8 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     plural(env.services.len()),
                     env.endpoints.len(),
                     plural(env.endpoints.len()),
+                    env.volumes.len(),
+                    plural(env.volumes.len()),
                     env.rules.len(),
                     plural(env.rules.len()),
                     env.policies.len(),

@@ -19,6 +19,7 @@ pub mod rollback;
 pub mod status;
 pub mod token;
 pub mod up;
+pub mod volume;
 
 use crate::cli::{Cli, Command};
 
@@ -46,5 +47,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Build(a) => build::run(g, a),
         Command::Images(a) => images::list(g, a),
         Command::Image(a) => images::run(g, a),
+        Command::Volume(a) => volume::run(g, a),
     }
 }

@@ -103,6 +103,25 @@ pub fn render(p: &Plan, paint: Paint) -> String {
         if let Some(d) = &s.digest {
             out.push_str(&format!("    image {d}\n"));
         }
+        if let Some(a) = &s.autoscale {
+            let target = if a.target.fract() == 0.0 {
+                format!("{:.0}{}", a.target, a.unit)
+            } else {
+                format!("{:.1}{}", a.target, a.unit)
+            };
+            out.push_str(&format!(
+                "    autoscale {}–{} on {} (target {target} per instance), {} {}\n",
+                a.min,
+                a.max,
+                a.metric,
+                if a.from_autoscaler {
+                    "at the autoscaler's"
+                } else {
+                    "starting at"
+                },
+                a.count
+            ));
+        }
         for r in &s.reasons {
             out.push_str(&format!("    because {r}\n"));
         }
@@ -134,6 +153,38 @@ pub fn render(p: &Plan, paint: Paint) -> String {
             e.action,
             e.listen,
             e.service
+        ));
+    }
+    for v in &p.volumes {
+        let (sym, what) = match v.action.as_ref() {
+            "create" => (paint.green("+"), "created when first mounted"),
+            "undeclared" => (
+                paint.yellow("~"),
+                "no longer declared: its data is kept (`glint volume rm` deletes it)",
+            ),
+            _ => (" ".to_owned(), "kept"),
+        };
+        let mut details = Vec::new();
+        if v.per_instance {
+            details.push(format!("per instance ({}-0, {}-1, ...)", v.name, v.name));
+        }
+        if let Some(size) = v.size {
+            details.push(format!("size {size}"));
+        }
+        for (svc, path, ro) in &v.mounted_by {
+            details.push(format!(
+                "{svc} at {path}{}",
+                if *ro { " (read-only)" } else { "" }
+            ));
+        }
+        out.push_str(&format!(
+            "{sym} volume {}: {what}{}\n",
+            paint.bold(v.name.as_str()),
+            if details.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", details.join(", "))
+            }
         ));
     }
     let (c, r, t) = p.totals();

@@ -70,6 +70,24 @@ struct ServiceReport {
     instances: Vec<InstanceReport>,
     backoff: Option<String>,
     rollout: Option<glint_conductor::status::RolloutStatus>,
+    /// Current, desired, metric and target of an autoscaled service.
+    autoscale: Option<AutoscaleReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct AutoscaleReport {
+    min: u32,
+    max: u32,
+    /// Healthy instances now.
+    current: u32,
+    /// The count the autoscaler chose (persisted).
+    desired: u32,
+    metric: String,
+    /// Its last value per instance (from a running conductor).
+    value: Option<f64>,
+    target: f64,
+    unit: String,
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,11 +199,20 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
     names.dedup();
     let mut versions_cache: std::collections::BTreeMap<u64, Option<VersionRecord>> =
         Default::default();
+    let scaled: std::collections::BTreeMap<String, glint_store::ScaleRecord> = store
+        .scale_records()
+        .map_err(|e| io("cannot read autoscaling decisions", e))?
+        .into_iter()
+        .map(|r| (r.service.to_string(), r))
+        .collect();
     for name in names {
-        let desired = version
+        let svc = version
             .as_ref()
             .and_then(|v| v.env.services.iter().find(|(n, _)| n.as_str() == name))
-            .map(|(_, s)| s.instances)
+            .map(|(_, s)| s);
+        let chosen = scaled.get(&name);
+        let desired = svc
+            .map(|s| glint_conductor::autoscale::count(s, chosen.map(|r| r.desired)))
             .unwrap_or(0);
         let mine: Vec<&InstanceRecord> =
             live.iter().filter(|i| i.service.as_str() == name).collect();
@@ -232,6 +259,27 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
                 .find(|x| x.name.as_str() == name)
                 .and_then(|x| x.rollout.clone())
         });
+        let live_scale = live_status.as_ref().and_then(|s| {
+            s.services
+                .iter()
+                .find(|x| x.name.as_str() == name)
+                .and_then(|x| x.autoscale.clone())
+        });
+        let autoscale = svc
+            .and_then(|s| s.autoscale.as_ref())
+            .map(|a| AutoscaleReport {
+                min: a.min,
+                max: a.max,
+                current: healthy,
+                desired,
+                metric: a.metric.name().to_owned(),
+                value: live_scale.as_ref().and_then(|l| l.value),
+                target: a.metric.target(),
+                unit: a.metric.unit().to_owned(),
+                reason: live_scale
+                    .map(|l| l.reason)
+                    .or_else(|| chosen.map(|r| r.reason.clone())),
+            });
         services.push(ServiceReport {
             name,
             desired,
@@ -239,6 +287,7 @@ fn gather(global: &Global, store: &dyn Store) -> Result<Report, crate::common::F
             instances,
             backoff,
             rollout,
+            autoscale,
         });
     }
     let endpoints = version
@@ -410,6 +459,17 @@ fn gather_remote(
                 .collect(),
             backoff: svc.backoff.clone(),
             rollout: svc.rollout.clone(),
+            autoscale: svc.autoscale.as_ref().map(|a| AutoscaleReport {
+                min: a.min,
+                max: a.max,
+                current: a.current,
+                desired: a.desired,
+                metric: a.metric.clone(),
+                value: a.value,
+                target: a.target,
+                unit: a.unit.clone(),
+                reason: Some(a.reason.clone()),
+            }),
         })
         .collect();
     let endpoints = s
@@ -538,6 +598,50 @@ fn print_text(r: &Report, paint: Paint) {
         t.row(vec![s.name.clone(), h, s.desired.to_string(), note]);
     }
     print!("{}", t.render());
+    let scaled: Vec<&ServiceReport> = r
+        .services
+        .iter()
+        .filter(|s| s.autoscale.is_some())
+        .collect();
+    if !scaled.is_empty() {
+        println!();
+        let mut t = Table::new(
+            &[
+                "AUTOSCALED",
+                "CURRENT",
+                "DESIRED",
+                "BOUNDS",
+                "METRIC",
+                "TARGET",
+                "WHY",
+            ],
+            paint,
+        );
+        for s in scaled {
+            let Some(a) = &s.autoscale else { continue };
+            let fmt = |v: f64| {
+                if v.fract() == 0.0 || v >= 100.0 {
+                    format!("{v:.0}{}", a.unit)
+                } else {
+                    format!("{v:.1}{}", a.unit)
+                }
+            };
+            t.row(vec![
+                s.name.clone(),
+                a.current.to_string(),
+                a.desired.to_string(),
+                format!("{}–{}", a.min, a.max),
+                format!(
+                    "{} {}",
+                    a.metric,
+                    a.value.map(fmt).unwrap_or_else(|| "-".into())
+                ),
+                fmt(a.target),
+                a.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        print!("{}", t.render());
+    }
     println!();
     let mut t = Table::new(
         &[

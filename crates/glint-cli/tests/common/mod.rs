@@ -260,6 +260,7 @@ impl Drop for Ctx {
                     libc::kill(pid, libc::SIGKILL);
                 }
             }
+            remove_cgroups(&id);
         }
     }
 }
@@ -552,5 +553,39 @@ impl KeepAlive {
             return Err(format!("{}: {body}", status.trim_end()));
         }
         Ok((body, (!close).then_some(self)))
+    }
+}
+
+/// Removes the cgroups the process provider made for `store`'s instances
+/// (best effort: their processes were just killed and may take a moment to
+/// go), so that killed tests leave nothing under `/sys/fs/cgroup/*/glint`.
+pub fn remove_cgroups(store: &str) {
+    let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let dirs: Vec<PathBuf> = roots
+        .flatten()
+        .map(|r| r.path().join("glint").join(store))
+        .chain(std::iter::once(
+            PathBuf::from("/sys/fs/cgroup/glint").join(store),
+        ))
+        .filter(|d| d.is_dir())
+        .collect();
+    for _ in 0..50 {
+        let mut left = false;
+        for d in &dirs {
+            if let Ok(children) = std::fs::read_dir(d) {
+                for c in children.flatten() {
+                    if c.file_type().is_ok_and(|t| t.is_dir()) {
+                        left |= std::fs::remove_dir(c.path()).is_err();
+                    }
+                }
+            }
+            left |= d.exists() && std::fs::remove_dir(d).is_err();
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

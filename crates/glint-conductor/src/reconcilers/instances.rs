@@ -17,11 +17,12 @@
 //! shape has stayed healthy for [`STABLE_MS`]. While the conductor stops
 //! with its instances, nothing is launched and everything is retired.
 
-use crate::decide::{Decision, MemberPhase, Outcome, decide};
+use crate::decide::{Decision, MemberPhase, Outcome, decide_scaled};
 use crate::events::ConductorEvent;
 use crate::launch;
 use crate::plan::Target;
 use crate::reconciler::{Action, Ctx, Inbox, ReconcileError, Reconciler, Waker};
+use crate::reconcilers::volumes::ClaimRefused;
 use crate::world::{Failure, STABLE_MS, World, launch_key};
 use async_trait::async_trait;
 use glint_dataplane::DataPlane;
@@ -101,7 +102,7 @@ impl Reconciler for Instances {
         let now = ctx.now();
         let members = world.members();
         let mut outcome = match &world.target {
-            Some(t) => decide(Target::of(t), &members, now),
+            Some(t) => decide_scaled(Target::of(t), &world.scaled(), &members, now),
             None => Outcome {
                 decisions: members
                     .iter()
@@ -132,12 +133,16 @@ impl Reconciler for Instances {
         let mut held: BTreeSet<String> = BTreeSet::new();
         for d in decisions {
             match d {
-                Decision::Launch { service, reason } => {
+                Decision::Launch {
+                    service,
+                    reason,
+                    slot,
+                } => {
                     if let Some(why) = self.held(world, &service, now) {
                         held.insert(why);
                         continue;
                     }
-                    self.launch(world, ctx, &service, &reason);
+                    self.launch(world, ctx, &service, &reason, slot);
                 }
                 Decision::Retire { id, reason } => self.retire(world, ctx, &id, reason),
             }
@@ -205,7 +210,14 @@ impl Instances {
         ))
     }
 
-    fn launch(&mut self, world: &mut World, ctx: &Ctx, service: &Name, reason: &str) {
+    fn launch(
+        &mut self,
+        world: &mut World,
+        ctx: &Ctx,
+        service: &Name,
+        reason: &str,
+        slot: Option<u32>,
+    ) {
         let Some(target) = world.target.clone() else {
             return;
         };
@@ -220,6 +232,7 @@ impl Instances {
             service,
             &id,
             &ctx.store_id,
+            slot,
         ) else {
             self.notes.push(format!(
                 "{service}: version {} has no digest for image {}",
@@ -251,6 +264,40 @@ impl Instances {
             );
             self.notes.push(format!("{service}: {cause}"));
             return;
+        }
+        // Its volumes, claimed after the intent and before the launch (one
+        // writer at a time; see `reconcilers/volumes.rs`).
+        match crate::reconcilers::volumes::claim(world, ctx, &target.env, svc.provider, slot, &spec)
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                let (volume, holder) = match &refused {
+                    ClaimRefused::Held { volume, holder } => (volume.clone(), Some(holder.clone())),
+                    ClaimRefused::Removing { volume } => (volume.clone(), None),
+                };
+                ctx.events.emit(ConductorEvent::VolumeHeld {
+                    id: id.clone(),
+                    volume,
+                    holder,
+                });
+                persist(
+                    ctx.store
+                        .mark_gone(&id, &format!("not launched: {refused}")),
+                );
+                self.notes.push(format!("{service}: {refused}"));
+                return;
+            }
+            Err(e) => {
+                persist(
+                    ctx.store
+                        .mark_gone(&id, "not launched: cannot claim its volumes"),
+                );
+                self.notes.push(format!(
+                    "{service}: cannot claim its volumes: {}",
+                    crate::error_chain(&e)
+                ));
+                return;
+            }
         }
         ctx.events.emit(ConductorEvent::Launching {
             id: id.clone(),

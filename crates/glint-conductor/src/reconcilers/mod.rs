@@ -7,16 +7,20 @@
 //!    providers, periodic resync, orphans;
 //! 3. [`probes`]: health probes of every running instance and the
 //!    transitions they cause;
-//! 4. [`instances`]: `decide` and its launches and retirements, with
+//! 4. [`volumes`]: who holds which volume (claims of gone instances
+//!    released), where volumes are and how full;
+//! 5. [`autoscale`]: autoscaled services measured and their counts set;
+//! 6. [`instances`]: `decide` and its launches and retirements, with
 //!    crash-loop backoff;
-//! 5. [`rollouts`]: the target version's rollout — announcements, progress,
+//! 7. [`rollouts`]: the target version's rollout — announcements, progress,
 //!    convergence, failure and automatic rollback;
-//! 6. [`endpoints`]: the data plane's endpoints and their backends;
-//! 7. [`heartbeat`]: the conductor's heartbeat in the store.
+//! 8. [`endpoints`]: the data plane's endpoints and their backends;
+//! 9. [`heartbeat`]: the conductor's heartbeat in the store.
 //!
 //! Each is one file with its own status. A new capability is a new file
 //! here and one line in [`all`].
 
+pub mod autoscale;
 pub mod endpoints;
 pub mod heartbeat;
 pub mod instances;
@@ -24,6 +28,7 @@ pub mod inventory;
 pub mod probes;
 pub mod providers;
 pub mod rollouts;
+pub mod volumes;
 
 use crate::conductor::ProviderFactory;
 use crate::reconciler::{Reconciler, Waker};
@@ -40,6 +45,10 @@ pub fn all(
         Box::new(providers::Providers::new(factory)),
         Box::new(inventory::Inventory::new(waker)),
         Box::new(probes::Probes::new(waker)),
+        Box::new(volumes::Volumes::new(waker)),
+        Box::new(autoscale::Autoscale::new(Arc::new(
+            crate::load::DataPlaneLoad(dataplane.clone()),
+        ))),
         Box::new(instances::Instances::new(waker, dataplane.clone())),
         Box::new(rollouts::Rollouts::default()),
         Box::new(endpoints::Endpoints::new(dataplane)),

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod autoscale;
 mod support;
+mod volumes;
 
 use glint_model::*;
 use glint_provider::DriftKind;

@@ -20,9 +20,10 @@ use glint_model::*;
 use glint_provider::{LaunchImage, Provider, SimProvider};
 use glint_store::prelude::*;
 use glint_store::{
-    BackoffRecord, ChangeFeed, Clock, ConductorInfo, Created, Epoch, Event, EventFilter,
-    InstanceRecord, NewEvent, NewVersion, Outcome, SourceFile, SqliteStore, StoreError,
-    VersionKind, VersionRecord, VersionSummary,
+    BackoffRecord, ChangeFeed, Claimed, Clock, ConductorInfo, Created, Epoch, Event, EventFilter,
+    InstanceRecord, NewClaim, NewEvent, NewVersion, Outcome, RemovalRefused, ScaleRecord,
+    SourceFile, SqliteStore, StoreError, VersionKind, VersionRecord, VersionSummary, VolumeClaim,
+    VolumeRecord,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -255,6 +256,62 @@ impl Backoffs for FaultyStore {
     fn clear_backoff(&self, k: &str) -> Result<(), StoreError> {
         self.write()?;
         self.inner.clear_backoff(k)
+    }
+}
+
+impl Volumes for FaultyStore {
+    fn volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
+        self.inner.volumes()
+    }
+    fn volume_claims(&self) -> Result<Vec<VolumeClaim>, StoreError> {
+        self.inner.volume_claims()
+    }
+    fn claim_volumes(
+        &self,
+        i: &InstanceId,
+        s: &Name,
+        slot: Option<u32>,
+        c: &[NewClaim],
+    ) -> Result<Claimed, StoreError> {
+        self.write()?;
+        self.inner.claim_volumes(i, s, slot, c)
+    }
+    fn release_stale_claims(&self) -> Result<usize, StoreError> {
+        self.write()?;
+        self.inner.release_stale_claims()
+    }
+    fn set_volume_location(&self, n: &str, l: &str, h: Option<&str>) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_volume_location(n, l, h)
+    }
+    fn begin_volume_removal(
+        &self,
+        n: &str,
+    ) -> Result<Result<VolumeRecord, RemovalRefused>, StoreError> {
+        self.write()?;
+        self.inner.begin_volume_removal(n)
+    }
+    fn finish_volume_removal(&self, n: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.finish_volume_removal(n)
+    }
+    fn abort_volume_removal(&self, n: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.abort_volume_removal(n)
+    }
+}
+
+impl Scaling for FaultyStore {
+    fn scale_records(&self) -> Result<Vec<ScaleRecord>, StoreError> {
+        self.inner.scale_records()
+    }
+    fn put_scale(&self, r: &ScaleRecord) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.put_scale(r)
+    }
+    fn clear_scale(&self, s: &Name) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.clear_scale(s)
     }
 }
 

@@ -147,7 +147,8 @@ async fn docker_kill_is_noticed_at_once() {
             instance: id.clone(),
             state: RunState::Exited {
                 code: None,
-                signal: Some(9)
+                signal: Some(9),
+                oom: false,
             }
         }
     );
@@ -611,4 +612,102 @@ async fn concurrent_launches_during_resyncs_raise_no_false_alarm() {
         .collect();
     assert!(alarms.is_empty(), "false alarms: {alarms:?}");
     assert_eq!(f.provider.observe().await.expect("observe").len(), 4);
+}
+
+fn rw_mount(volume: &str) -> glint_provider::VolumeMount {
+    glint_provider::VolumeMount {
+        volume: volume.into(),
+        declared: glint_model::Name::new("data").unwrap(),
+        path: "/data".into(),
+        read_only: false,
+        exclusive: true,
+    }
+}
+
+/// Removes a store's named volume when dropped.
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+// Mutation caught: no mount in the create request, a volume created
+// without labels (by the engine, implicitly), the running-writer check
+// skipped, or `remove` deleting the volume with the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_is_a_labelled_named_volume_with_one_writer_that_outlives_its_containers() {
+    require_docker!();
+    let f = Fixture::new().await;
+    let vname = glint_docker::naming::volume_name(&f.store, "data");
+    let _v = VolumeGuard(vname.clone());
+    let mut a = f.spec(Resources::default());
+    a.mounts = vec![rw_mount("data")];
+    let a_id = a.labels.instance.clone();
+    f.provider.launch(a).await.expect("launch");
+    let v: serde_json::Value =
+        serde_json::from_str(&docker(&["volume", "inspect", &vname])).unwrap();
+    let labels = &v[0]["Labels"];
+    assert_eq!(labels["dev.glint.store"], f.store.as_str());
+    assert_eq!(labels["dev.glint.volume"], "data");
+    let c = inspect(&f.provider.container_name(&a_id));
+    let mounts = c["Mounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["Name"] == vname.as_str() && m["Destination"] == "/data" && m["RW"] == true),
+        "{mounts:?}"
+    );
+    // A second writer is refused while the first runs.
+    let mut b = f.spec(Resources::default());
+    b.mounts = vec![rw_mount("data")];
+    match f.provider.launch(b.clone()).await {
+        Err(e) => assert!(e.to_string().contains("one writer at a time"), "{e}"),
+        Ok(_) => panic!("a second writer was started"),
+    }
+    assert!(f.provider.remove_volume("data").await.is_err(), "in use");
+    // Gone: the volume stays, and the next writer gets it.
+    f.provider
+        .terminate(&a_id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    f.provider.remove(&a_id).await.unwrap();
+    assert!(
+        docker_ok(&["volume", "inspect", &vname]),
+        "outlives its container"
+    );
+    let b_id = b.labels.instance.clone();
+    f.provider.launch(b).await.expect("the next writer");
+    let info = f.provider.volume("data").await.unwrap().unwrap();
+    assert_eq!(info.location, vname);
+    f.provider.remove(&b_id).await.unwrap();
+    f.provider.remove_volume("data").await.unwrap();
+    assert!(!docker_ok(&["volume", "inspect", &vname]));
+}
+
+// Mutation caught: `State.OOMKilled` not read (the exit reads "killed by
+// signal 9", like a `docker kill`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_killed_at_its_memory_limit_exits_out_of_memory() {
+    require_docker!();
+    let mut f = Fixture::new().await;
+    let mut spec = f.limited_spec();
+    spec.env.insert("ALLOCATE_MB".into(), "512".into());
+    let id = spec.labels.instance.clone();
+    // It may die before or after `launch` returns.
+    let _ = f.provider.launch(spec).await;
+    let (ev, _) = f.wait_for("an OOM exit", is_exit(&id)).await;
+    match ev {
+        ProviderEvent::Exited { state, .. } => {
+            assert!(
+                matches!(state, RunState::Exited { oom: true, .. }),
+                "{state:?}"
+            );
+            assert!(state.to_string().contains("out of memory"), "{state}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -385,6 +385,7 @@ impl Fixture {
         self.spec(Resources {
             memory: Some(Bytes(64 << 20)),
             cpu_millis: Some(500),
+            pids: None,
         })
     }
 

@@ -572,15 +572,37 @@ pub(crate) const VOLUME_INFO: BlockInfo = BlockInfo {
 
 pub(crate) static VOLUME: BlockDef<Volume, Volume> = BlockDef {
     finish: None,
-    fields: &[FieldDef {
-        info: FieldInfo::new("size", "size", D::Absent, "the requested capacity", "20GiB")
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "size",
+                "size",
+                D::Absent,
+                "the expected capacity: usage above it is reported (not a hard quota)",
+                "20GiB",
+            )
             .aliases(&["capacity"]),
-        decode: Some(|cx, v, d| {
-            d.size = Some(size(cx.ev, v)?);
-            Some(())
-        }),
-        view: Some(|m, _| opt(m.size.map(|b| Value::Size(b.0)))),
-    }],
+            decode: Some(|cx, v, d| {
+                d.size = Some(size(cx.ev, v)?);
+                Some(())
+            }),
+            view: Some(|m, _| opt(m.size.map(|b| Value::Size(b.0)))),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "per_instance",
+                "bool",
+                D::Value("false"),
+                "each instance gets its own volume `NAME-0`, `NAME-1`, ... by its slot, kept across replacements",
+                "true",
+            ),
+            decode: Some(|cx, v, d| {
+                d.per_instance = boolean(cx.ev, v)?;
+                Some(())
+            }),
+            view: Some(|m, _| Value::Bool(m.per_instance)),
+        },
+    ],
 };
 
 // ---------------------------------------------------------------------------

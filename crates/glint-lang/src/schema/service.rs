@@ -267,9 +267,9 @@ pub(crate) static SERVICE: BlockDef<ServiceDraft, Service> = BlockDef {
         FieldDef {
             info: FieldInfo::new(
                 "resources",
-                "block: `memory`, `cpu_millis`",
+                "block: `memory`, `cpu_millis`, `pids`",
                 D::Derived("no limits"),
-                "resource limits of each instance (enforced by the Docker provider)",
+                "resource limits of each instance (cgroups for process instances, Docker's limits for containers)",
                 "{ memory = 512MiB }",
             )
             .block(BlockKind::Resources),
@@ -311,7 +311,7 @@ pub(crate) static SERVICE: BlockDef<ServiceDraft, Service> = BlockDef {
         FieldDef {
             info: FieldInfo::new(
                 "autoscale",
-                "block: `min`, `max`, `target_cpu`",
+                "block: `min`, `max`, `metric`, `target`, `window`, `max_step`",
                 D::Absent,
                 "bounds within which the instance count follows the load",
                 "{ min = 2, max = 10 }",
@@ -325,11 +325,7 @@ pub(crate) static SERVICE: BlockDef<ServiceDraft, Service> = BlockDef {
                 if !AUTOSCALE.decode(cx, r, v.span, &what, &mut a, &[]) {
                     return None;
                 }
-                d.s.autoscale = Some(Autoscale {
-                    min: a.min,
-                    max: a.max?,
-                    target_cpu_percent: a.target_cpu,
-                });
+                d.s.autoscale = Some(a.built?);
                 Some(())
             }),
             view: Some(|m, env| opt(m.autoscale.as_ref().map(|a| AUTOSCALE.view_record(a, env)))),
@@ -361,9 +357,37 @@ fn finish_service(
     _what: &What<'_>,
     d: &mut ServiceDraft,
 ) -> Option<()> {
+    if let Some(a) = &d.s.autoscale {
+        // `instances` is the count an autoscaled service starts with: within
+        // the bounds when written, `min` when not.
+        match value_span(rec, "instances") {
+            None => d.s.instances = a.min,
+            Some(span) if d.s.instances < a.min || d.s.instances > a.max => {
+                let mut diag = Diagnostic::error(
+                    Code::InstancesOutsideAutoscale,
+                    span,
+                    format!(
+                        "`instances = {}` is outside the autoscale bounds {}–{}",
+                        d.s.instances, a.min, a.max
+                    ),
+                )
+                .with_primary("the count an autoscaled service starts with")
+                .with_help(format!(
+                    "write an `instances` from {} to {}, or leave it out to start at `min`",
+                    a.min, a.max
+                ));
+                if let Some(asp) = value_span(rec, "autoscale") {
+                    diag = diag.with_label(asp, "the bounds");
+                }
+                cx.ev.diags.push(diag);
+                return None;
+            }
+            Some(_) => {}
+        }
+    }
     let s = &d.s;
     if s.provider == ProviderKind::Process
-        && (s.resources.memory.is_some() || s.resources.cpu_millis.is_some())
+        && s.resources.is_limited()
         && let Some(span) = key_span(rec, "resources")
     {
         let name = d.name.clone();
@@ -1017,6 +1041,20 @@ pub(crate) static RESOURCES: BlockDef<Resources, Resources> = BlockDef {
             }),
             view: Some(|m, _| opt(m.cpu_millis.map(int))),
         },
+        FieldDef {
+            info: FieldInfo::new(
+                "pids",
+                "int, 1–4194304",
+                D::Absent,
+                "most processes and threads one instance may have at once",
+                "256",
+            ),
+            decode: Some(|cx, v, d| {
+                d.pids = Some(int_in(cx.ev, v, 1, 4_194_304, "pids")?);
+                Some(())
+            }),
+            view: Some(|m, _| opt(m.pids.map(int))),
+        },
     ],
 };
 
@@ -1031,7 +1069,21 @@ pub(crate) const AUTOSCALE_INFO: BlockInfo = BlockInfo {
 pub(crate) struct AutoscaleDraft {
     min: u32,
     max: Option<u32>,
-    target_cpu: u32,
+    metric: Option<&'static str>,
+    target: Option<Target>,
+    target_cpu: Option<u32>,
+    window: Millis,
+    max_step: Option<u32>,
+    /// The block, once [`AUTOSCALE`]'s finish has checked it.
+    pub built: Option<Autoscale>,
+}
+
+/// An autoscale `target` as written: a number (percent, requests, requests
+/// per second) or a duration (latency).
+#[derive(Clone, Copy)]
+enum Target {
+    Number(u32),
+    Duration(Millis),
 }
 
 impl Default for AutoscaleDraft {
@@ -1039,9 +1091,109 @@ impl Default for AutoscaleDraft {
         AutoscaleDraft {
             min: 1,
             max: None,
-            target_cpu: 70,
+            metric: None,
+            target: None,
+            target_cpu: None,
+            window: glint_model::defaults::SCALE_DOWN_WINDOW,
+            max_step: None,
+            built: None,
         }
     }
+}
+
+const METRICS: &[&str] = &["cpu", "in_flight", "requests_per_second", "latency"];
+
+/// The metric and its target, from `metric`, `target` and `target_cpu`.
+fn scale_metric(
+    cx: &mut Cx<'_, '_>,
+    rec: &Record,
+    at: Span,
+    d: &AutoscaleDraft,
+) -> Option<ScaleMetric> {
+    let span_of = |k: &str| value_span(rec, k).unwrap_or(at);
+    if d.target_cpu.is_some() && (d.metric.is_some_and(|m| m != "cpu") || d.target.is_some()) {
+        cx.ev.diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                span_of("target_cpu"),
+                "`target_cpu` is a shorthand for `metric = cpu` with `target`; it cannot be combined with them",
+            )
+            .with_primary("written together with `metric` or `target`")
+            .with_help("keep `target_cpu = N`, or write `metric = cpu` and `target = N`"),
+        );
+        return None;
+    }
+    let metric = d.metric.unwrap_or("cpu");
+    let wrong = |cx: &mut Cx<'_, '_>, expected: &str| -> Option<u32> {
+        cx.ev.diags.push(
+            Diagnostic::error(
+                Code::TypeMismatch,
+                span_of("target"),
+                format!("the target of `metric = {metric}` must be {expected}"),
+            )
+            .with_primary("not a valid target for this metric"),
+        );
+        None
+    };
+    let number = |cx: &mut Cx<'_, '_>, max: u32, unit: &str| match d.target {
+        Some(Target::Number(n)) if (1..=max).contains(&n) => Some(n),
+        Some(Target::Number(n)) => {
+            cx.ev.diags.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    span_of("target"),
+                    format!(
+                        "the target of `metric = {metric}` must be from 1 to {max} {unit}, not {n}"
+                    ),
+                )
+                .with_primary("out of range"),
+            );
+            None
+        }
+        Some(Target::Duration(_)) => wrong(cx, &format!("a number of {unit}")),
+        None => {
+            missing(
+                cx.ev,
+                at,
+                &What::Static("the autoscale block"),
+                "target",
+                &format!("the {unit} per instance to aim at, e.g. `target = 20`"),
+            );
+            None
+        }
+    };
+    Some(match metric {
+        "cpu" => ScaleMetric::Cpu {
+            percent: match (d.target_cpu, d.target) {
+                (Some(p), _) => p,
+                (None, None) => glint_model::defaults::TARGET_CPU_PERCENT,
+                (None, Some(_)) => number(cx, 100, "percent")?,
+            },
+        },
+        "in_flight" => ScaleMetric::InFlight {
+            per_instance: number(cx, 100_000, "requests in flight")?,
+        },
+        "requests_per_second" => ScaleMetric::RequestsPerSecond {
+            per_instance: number(cx, 10_000_000, "requests per second")?,
+        },
+        _ => match d.target {
+            Some(Target::Duration(t)) if t.0 > 0 => ScaleMetric::Latency { target: t },
+            Some(_) => {
+                wrong(cx, "a duration above 0 such as `200ms`");
+                return None;
+            }
+            None => {
+                missing(
+                    cx.ev,
+                    at,
+                    &What::Static("the autoscale block"),
+                    "target",
+                    "the mean latency to aim at, e.g. `target = 200ms`",
+                );
+                return None;
+            }
+        },
+    })
 }
 
 pub(crate) static AUTOSCALE: BlockDef<AutoscaleDraft, Autoscale> = BlockDef {
@@ -1061,19 +1213,27 @@ pub(crate) static AUTOSCALE: BlockDef<AutoscaleDraft, Autoscale> = BlockDef {
             cx.ev.diags.push(diag);
             return None;
         }
+        let metric = scale_metric(cx, rec, at, d)?;
+        d.built = Some(Autoscale {
+            min: d.min,
+            max,
+            metric,
+            window: d.window,
+            max_step: d.max_step,
+        });
         Some(())
     }),
     fields: &[
         FieldDef {
             info: FieldInfo::new(
                 "min",
-                "int, 0–10000",
+                "int, 1–10000",
                 D::Value("1"),
                 "never fewer instances than this",
                 "2",
             ),
             decode: Some(|cx, v, d| {
-                d.min = int_in(cx.ev, v, 0, 10_000, "min")?;
+                d.min = int_in(cx.ev, v, 1, 10_000, "min")?;
                 Some(())
             }),
             view: Some(|m, _| int(m.min)),
@@ -1094,17 +1254,85 @@ pub(crate) static AUTOSCALE: BlockDef<AutoscaleDraft, Autoscale> = BlockDef {
         },
         FieldDef {
             info: FieldInfo::new(
+                "metric",
+                "`cpu`, `in_flight`, `requests_per_second` or `latency`",
+                D::Value("cpu"),
+                "what the count follows: cgroup CPU use, or the service's endpoints' requests in flight, requests per second or mean latency, per instance",
+                "in_flight",
+            )
+            .words(METRICS),
+            decode: Some(|cx, v, d| {
+                let w = enum_word(cx.ev, v, METRICS)?;
+                d.metric = METRICS.iter().copied().find(|m| *m == w);
+                Some(())
+            }),
+            view: Some(|m, _| sym(m.metric.name())),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "target",
+                "int (percent, requests, requests per second) or duration (latency)",
+                D::Derived("`70` for `cpu`; required for the other metrics"),
+                "the value of the metric to keep each instance at; a CPU target is a percent of the instance's `cpu_millis` (of one CPU without)",
+                "20",
+            ),
+            decode: Some(|cx, v, d| {
+                d.target = Some(match &v.v {
+                    Value::Duration(ms) => Target::Duration(Millis(*ms)),
+                    _ => Target::Number(int_in(cx.ev, v, 0, i64::from(u32::MAX), "target")?),
+                });
+                Some(())
+            }),
+            view: Some(|m, _| match m.metric {
+                ScaleMetric::Latency { target } => dur(target),
+                other => Value::Int(other.target() as i64),
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
                 "target_cpu",
                 "int, 1–100",
-                D::Value("70"),
-                "target average CPU use of the instances, in percent",
+                D::Derived("`70`"),
+                "shorthand for `metric = cpu` with this `target`, in percent",
                 "60",
             ),
             decode: Some(|cx, v, d| {
-                d.target_cpu = int_in(cx.ev, v, 1, 100, "target_cpu")?;
+                d.target_cpu = Some(int_in(cx.ev, v, 1, 100, "target_cpu")?);
                 Some(())
             }),
-            view: Some(|m, _| int(m.target_cpu_percent)),
+            view: Some(|m, _| match m.metric {
+                ScaleMetric::Cpu { percent } => int(percent),
+                _ => Value::None,
+            }),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "window",
+                "duration",
+                D::Value("5m"),
+                "scale-down stabilisation: the count falls only to the highest recommendation of this long",
+                "10m",
+            )
+            .aliases(&["stabilization_window", "cooldown"]),
+            decode: Some(|cx, v, d| {
+                d.window = duration(cx.ev, v)?;
+                Some(())
+            }),
+            view: Some(|m, _| dur(m.window)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "max_step",
+                "int, 1–10000",
+                D::Derived("as many as run, at least 4"),
+                "the most instances one scale-up step adds",
+                "2",
+            ),
+            decode: Some(|cx, v, d| {
+                d.max_step = Some(int_in(cx.ev, v, 1, 10_000, "max_step")?);
+                Some(())
+            }),
+            view: Some(|m, _| opt(m.max_step.map(int))),
         },
     ],
 };

@@ -64,22 +64,41 @@
 //! and may read the conductor's `/proc/<pid>/environ` like any process of
 //! that user (isolation is what prevents that).
 //!
-//! Resource limits in the spec are not enforced by this provider yet.
+//! # Volumes and limits
+//!
+//! A spec's volumes are directories under `volumes/` bound into the
+//! instance, a read-write one locked for the instance's whole life (see
+//! the `volumes` module); they need [`Isolation::Namespaces`], and a launch
+//! that cannot mount them fails. Every namespaced instance gets its own
+//! cgroup carrying the declared limits (memory, CPU quota, pids; v2 or v1,
+//! see [`cgroup`]); where this machine offers no usable cgroups, limits are
+//! not enforced (the language warns). An instance killed by the kernel at
+//! its memory limit ends with [`RunState::Exited`]`{ oom: true, .. }`.
 
+pub mod cgroup;
 mod logs;
 mod ns;
 mod procfs;
 mod record;
 mod resolve;
 mod spawn;
+mod volumes;
 
 pub use glint_sandbox::{Bind, Cgroups, NetNs};
 pub use logs::{LogLimits, LogReport, rotated_path};
 pub use ns::Attachments;
 pub use record::{LogPaths, log_paths};
+pub use volumes::{data_dir as volume_data_dir, volume_dir};
+
+/// Deletes process volume `name` under a process provider's `state_dir`
+/// (`glint volume rm`): refused while an instance holds it read-write.
+/// Needs no running provider. Blocking.
+pub fn remove_volume(state_dir: &Path, name: &str) -> Result<(), ProviderError> {
+    volumes::remove(state_dir, name)
+}
 
 use crate::{
-    LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState,
+    LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState, Usage, VolumeInfo,
     process::record::{Mode, Record},
 };
 use async_trait::async_trait;
@@ -180,14 +199,18 @@ pub struct Options {
     pub isolation: Isolation,
     /// What is kept of instances' output.
     pub logs: LogLimits,
+    /// Whether namespaced instances get cgroups (limits and accounting)
+    /// where this machine offers them. Default true.
+    pub cgroups: bool,
 }
 
 impl Options {
-    /// `isolation`, with default log limits.
+    /// `isolation`, with default log limits and cgroups where available.
     pub fn new(isolation: Isolation) -> Options {
         Options {
             isolation,
             logs: LogLimits::default(),
+            cgroups: true,
         }
     }
 }
@@ -197,6 +220,8 @@ struct Inner {
     store: String,
     isolation: Isolation,
     logs: LogLimits,
+    /// Where instances' cgroups go, if anywhere.
+    cgroups: Option<cgroup::Cgroups>,
     /// Held by a log maintenance pass: one rotation at a time (it renames
     /// files). Pruning needs no lock (it only removes gone instances' logs).
     maintenance: Mutex<()>,
@@ -285,6 +310,7 @@ pub(crate) struct Spawned {
 const UNKNOWN_EXIT: RunState = RunState::Exited {
     code: None,
     signal: None,
+    oom: false,
 };
 
 impl ProcessProvider {
@@ -338,11 +364,15 @@ impl ProcessProvider {
             })?;
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let cgroups = (isolation == Isolation::Namespaces && options.cgroups)
+            .then(cgroup::Cgroups::detect)
+            .flatten();
         let inner = Arc::new(Inner {
             state_dir: state_dir.to_owned(),
             store: store_id.to_owned(),
             isolation,
             logs: options.logs,
+            cgroups,
             maintenance: Mutex::new(()),
             events,
             state: Mutex::new(State::default()),
@@ -350,6 +380,7 @@ impl ProcessProvider {
         inner.load_records()?;
         inner.adopt_scan()?;
         inner.remove_stale_dirs();
+        inner.remove_stale_cgroups();
         inner.maintain_logs();
         let keeper = start_log_keeper(&inner, options.logs.check_every);
         Ok(ProcessProvider { inner, keeper })
@@ -376,6 +407,16 @@ impl ProcessProvider {
     /// The isolation new instances get.
     pub fn isolation(&self) -> Isolation {
         self.inner.isolation
+    }
+
+    /// The cgroup hierarchy instances get (limits are enforced), if any.
+    pub fn cgroups(&self) -> Option<&cgroup::Cgroups> {
+        self.inner.cgroups.as_ref()
+    }
+
+    /// The cgroup of `instance`, if instances get cgroups.
+    pub fn instance_cgroup(&self, instance: &InstanceId) -> Option<cgroup::InstanceCgroup> {
+        self.inner.cgroup_of(instance)
     }
 }
 
@@ -419,6 +460,52 @@ impl Inner {
 
     fn instance_dir(&self, id: &InstanceId) -> PathBuf {
         record::instance_dir(&self.state_dir, id)
+    }
+
+    fn cgroup_of(&self, id: &InstanceId) -> Option<cgroup::InstanceCgroup> {
+        self.cgroups.as_ref().map(|c| c.instance(&self.store, id))
+    }
+
+    /// An exit as reported, marked out-of-memory when the program died of
+    /// SIGKILL and the kernel's OOM killer acted in its cgroup.
+    fn with_oom(&self, id: &InstanceId, state: RunState) -> RunState {
+        match state {
+            RunState::Exited {
+                code,
+                signal,
+                oom: false,
+            } if signal == Some(9) || code == Some(137) => {
+                let killed = self
+                    .cgroup_of(id)
+                    .and_then(|c| c.oom_kills())
+                    .is_some_and(|n| n > 0);
+                RunState::Exited {
+                    code,
+                    signal,
+                    oom: killed,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Removes this store's cgroups that belong to no known instance and
+    /// hold no process (a crash between creating one and starting in it).
+    fn remove_stale_cgroups(&self) {
+        let Some(c) = &self.cgroups else { return };
+        let known: std::collections::HashSet<InstanceId> = {
+            let st = self.lock();
+            st.instances
+                .keys()
+                .chain(st.launching.keys())
+                .cloned()
+                .collect()
+        };
+        for id in c.list(&self.store) {
+            if !known.contains(&id) {
+                c.instance(&self.store, &id).remove();
+            }
+        }
     }
 
     /// One pass of log rotation and pruning.
@@ -525,6 +612,7 @@ impl Inner {
                                 .flatten()
                         })
                         .unwrap_or(UNKNOWN_EXIT);
+                    let state = self.with_oom(&id, state);
                     self.track_ended(
                         rec.labels,
                         rec.mode,
@@ -772,6 +860,7 @@ impl Inner {
                 .and_then(|f| ns::read_exit_status(&f))
                 .unwrap_or(state);
             if let Some(inner) = weak.upgrade() {
+                let state = inner.with_oom(&id, state);
                 inner.exited(&id, state);
             }
         })
@@ -939,7 +1028,7 @@ impl ProcessProvider {
     pub async fn launch_with(
         &self,
         spec: LaunchSpec,
-        attach: Attachments,
+        mut attach: Attachments,
     ) -> Result<Observed, ProviderError> {
         let inner = &self.inner;
         let id = spec.labels.instance.clone();
@@ -960,7 +1049,7 @@ impl ProcessProvider {
         let Some(argv0) = spec.argv.first() else {
             return Err(fail("the command line (argv) is empty".into(), None));
         };
-        if inner.isolation == Isolation::None && !attach.is_empty() {
+        if inner.isolation == Isolation::None && (!attach.is_empty() || !spec.mounts.is_empty()) {
             return Err(fail(
                 "volumes, network namespaces and cgroups need namespace isolation (run as root)"
                     .into(),
@@ -991,7 +1080,75 @@ impl ProcessProvider {
             dir: Some(dir.clone()),
             logs: None,
             spawned: None,
+            cgroup: None,
         };
+
+        // Volumes: created if new, bound at their paths; a read-write one
+        // held by another instance refuses the launch.
+        let now_ms = i64::try_from(record::millis_since_epoch(SystemTime::now())).unwrap_or(0);
+        let mut held = Vec::new();
+        for m in &spec.mounts {
+            let data = volumes::ensure(
+                &inner.state_dir,
+                &inner.store,
+                spec.labels.environment.as_str(),
+                &m.volume,
+                now_ms,
+            )?;
+            if m.exclusive && !m.read_only {
+                match volumes::lock(&inner.state_dir, &m.volume) {
+                    Ok(fd) => held.push(fd),
+                    Err(volumes::LockError::Held) => {
+                        return Err(fail(
+                            format!(
+                                "volume `{}` is still held by another instance (one writer at a time: it must end first)",
+                                m.volume
+                            ),
+                            None,
+                        ));
+                    }
+                    Err(volumes::LockError::Io(e)) => return Err(e),
+                }
+            }
+            attach.binds.push(if m.read_only {
+                Bind::read_only(data, &m.path)
+            } else {
+                Bind::read_write(data, &m.path)
+            });
+        }
+        // Its own cgroup with the declared limits, unless the caller
+        // attached cgroups itself.
+        if attach.cgroups.clone_into.is_none() && attach.cgroups.join.is_empty() {
+            match &inner.cgroups {
+                Some(c) => match c.create(&inner.store, &id, &spec.resources) {
+                    Ok(cg) => {
+                        guard.cgroup = Some(cg.clone());
+                        attach.cgroups = cg.attachment().map_err(|e| {
+                            fail("cannot open the instance's cgroup".into(), Some(e))
+                        })?;
+                    }
+                    // Limits are the instance's contract; accounting alone
+                    // is not worth refusing a launch for.
+                    Err(e) if spec.resources.is_limited() => {
+                        return Err(fail(
+                            "cannot create the instance's cgroup for its limits".into(),
+                            Some(e),
+                        ));
+                    }
+                    Err(e) => tracing::warn!(
+                        instance = %id,
+                        error = %e,
+                        "cannot create the instance's cgroup: it runs without one"
+                    ),
+                },
+                None if spec.resources.is_limited() => tracing::warn!(
+                    instance = %id,
+                    "no usable cgroups on this machine: the instance's resource limits are not enforced"
+                ),
+                None => {}
+            }
+        }
+        attach.held = held;
 
         let work = dir.join("work");
         std::fs::create_dir_all(&work).map_err(|e| {
@@ -1137,6 +1294,7 @@ impl ProcessProvider {
         };
         guard.logs = None;
         guard.dir = None;
+        guard.cgroup = None;
         inner.track_running(
             spec.labels,
             mode,
@@ -1232,6 +1390,15 @@ impl Provider for ProcessProvider {
             path: dir,
             source,
         })?;
+        if let Some(cg) = self.inner.cgroup_of(instance) {
+            let id = instance.clone();
+            let removed = tokio::task::spawn_blocking(move || cg.remove())
+                .await
+                .unwrap_or(false);
+            if !removed {
+                tracing::warn!(instance = %id, "cannot remove the instance's cgroup yet");
+            }
+        }
         // Its logs are now those of a gone instance.
         self.inner.prune_logs();
         Ok(())
@@ -1239,6 +1406,55 @@ impl Provider for ProcessProvider {
 
     fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
         self.inner.events.subscribe()
+    }
+
+    async fn usage(&self) -> Result<Vec<(InstanceId, Usage)>, ProviderError> {
+        let running: Vec<InstanceId> = self
+            .inner
+            .lock()
+            .instances
+            .iter()
+            .filter(|(_, t)| t.run_state() == RunState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(running
+            .into_iter()
+            .filter_map(|id| {
+                let cg = self.inner.cgroup_of(&id)?;
+                let cpu_usec = cg.cpu_usec()?;
+                Some((
+                    id,
+                    Usage {
+                        cpu_usec,
+                        memory_bytes: cg.memory_bytes(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, ProviderError> {
+        let dir = self.inner.state_dir.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || volumes::info(&dir, &name))
+            .await
+            .map_err(|e| ProviderError::Backend(format!("volume lookup failed: {e}")))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), ProviderError> {
+        let dir = self.inner.state_dir.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || volumes::remove(&dir, &name))
+            .await
+            .map_err(|e| ProviderError::Backend(format!("volume removal failed: {e}")))?
+    }
+}
+
+impl ProcessProvider {
+    /// Whether an instance holds volume `name` read-write now (its lock is
+    /// taken).
+    pub fn volume_is_locked(&self, name: &str) -> bool {
+        volumes::is_locked(&self.inner.state_dir, name)
     }
 }
 
@@ -1250,6 +1466,7 @@ struct LaunchGuard<'a> {
     dir: Option<PathBuf>,
     logs: Option<PathBuf>,
     spawned: Option<GuardedChild>,
+    cgroup: Option<cgroup::InstanceCgroup>,
 }
 
 /// A leader started by a launch that has not finished yet.
@@ -1278,6 +1495,10 @@ impl Drop for LaunchGuard<'_> {
             if let Err(e) = remove_dir_all_if_exists(&dir) {
                 tracing::warn!(path = %dir.display(), error = %e, "cannot clean up after a failed launch");
             }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            // The killed leader may still be being reaped: off the reactor.
+            std::thread::spawn(move || cg.remove());
         }
         self.inner.lock().launching.remove(self.id);
     }
@@ -1393,10 +1614,12 @@ fn reap(pidfd: &OwnedFd) -> RunState {
             Some(code) => RunState::Exited {
                 code: Some(code),
                 signal: None,
+                oom: false,
             },
             None => RunState::Exited {
                 code: None,
                 signal: status.terminating_signal(),
+                oom: false,
             },
         },
         _ => UNKNOWN_EXIT,
@@ -1418,5 +1641,6 @@ fn state_of(status: std::process::ExitStatus) -> RunState {
     RunState::Exited {
         code: status.code(),
         signal: status.signal(),
+        oom: false,
     }
 }

@@ -69,6 +69,9 @@ pub struct Attachments {
     pub network: Option<runner::NetNs>,
     /// Cgroups to start in (resource limits).
     pub cgroups: runner::Cgroups,
+    /// Descriptors the instance's init holds for its whole life (the
+    /// `flock`s of the volumes it holds read-write).
+    pub held: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Attachments {
@@ -78,6 +81,7 @@ impl Attachments {
             && self.network.is_none()
             && self.cgroups.clone_into.is_none()
             && self.cgroups.join.is_empty()
+            && self.held.is_empty()
     }
 }
 
@@ -141,6 +145,7 @@ pub(crate) fn spawn(
         None => Network::Host,
     };
     plan.cgroups = attach.cgroups;
+    plan.held = attach.held;
     plan.pid1 = Pid1::Init {
         status: stdio.status,
     };
@@ -172,10 +177,12 @@ pub(crate) fn read_exit_status(path: &Path) -> Option<crate::RunState> {
         runner::ExitStatus::Code(code) => crate::RunState::Exited {
             code: Some(code),
             signal: None,
+            oom: false,
         },
         runner::ExitStatus::Signal(signal) => crate::RunState::Exited {
             code: None,
             signal: Some(signal),
+            oom: false,
         },
     })
 }

@@ -168,6 +168,7 @@ mod tests {
             exit: Some(RunState::Exited {
                 code: Some(1),
                 signal: None,
+                oom: false,
             }),
         };
         let path = dir.path().join("record.json");

@@ -219,6 +219,48 @@ fn app(mode: &str) -> i32 {
             ready();
             sleep_forever()
         }
+        // Leave a mark in the volume at /data (with what was there before).
+        "volume-mark" => {
+            let before = std::fs::read_to_string("/data/mark").unwrap_or_default();
+            println!("before={}", before.trim());
+            let id = std::env::var("GLINT_INSTANCE_ID").unwrap_or_default();
+            println!("written={}", std::fs::write("/data/mark", id).is_ok());
+            ready();
+            sleep_forever()
+        }
+        // Take memory, touching every page, until the kernel says no.
+        "hog" => {
+            ready();
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            loop {
+                kept.push(vec![1u8; 1 << 20]);
+                if kept.len().is_multiple_of(16) {
+                    println!("holding {} MiB", kept.len());
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        // Burn one CPU for ever.
+        "spin" => {
+            ready();
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        // Start up to 64 threads (each a task the pids limit counts).
+        "threads" => {
+            let mut n = 0;
+            for _ in 0..64 {
+                match std::thread::Builder::new().spawn(sleep_forever) {
+                    Ok(_) => n += 1,
+                    Err(_) => break,
+                }
+            }
+            println!("threads={n}");
+            ready();
+            sleep_forever()
+        }
         // The network interfaces the instance sees.
         "interfaces" => {
             let dev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
@@ -362,6 +404,24 @@ impl Drop for TestStore {
                 && let Some(pid) = rustix::process::Pid::from_raw(pid)
             {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        // The cgroups of instances killed without being removed.
+        for root in ["memory", "cpu", "cpuacct", "pids", "unified", ""] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(root)
+                .join("glint")
+                .join(&self.0);
+            for _ in 0..50 {
+                if let Ok(children) = std::fs::read_dir(&dir) {
+                    for c in children.flatten() {
+                        let _ = std::fs::remove_dir(c.path());
+                    }
+                }
+                if !dir.exists() || std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
