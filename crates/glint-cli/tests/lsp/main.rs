@@ -42,6 +42,21 @@ fn shop() -> Shop {
     }
 }
 
+/// The shop with a library diagnostic that exists only once the library is
+/// used: the `worker` template's `max_age` made shorter than its health
+/// interval, an error of the services that spread it (E0105, reported in
+/// `lib/templates.glint`), not of the function itself.
+fn shop_with_a_library_error() -> Shop {
+    let s = shop();
+    let text = s.lib_text.replace("max_age = 12h", "max_age = 1s");
+    assert_ne!(text, s.lib_text, "the template changed");
+    std::fs::write(&s.lib, &text).unwrap();
+    Shop {
+        lib_text: text,
+        ..s
+    }
+}
+
 fn start(root: &Path) -> Client {
     Client::start(env!("CARGO_BIN_EXE_glint"), root, &[], json!({}))
 }
@@ -99,13 +114,13 @@ fn check_codes(dir: &Path, file: &str) -> Vec<(String, u64, u64)> {
 /// explanation is reachable by hover and by a code action.
 ///
 /// Mutations caught: publishing diagnostics only for the main file (the
-/// E0603 of `lib/templates.glint` is missed), compiling without the CLI's
+/// E0105 of `lib/templates.glint` is missed), compiling without the CLI's
 /// enforced capabilities (the E06xx differ from `check`), applying edits at
 /// the wrong offset or ignoring the edit (no E0103, or at another range),
 /// dropping the code.
 #[test]
 fn diagnostics_follow_edits_with_codes_ranges_and_explanations() {
-    let s = shop();
+    let s = shop_with_a_library_error();
     let mut c = start(s.dir.path());
     c.open(&s.main, &s.main_text);
     let main_uri = uri(&s.main);
@@ -127,8 +142,8 @@ fn diagnostics_follow_edits_with_codes_ranges_and_explanations() {
     );
     assert_eq!(
         codes(&lib)[0].0,
-        "E0603",
-        "autoscale not enforced, in the library"
+        "E0105",
+        "the spread template's max_age, in the library"
     );
 
     // `instances = 2` of `web` becomes a string.
@@ -704,20 +719,21 @@ fn positions_round_trip() {
 
 /// A library opened on its own is compiled as part of the environment
 /// that imports it (the `.glint` file in a parent directory), so it shows
-/// the warnings it gets there: `autoscale` is only a service's field once
-/// `worker` is spread into the services of `main.glint`.
+/// the diagnostics it gets there: the `worker` template's `max_age` is only
+/// checked against a health interval once it is spread into the services of
+/// `main.glint`.
 ///
 /// Mutations caught: compiling every document as a main file of its own
-/// (no E0603: a function nobody calls asks for nothing), searching only
+/// (no E0105: a function nobody calls is not a service), searching only
 /// the document's own directory.
 #[test]
 fn a_library_opened_alone_is_compiled_with_its_main_file() {
-    let s = shop();
+    let s = shop_with_a_library_error();
     let mut c = start(s.dir.path());
     c.open(&s.lib, &s.lib_text);
     let ds = c.diagnostics(&uri(&s.lib), Some(1));
     assert_eq!(codes(&ds), check_codes(s.dir.path(), "lib/templates.glint"));
-    assert_eq!(ds[0]["code"], "E0603");
+    assert_eq!(ds[0]["code"], "E0105");
     // The main file's diagnostics come with it, though it is not open.
     let main = c.diagnostics(&uri(&s.main), None);
     assert_eq!(codes(&main), check_codes(s.dir.path(), "main.glint"));
