@@ -483,7 +483,9 @@ fn refuse_import(path: &str, key: &str, root: &str, span: Span) -> Option<Diagno
             ),
         );
     }
-    if !key.ends_with(".glint") {
+    // As written, too: `a.glint/.` names a directory entry of a file, not
+    // the file, even though it normalizes to `a.glint`.
+    if !key.ends_with(".glint") || !path.ends_with(".glint") {
         return Some(
             Diagnostic::error(
                 Code::ImportNotGlint,
