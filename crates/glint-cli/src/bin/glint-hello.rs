@@ -11,14 +11,16 @@
 //!   for draining tests);
 //! - `GET /burn/<ms>` keeps one CPU busy for `<ms>` milliseconds, then
 //!   answers (CPU load for autoscaling and limits);
+//! - `GET /bytes/<n>` answers a body of `<n>` bytes, at most 1 MiB (proxy
+//!   benchmarks);
 //! - anything else is `404`.
 //!
 //! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
 //! `START_DELAY_MS`. Keep-alive connections are served until the client closes
 //! them. With `EXIT_AFTER_MS` it exits with code 1 that long after it started
-//! (a crash loop, for backoff tests).
-//! them. With `ALLOCATE_MB=N` it first takes and touches N MiB of memory and
-//! holds it (a memory hog, for memory limits).
+//! (a crash loop, for backoff tests). With `ALLOCATE_MB=N` it first takes
+//! and touches N MiB of memory and holds it (a memory hog, for memory
+//! limits).
 
 use std::env;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -180,6 +182,10 @@ fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) 
             if let Some(ms) = arg("/sleep/") {
                 thread::sleep(Duration::from_millis(ms.min(600_000)));
                 ("200 OK", format!("slept {ms}ms in {}\n", config.instance))
+            } else if let Some(n) = arg("/bytes/") {
+                // A body of N bytes (at most 1 MiB), for proxy benchmarks.
+                let n = usize::try_from(n.min(1 << 20)).unwrap_or(1 << 20);
+                ("200 OK", "x".repeat(n))
             } else if let Some(ms) = arg("/burn/") {
                 let until = std::time::Instant::now() + Duration::from_millis(ms.min(60_000));
                 let mut x: u64 = 1;
