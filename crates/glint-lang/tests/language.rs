@@ -180,7 +180,7 @@ fn a_main_file_stem_becomes_a_valid_environment_name() {
 #[test]
 fn rollout_strategies_rules_variables_and_volumes_lower_to_the_ir() {
     let env = ok(&format!(
-        "{APP}\nvolume data {{ size = 10GiB }}\nservice db {{\n  image = image.app\n  port = 5432\n  rollout = blue_green {{ keep = 10m }}\n  mounts = [{{ volume = volume.data, path = \"/data\" }}]\n}}\nservice api {{\n  image = image.app\n  rollout {{\n    strategy = canary {{ steps = [1, 2], pause = 30s }}\n    min_healthy = 5s\n  }}\n  autoscale {{ min = 2, max = 6 }}\n}}\nrule api_db {{\n  from = service.api\n  to = service.db\n  ports = [5432]\n}}\nrule office {{\n  from = 10.0.0.0/8\n  to = service.db\n}}\nvariable pw {{\n  secret = \"vault:db/pw\"\n  readers = [service.api, service.db]\n}}\n"
+        "{APP}\nvolume data {{ size = 10GiB }}\nservice db {{\n  image = image.app\n  port = 5432\n  rollout = blue_green {{ keep = 10m }}\n  mounts = [{{ volume = volume.data, path = \"/data\" }}]\n}}\nservice api {{\n  image = image.app\n  rollout {{\n    strategy = canary {{ steps = [1, 2], pause = 30s }}\n    min_healthy = 5s\n  }}\n  autoscale {{ min = 2, max = 6 }}\n}}\nrule api_db {{\n  from = service.api\n  to = service.db\n  ports = [5432]\n}}\nrule office {{\n  from = 10.0.0.0/8\n  to = service.db\n}}\nvariable pw {{\n  secret = \"glint:db/pw\"\n  readers = [service.api, service.db]\n}}\n"
     ));
     let db = &env.services[&n("db")];
     assert_eq!(
@@ -207,7 +207,7 @@ fn rollout_strategies_rules_variables_and_volumes_lower_to_the_ir() {
     );
     assert_eq!(
         env.variables[&n("pw")].value,
-        VariableValue::Secret("vault:db/pw".into())
+        VariableValue::Secret("db/pw".into())
     );
     assert_eq!(env.variables[&n("pw")].readers, vec![n("api"), n("db")]);
     assert_eq!(env.volumes[&n("data")].size, Some(Bytes(10 << 30)));
