@@ -43,6 +43,37 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// Every secret a `variable` names, with the services that read it
+    /// (by secret name; readers sorted, without repeats).
+    pub fn secret_readers(&self) -> BTreeMap<&str, Vec<&Name>> {
+        let mut out: BTreeMap<&str, Vec<&Name>> = BTreeMap::new();
+        for v in self.variables.values() {
+            if let VariableValue::Secret(name) = &v.value {
+                let readers = out.entry(name.as_str()).or_default();
+                readers.extend(v.readers.iter());
+                readers.sort();
+                readers.dedup();
+            }
+        }
+        out
+    }
+
+    /// The secrets `service` reads (by name, sorted, without repeats).
+    pub fn secrets_of(&self, service: &Name) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .variables
+            .values()
+            .filter(|v| v.readers.contains(service))
+            .filter_map(|v| match &v.value {
+                VariableValue::Secret(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// An environment with nothing declared.
     pub fn empty(name: Name) -> Environment {
         Environment {

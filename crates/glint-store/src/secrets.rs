@@ -83,6 +83,22 @@ pub trait Secrets {
     fn rewrap_secrets(&self, old: &MasterKey, new: &MasterKey) -> Result<usize, SecretError>;
 }
 
+/// The master key of the store in data directory `dir` (see
+/// [`MasterKey::load`]), told which key the stored secrets are wrapped
+/// under. With `create`, a missing key file is created.
+pub fn master_key(
+    store: &dyn Secrets,
+    dir: &std::path::Path,
+    create: bool,
+) -> Result<MasterKey, SecretError> {
+    let ids = store.secret_key_ids()?;
+    Ok(MasterKey::load(
+        dir,
+        ids.first().map(String::as_str),
+        create,
+    )?)
+}
+
 const LIVE: &str =
     "SELECT name, version, created_at, set_by, value, nonce, wrapped_key, key_nonce, key_id
      FROM secrets WHERE removed_at IS NULL";
