@@ -40,6 +40,14 @@ pub struct Environment {
     /// Policies that were checked (they are evaluated at compile time; they are
     /// kept in the IR as a record of what the version was checked against).
     pub policies: BTreeMap<Name, Policy>,
+    /// The version of every secret a variable names, as it was when the
+    /// environment was applied. Never written by the language (the compiler
+    /// knows only names; `glint check --emit ir` has none): `apply`, `up`
+    /// and `rollback` fill it from the store, so that a new secret version
+    /// changes the readers' launch shape and replaces them. Versions, never
+    /// values. Left out of the JSON (and the hash) when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: BTreeMap<String, u64>,
 }
 
 impl Environment {
@@ -85,6 +93,7 @@ impl Environment {
             variables: BTreeMap::new(),
             volumes: BTreeMap::new(),
             policies: BTreeMap::new(),
+            secret_versions: BTreeMap::new(),
         }
     }
 
