@@ -647,6 +647,47 @@ mod tests {
         }
     }
 
+    // Mutation caught: the secret version left out of the shape (a new
+    // value would never reach running readers), or put into every
+    // service's shape (non-readers replaced for nothing).
+    #[test]
+    fn a_new_secret_version_replaces_its_readers_only() {
+        let mut old = env(&[("api", 1, "hi"), ("web", 1, "hi")]);
+        old.0.variables.insert(
+            name("pw"),
+            Variable {
+                value: VariableValue::Secret("db/password".into()),
+                readers: vec![name("api")],
+                writers: vec![],
+            },
+        );
+        old.0.secret_versions.insert("db/password".into(), 1);
+        let mut new = old.clone();
+        new.0.secret_versions.insert("db/password".into(), 2);
+        assert_ne!(
+            fingerprint(t(&old), &name("api")),
+            fingerprint(t(&new), &name("api"))
+        );
+        assert_eq!(
+            fingerprint(t(&old), &name("web")),
+            fingerprint(t(&new), &name("web"))
+        );
+        assert_eq!(
+            replace_reasons(t(&old), t(&new), &name("api")),
+            ["secret db/password changed (v1 → v2)"]
+        );
+        // A shape without secrets hashes as before secrets existed.
+        let plain = env(&[("web", 1, "hi")]);
+        assert_eq!(
+            fingerprint(t(&plain), &name("web")),
+            fingerprint(t(&old), &name("web"))
+        );
+        let p = plan(None, &BTreeMap::new(), &[], t(&new));
+        assert_eq!(p.secrets.len(), 1);
+        assert_eq!(p.secrets[0].version, Some(2));
+        assert_eq!(p.secrets[0].readers, [name("api")]);
+    }
+
     fn live(service: &str, n: u64, version: u64) -> Vec<InstanceRecord> {
         (0..n)
             .map(|i| {

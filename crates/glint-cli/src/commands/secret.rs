@@ -34,6 +34,13 @@ use zeroize::Zeroizing;
 
 /// Runs `glint secret`.
 pub fn run(global: &Global, args: SecretArgs) -> i32 {
+    if crate::remote::client(global).is_some() {
+        return fail(
+            EXIT_USAGE,
+            "`glint secret` works on the local data directory only (the API has no secret routes): run it on the conductor's machine, without --addr or GLINT_ADDR",
+        )
+        .0;
+    }
     let r = match args.command {
         SecretCommand::Set { name, from_file } => set(global, &name, from_file.as_deref()),
         SecretCommand::List { output } => list(global, output.output),
