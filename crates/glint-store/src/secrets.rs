@@ -85,7 +85,9 @@ pub trait Secrets {
 
 /// The master key of the store in data directory `dir` (see
 /// [`MasterKey::load`]), told which key the stored secrets are wrapped
-/// under. With `create`, a missing key file is created.
+/// under. With `create`, a missing key file is created — but only while no
+/// secret is set: a key file lost with secrets still sealed is an error,
+/// never silently replaced by a key that opens none of them.
 pub fn master_key(
     store: &dyn Secrets,
     dir: &std::path::Path,
@@ -95,7 +97,7 @@ pub fn master_key(
     Ok(MasterKey::load(
         dir,
         ids.first().map(String::as_str),
-        create,
+        create && ids.is_empty(),
     )?)
 }
 
@@ -400,6 +402,55 @@ mod tests {
         // Any key may start again once nothing is set.
         let other = key();
         assert_eq!(s.set_secret(&other, "a", b"2", "u").unwrap().version, 2);
+    }
+
+    // Mutation caught: a lost key file replaced by a fresh key while
+    // secrets are sealed under the old one.
+    #[test]
+    fn a_lost_key_file_is_not_replaced_while_secrets_are_set() {
+        if std::env::var_os(crate::seal::MASTER_KEY_ENV).is_some() {
+            eprintln!("skipped: GLINT_MASTER_KEY is set in this environment");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let k = master_key(&s, dir.path(), true).unwrap();
+        s.set_secret(&k, "a", b"1", "u").unwrap();
+        assert_eq!(master_key(&s, dir.path(), true).unwrap().id(), k.id());
+        std::fs::remove_file(dir.path().join(crate::seal::KEY_FILE)).unwrap();
+        let err = master_key(&s, dir.path(), true).unwrap_err();
+        assert!(
+            matches!(err, SecretError::Seal(SealError::NoKey { .. })),
+            "{err}"
+        );
+        assert!(!dir.path().join(crate::seal::KEY_FILE).exists());
+    }
+
+    // Mutation caught: an interrupted rotation keeping the key that no
+    // longer opens the store, or taking a new key the store never used.
+    #[test]
+    fn an_interrupted_rotation_is_finished_by_the_store_s_key_id() {
+        if std::env::var_os(crate::seal::MASTER_KEY_ENV).is_some() {
+            eprintln!("skipped: GLINT_MASTER_KEY is set in this environment");
+            return;
+        }
+        use crate::seal::{KEY_FILE, NEW_KEY_FILE, write_key_file};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let old = master_key(&s, dir.path(), true).unwrap();
+        s.set_secret(&old, "a", b"1", "u").unwrap();
+        // Not committed: the new file is dropped, the old key stays.
+        let new = MasterKey::generate(KeyOrigin::File(dir.path().join(KEY_FILE))).unwrap();
+        write_key_file(&dir.path().join(NEW_KEY_FILE), &new).unwrap();
+        assert_eq!(master_key(&s, dir.path(), false).unwrap().id(), old.id());
+        assert!(!dir.path().join(NEW_KEY_FILE).exists());
+        // Committed, then interrupted before the rename: the new key wins.
+        write_key_file(&dir.path().join(NEW_KEY_FILE), &new).unwrap();
+        s.rewrap_secrets(&old, &new).unwrap();
+        let k = master_key(&s, dir.path(), false).unwrap();
+        assert_eq!(k.id(), new.id());
+        assert!(!dir.path().join(NEW_KEY_FILE).exists());
+        assert_eq!(&s.open_secret(&k, "a").unwrap().unwrap().1[..], b"1");
     }
 
     #[test]
