@@ -31,10 +31,15 @@ fn text(b: &[u8]) -> String {
 /// An environment: `api` reads secret `db/password` (behind the
 /// endpoint), `web` reads nothing.
 fn shop(ctx: &Ctx, greeting: &str) -> std::path::PathBuf {
+    shop_on(ctx, greeting, "")
+}
+
+/// [`shop`] with a preamble (an `environment` block choosing a provider).
+fn shop_on(ctx: &Ctx, greeting: &str, preamble: &str) -> std::path::PathBuf {
     ctx.write(
         "main.glint",
         &format!(
-            r#"
+            r#"{preamble}
 image hello {{
   from = scratch
   copy "app/hello" to "/bin/hello"
@@ -450,4 +455,97 @@ fn a_secret_reaches_its_readers_only_and_nothing_else_keeps_it_in_clear() {
             "{log} shows a value"
         );
     }
+}
+
+fn docker_available() -> bool {
+    let up = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(
+            std::env::var("GLINT_REQUIRE_DOCKER").is_err(),
+            "GLINT_REQUIRE_DOCKER is set but the Docker Engine is unreachable"
+        );
+        eprintln!("skipped: no Docker Engine");
+    }
+    up
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Removes a store's containers and networks when dropped.
+struct DockerGuard(String);
+
+impl Drop for DockerGuard {
+    fn drop(&mut self) {
+        let filter = format!("label=dev.glint.store={}", self.0);
+        for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for id in docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
+// Mutation caught: the Docker provider ignoring a spec's secrets (a reader
+// running without its file), binding them into every container, or
+// putting a value into the container's configuration.
+#[test]
+fn a_secret_reaches_a_docker_reader_only() {
+    if !root() || !docker_available() {
+        eprintln!("skipped: needs root and a Docker Engine");
+        return;
+    }
+    let mut ctx = Ctx::new();
+    let file = shop_on(&ctx, "hi", "environment shop {\n  provider = docker\n}\n");
+    let f = file.to_str().unwrap();
+    let value = format!("docker-pw-{}-Kq3", std::process::id());
+    assert!(ctx.set_secret("db/password", &value, &[]).status.success());
+    ctx.ok(&["apply", f]);
+    let _ = ctx.spawn("conductor", &["conductor"]);
+    let _guard = DockerGuard(ctx.store_id());
+    ctx.wait_status("api and web healthy", |s| {
+        healthy_of(s, "api").len() == 1 && healthy_of(s, "web").len() == 1
+    });
+    wait_answer(&ctx, "/secret/db/password", &value);
+    let store = ctx.store_id();
+    let container = |service: &str| {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=dev.glint.store={store}"),
+            "--filter",
+            &format!("label=dev.glint.service={service}"),
+        ])
+        .trim()
+        .to_owned()
+    };
+    let (api, web) = (container("api"), container("web"));
+    assert!(!api.is_empty() && !web.is_empty());
+    let api_mounts = docker(&["inspect", "-f", "{{json .Mounts}}", &api]);
+    assert!(
+        api_mounts.contains("\"Destination\":\"/run/secrets\"")
+            && api_mounts.contains("\"RW\":false"),
+        "{api_mounts}"
+    );
+    let web_mounts = docker(&["inspect", "-f", "{{json .Mounts}}", &web]);
+    assert!(!web_mounts.contains("/run/secrets"), "{web_mounts}");
+    let config = docker(&["inspect", &api]);
+    assert!(
+        !config.contains(&value),
+        "the container's configuration holds the value"
+    );
+    assert_eq!(
+        files_containing(&ctx.data(), value.as_bytes()),
+        Vec::<String>::new()
+    );
 }
