@@ -468,3 +468,58 @@ fn a_shared_read_write_volume_has_one_writer() {
     ));
     assert!(env.volumes[&n("own")].per_instance);
 }
+
+// Mutation caught: a scheme, a path escape or a pasted credential accepted
+// as a secret reference, or a pasted value repeated in the message.
+#[test]
+fn a_secret_reference_names_a_glint_secret_and_nothing_else() {
+    let src = |secret: &str| {
+        format!(
+            "{APP}service api {{\n  image = image.app\n}}\nvariable pw {{\n  secret = \"{secret}\"\n  readers = [service.api]\n}}\n"
+        )
+    };
+    for good in ["db/password", "glint:db/password", "shop.v2/db_pw-1"] {
+        let e = ok(&src(good));
+        assert_eq!(
+            e.variables[&n("pw")].value,
+            VariableValue::Secret(good.trim_start_matches("glint:").into()),
+            "{good}"
+        );
+    }
+    for bad in [
+        "vault:shop/db/password",
+        "bogus:whatever",
+        "env:DB_PASSWORD",
+        "../etc/shadow",
+        "a//b",
+        "",
+        "correct horse battery staple",
+        "sk4eC39HqLyjWDarjtT1zdp7dc",
+        "-----BEGIN PRIVATE KEY-----",
+    ] {
+        let c = compile_str("main.glint", &src(bad));
+        assert!(c.environment.is_none(), "{bad:?} was accepted");
+        assert!(
+            codes(&c).contains(&Code::SecretReference),
+            "{bad:?}: {:?}",
+            codes(&c)
+        );
+        let d = c
+            .diagnostics
+            .list
+            .iter()
+            .find(|d| d.code == Code::SecretReference)
+            .unwrap();
+        let shown = format!("{} {:?} {:?}", d.message, d.help, d.labels);
+        if bad.contains(' ') || bad.len() > 20 && !bad.contains(':') {
+            assert!(
+                !shown.contains(bad),
+                "the message repeats a pasted value: {shown}"
+            );
+        }
+        assert!(
+            shown.contains("glint secret set"),
+            "says how to fix it: {shown}"
+        );
+    }
+}
