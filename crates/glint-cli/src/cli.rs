@@ -126,6 +126,9 @@ pub enum Command {
     Image(ImageArgs),
     /// List, inspect and remove volumes (never removed otherwise).
     Volume(VolumeArgs),
+    /// Set, list and remove secrets (sealed in the store, delivered to
+    /// their readers as /run/secrets/NAME); rotate the master key.
+    Secret(SecretArgs),
 }
 
 /// `glint check`
@@ -505,6 +508,50 @@ pub enum ImageCommand {
         /// The archive.
         file: PathBuf,
     },
+}
+
+/// `glint secret`
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+}
+
+/// `glint secret` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret's value (a new version) from standard input (one
+    /// trailing newline dropped) or --from-file (exact bytes); never from
+    /// an argument. At most 64 KiB, not empty. Prints the new version; the
+    /// next `glint apply` replaces its readers.
+    Set {
+        /// The secret (`shop/db/password`): parts of letters, digits, `.`,
+        /// `_` and `-` separated by `/`.
+        name: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long, value_name = "PATH")]
+        from_file: Option<PathBuf>,
+    },
+    /// List secrets: name, version, when and by whom set, which services
+    /// of the newest version read them (never values).
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Remove a secret's value. Refused while a service of the newest
+    /// version reads it, unless --force.
+    Rm {
+        /// The secret.
+        name: String,
+        /// Remove it even though a service reads it (its next launch fails
+        /// until the secret is set again).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-wrap every secret's data key under a new master key, in one
+    /// transaction (a new secrets.key, or GLINT_NEW_MASTER_KEY when the key
+    /// comes from GLINT_MASTER_KEY).
+    RotateKey,
 }
 
 /// `glint volume`

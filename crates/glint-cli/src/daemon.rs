@@ -170,6 +170,7 @@ pub async fn start(
     setup.config = Config {
         mode,
         api: Some(socket.display().to_string()),
+        secrets_dir: Some(dir.clone()),
         ..Config::default()
     };
     let handle = glint_conductor::start(setup)

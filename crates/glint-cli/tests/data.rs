@@ -141,6 +141,14 @@ impl Shop {
             provider,
         };
         shop.write(ctx, "a", "7d");
+        // The example's `db_password` is read by `api` and `db`: apply is
+        // refused until it is set.
+        let set = ctx.set_secret("shop/db/password", "not-a-real-password", &[]);
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
         shop
     }
 

@@ -337,12 +337,19 @@ fn check_warns_exactly_about_what_this_build_does_not_enforce_here() {
     let err = text(&out.stderr);
     for expected in [
         "warning[E0600]: firewall rules are declared but not enforced yet",
-        "warning[E0601]: variables are declared but not enforced yet",
+        "warning[E0601]: literal and runtime variables are declared but not enforced yet",
         "rule `web_to_api`: not enforced",
-        "variable `db_password`: not enforced",
+        "variable `feature_flags`: not enforced",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
+    // Secret variables are delivered (/run/secrets): never warned about.
+    assert!(!err.contains("variable `db_password`"), "{err}");
+    assert!(
+        text(&out.stdout).contains("3 variables (1 secret)"),
+        "check counts variables and secrets: {}",
+        text(&out.stdout)
+    );
     // Autoscaling is enforced everywhere; volumes where process instances
     // get namespaces (root); process limits where cgroups are usable too.
     assert!(!err.contains("E0603"), "{err}");

@@ -411,6 +411,32 @@ pub enum ConductorEvent {
         /// Who holds it, when known.
         holder: Option<InstanceId>,
     },
+    /// A secret's new version was set (`glint secret set`). Names the
+    /// secret and its version, never its value.
+    SecretSet {
+        /// The secret.
+        name: String,
+        /// Its new version.
+        version: u64,
+        /// Who set it.
+        by: String,
+    },
+    /// A secret was removed (`glint secret rm`).
+    SecretRemoved {
+        /// The secret.
+        name: String,
+        /// The version removed.
+        version: u64,
+        /// Services of the current version that still read it (`--force`).
+        readers: Vec<String>,
+    },
+    /// Every secret's data key was re-wrapped under a new master key.
+    SecretKeyRotated {
+        /// How many secrets.
+        count: usize,
+        /// The new key's id (never the key).
+        key_id: String,
+    },
     /// A volume and its data were deleted (`glint volume rm`).
     VolumeRemoved {
         /// The volume.
@@ -845,6 +871,34 @@ impl ConductorEvent {
                 ),
             )
             .instance(id),
+            E::SecretSet { name, version, by } => NewEvent::info(
+                EventKind::SecretSet,
+                format!("secret {name} set to version {version} by {by} (glint secret set)"),
+            ),
+            E::SecretRemoved {
+                name,
+                version,
+                readers,
+            } => {
+                if readers.is_empty() {
+                    NewEvent::info(
+                        EventKind::SecretRemoved,
+                        format!("secret {name} (version {version}) was removed (glint secret rm)"),
+                    )
+                } else {
+                    NewEvent::warning(
+                        EventKind::SecretRemoved,
+                        format!(
+                            "secret {name} (version {version}) was removed while {} still read it (glint secret rm --force); their next launch fails until it is set again",
+                            readers.join(", ")
+                        ),
+                    )
+                }
+            }
+            E::SecretKeyRotated { count, key_id } => NewEvent::info(
+                EventKind::SecretKeyRotated,
+                format!("the master key was rotated: {count} secret(s) re-wrapped under key {key_id} (glint secret rotate-key)"),
+            ),
             E::VolumeRemoved { volume, provider } => NewEvent::info(
                 EventKind::VolumeRemoved,
                 format!("volume {volume} and its data were removed from the {provider} provider (glint volume rm)"),

@@ -88,7 +88,51 @@ fn from_shape(
         port: shape.port,
         resources: shape.resources.clone(),
         mounts: volume_mounts(shape, slot),
+        // Values are added at launch time only ([`with_secrets`]): the
+        // shape holds names and versions.
+        secrets: Vec::new(),
     }
+}
+
+/// The values of the secrets `service` reads in `env`, opened from the
+/// store with the master key of data directory `dir` — the only place a
+/// conductor opens a secret. A secret that is not set, or a key that does
+/// not open it, fails the launch with what to do.
+pub fn secret_files(
+    store: &dyn glint_store::Store,
+    dir: Option<&std::path::Path>,
+    env: &glint_model::Environment,
+    service: &Name,
+) -> Result<Vec<glint_provider::SecretFile>, String> {
+    let names = env.secrets_of(service);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = dir else {
+        return Err(format!(
+            "it reads secret {} but this conductor has no data directory to find the master key in",
+            names.join(", ")
+        ));
+    };
+    let key = glint_store::secrets::master_key(store, dir, false)
+        .map_err(|e| format!("cannot load the master key: {}", crate::error_chain(&e)))?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match store.open_secret(&key, name) {
+            Ok(Some((rec, value))) => out.push(glint_provider::SecretFile {
+                name: rec.name,
+                version: rec.version,
+                value: glint_provider::SecretValue::new(value),
+            }),
+            Ok(None) => {
+                return Err(format!(
+                    "secret {name} is not set: run `glint secret set {name}`"
+                ));
+            }
+            Err(e) => return Err(crate::error_chain(&e)),
+        }
+    }
+    Ok(out)
 }
 
 /// The spec with its prepared (verified) image.

@@ -87,9 +87,68 @@ pub struct ApplyOptions {
     pub allow_other_environment: bool,
 }
 
+/// Records in `env` the current version of every secret its variables
+/// name (0 for one that is not set), so that a new secret version changes
+/// its readers' launch shape. Returns the secrets that are read by a
+/// service but not set, with their readers.
+pub fn pin_secrets(
+    store: &dyn Store,
+    env: &mut glint_model::Environment,
+) -> Result<Vec<(String, Vec<Name>)>, OpError> {
+    let set: BTreeMap<String, u64> = store
+        .secrets()
+        .map_err(|e| OpError::store("cannot read secrets", e))?
+        .into_iter()
+        .map(|r| (r.name, r.version))
+        .collect();
+    let readers: Vec<(String, Vec<Name>)> = env
+        .secret_readers()
+        .into_iter()
+        .map(|(n, r)| (n.to_owned(), r.into_iter().cloned().collect()))
+        .collect();
+    env.secret_versions = readers
+        .iter()
+        .map(|(n, _)| (n.clone(), set.get(n).copied().unwrap_or(0)))
+        .collect();
+    Ok(readers
+        .into_iter()
+        .filter(|(n, r)| !set.contains_key(n) && !r.is_empty())
+        .collect())
+}
+
+/// [`pin_secrets`], refusing (nothing recorded) when a service reads a
+/// secret that is not set, with the command that sets it.
+fn require_secrets(store: &dyn Store, env: &mut glint_model::Environment) -> Result<(), OpError> {
+    let missing = pin_secrets(store, env)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = missing
+        .iter()
+        .map(|(n, r)| format!("secret {n} (read by {})", list(r)))
+        .collect();
+    let commands: Vec<String> = missing
+        .iter()
+        .map(|(n, _)| format!("`glint secret set {n}`"))
+        .collect();
+    Err(OpError::new(
+        ErrorKind::Failed,
+        format!(
+            "{} {} not set; nothing was changed. Set {} with {} (the value is read from standard input) and apply again",
+            what.join(", "),
+            if missing.len() == 1 { "is" } else { "are" },
+            if missing.len() == 1 { "it" } else { "them" },
+            commands.join(", ")
+        ),
+    ))
+}
+
 /// The plan that takes the current version and the live instances to
-/// `candidate`.
+/// `candidate` (with its secrets' current versions, see [`pin_secrets`]).
 pub fn plan(store: &dyn Store, candidate: &NewVersion) -> Result<Plan, OpError> {
+    let mut pinned = candidate.clone();
+    pin_secrets(store, &mut pinned.env)?;
+    let candidate = &pinned;
     let io = |e| OpError::store("cannot read the store", e);
     let current = store.latest_version().map_err(io)?;
     let live = store.live_instances().map_err(io)?;
@@ -126,9 +185,10 @@ pub fn plan(store: &dyn Store, candidate: &NewVersion) -> Result<Plan, OpError> 
 /// `options` allow it.
 pub fn apply(
     store: &dyn Store,
-    candidate: NewVersion,
+    mut candidate: NewVersion,
     options: ApplyOptions,
 ) -> Result<Applied, OpError> {
+    require_secrets(store, &mut candidate.env)?;
     let io = |e| OpError::store("cannot read the store", e);
     if let Some(current) = store.latest_version().map_err(io)? {
         let running: Vec<Name> = current.env.services.keys().cloned().collect();
@@ -239,8 +299,12 @@ pub fn rollback_candidate(
             ));
         }
     }
+    let mut env = old.env;
+    // The store holds each secret's current value only: the rollback
+    // delivers it, and records its current version.
+    require_secrets(store, &mut env)?;
     Ok(NewVersion {
-        env: old.env,
+        env,
         images: old.images,
         root: old.root,
         sources: old.sources,
@@ -273,10 +337,12 @@ pub fn roll_back_automatically(
     };
     let old = store.version(good).map_err(io)?;
     let detail = format!("{reason}; rolled back to version {good}");
+    let mut env = old.env;
+    pin_secrets(store, &mut env)?;
     let applied = record_with(
         store,
         NewVersion {
-            env: old.env,
+            env,
             images: old.images,
             root: old.root,
             sources: old.sources,

@@ -58,6 +58,12 @@ pub struct Shape<'a> {
     /// without such volumes hash as before.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) per_instance: Vec<&'a Name>,
+    /// The secrets the service reads, with the version each had when the
+    /// target was applied (0: not set). A new version of a secret replaces
+    /// its readers; its value is never part of a shape. Left out of the
+    /// hash when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) secrets: Vec<(&'a str, u64)>,
 }
 
 /// The launch shape of `service` in `target`, if the service exists.
@@ -87,6 +93,12 @@ pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
                     .is_some_and(|v| v.per_instance)
             })
             .map(|m| &m.volume)
+            .collect(),
+        secrets: target
+            .env
+            .secrets_of(service)
+            .into_iter()
+            .map(|n| (n, target.env.secret_versions.get(n).copied().unwrap_or(0)))
             .collect(),
     })
 }
@@ -138,6 +150,20 @@ pub fn replace_reasons(old: Target<'_>, new: Target<'_>, service: &Name) -> Vec<
     }
     if o.per_instance != n.per_instance {
         why.push("volumes declared per instance changed".into());
+    }
+    for (name, version) in &n.secrets {
+        match o.secrets.iter().find(|(o, _)| o == name) {
+            None => why.push(format!("reads secret {name}")),
+            Some((_, old)) if old != version => {
+                why.push(format!("secret {name} changed (v{old} → v{version})"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &o.secrets {
+        if !n.secrets.iter().any(|(n, _)| n == name) {
+            why.push(format!("no longer reads secret {name}"));
+        }
     }
     why
 }
@@ -283,6 +309,20 @@ pub struct VolumePlan {
     pub mounted_by: Vec<(Name, String, bool)>,
 }
 
+/// A secret the candidate's services read: its name and version, never its
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SecretPlan {
+    /// The secret.
+    pub name: String,
+    /// Its version now (`None`: not set — `apply` refuses).
+    pub version: Option<u64>,
+    /// The version the current version was applied with, if it read it.
+    pub previous: Option<u64>,
+    /// The services that read it.
+    pub readers: Vec<Name>,
+}
+
 /// What happens to an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndpointPlan {
@@ -309,6 +349,9 @@ pub struct Plan {
     pub endpoints: Vec<EndpointPlan>,
     /// Per volume, sorted by name.
     pub volumes: Vec<VolumePlan>,
+    /// Per secret the candidate reads, sorted by name.
+    #[serde(default)]
+    pub secrets: Vec<SecretPlan>,
 }
 
 impl Plan {
@@ -533,6 +576,24 @@ pub fn plan_scaled(
             mounted_by,
         });
     }
+    let secrets = next
+        .env
+        .secret_readers()
+        .into_iter()
+        .map(|(name, readers)| SecretPlan {
+            name: name.to_owned(),
+            version: next
+                .env
+                .secret_versions
+                .get(name)
+                .copied()
+                .filter(|v| *v > 0),
+            previous: current
+                .and_then(|(_, c)| c.env.secret_versions.get(name).copied())
+                .filter(|v| *v > 0),
+            readers: readers.into_iter().cloned().collect(),
+        })
+        .collect();
     let no_changes = current.is_some_and(|(_, c)| {
         glint_store::versions::content_hash(c.env, c.images)
             == glint_store::versions::content_hash(next.env, next.images)
@@ -543,6 +604,7 @@ pub fn plan_scaled(
         services,
         endpoints,
         volumes,
+        secrets,
     }
 }
 
@@ -583,6 +645,47 @@ mod tests {
             env: &e.0,
             images: &e.1,
         }
+    }
+
+    // Mutation caught: the secret version left out of the shape (a new
+    // value would never reach running readers), or put into every
+    // service's shape (non-readers replaced for nothing).
+    #[test]
+    fn a_new_secret_version_replaces_its_readers_only() {
+        let mut old = env(&[("api", 1, "hi"), ("web", 1, "hi")]);
+        old.0.variables.insert(
+            name("pw"),
+            Variable {
+                value: VariableValue::Secret("db/password".into()),
+                readers: vec![name("api")],
+                writers: vec![],
+            },
+        );
+        old.0.secret_versions.insert("db/password".into(), 1);
+        let mut new = old.clone();
+        new.0.secret_versions.insert("db/password".into(), 2);
+        assert_ne!(
+            fingerprint(t(&old), &name("api")),
+            fingerprint(t(&new), &name("api"))
+        );
+        assert_eq!(
+            fingerprint(t(&old), &name("web")),
+            fingerprint(t(&new), &name("web"))
+        );
+        assert_eq!(
+            replace_reasons(t(&old), t(&new), &name("api")),
+            ["secret db/password changed (v1 → v2)"]
+        );
+        // A shape without secrets hashes as before secrets existed.
+        let plain = env(&[("web", 1, "hi")]);
+        assert_eq!(
+            fingerprint(t(&plain), &name("web")),
+            fingerprint(t(&old), &name("web"))
+        );
+        let p = plan(None, &BTreeMap::new(), &[], t(&new));
+        assert_eq!(p.secrets.len(), 1);
+        assert_eq!(p.secrets[0].version, Some(2));
+        assert_eq!(p.secrets[0].readers, [name("api")]);
     }
 
     fn live(service: &str, n: u64, version: u64) -> Vec<InstanceRecord> {

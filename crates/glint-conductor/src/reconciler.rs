@@ -196,6 +196,10 @@ pub struct Config {
     pub resync: Duration,
     /// How often the heartbeat is written.
     pub heartbeat: Duration,
+    /// The data directory whose master key opens the store's secrets
+    /// (`secrets.key`, unless `GLINT_MASTER_KEY` is set); `None`: readers
+    /// of secrets cannot be launched.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -206,6 +210,7 @@ impl Default for Config {
             endpoint_wait: Duration::from_secs(2),
             resync: Duration::from_secs(2),
             heartbeat: Duration::from_secs(2),
+            secrets_dir: None,
         }
     }
 }

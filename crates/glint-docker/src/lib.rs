@@ -57,6 +57,7 @@ use bollard::query_parameters::{
 };
 use glint_model::{InstanceId, Labels, Name, ProviderKind};
 pub use glint_provider::DriftKind;
+use glint_provider::process::secrets;
 use glint_provider::{
     LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState, Usage, VolumeInfo,
 };
@@ -389,9 +390,16 @@ impl Provider for DockerProvider {
                 }
             }
         }
+        // Secrets: files on the host's tmpfs, bound read-only at
+        // /run/secrets (the engine is local; see `spec::create_body`).
+        let store = spec.labels.store.clone();
+        if !spec.secrets.is_empty() {
+            secrets::write(&store, &instance, &spec.secrets)?;
+        }
         let name = self.container_name(&instance);
         let body = spec::create_body(&spec, &image, &self.inner.network);
-        let created = self
+        drop(spec);
+        let created = match self
             .inner
             .docker
             .create_container(
@@ -402,7 +410,13 @@ impl Provider for DockerProvider {
                 body,
             )
             .await
-            .map_err(|e| fail(format!("docker create {name}: {e}")))?;
+        {
+            Ok(c) => c,
+            Err(e) => {
+                secrets::remove(&store, &instance);
+                return Err(fail(format!("docker create {name}: {e}")));
+            }
+        };
         self.inner.watch(&instance, &created.id);
         let started = async {
             self.inner
@@ -425,6 +439,7 @@ impl Provider for DockerProvider {
                 // Nothing is left behind.
                 self.inner.unwatch(&instance);
                 self.discard(&created.id).await;
+                secrets::remove(&store, &instance);
                 Err(e)
             }
         }
@@ -481,6 +496,7 @@ impl Provider for DockerProvider {
     }
 
     async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError> {
+        secrets::remove(&self.inner.store, instance);
         let Some(c) = self.find(instance).await? else {
             self.inner.unwatch(instance);
             return Ok(());

@@ -94,6 +94,23 @@ pub fn create_body(spec: &LaunchSpec, image: &str, network: &str) -> ContainerCr
             ..Default::default()
         })
         .collect();
+    let mut mounts = mounts;
+    if !spec.secrets.is_empty() {
+        mounts.push(Mount {
+            target: Some(glint_provider::process::secrets::MOUNT_POINT.to_owned()),
+            source: Some(
+                glint_provider::process::secrets::instance_dir(
+                    &spec.labels.store,
+                    &spec.labels.instance,
+                )
+                .display()
+                .to_string(),
+            ),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     let mut env: BTreeMap<String, String> = spec.env.clone();
     env.insert("PORT".into(), spec.port.to_string());
     env.entry("HOST".into()).or_insert_with(|| "0.0.0.0".into());

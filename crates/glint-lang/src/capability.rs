@@ -24,8 +24,10 @@ use std::fmt;
 pub enum Capability {
     /// `rule` declarations: network permissions programmed into a firewall.
     FirewallRules,
-    /// `variable` declarations: values delivered to their readers, with
-    /// read and write access enforced.
+    /// `variable` declarations with a literal or runtime value: values
+    /// delivered to their readers, with read and write access enforced.
+    /// (Secret variables are always delivered, to `/run/secrets/NAME`, and
+    /// never warned about.)
     Variables,
     /// `volume` declarations and services' `mounts`: persistent data
     /// mounted into instances.
@@ -74,7 +76,7 @@ impl Capability {
     pub(crate) fn declared(self) -> &'static str {
         match self {
             Capability::FirewallRules => "firewall rules",
-            Capability::Variables => "variables",
+            Capability::Variables => "literal and runtime variables",
             Capability::Volumes => "volumes and mounts",
             Capability::Autoscale => "autoscaling bounds",
             Capability::ProcessResourceLimits => "resource limits of process instances",
@@ -88,7 +90,7 @@ impl Capability {
                 "nothing restricts network traffic: every instance can reach every other, and anyone who can reach the host can reach them"
             }
             Capability::Variables => {
-                "variables are not delivered to their readers and their readers and writers are not checked"
+                "literal and runtime variables are not delivered to their readers and their readers and writers are not checked (secret variables are: readers get `/run/secrets/NAME`)"
             }
             Capability::Volumes => {
                 "no volume is created or mounted: data written at a mount path is lost when the instance is replaced"

@@ -4,7 +4,7 @@
 //! `E00xx` lexing, `E01xx` syntax and fields, `E02xx` names, references and
 //! evaluation, `E03xx` imports, `E04xx` policies, `E05xx` whole-environment
 //! checks, `E06xx` capabilities declared but not enforced by this build
-//! (warnings).
+//! (warnings), `E07xx` variables and secrets.
 
 use std::fmt;
 
@@ -402,9 +402,12 @@ enforced without a change once Glint enforces them; until then, do not rely
 on them for protection. This is a warning: the change is not blocked.";
 
     VariablesNotEnforced = "E0601", "variables declared but not enforced yet",
-"The environment declares `variable`s, but this build of Glint does not
-deliver them to their readers nor check who reads and writes them yet. They
-are checked and kept in every version. This is a warning.";
+"The environment declares `variable`s with a `value` or `runtime = true`,
+but this build of Glint does not deliver those to their readers nor check
+who reads and writes them yet. They are checked and kept in every version.
+Secret variables (`secret = \"NAME\"`) are delivered to their readers as
+`/run/secrets/NAME` and are not covered by this warning. This is a
+warning.";
 
     VolumesNotEnforced = "E0602", "volumes declared but not enforced yet",
 "The environment declares `volume`s or services with `mounts`, but this
@@ -422,6 +425,29 @@ load. This is a warning.";
 limit the memory, CPU or processes of process instances on this machine
 (that needs root and the cgroup memory, cpu and pids controllers, v1 or v2);
 the `docker` provider enforces them. This is a warning.";
+
+    SecretReference = "E0700", "a secret reference that names no Glint secret",
+"A variable's `secret` names a secret that Glint keeps, sealed in its store:
+set the value with `glint secret set NAME` (from standard input or
+`--from-file`, never from an argument) and refer to it by name. Readers get
+it as the file `/run/secrets/NAME`.
+
+    variable db_password {
+      secret  = \"vault:shop/db/password\"   // error: not a Glint secret
+      readers = [service.api]
+    }
+
+    variable db_password {
+      secret  = \"shop/db/password\"         // ok (or \"glint:shop/db/password\")
+      readers = [service.api]
+    }
+
+A name is parts of letters, digits, `.`, `_` and `-` separated by `/` (at
+most 128 bytes). A value that looks like a credential rather than a name
+(whitespace, longer than a name may be, a part of 20 or more characters
+mixing lower case, upper case and digits, a PEM block) is refused without
+being repeated: never paste a value into a .glint file; it would be stored
+in clear in every version. If you did, change the credential.";
 }
 
 impl fmt::Display for Code {

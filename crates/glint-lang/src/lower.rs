@@ -226,7 +226,11 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
             };
             let what = What::Decl(d.kind, &d.name);
             let at = d.name_span;
-            if let Some(c) = crate::schema::BlockKind::of_decl(kind).info().capability {
+            // Secret variables are delivered (to `/run/secrets/NAME`) and so
+            // are not counted as variables not enforced; see `Kind::Variable`.
+            if let Some(c) = crate::schema::BlockKind::of_decl(kind).info().capability
+                && kind != Kind::Variable
+            {
                 cx.uses.add(c, at, || format!("{kind} `{}`", d.name));
             }
             match kind {
@@ -290,9 +294,14 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
                 }
                 Kind::Variable => {
                     let mut draft = VariableDraft::default();
-                    if VARIABLE.decode(&mut cx, &rec, at, &what, &mut draft, &[])
-                        && let Some(v) = draft.build()
-                    {
+                    let ok = VARIABLE.decode(&mut cx, &rec, at, &what, &mut draft, &[]);
+                    if draft.secret.is_none() {
+                        cx.uses
+                            .add(crate::capability::Capability::Variables, at, || {
+                                format!("{kind} `{}`", d.name)
+                            });
+                    }
+                    if ok && let Some(v) = draft.build() {
                         env.variables.insert(name, v);
                     }
                 }

@@ -460,7 +460,17 @@ fn e0601_variables_not_enforced() {
     main_only(
         Code::VariablesNotEnforced,
         &format!(
-            "{APP}\nservice api {{\n  image = image.app\n}}\n\nvariable db_password {{\n  secret  = \"vault:shop/db\"\n  readers = [service.api]\n}}\n"
+            "{APP}\nservice api {{\n  image = image.app\n}}\n\nvariable flags {{\n  value   = \"new-checkout=on\"\n  readers = [service.api]\n}}\n\nvariable db_password {{\n  secret  = \"shop/db/password\"\n  readers = [service.api]\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0700_secret_reference() {
+    main_only(
+        Code::SecretReference,
+        &format!(
+            "{APP}\nservice api {{\n  image = image.app\n}}\n\nvariable db_password {{\n  secret  = \"vault:shop/db/password\"\n  readers = [service.api]\n}}\n"
         ),
     );
 }

@@ -180,7 +180,7 @@ fn a_main_file_stem_becomes_a_valid_environment_name() {
 #[test]
 fn rollout_strategies_rules_variables_and_volumes_lower_to_the_ir() {
     let env = ok(&format!(
-        "{APP}\nvolume data {{ size = 10GiB }}\nservice db {{\n  image = image.app\n  port = 5432\n  rollout = blue_green {{ keep = 10m }}\n  mounts = [{{ volume = volume.data, path = \"/data\" }}]\n}}\nservice api {{\n  image = image.app\n  rollout {{\n    strategy = canary {{ steps = [1, 2], pause = 30s }}\n    min_healthy = 5s\n  }}\n  autoscale {{ min = 2, max = 6 }}\n}}\nrule api_db {{\n  from = service.api\n  to = service.db\n  ports = [5432]\n}}\nrule office {{\n  from = 10.0.0.0/8\n  to = service.db\n}}\nvariable pw {{\n  secret = \"vault:db/pw\"\n  readers = [service.api, service.db]\n}}\n"
+        "{APP}\nvolume data {{ size = 10GiB }}\nservice db {{\n  image = image.app\n  port = 5432\n  rollout = blue_green {{ keep = 10m }}\n  mounts = [{{ volume = volume.data, path = \"/data\" }}]\n}}\nservice api {{\n  image = image.app\n  rollout {{\n    strategy = canary {{ steps = [1, 2], pause = 30s }}\n    min_healthy = 5s\n  }}\n  autoscale {{ min = 2, max = 6 }}\n}}\nrule api_db {{\n  from = service.api\n  to = service.db\n  ports = [5432]\n}}\nrule office {{\n  from = 10.0.0.0/8\n  to = service.db\n}}\nvariable pw {{\n  secret = \"glint:db/pw\"\n  readers = [service.api, service.db]\n}}\n"
     ));
     let db = &env.services[&n("db")];
     assert_eq!(
@@ -207,7 +207,7 @@ fn rollout_strategies_rules_variables_and_volumes_lower_to_the_ir() {
     );
     assert_eq!(
         env.variables[&n("pw")].value,
-        VariableValue::Secret("vault:db/pw".into())
+        VariableValue::Secret("db/pw".into())
     );
     assert_eq!(env.variables[&n("pw")].readers, vec![n("api"), n("db")]);
     assert_eq!(env.volumes[&n("data")].size, Some(Bytes(10 << 30)));
@@ -467,4 +467,59 @@ fn a_shared_read_write_volume_has_one_writer() {
         svc("db", "instances = 3", own)
     ));
     assert!(env.volumes[&n("own")].per_instance);
+}
+
+// Mutation caught: a scheme, a path escape or a pasted credential accepted
+// as a secret reference, or a pasted value repeated in the message.
+#[test]
+fn a_secret_reference_names_a_glint_secret_and_nothing_else() {
+    let src = |secret: &str| {
+        format!(
+            "{APP}service api {{\n  image = image.app\n}}\nvariable pw {{\n  secret = \"{secret}\"\n  readers = [service.api]\n}}\n"
+        )
+    };
+    for good in ["db/password", "glint:db/password", "shop.v2/db_pw-1"] {
+        let e = ok(&src(good));
+        assert_eq!(
+            e.variables[&n("pw")].value,
+            VariableValue::Secret(good.trim_start_matches("glint:").into()),
+            "{good}"
+        );
+    }
+    for bad in [
+        "vault:shop/db/password",
+        "bogus:whatever",
+        "env:DB_PASSWORD",
+        "../etc/shadow",
+        "a//b",
+        "",
+        "correct horse battery staple",
+        "sk4eC39HqLyjWDarjtT1zdp7dc",
+        "-----BEGIN PRIVATE KEY-----",
+    ] {
+        let c = compile_str("main.glint", &src(bad));
+        assert!(c.environment.is_none(), "{bad:?} was accepted");
+        assert!(
+            codes(&c).contains(&Code::SecretReference),
+            "{bad:?}: {:?}",
+            codes(&c)
+        );
+        let d = c
+            .diagnostics
+            .list
+            .iter()
+            .find(|d| d.code == Code::SecretReference)
+            .unwrap();
+        let shown = format!("{} {:?} {:?}", d.message, d.help, d.labels);
+        if bad.contains(' ') || bad.len() > 20 && !bad.contains(':') {
+            assert!(
+                !shown.contains(bad),
+                "the message repeats a pasted value: {shown}"
+            );
+        }
+        assert!(
+            shown.contains("glint secret set"),
+            "says how to fix it: {shown}"
+        );
+    }
 }

@@ -40,9 +40,48 @@ pub struct Environment {
     /// Policies that were checked (they are evaluated at compile time; they are
     /// kept in the IR as a record of what the version was checked against).
     pub policies: BTreeMap<Name, Policy>,
+    /// The version of every secret a variable names, as it was when the
+    /// environment was applied. Never written by the language (the compiler
+    /// knows only names; `glint check --emit ir` has none): `apply`, `up`
+    /// and `rollback` fill it from the store, so that a new secret version
+    /// changes the readers' launch shape and replaces them. Versions, never
+    /// values. Left out of the JSON (and the hash) when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: BTreeMap<String, u64>,
 }
 
 impl Environment {
+    /// Every secret a `variable` names, with the services that read it
+    /// (by secret name; readers sorted, without repeats).
+    pub fn secret_readers(&self) -> BTreeMap<&str, Vec<&Name>> {
+        let mut out: BTreeMap<&str, Vec<&Name>> = BTreeMap::new();
+        for v in self.variables.values() {
+            if let VariableValue::Secret(name) = &v.value {
+                let readers = out.entry(name.as_str()).or_default();
+                readers.extend(v.readers.iter());
+                readers.sort();
+                readers.dedup();
+            }
+        }
+        out
+    }
+
+    /// The secrets `service` reads (by name, sorted, without repeats).
+    pub fn secrets_of(&self, service: &Name) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .variables
+            .values()
+            .filter(|v| v.readers.contains(service))
+            .filter_map(|v| match &v.value {
+                VariableValue::Secret(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// An environment with nothing declared.
     pub fn empty(name: Name) -> Environment {
         Environment {
@@ -54,6 +93,7 @@ impl Environment {
             variables: BTreeMap::new(),
             volumes: BTreeMap::new(),
             policies: BTreeMap::new(),
+            secret_versions: BTreeMap::new(),
         }
     }
 

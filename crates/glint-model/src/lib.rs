@@ -14,11 +14,13 @@
 //! - [`ids`]: names, instance ids, version numbers, digests and hashes;
 //! - [`units`]: durations and sizes as they appear in the IR;
 //! - [`env`]: the environment and one type per declaration kind;
-//! - [`labels`]: ownership labels and their key/value form.
+//! - [`labels`]: ownership labels and their key/value form;
+//! - [`secret`]: what a secret name may be.
 
 pub mod env;
 pub mod ids;
 pub mod labels;
+pub mod secret;
 pub mod units;
 
 pub use env::*;

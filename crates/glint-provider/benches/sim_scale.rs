@@ -17,6 +17,7 @@ fn spec(i: u64) -> LaunchSpec {
     let service = Name::new("web").unwrap();
     LaunchSpec {
         mounts: Vec::new(),
+        secrets: Vec::new(),
         labels: Labels {
             store: "bench".into(),
             environment: Name::new("bench").unwrap(),

@@ -59,6 +59,45 @@ pub struct LaunchSpec {
     /// cannot mount one fails the launch: an instance never runs without
     /// the data it declared.
     pub mounts: Vec<VolumeMount>,
+    /// Secrets delivered as files under `/run/secrets` (mode 0400, on a
+    /// tmpfs, never in the environment). Their values live only as long as
+    /// the spec: `LaunchSpec` is never serialised, and a value's `Debug`
+    /// shows its length only.
+    pub secrets: Vec<SecretFile>,
+}
+
+/// A secret an instance gets as the file `/run/secrets/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Its name, a relative path (`db/password`; checked by
+    /// `glint_model::secret::check_secret_name`).
+    pub name: String,
+    /// Its version (for people; the value is what is written).
+    pub version: u64,
+    /// Its value.
+    pub value: SecretValue,
+}
+
+/// A secret's value: zeroed when dropped, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(zeroize::Zeroizing<Vec<u8>>);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: zeroize::Zeroizing<Vec<u8>>) -> SecretValue {
+        SecretValue(value)
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<secret, {} bytes>", self.0.len())
+    }
 }
 
 /// One volume an instance mounts.

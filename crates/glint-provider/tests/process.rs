@@ -33,6 +33,10 @@ fn main() -> std::process::ExitCode {
             launch_sets_env_labels_cwd_and_logs,
         ),
         (
+            "secrets_are_files_of_their_instance_only_on_a_tmpfs",
+            secrets_are_files_of_their_instance_only_on_a_tmpfs,
+        ),
+        (
             "exit_is_reported_with_code_or_signal_until_removed",
             exit_is_reported_with_code_or_signal_until_removed,
         ),
@@ -150,6 +154,88 @@ fn main() -> std::process::ExitCode {
 
 fn id_of(spec: &LaunchSpec) -> InstanceId {
     spec.labels.instance.clone()
+}
+
+// Mutation caught: secrets passed in the environment, written to the
+// state directory (a disk), left behind after removal, or given to an
+// instance that has none.
+fn secrets_are_files_of_their_instance_only_on_a_tmpfs(iso: Isolation) {
+    use std::os::unix::fs::PermissionsExt;
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("secrets");
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let value = b"provider-secret-Vx81";
+        let mut spec = spec(&store, "api", "serve");
+        spec.secrets = vec![glint_provider::SecretFile {
+            name: "db/password".into(),
+            version: 3,
+            value: glint_provider::SecretValue::new(zeroize::Zeroizing::new(value.to_vec())),
+        }];
+        assert!(
+            !format!("{spec:?}").contains("provider-secret"),
+            "Debug shows no value"
+        );
+        let id = id_of(&spec);
+        let obs = p.launch(spec).await.unwrap();
+        let pid = handle_pid(&obs.handle);
+        let other = common::spec(&store, "web", "serve");
+        let other_id = id_of(&other);
+        p.launch(other).await.unwrap();
+
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            !environ.windows(value.len()).any(|w| w == value),
+            "not in the environment"
+        );
+        let dir = glint_provider::process::secrets::instance_dir(&store, &id);
+        let file = match iso {
+            Isolation::None => {
+                let env = String::from_utf8_lossy(&environ).into_owned();
+                assert!(
+                    env.split('\0')
+                        .any(|kv| kv == format!("GLINT_SECRETS_DIR={}", dir.display())),
+                    "a plain instance is told where its secrets are"
+                );
+                dir.join("db/password")
+            }
+            Isolation::Namespaces => {
+                std::path::PathBuf::from(format!("/proc/{pid}/root/run/secrets/db/password"))
+            }
+        };
+        assert_eq!(std::fs::read(&file).unwrap(), value);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(!glint_provider::process::secrets::instance_dir(&store, &other_id).exists());
+        // Nothing on the state directory's disk.
+        let mut stack = vec![state.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = e.path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if meta.is_file() {
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    assert!(
+                        !bytes.windows(value.len()).any(|w| w == value),
+                        "the value is in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        p.remove(&id).await.unwrap();
+        assert!(!dir.exists(), "removed with the instance");
+        p.terminate(&other_id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        p.remove(&other_id).await.unwrap();
+        let _ = std::fs::remove_dir(glint_provider::process::secrets::root(&store));
+    });
 }
 
 fn launch_sets_env_labels_cwd_and_logs(iso: Isolation) {

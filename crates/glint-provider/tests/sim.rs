@@ -22,6 +22,7 @@ fn spec(env: &[(&str, &str)]) -> LaunchSpec {
     let service = Name::new("web").unwrap();
     LaunchSpec {
         mounts: Vec::new(),
+        secrets: Vec::new(),
         labels: Labels {
             store: "sim".into(),
             environment: Name::new("test").unwrap(),

@@ -136,6 +136,12 @@ pub enum EventKind {
     VolumeOverSize,
     /// A volume was removed (`glint volume rm`).
     VolumeRemoved,
+    /// A secret's new version was set (`glint secret set`; never its value).
+    SecretSet,
+    /// A secret was removed (`glint secret rm`).
+    SecretRemoved,
+    /// Every secret's data key was re-wrapped under a new master key.
+    SecretKeyRotated,
 }
 
 impl EventKind {
@@ -183,6 +189,9 @@ impl EventKind {
             EventKind::VolumeHeld => "volume.held",
             EventKind::VolumeOverSize => "volume.over_size",
             EventKind::VolumeRemoved => "volume.removed",
+            EventKind::SecretSet => "secret.set",
+            EventKind::SecretRemoved => "secret.removed",
+            EventKind::SecretKeyRotated => "secret.key_rotated",
         }
     }
 }

@@ -24,6 +24,9 @@
 //!   rather than applied;
 //! - [`Tokens`]: API tokens (accessor, role, environment, expiry; only a
 //!   hash of each secret);
+//! - [`Secrets`]: secrets sealed at rest with envelope encryption
+//!   ([`seal`]: a data key per value under a master key), current version
+//!   only;
 //! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
@@ -46,7 +49,8 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`), `feed` (the change feed), `clock`, `schema`.
+//! `leadership`, `volumes`, `scaling`, `secrets`), `seal` (envelope
+//! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
 pub mod clock;
@@ -59,6 +63,8 @@ pub mod leadership;
 pub mod meta;
 pub mod scaling;
 pub mod schema;
+pub mod seal;
+pub mod secrets;
 pub mod sqlite;
 pub mod stats;
 pub mod tokens;
@@ -74,6 +80,8 @@ pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
 pub use scaling::{ScaleRecord, Scaling};
+pub use seal::{KeyOrigin, MasterKey, SealError};
+pub use secrets::{SecretError, SecretRecord, Secrets};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use stats::{WriteLatency, WriteStats};
 pub use tokens::{NewToken, Role, TokenConflict, TokenRecord, Tokens};
@@ -99,6 +107,7 @@ pub trait Store:
     + Fencing
     + Changes
     + Tokens
+    + Secrets
     + WriteStats
     + std::fmt::Debug
     + Send
@@ -117,6 +126,7 @@ impl<T> Store for T where
         + Fencing
         + Changes
         + Tokens
+        + Secrets
         + WriteStats
         + std::fmt::Debug
         + Send
@@ -127,8 +137,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Store, Tokens, Versions,
-        Volumes, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Secrets, Store, Tokens,
+        Versions, Volumes, WriteStats,
     };
 }
 

@@ -139,6 +139,24 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 6: secrets, sealed (envelope encryption; see `seal.rs`). One row per
+    // name: the current version only; a removed secret keeps its row (no
+    // value) so that its versions continue.
+    r#"
+    CREATE TABLE secrets (
+        name        TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,
+        value       BLOB,
+        nonce       BLOB,
+        wrapped_key BLOB,
+        key_nonce   BLOB,
+        key_id      TEXT,
+        created_at  INTEGER NOT NULL,
+        set_by      TEXT NOT NULL,
+        removed_at  INTEGER,
+        CHECK ((removed_at IS NULL) = (value IS NOT NULL AND wrapped_key IS NOT NULL AND key_id IS NOT NULL))
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

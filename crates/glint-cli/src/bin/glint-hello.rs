@@ -13,6 +13,10 @@
 //!   answers (CPU load for autoscaling and limits);
 //! - `GET /bytes/<n>` answers a body of `<n>` bytes, at most 1 MiB (proxy
 //!   benchmarks);
+//! - `GET /secret/<name>` answers the file `/run/secrets/<name>` (or
+//!   `$GLINT_SECRETS_DIR/<name>` for a plain instance), `404` when it has
+//!   none — what a reader of a secret sees (for the secrets tests; the demo
+//!   prints a secret because that is what it is for);
 //! - anything else is `404`.
 //!
 //! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
@@ -197,6 +201,18 @@ fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) 
                     }
                 }
                 ("200 OK", format!("burned {ms}ms in {}\n", config.instance))
+            } else if let Some(name) = path.strip_prefix("/secret/") {
+                if name
+                    .split('/')
+                    .any(|p| p.is_empty() || p == "." || p == "..")
+                {
+                    return ("400 Bad Request", "bad secret name\n".into());
+                }
+                let dir = env::var("GLINT_SECRETS_DIR").unwrap_or_else(|_| "/run/secrets".into());
+                match std::fs::read(std::path::Path::new(&dir).join(name)) {
+                    Ok(v) => ("200 OK", String::from_utf8_lossy(&v).into_owned()),
+                    Err(_) => ("404 Not Found", "no such secret\n".into()),
+                }
             } else {
                 ("404 Not Found", "not found\n".into())
             }

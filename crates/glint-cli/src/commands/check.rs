@@ -45,8 +45,9 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(rendered.as_bytes());
             if let Some(env) = env {
+                let secrets = env.secret_readers().len();
                 let summary = format!(
-                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} polic{} (hash {})",
+                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} secret{}), {} polic{} (hash {})",
                     env.name,
                     env.images.len(),
                     plural(env.images.len()),
@@ -58,6 +59,10 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     plural(env.volumes.len()),
                     env.rules.len(),
                     plural(env.rules.len()),
+                    env.variables.len(),
+                    plural(env.variables.len()),
+                    secrets,
+                    plural(secrets),
                     env.policies.len(),
                     if env.policies.len() == 1 { "y" } else { "ies" },
                     env.content_hash().short(),

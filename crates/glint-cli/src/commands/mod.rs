@@ -16,6 +16,7 @@ pub mod logs;
 pub mod lsp;
 pub mod plan;
 pub mod rollback;
+pub mod secret;
 pub mod status;
 pub mod token;
 pub mod up;
@@ -48,5 +49,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Images(a) => images::list(g, a),
         Command::Image(a) => images::run(g, a),
         Command::Volume(a) => volume::run(g, a),
+        Command::Secret(a) => secret::run(g, a),
     }
 }

@@ -5,6 +5,7 @@ use crate::cli::{Global, OutputFormat, PlanArgs};
 use crate::common::{CmdResult, Failed, Paint, open_existing_store, print_json};
 use crate::output::EXIT_OK;
 use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
+use glint_model::Name;
 use glint_store::Store;
 use std::collections::BTreeMap;
 
@@ -184,6 +185,30 @@ pub fn render(p: &Plan, paint: Paint) -> String {
                 String::new()
             } else {
                 format!(" — {}", details.join(", "))
+            }
+        ));
+    }
+    for sp in &p.secrets {
+        let readers: Vec<&str> = sp.readers.iter().map(Name::as_str).collect();
+        let (sym, what) = match (sp.previous, sp.version) {
+            (_, None) => (
+                paint.red("!"),
+                format!(
+                    "not set: apply is refused until `glint secret set {}`",
+                    sp.name
+                ),
+            ),
+            (Some(a), Some(b)) if a != b => (paint.yellow("~"), format!("changed (v{a} → v{b})")),
+            (None, Some(b)) => (paint.green("+"), format!("v{b}")),
+            (_, Some(b)) => (" ".to_owned(), format!("v{b}, unchanged")),
+        };
+        out.push_str(&format!(
+            "{sym} secret {}: {what} — read by {}\n",
+            paint.bold(&sp.name),
+            if readers.is_empty() {
+                "nothing".to_owned()
+            } else {
+                readers.join(", ")
             }
         ));
     }

@@ -231,6 +231,28 @@ endpoint public {{
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// `glint secret set NAME` with `value` on standard input (plus a
+    /// newline, as `echo` would); returns the output.
+    pub fn set_secret(&self, name: &str, value: &str, extra_env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd(&["secret", "set", name]);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A refusal may come before the value is read: a closed pipe is fine.
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
     /// The store id (the label on every instance).
     pub fn store_id(&self) -> String {
         self.status()["store_id"].as_str().unwrap().to_owned()
@@ -261,6 +283,9 @@ impl Drop for Ctx {
                 }
             }
             remove_cgroups(&id);
+            // Instances' secrets (a tmpfs directory the provider removes
+            // with each instance; the test killed them instead).
+            let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-secrets-{id}"));
         }
     }
 }

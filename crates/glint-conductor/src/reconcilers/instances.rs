@@ -310,10 +310,26 @@ impl Instances {
         let kind = svc.provider;
         let images = ctx.images.clone();
         let post = self.inbox.post();
+        let store = ctx.store.clone();
+        let secrets_dir = ctx.config.secrets_dir.clone();
+        let service = service.clone();
         tokio::spawn(async move {
             let r = async {
                 let provider = provider.ok_or_else(|| LaunchError {
                     message: format!("the {kind} provider is not available"),
+                    tampered: false,
+                })?;
+                // Opened only now, and held only by the spec until the
+                // provider has written the files.
+                let mut spec = spec;
+                spec.secrets = launch::secret_files(
+                    store.as_ref(),
+                    secrets_dir.as_deref(),
+                    &target.env,
+                    &service,
+                )
+                .map_err(|message| LaunchError {
+                    message,
                     tampered: false,
                 })?;
                 let image = tokio::task::spawn_blocking(move || images.prepare(&digest, kind))

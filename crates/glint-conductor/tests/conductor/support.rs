@@ -379,6 +379,47 @@ impl Tokens for FaultyStore {
     }
 }
 
+impl Secrets for FaultyStore {
+    fn secrets(&self) -> Result<Vec<glint_store::SecretRecord>, StoreError> {
+        self.inner.secrets()
+    }
+    fn secret_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.secret_key_ids()
+    }
+    fn set_secret(
+        &self,
+        key: &glint_store::MasterKey,
+        name: &str,
+        value: &[u8],
+        set_by: &str,
+    ) -> Result<glint_store::SecretRecord, glint_store::SecretError> {
+        self.write()?;
+        self.inner.set_secret(key, name, value, set_by)
+    }
+    fn open_secret(
+        &self,
+        key: &glint_store::MasterKey,
+        name: &str,
+    ) -> Result<
+        Option<(glint_store::SecretRecord, zeroize::Zeroizing<Vec<u8>>)>,
+        glint_store::SecretError,
+    > {
+        self.inner.open_secret(key, name)
+    }
+    fn remove_secret(&self, name: &str) -> Result<Option<glint_store::SecretRecord>, StoreError> {
+        self.write()?;
+        self.inner.remove_secret(name)
+    }
+    fn rewrap_secrets(
+        &self,
+        old: &glint_store::MasterKey,
+        new: &glint_store::MasterKey,
+    ) -> Result<usize, glint_store::SecretError> {
+        self.write()?;
+        self.inner.rewrap_secrets(old, new)
+    }
+}
+
 impl WriteStats for FaultyStore {
     fn write_latency(&self) -> glint_store::WriteLatency {
         self.inner.write_latency()

@@ -355,6 +355,7 @@ impl Fixture {
         let image = test_image();
         LaunchSpec {
             mounts: Vec::new(),
+            secrets: Vec::new(),
             labels: Labels {
                 store: self.store.clone(),
                 environment: self.env.clone(),

@@ -402,31 +402,23 @@ pub(crate) static VARIABLE: BlockDef<VariableDraft, Variable> = BlockDef {
         FieldDef {
             info: FieldInfo::new(
                 "secret",
-                "string, `SCHEME:PATH`",
+                "string, a secret name (`db/password`, optionally `glint:db/password`)",
                 D::Absent,
-                "a reference to a secret held elsewhere, never the secret itself (policies see whether it is a secret)",
-                "\"vault:shop/db/password\"",
+                "the name of a Glint secret (set with `glint secret set NAME`), never its value; readers get it as the file `/run/secrets/NAME`",
+                "\"shop/db/password\"",
             ),
             decode: Some(|cx, v, d| {
                 let s = string(cx.ev, v)?;
-                match s.split_once(':') {
-                    Some((scheme, path))
-                        if !scheme.is_empty()
-                            && !path.is_empty()
-                            && scheme
-                                .chars()
-                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
-                    {
-                        d.secret = Some(s);
+                match secret_reference(&s) {
+                    Ok(name) => {
+                        d.secret = Some(name);
                         Some(())
                     }
-                    _ => {
-                        invalid(
-                            cx.ev,
-                            v,
-                            format!("`{s}` is not a secret reference"),
-                            "expected `SCHEME:PATH`",
-                            Some("a secret is a reference such as \"vault:db/password\" or \"env:DB_PASSWORD\", never the value itself".into()),
+                    Err((msg, label, help)) => {
+                        cx.ev.diags.push(
+                            Diagnostic::error(Code::SecretReference, v.span, msg)
+                                .with_primary(label)
+                                .with_help(help),
                         );
                         None
                     }
@@ -514,7 +506,7 @@ fn finish_variable(
                 at,
                 what,
                 "value",
-                "`value = \"...\"`, `secret = \"vault:path\"` or `runtime = true`",
+                "`value = \"...\"`, `secret = \"db/password\"` or `runtime = true`",
             );
             return None;
         }
@@ -540,6 +532,65 @@ fn finish_variable(
         return None;
     }
     Some(())
+}
+
+/// The secret name a `secret = "..."` reference names (an optional
+/// `glint:` prefix removed), or why it names none: (message, label, help).
+/// A message never repeats the text when it looks like a pasted value.
+fn secret_reference(s: &str) -> Result<String, (String, &'static str, String)> {
+    let name = s.strip_prefix("glint:").unwrap_or(s);
+    let set = |n: &str| {
+        format!(
+            "set the value with `glint secret set {n}` (it reads standard input) and write `secret = \"{n}\"`"
+        )
+    };
+    let pasted = || {
+        (
+            "this looks like a secret's value, not the name of a secret".to_owned(),
+            "a value pasted here is stored in clear in every version",
+            "never write a value into a .glint file: store it with `glint secret set NAME` (it reads standard input), write `secret = \"NAME\"`, and change the credential if this file was shared".to_owned(),
+        )
+    };
+    if name.chars().any(char::is_whitespace)
+        || name.len() > glint_model::secret::MAX_SECRET_NAME
+        || glint_model::secret::credential_like_segment(name).is_some()
+        || name.starts_with("-----")
+    {
+        return Err(pasted());
+    }
+    if let Some((scheme, rest)) = name.split_once(':')
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+    {
+        let suggestion = if glint_model::secret::check_secret_name(rest).is_ok() {
+            rest.to_owned()
+        } else {
+            "NAME".to_owned()
+        };
+        return Err((
+            format!(
+                "`{scheme}:` secrets are not supported: a secret reference names a Glint secret"
+            ),
+            "not a Glint secret name",
+            format!(
+                "Glint keeps secrets itself, sealed in its store: {}",
+                set(&suggestion)
+            ),
+        ));
+    }
+    match glint_model::secret::check_secret_name(name) {
+        Ok(()) => Ok(name.to_owned()),
+        Err(e) => Err((
+            format!("`{name}` is not a secret name: {e}"),
+            "not a secret name",
+            format!(
+                "a secret name is parts of letters, digits, `.`, `_` and `-` separated by `/`, such as `shop/db/password`; {}",
+                set("shop/db/password")
+            ),
+        )),
+    }
 }
 
 impl VariableDraft {

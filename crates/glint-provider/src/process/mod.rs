@@ -74,6 +74,10 @@
 //! see [`cgroup`]); where this machine offers no usable cgroups, limits are
 //! not enforced (the language warns). An instance killed by the kernel at
 //! its memory limit ends with [`RunState::Exited`]`{ oom: true, .. }`.
+//!
+//! A spec's secrets are written to a per-instance directory on the tmpfs
+//! `/dev/shm` and bound read-only at `/run/secrets` (a plain instance gets
+//! the directory's path in `GLINT_SECRETS_DIR`); see [`secrets`].
 
 pub mod cgroup;
 mod logs;
@@ -81,6 +85,7 @@ mod ns;
 mod procfs;
 mod record;
 mod resolve;
+pub mod secrets;
 mod spawn;
 mod volumes;
 
@@ -709,6 +714,16 @@ impl Inner {
     /// Removes instance directories that belong to no tracked instance: a
     /// crash after creating them and before the process existed.
     fn remove_stale_dirs(&self) {
+        {
+            let st = self.lock();
+            let known: std::collections::BTreeSet<InstanceId> = st
+                .instances
+                .keys()
+                .chain(st.launching.keys())
+                .cloned()
+                .collect();
+            secrets::sweep(&self.store, &known);
+        }
         let run = record::run_dir(&self.state_dir);
         let Ok(entries) = std::fs::read_dir(&run) else {
             return;
@@ -1081,6 +1096,7 @@ impl ProcessProvider {
             logs: None,
             spawned: None,
             cgroup: None,
+            secrets: None,
         };
 
         // Volumes: created if new, bound at their paths; a read-write one
@@ -1116,6 +1132,20 @@ impl ProcessProvider {
                 Bind::read_write(data, &m.path)
             });
         }
+        // Secrets: files on a tmpfs, bound read-only at /run/secrets (a
+        // plain instance is told where they are); see `secrets.rs`.
+        let secrets_dir = if spec.secrets.is_empty() {
+            None
+        } else {
+            let d = secrets::write(&inner.store, &id, &spec.secrets)?;
+            guard.secrets = Some(d.clone());
+            if inner.isolation == Isolation::Namespaces {
+                attach
+                    .binds
+                    .push(Bind::read_only(d.clone(), secrets::MOUNT_POINT));
+            }
+            Some(d)
+        };
         // Its own cgroup with the declared limits, unless the caller
         // attached cgroups itself.
         if attach.cgroups.clone_into.is_none() && attach.cgroups.join.is_empty() {
@@ -1189,7 +1219,10 @@ impl ProcessProvider {
         let stdout = open_log(&logs.stdout)?;
         let stderr = open_log(&logs.stderr)?;
 
-        let env = instance_env(&spec, port);
+        let mut env = instance_env(&spec, port);
+        if let (Some(d), Isolation::None) = (&secrets_dir, inner.isolation) {
+            env.insert(secrets::DIR_ENV.into(), d.display().to_string());
+        }
         let started_at = SystemTime::now();
         let start_err = |e| {
             fail(
@@ -1295,6 +1328,7 @@ impl ProcessProvider {
         guard.logs = None;
         guard.dir = None;
         guard.cgroup = None;
+        guard.secrets = None;
         inner.track_running(
             spec.labels,
             mode,
@@ -1384,6 +1418,7 @@ impl Provider for ProcessProvider {
         if let Some(w) = removed.and_then(|t| t.watcher) {
             w.abort();
         }
+        secrets::remove(&self.inner.store, instance);
         let dir = self.inner.instance_dir(instance);
         remove_dir_all_if_exists(&dir).map_err(|source| ProviderError::Io {
             what: "cannot remove instance directory".into(),
@@ -1467,6 +1502,8 @@ struct LaunchGuard<'a> {
     logs: Option<PathBuf>,
     spawned: Option<GuardedChild>,
     cgroup: Option<cgroup::InstanceCgroup>,
+    /// The instance's secrets directory, removed if the launch fails.
+    secrets: Option<PathBuf>,
 }
 
 /// A leader started by a launch that has not finished yet.
@@ -1490,6 +1527,9 @@ impl Drop for LaunchGuard<'_> {
                 // SIGKILL is quick; waiting for it is still kept off the reactor.
                 tokio::task::spawn_blocking(move || reap(&child.pidfd));
             }
+        }
+        if self.secrets.take().is_some() {
+            secrets::remove(&self.inner.store, self.id);
         }
         for dir in [self.dir.take(), self.logs.take()].into_iter().flatten() {
             if let Err(e) = remove_dir_all_if_exists(&dir) {

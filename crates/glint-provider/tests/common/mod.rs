@@ -443,6 +443,7 @@ pub fn spec(store: &str, service: &str, mode: &str) -> LaunchSpec {
     let instance = InstanceId::from_entropy(&service, next_entropy());
     LaunchSpec {
         mounts: Vec::new(),
+        secrets: Vec::new(),
         labels: Labels {
             store: store.to_owned(),
             environment: Name::new("test").unwrap(),
