@@ -516,21 +516,6 @@ fn postgres_rows_survive_ten_replacements_with_one_server_at_a_time() {
     });
 }
 
-fn docker_available() -> bool {
-    let up = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var("GLINT_REQUIRE_DOCKER").is_err(),
-            "GLINT_REQUIRE_DOCKER is set but the Docker Engine is unreachable"
-        );
-        eprintln!("skipped: no Docker Engine");
-    }
-    up
-}
-
 /// Removes the containers, networks and volumes of a store when dropped.
 struct DockerGuard(String);
 

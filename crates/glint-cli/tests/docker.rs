@@ -6,25 +6,10 @@
 
 mod common;
 
-use common::{Ctx, Load, healthy};
+use common::{Ctx, Load, docker_available, healthy};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("GLINT_REQUIRE_DOCKER").as_deref() != Ok("1"),
-            "GLINT_REQUIRE_DOCKER=1 but no Docker daemon answers"
-        );
-        eprintln!("SKIPPED: no Docker daemon answers (set GLINT_REQUIRE_DOCKER=1 to fail instead)");
-    }
-    ok
-}
 
 /// Names of the running containers of this test's environment.
 fn containers(env: &str) -> Vec<String> {

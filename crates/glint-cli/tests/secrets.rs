@@ -457,21 +457,6 @@ fn a_secret_reaches_its_readers_only_and_nothing_else_keeps_it_in_clear() {
     }
 }
 
-fn docker_available() -> bool {
-    let up = std::process::Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var("GLINT_REQUIRE_DOCKER").is_err(),
-            "GLINT_REQUIRE_DOCKER is set but the Docker Engine is unreachable"
-        );
-        eprintln!("skipped: no Docker Engine");
-    }
-    up
-}
-
 fn docker(args: &[&str]) -> String {
     let o = std::process::Command::new("docker")
         .args(args)

@@ -614,3 +614,20 @@ pub fn remove_cgroups(store: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Whether a Docker Engine answers. Without one a test skips (printing
+/// why), unless `GLINT_REQUIRE_DOCKER=1` (CI) makes that a failure.
+pub fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GLINT_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "GLINT_REQUIRE_DOCKER=1 but no Docker daemon answers"
+        );
+        eprintln!("SKIPPED: no Docker daemon answers (set GLINT_REQUIRE_DOCKER=1 to fail instead)");
+    }
+    ok
+}
