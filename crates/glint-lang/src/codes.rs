@@ -448,6 +448,28 @@ most 128 bytes). A value that looks like a credential rather than a name
 mixing lower case, upper case and digits, a PEM block) is refused without
 being repeated: never paste a value into a .glint file; it would be stored
 in clear in every version. If you did, change the credential.";
+
+    WriterOfDeclaredValue = "E0701", "a variable with writers that is not written at run time",
+"Only a `runtime = true` variable is written while the environment runs:
+its `writers` may change it through the instance API
+(`PUT /v1/variables/NAME`), with compare-and-set on its version index. A
+variable with a `value` (or a `secret`) is fixed by the version that
+declares it; a change is a new version, which replaces its readers. So
+`writers` on such a variable would promise a write that Glint refuses.
+
+    variable flags {
+      value   = \"new-checkout=on\"
+      writers = [service.admin]      // error: `value` is fixed per version
+    }
+
+    variable flags {
+      runtime = true                 // ok: written at run time
+      value   = \"new-checkout=on\"    // the initial value
+      readers = [service.web]
+      writers = [service.admin]
+    }
+
+Add `runtime = true`, or remove `writers`.";
 }
 
 impl fmt::Display for Code {

@@ -476,6 +476,16 @@ fn e0700_secret_reference() {
 }
 
 #[test]
+fn e0701_writer_of_declared_value() {
+    main_only(
+        Code::WriterOfDeclaredValue,
+        &format!(
+            "{APP}\nservice api {{\n  image = image.app\n}}\n\nservice admin {{\n  image = image.app\n}}\n\nvariable flags {{\n  value   = \"new-checkout=on\"\n  readers = [service.api]\n  writers = [service.admin]\n}}\n"
+        ),
+    );
+}
+
+#[test]
 fn e0110_instances_outside_autoscale() {
     main_only(
         Code::InstancesOutsideAutoscale,

@@ -523,3 +523,55 @@ fn a_secret_reference_names_a_glint_secret_and_nothing_else() {
         );
     }
 }
+
+// Mutation caught: a variable's reader or writer naming no service accepted,
+// a suggestion missing, or writers accepted on a declared (non-runtime) value.
+#[test]
+fn variable_readers_and_writers_name_services_and_only_runtime_values_have_writers() {
+    let errors = |c: &Compilation| -> Vec<Code> {
+        codes(c)
+            .into_iter()
+            .filter(|c| *c != Code::VariablesNotEnforced)
+            .collect()
+    };
+    let src = |body: &str| {
+        format!(
+            "{APP}service api {{\n  image = image.app\n}}\nservice admin {{\n  image = image.app\n}}\nvariable flags {{\n{body}\n}}\n"
+        )
+    };
+    let c = compile_str(
+        "main.glint",
+        &src("  value = \"on\"\n  readers = [service.apii]"),
+    );
+    assert!(c.environment.is_none());
+    assert_eq!(errors(&c), vec![Code::UnknownReference]);
+    let text = c.diagnostics.render_human(false);
+    assert!(text.contains("did you mean `service.api`?"), "{text}");
+
+    let c = compile_str(
+        "main.glint",
+        &src("  runtime = true\n  readers = [service.api]\n  writers = [service.admn]"),
+    );
+    assert_eq!(errors(&c), vec![Code::UnknownReference]);
+    assert!(
+        c.diagnostics
+            .render_human(false)
+            .contains("did you mean `service.admin`?")
+    );
+
+    for body in [
+        "  value = \"on\"\n  readers = [service.api]\n  writers = [service.admin]",
+        "  secret = \"db/pw\"\n  readers = [service.api]\n  writers = [service.admin]",
+    ] {
+        let c = compile_str("main.glint", &src(body));
+        assert!(c.environment.is_none(), "{body}");
+        assert_eq!(errors(&c), vec![Code::WriterOfDeclaredValue], "{body}");
+    }
+
+    let e = ok(&src(
+        "  runtime = true\n  value = \"0\"\n  readers = [service.api]\n  writers = [service.admin]",
+    ));
+    let v = &e.variables[&n("flags")];
+    assert_eq!(v.value, VariableValue::Runtime(Some("0".into())));
+    assert_eq!(v.writers, vec![n("admin")]);
+}

@@ -522,12 +522,14 @@ fn finish_variable(
     if !d.writers.is_empty() && !d.runtime {
         cx.ev.diags.push(
             Diagnostic::error(
-                Code::InvalidValue,
+                Code::WriterOfDeclaredValue,
                 at,
                 format!("{what} has writers but is not written at run time"),
             )
             .with_primary("`writers` needs `runtime = true`")
-            .with_help("add `runtime = true`, or remove `writers`"),
+            .with_help(
+                "add `runtime = true` (the `value` becomes its initial value), or remove `writers`: a declared value changes only with a new version",
+            ),
         );
         return None;
     }
