@@ -27,6 +27,8 @@
 //! - [`Secrets`]: secrets sealed at rest with envelope encryption
 //!   ([`seal`]: a data key per value under a master key), current version
 //!   only;
+//! - [`Variables`]: the values runtime variables are written at run time,
+//!   with their history (compare-and-set on a version index);
 //! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
@@ -49,7 +51,7 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`, `secrets`), `seal` (envelope
+//! `leadership`, `volumes`, `scaling`, `secrets`, `variables`), `seal` (envelope
 //! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
@@ -68,6 +70,7 @@ pub mod secrets;
 pub mod sqlite;
 pub mod stats;
 pub mod tokens;
+pub mod variables;
 pub mod versions;
 pub mod volumes;
 
@@ -85,6 +88,7 @@ pub use secrets::{SecretError, SecretRecord, Secrets};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use stats::{WriteLatency, WriteStats};
 pub use tokens::{NewToken, Role, TokenConflict, TokenRecord, Tokens};
+pub use variables::{CasConflict, VariableRecord, Variables};
 pub use versions::{
     Created, NewVersion, Outcome, SourceFile, VersionKind, VersionRecord, VersionSummary, Versions,
 };
@@ -108,6 +112,7 @@ pub trait Store:
     + Changes
     + Tokens
     + Secrets
+    + Variables
     + WriteStats
     + std::fmt::Debug
     + Send
@@ -127,6 +132,7 @@ impl<T> Store for T where
         + Changes
         + Tokens
         + Secrets
+        + Variables
         + WriteStats
         + std::fmt::Debug
         + Send
@@ -138,7 +144,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Secrets, Store, Tokens,
-        Versions, Volumes, WriteStats,
+        Variables, Versions, Volumes, WriteStats,
     };
 }
 

@@ -157,6 +157,18 @@ pub const MIGRATIONS: &[&str] = &[
         CHECK ((removed_at IS NULL) = (value IS NOT NULL AND wrapped_key IS NOT NULL AND key_id IS NOT NULL))
     );
     "#,
+    // 7: runtime variables' writes (see `variables.rs`): one row per write,
+    // the newest index is the current value; the newest writes are kept.
+    r#"
+    CREATE TABLE variable_values (
+        name       TEXT NOT NULL,
+        idx        INTEGER NOT NULL CHECK (idx > 0),
+        value      TEXT NOT NULL,
+        written_at INTEGER NOT NULL,
+        written_by TEXT NOT NULL,
+        PRIMARY KEY (name, idx)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -379,6 +379,29 @@ impl Tokens for FaultyStore {
     }
 }
 
+impl glint_store::Variables for FaultyStore {
+    fn variable(&self, name: &str) -> Result<Option<glint_store::VariableRecord>, StoreError> {
+        self.inner.variable(name)
+    }
+    fn set_variable(
+        &self,
+        name: &str,
+        value: &str,
+        cas: u64,
+        written_by: &str,
+    ) -> Result<Result<glint_store::VariableRecord, glint_store::CasConflict>, StoreError> {
+        self.write()?;
+        self.inner.set_variable(name, value, cas, written_by)
+    }
+    fn variable_history(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<glint_store::VariableRecord>, StoreError> {
+        self.inner.variable_history(name, limit)
+    }
+}
+
 impl Secrets for FaultyStore {
     fn secrets(&self) -> Result<Vec<glint_store::SecretRecord>, StoreError> {
         self.inner.secrets()
