@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 /// The capabilities this build enforces on this machine:
 ///
 /// - autoscaling, always;
+/// - literal and runtime variables, always: readers get them in
+///   `/run/glint/vars` and through the instance API, which checks readers
+///   and writers against each caller's identity (process instances, plain
+///   or namespaced, and Docker containers alike);
 /// - volumes, where process instances get their own namespaces (root; the
 ///   volume is bound into them) — Docker mounts its named volumes either
 ///   way;
@@ -31,10 +35,12 @@ use std::path::{Path, PathBuf};
 ///   machine offers the cgroup memory, cpu and pids controllers (v2, or
 ///   v1).
 ///
-/// Firewall rules and variables are recorded but not acted on yet, and
-/// every compilation says so.
+/// Firewall rules are recorded but not acted on yet, and every
+/// compilation says so.
 pub fn enforced() -> Capabilities {
-    let mut c = Capabilities::none().with(Capability::Autoscale);
+    let mut c = Capabilities::none()
+        .with(Capability::Autoscale)
+        .with(Capability::Variables);
     if glint_sandbox::available() {
         c.insert(Capability::Volumes);
         if glint_provider::process::cgroup::Cgroups::detect().is_some() {

@@ -164,13 +164,33 @@ pub async fn start(
         store_id,
         state_dir: dir.join("docker"),
     });
+    // The instance API (variables, identities): its own socket, bound
+    // into instances; tokens signed with the data directory's key.
+    let instance_socket = glint_conductor::instance_api::socket_path(&dir);
+    let issuer = glint_conductor::identity::Issuer::load(
+        &dir,
+        glint_conductor::identity::DEFAULT_TTL,
+        Some(instance_socket.clone()),
+    )
+    .map_err(|e| fail_io("cannot load the instance identity key", &e))?;
+    let instance_api = glint_conductor::instance_api::bind(&dir).map_err(|e| {
+        fail_io(
+            format_args!(
+                "cannot listen on the instance API socket {}",
+                instance_socket.display()
+            ),
+            &e,
+        )
+    })?;
     let mut setup = Setup::new(store.clone(), lease, images.clone(), plane);
+    setup.instance_api = Some(instance_api);
     setup.providers = providers;
     setup.factory = Some(factory);
     setup.config = Config {
         mode,
         api: Some(socket.display().to_string()),
         secrets_dir: Some(dir.clone()),
+        identity: Some(Arc::new(issuer)),
         ..Config::default()
     };
     let handle = glint_conductor::start(setup)

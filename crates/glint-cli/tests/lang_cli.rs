@@ -337,16 +337,18 @@ fn check_warns_exactly_about_what_this_build_does_not_enforce_here() {
     let err = text(&out.stderr);
     for expected in [
         "warning[E0600]: firewall rules are declared but not enforced yet",
-        "warning[E0601]: literal and runtime variables are declared but not enforced yet",
         "rule `web_to_api`: not enforced",
-        "variable `feature_flags`: not enforced",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
-    // Secret variables are delivered (/run/secrets): never warned about.
+    // Variables are enforced (readers get them, the instance API checks
+    // readers and writers): never warned about, secret or not. (A build
+    // without the capability still warns: glint-lang's E0601 snapshot.)
+    assert!(!err.contains("E0601"), "{err}");
+    assert!(!err.contains("variable `feature_flags`"), "{err}");
     assert!(!err.contains("variable `db_password`"), "{err}");
     assert!(
-        text(&out.stdout).contains("3 variables (1 secret)"),
+        text(&out.stdout).contains("3 variables (1 literal, 1 runtime, 1 secret)"),
         "check counts variables and secrets: {}",
         text(&out.stdout)
     );

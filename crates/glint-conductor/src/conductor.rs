@@ -56,6 +56,10 @@ pub struct Setup {
     pub dataplane: Arc<dyn DataPlane>,
     /// Settings.
     pub config: Config,
+    /// The bound instance API socket ([`crate::instance_api::bind`]),
+    /// served with `config.identity` while the conductor runs; `None`: no
+    /// instance API.
+    pub instance_api: Option<std::os::unix::net::UnixListener>,
 }
 
 impl Setup {
@@ -78,6 +82,7 @@ impl Setup {
             clock: Arc::new(SystemClock),
             dataplane,
             config: Config::default(),
+            instance_api: None,
         }
     }
 }
@@ -89,7 +94,16 @@ pub struct ConductorHandle {
     metrics: Arc<Metrics>,
     status: watch::Receiver<Arc<Status>>,
     task: JoinHandle<()>,
+    instance_api: Option<JoinHandle<()>>,
     _lease: Arc<Lease>,
+}
+
+impl Drop for ConductorHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.instance_api.take() {
+            t.abort();
+        }
+    }
 }
 
 impl ConductorHandle {
@@ -115,7 +129,7 @@ impl ConductorHandle {
     /// Stops the conductor. With `stop_instances`, every instance is drained
     /// and terminated first (`glint up` on Ctrl-C); without, instances keep
     /// running and the next conductor adopts them (`glint conductor`).
-    pub async fn shutdown(self, stop_instances: bool) {
+    pub async fn shutdown(mut self, stop_instances: bool) {
         let (done, wait) = oneshot::channel();
         if self
             .commands
@@ -127,7 +141,10 @@ impl ConductorHandle {
         {
             let _ = wait.await;
         }
-        let _ = self.task.await;
+        if let Some(t) = self.instance_api.take() {
+            t.abort();
+        }
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -173,6 +190,7 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
         clock,
         dataplane,
         config,
+        instance_api,
     } = setup;
     let store_id = store.store_id()?;
     let fenced = store.fenced(lease.epoch);
@@ -191,6 +209,19 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
         policy: backoff::Policy::DEFAULT,
         metrics: metrics.clone(),
     };
+    let instance_api = match (instance_api, ctx.config.identity.clone()) {
+        (Some(listener), Some(issuer)) => Some(
+            crate::instance_api::serve(
+                listener,
+                fenced.clone(),
+                issuer,
+                ctx.events.clone(),
+                ctx.clock.clone(),
+            )
+            .map_err(|e| StoreError::Unavailable(format!("cannot serve the instance API: {e}")))?,
+        ),
+        _ => None,
+    };
     let world = World::new(fenced, providers);
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     let (commands, rx) = mpsc::unbounded_channel();
@@ -203,6 +234,7 @@ pub async fn start(setup: Setup) -> Result<ConductorHandle, StoreError> {
         metrics,
         status: status_rx,
         task,
+        instance_api,
         _lease: Arc::new(lease),
     })
 }

@@ -453,6 +453,29 @@ pub enum ConductorEvent {
         /// Bytes declared.
         size: u64,
     },
+    /// A runtime variable was written by a writer instance (through the
+    /// instance API). Names the variable and its index, never the value.
+    VariableWritten {
+        /// The variable.
+        name: String,
+        /// Its new version index.
+        index: u64,
+        /// The writer instance.
+        by: InstanceId,
+    },
+    /// An access through the instance API was refused: an incident, since
+    /// an instance asked for what its declarations do not give it (or a
+    /// caller had no valid identity).
+    VariableRefused {
+        /// The variable asked for (`None`: the route named none).
+        name: Option<String>,
+        /// `read` or `write`.
+        access: &'static str,
+        /// The caller, when its identity was valid.
+        by: Option<InstanceId>,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl ConductorEvent {
@@ -871,6 +894,36 @@ impl ConductorEvent {
                 ),
             )
             .instance(id),
+            E::VariableWritten { name, index, by } => NewEvent::info(
+                EventKind::VariableWritten,
+                format!("variable {name} written by {by} (index {index})"),
+            )
+            .instance(by)
+            .details(serde_json::json!({ "variable": name, "index": index })),
+            E::VariableRefused {
+                name,
+                access,
+                by,
+                reason,
+            } => {
+                let what = name
+                    .as_ref()
+                    .map(|n| format!("variable {n}"))
+                    .unwrap_or_else(|| "the instance API".to_owned());
+                let who = by
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "a caller without a valid identity".to_owned());
+                let e = NewEvent::incident(
+                    EventKind::VariableRefused,
+                    format!("{who} was refused {access} access to {what}: {reason}"),
+                )
+                .details(serde_json::json!({ "variable": name, "access": access }));
+                match by {
+                    Some(b) => e.instance(b),
+                    None => e,
+                }
+            }
             E::SecretSet { name, version, by } => NewEvent::info(
                 EventKind::SecretSet,
                 format!("secret {name} set to version {version} by {by} (glint secret set)"),
@@ -938,6 +991,11 @@ impl ConductorEvent {
             E::BackingOff { service, .. } => Some(format!("backoff/{service}")),
             E::VolumeHeld { id, volume, .. } => Some(format!("volume_held/{}/{volume}", svc(id))),
             E::VolumeOverSize { volume, .. } => Some(format!("volume_over_size/{volume}")),
+            E::VariableRefused { name, by, .. } => Some(format!(
+                "variable_refused/{}/{}",
+                by.as_ref().map(|b| b.as_str()).unwrap_or("-"),
+                name.as_deref().unwrap_or("-")
+            )),
             E::ImageRejected { id, error, .. } => {
                 Some(format!("image_rejected/{}/{error}", svc(id)))
             }

@@ -91,6 +91,7 @@ fn from_shape(
         // Values are added at launch time only ([`with_secrets`]): the
         // shape holds names and versions.
         secrets: Vec::new(),
+        glint: None,
     }
 }
 
@@ -133,6 +134,56 @@ pub fn secret_files(
         }
     }
     Ok(out)
+}
+
+/// What instance `labels.instance` gets under `/run/glint`: an identity
+/// issued at `now`, the variables its service reads (literal values, and
+/// runtime ones as they are now: written, or their initial value) and the
+/// instance API socket. Secret variables are not here (`/run/secrets`).
+pub fn glint_files(
+    issuer: &crate::identity::Issuer,
+    store: &dyn glint_store::Store,
+    env: &glint_model::Environment,
+    labels: &Labels,
+    now: i64,
+) -> Result<glint_provider::GlintFiles, String> {
+    use glint_model::VariableValue;
+    let claims = issuer.claims(
+        &labels.service,
+        &labels.instance,
+        labels.version,
+        &labels.environment,
+        now,
+    );
+    let token = issuer.issue(&claims);
+    let mut variables = Vec::new();
+    for (name, v) in &env.variables {
+        if !v.readers.contains(&labels.service) && !v.writers.contains(&labels.service) {
+            continue;
+        }
+        let value = match &v.value {
+            VariableValue::Literal(value) => Some(value.clone()),
+            VariableValue::Runtime(initial) => match store.variable(name.as_str()) {
+                Ok(Some(r)) => Some(r.value),
+                Ok(None) => initial.clone(),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read variable {name}: {}",
+                        crate::error_chain(&e)
+                    ));
+                }
+            },
+            VariableValue::Secret(_) => None,
+        };
+        if let Some(value) = value {
+            variables.push((name.to_string(), value));
+        }
+    }
+    Ok(glint_provider::GlintFiles {
+        identity: glint_provider::SecretValue::from_vec(token.into_bytes()),
+        variables,
+        api_socket: issuer.api_socket.clone(),
+    })
 }
 
 /// The spec with its prepared (verified) image.

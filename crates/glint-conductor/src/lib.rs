@@ -36,7 +36,9 @@
 //! - [`status`]: the live status snapshot;
 //! - [`metrics`]: the Prometheus figures (`/metrics`);
 //! - [`http`]: the HTTP API (`/v1/…`), its tokens and roles, audit, the
-//!   OpenAPI document and the dashboard.
+//!   OpenAPI document and the dashboard;
+//! - [`identity`]: instances' signed identity tokens;
+//!   [`instance_api`]: the API instances call with them (variables).
 
 pub mod api;
 pub mod autoscale;
@@ -48,7 +50,9 @@ pub mod driver;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod images;
+pub mod instance_api;
 pub mod launch;
 pub mod leadership;
 pub mod load;

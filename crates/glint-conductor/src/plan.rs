@@ -64,6 +64,21 @@ pub struct Shape<'a> {
     /// hash when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) secrets: Vec<(&'a str, u64)>,
+    /// The literal and runtime variables the service reads or writes, with
+    /// a hash of each literal value (runtime ones: `None`; their values
+    /// change at run time, through the API, and replace nobody). A changed
+    /// literal replaces its readers, as any configuration change. Left out
+    /// of the hash when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) variables: Vec<(&'a str, Option<String>)>,
+}
+
+/// A short hash of a variable's literal value (shown by `plan`, in launch
+/// shapes), never the value.
+pub fn value_hash(value: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(value.as_bytes());
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The launch shape of `service` in `target`, if the service exists.
@@ -99,6 +114,20 @@ pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
             .secrets_of(service)
             .into_iter()
             .map(|n| (n, target.env.secret_versions.get(n).copied().unwrap_or(0)))
+            .collect(),
+        variables: target
+            .env
+            .variables_of(service)
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str(),
+                    match &v.value {
+                        glint_model::VariableValue::Literal(value) => Some(value_hash(value)),
+                        _ => None,
+                    },
+                )
+            })
             .collect(),
     })
 }
@@ -163,6 +192,21 @@ pub fn replace_reasons(old: Target<'_>, new: Target<'_>, service: &Name) -> Vec<
     for (name, _) in &o.secrets {
         if !n.secrets.iter().any(|(n, _)| n == name) {
             why.push(format!("no longer reads secret {name}"));
+        }
+    }
+    for (name, hash) in &n.variables {
+        match o.variables.iter().find(|(o, _)| o == name) {
+            None => why.push(format!("reads variable {name}")),
+            Some((_, old)) if old != hash => why.push(match (old, hash) {
+                (Some(a), Some(b)) => format!("variable {name} changed ({a} → {b})"),
+                _ => format!("variable {name} changed source"),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &o.variables {
+        if !n.variables.iter().any(|(n, _)| n == name) {
+            why.push(format!("no longer reads variable {name}"));
         }
     }
     why
@@ -323,6 +367,24 @@ pub struct SecretPlan {
     pub readers: Vec<Name>,
 }
 
+/// A literal or runtime variable of the candidate: its name, where its
+/// value comes from and a hash of a literal value, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VariablePlan {
+    /// The variable.
+    pub name: Name,
+    /// `literal` or `runtime`.
+    pub source: String,
+    /// A hash of the literal value (or of a runtime variable's initial one).
+    pub hash: Option<String>,
+    /// The hash in the current version, if it declares the variable.
+    pub previous: Option<String>,
+    /// Who may read it.
+    pub readers: Vec<Name>,
+    /// Who may write it (runtime variables).
+    pub writers: Vec<Name>,
+}
+
 /// What happens to an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EndpointPlan {
@@ -352,6 +414,9 @@ pub struct Plan {
     /// Per secret the candidate reads, sorted by name.
     #[serde(default)]
     pub secrets: Vec<SecretPlan>,
+    /// Per literal or runtime variable, sorted by name.
+    #[serde(default)]
+    pub variables: Vec<VariablePlan>,
 }
 
 impl Plan {
@@ -594,6 +659,30 @@ pub fn plan_scaled(
             readers: readers.into_iter().cloned().collect(),
         })
         .collect();
+    let declared_hash = |v: &glint_model::Variable| match &v.value {
+        glint_model::VariableValue::Literal(x) => Some(value_hash(x)),
+        glint_model::VariableValue::Runtime(x) => x.as_deref().map(value_hash),
+        glint_model::VariableValue::Secret(_) => None,
+    };
+    let variables = next
+        .env
+        .variables
+        .iter()
+        .filter(|(_, v)| !matches!(v.value, glint_model::VariableValue::Secret(_)))
+        .map(|(name, v)| VariablePlan {
+            name: name.clone(),
+            source: match v.value {
+                glint_model::VariableValue::Runtime(_) => "runtime".into(),
+                _ => "literal".into(),
+            },
+            hash: declared_hash(v),
+            previous: current
+                .and_then(|(_, c)| c.env.variables.get(name))
+                .and_then(declared_hash),
+            readers: v.readers.clone(),
+            writers: v.writers.clone(),
+        })
+        .collect();
     let no_changes = current.is_some_and(|(_, c)| {
         glint_store::versions::content_hash(c.env, c.images)
             == glint_store::versions::content_hash(next.env, next.images)
@@ -605,6 +694,7 @@ pub fn plan_scaled(
         endpoints,
         volumes,
         secrets,
+        variables,
     }
 }
 

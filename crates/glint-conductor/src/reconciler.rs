@@ -200,6 +200,10 @@ pub struct Config {
     /// (`secrets.key`, unless `GLINT_MASTER_KEY` is set); `None`: readers
     /// of secrets cannot be launched.
     pub secrets_dir: Option<std::path::PathBuf>,
+    /// Issues instances' identities (`/run/glint/identity`) and names the
+    /// instance API socket they get; `None`: instances get no `/run/glint`
+    /// (and variables are not delivered).
+    pub identity: Option<Arc<crate::identity::Issuer>>,
 }
 
 impl Default for Config {
@@ -211,6 +215,7 @@ impl Default for Config {
             resync: Duration::from_secs(2),
             heartbeat: Duration::from_secs(2),
             secrets_dir: None,
+            identity: None,
         }
     }
 }

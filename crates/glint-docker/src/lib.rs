@@ -57,7 +57,7 @@ use bollard::query_parameters::{
 };
 use glint_model::{InstanceId, Labels, Name, ProviderKind};
 pub use glint_provider::DriftKind;
-use glint_provider::process::secrets;
+use glint_provider::process::{glint_dir, secrets};
 use glint_provider::{
     LaunchSpec, Observed, Provider, ProviderError, ProviderEvent, RunState, Usage, VolumeInfo,
 };
@@ -396,6 +396,12 @@ impl Provider for DockerProvider {
         if !spec.secrets.is_empty() {
             secrets::write(&store, &instance, &spec.secrets)?;
         }
+        if let Some(files) = &spec.glint
+            && let Err(e) = glint_dir::write(&store, &instance, files)
+        {
+            secrets::remove(&store, &instance);
+            return Err(e);
+        }
         let name = self.container_name(&instance);
         let body = spec::create_body(&spec, &image, &self.inner.network);
         drop(spec);
@@ -414,6 +420,7 @@ impl Provider for DockerProvider {
             Ok(c) => c,
             Err(e) => {
                 secrets::remove(&store, &instance);
+                glint_dir::remove(&store, &instance);
                 return Err(fail(format!("docker create {name}: {e}")));
             }
         };
@@ -440,6 +447,7 @@ impl Provider for DockerProvider {
                 self.inner.unwatch(&instance);
                 self.discard(&created.id).await;
                 secrets::remove(&store, &instance);
+                glint_dir::remove(&store, &instance);
                 Err(e)
             }
         }
@@ -497,6 +505,7 @@ impl Provider for DockerProvider {
 
     async fn remove(&self, instance: &InstanceId) -> Result<(), ProviderError> {
         secrets::remove(&self.inner.store, instance);
+        glint_dir::remove(&self.inner.store, instance);
         let Some(c) = self.find(instance).await? else {
             self.inner.unwatch(instance);
             return Ok(());

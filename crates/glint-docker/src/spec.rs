@@ -112,6 +112,24 @@ pub fn create_body(spec: &LaunchSpec, image: &str, network: &str) -> ContainerCr
         });
     }
     let mut env: BTreeMap<String, String> = spec.env.clone();
+    if let Some(files) = &spec.glint {
+        // Identity, variables and the instance API: the same directory
+        // as process instances', bound read-only at /run/glint.
+        use glint_provider::process::glint_dir;
+        let dir = glint_dir::instance_dir(&spec.labels.store, &spec.labels.instance);
+        let bind = |source: &std::path::Path, target: &str| Mount {
+            target: Some(target.to_owned()),
+            source: Some(source.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        mounts.push(bind(&dir, glint_dir::MOUNT_POINT));
+        if let Some(api) = glint_dir::api_dir(files) {
+            mounts.push(bind(api, glint_dir::API_MOUNT_POINT));
+        }
+        env.extend(glint_dir::env(&dir, files, true));
+    }
     env.insert("PORT".into(), spec.port.to_string());
     env.entry("HOST".into()).or_insert_with(|| "0.0.0.0".into());
     let host_config = HostConfig {

@@ -82,6 +82,16 @@ impl Environment {
         out
     }
 
+    /// The literal and runtime variables `service` reads or writes, by
+    /// name (secret variables are [`Environment::secrets_of`]).
+    pub fn variables_of(&self, service: &Name) -> Vec<(&Name, &Variable)> {
+        self.variables
+            .iter()
+            .filter(|(_, v)| !matches!(v.value, VariableValue::Secret(_)))
+            .filter(|(_, v)| v.readers.contains(service) || v.writers.contains(service))
+            .collect()
+    }
+
     /// An environment with nothing declared.
     pub fn empty(name: Name) -> Environment {
         Environment {

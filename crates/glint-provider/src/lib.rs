@@ -64,6 +64,25 @@ pub struct LaunchSpec {
     /// the spec: `LaunchSpec` is never serialised, and a value's `Debug`
     /// shows its length only.
     pub secrets: Vec<SecretFile>,
+    /// What Glint gives the instance under `/run/glint`: its identity, the
+    /// variables it reads and the way to the instance API (see
+    /// [`process::glint_dir`]). `None`: nothing (a conductor without an
+    /// instance API, the simulated provider's tests).
+    pub glint: Option<GlintFiles>,
+}
+
+/// The files an instance gets under `/run/glint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlintFiles {
+    /// Its signed identity token (`/run/glint/identity`), renewed by the
+    /// conductor; never in the environment.
+    pub identity: SecretValue,
+    /// The variables it reads, by name, with their values at launch
+    /// (`/run/glint/vars/NAME`).
+    pub variables: Vec<(String, String)>,
+    /// The conductor's instance API socket on the host; its directory is
+    /// bound at `/run/glint-api` and `/run/glint/glint.sock` points to it.
+    pub api_socket: Option<PathBuf>,
 }
 
 /// A secret an instance gets as the file `/run/secrets/NAME`.
@@ -86,6 +105,11 @@ impl SecretValue {
     /// Wraps a value.
     pub fn new(value: zeroize::Zeroizing<Vec<u8>>) -> SecretValue {
         SecretValue(value)
+    }
+
+    /// Takes `value` (zeroed when dropped from now on).
+    pub fn from_vec(value: Vec<u8>) -> SecretValue {
+        SecretValue(zeroize::Zeroizing::new(value))
     }
 
     /// The bytes.

@@ -142,6 +142,10 @@ pub enum EventKind {
     SecretRemoved,
     /// Every secret's data key was re-wrapped under a new master key.
     SecretKeyRotated,
+    /// A runtime variable was written through the instance API.
+    VariableWritten,
+    /// An access through the instance API was refused (an incident).
+    VariableRefused,
 }
 
 impl EventKind {
@@ -192,6 +196,8 @@ impl EventKind {
             EventKind::SecretSet => "secret.set",
             EventKind::SecretRemoved => "secret.removed",
             EventKind::SecretKeyRotated => "secret.key_rotated",
+            EventKind::VariableWritten => "variable.written",
+            EventKind::VariableRefused => "variable.refused",
         }
     }
 }

@@ -17,6 +17,13 @@
 //!   `$GLINT_SECRETS_DIR/<name>` for a plain instance), `404` when it has
 //!   none — what a reader of a secret sees (for the secrets tests; the demo
 //!   prints a secret because that is what it is for);
+//! - `GET /var/<name>[?index=N&wait=D]` asks the instance API (the socket
+//!   `$GLINT_API_SOCKET`, with the token in `$GLINT_IDENTITY_FILE`) for
+//!   variable `<name>` and answers `200` with the API's status code on the
+//!   first line and its body after it; `GET /setvar/<name>?value=V[&cas=N]`
+//!   (or `size=N` for a value of N bytes) writes it the same way; `GET
+//!   /varfile/<name>` answers the file `$GLINT_VARS_DIR/<name>` (for the
+//!   variables tests);
 //! - anything else is `404`.
 //!
 //! It listens on `HOST:PORT` (defaults `0.0.0.0` and `8080`), after an optional
@@ -167,6 +174,7 @@ fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) 
     if method != "GET" && method != "HEAD" {
         return ("405 Method Not Allowed", "method not allowed\n".into());
     }
+    let full = path;
     let path = path.split('?').next().unwrap_or(path);
     match path {
         "/" => (
@@ -213,9 +221,76 @@ fn respond(method: &str, path: &str, config: &Config) -> (&'static str, String) 
                     Ok(v) => ("200 OK", String::from_utf8_lossy(&v).into_owned()),
                     Err(_) => ("404 Not Found", "no such secret\n".into()),
                 }
+            } else if let Some(name) = path.strip_prefix("/var/") {
+                let query = full.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let target = if query.is_empty() {
+                    format!("/v1/variables/{name}")
+                } else {
+                    format!("/v1/variables/{name}?{query}")
+                };
+                ("200 OK", instance_api("GET", &target, b""))
+            } else if let Some(name) = path.strip_prefix("/setvar/") {
+                let param = |k: &str| {
+                    full.split_once('?')
+                        .map(|(_, q)| q)
+                        .unwrap_or("")
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                };
+                let value = match param("size").and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) => "x".repeat(n.min(1 << 20)),
+                    None => param("value").unwrap_or("").to_owned(),
+                };
+                let target = match param("cas") {
+                    Some(c) => format!("/v1/variables/{name}?cas={c}"),
+                    None => format!("/v1/variables/{name}"),
+                };
+                ("200 OK", instance_api("PUT", &target, value.as_bytes()))
+            } else if let Some(name) = path.strip_prefix("/varfile/") {
+                if name.contains('/') || name.starts_with('.') {
+                    return ("400 Bad Request", "bad variable name\n".into());
+                }
+                let dir = env::var("GLINT_VARS_DIR").unwrap_or_else(|_| "/run/glint/vars".into());
+                match std::fs::read(std::path::Path::new(&dir).join(name)) {
+                    Ok(v) => ("200 OK", String::from_utf8_lossy(&v).into_owned()),
+                    Err(_) => ("404 Not Found", "no such variable file\n".into()),
+                }
             } else {
                 ("404 Not Found", "not found\n".into())
             }
         }
     }
+}
+
+/// One request to the instance API over its unix socket, with this
+/// instance's identity: `"<status code>\n<body>"`, or `"000\n<error>"`
+/// when the API cannot be reached.
+fn instance_api(method: &str, target: &str, body: &[u8]) -> String {
+    let call = || -> std::io::Result<String> {
+        let socket =
+            env::var("GLINT_API_SOCKET").unwrap_or_else(|_| "/run/glint/glint.sock".into());
+        let identity =
+            env::var("GLINT_IDENTITY_FILE").unwrap_or_else(|_| "/run/glint/identity".into());
+        let token = std::fs::read_to_string(identity)?;
+        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(330)))?;
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nhost: glint\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            token.trim(),
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        stream.write_all(&request)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let code = text.split_whitespace().nth(1).unwrap_or("000").to_owned();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok(format!("{code}\n{body}"))
+    };
+    call().unwrap_or_else(|e| format!("000\n{e}"))
 }

@@ -46,8 +46,18 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
             let _ = err.write_all(rendered.as_bytes());
             if let Some(env) = env {
                 let secrets = env.secret_readers().len();
+                let runtime = env
+                    .variables
+                    .values()
+                    .filter(|v| matches!(v.value, glint_model::VariableValue::Runtime(_)))
+                    .count();
+                let literal = env
+                    .variables
+                    .values()
+                    .filter(|v| matches!(v.value, glint_model::VariableValue::Literal(_)))
+                    .count();
                 let summary = format!(
-                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} secret{}), {} polic{} (hash {})",
+                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} literal, {} runtime, {} secret{}), {} polic{} (hash {})",
                     env.name,
                     env.images.len(),
                     plural(env.images.len()),
@@ -61,6 +71,8 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     plural(env.rules.len()),
                     env.variables.len(),
                     plural(env.variables.len()),
+                    literal,
+                    runtime,
                     secrets,
                     plural(secrets),
                     env.policies.len(),

@@ -212,6 +212,37 @@ pub fn render(p: &Plan, paint: Paint) -> String {
             }
         ));
     }
+    for vp in &p.variables {
+        let list = |names: &[Name]| {
+            if names.is_empty() {
+                "nothing".to_owned()
+            } else {
+                names
+                    .iter()
+                    .map(Name::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let shown = |h: &Option<String>| h.clone().unwrap_or_else(|| "no value".into());
+        let (sym, what) = match (&vp.previous, &vp.hash) {
+            (Some(a), Some(b)) if a != b && vp.source == "literal" => {
+                (paint.yellow("~"), format!("changed ({a} → {b})"))
+            }
+            (_, h) => (" ".to_owned(), shown(h)),
+        };
+        let writers = if vp.source == "runtime" {
+            format!(", written by {}", list(&vp.writers))
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{sym} variable {} ({}): {what} — read by {}{writers}\n",
+            paint.bold(vp.name.as_str()),
+            vp.source,
+            list(&vp.readers),
+        ));
+    }
     let (c, r, t) = p.totals();
     out.push_str(&format!(
         "\n{} {c} to create, {r} to replace, {t} to retire. Instances are never modified in place.\n",

@@ -312,6 +312,8 @@ impl Instances {
         let post = self.inbox.post();
         let store = ctx.store.clone();
         let secrets_dir = ctx.config.secrets_dir.clone();
+        let identity = ctx.config.identity.clone();
+        let now = ctx.now();
         let service = service.clone();
         tokio::spawn(async move {
             let r = async {
@@ -332,6 +334,15 @@ impl Instances {
                     message,
                     tampered: false,
                 })?;
+                if let Some(issuer) = &identity {
+                    spec.glint = Some(
+                        launch::glint_files(issuer, store.as_ref(), &target.env, &spec.labels, now)
+                            .map_err(|message| LaunchError {
+                                message,
+                                tampered: false,
+                            })?,
+                    );
+                }
                 let image = tokio::task::spawn_blocking(move || images.prepare(&digest, kind))
                     .await
                     .map_err(|e| LaunchError {

@@ -15,7 +15,9 @@
 //! 7. [`rollouts`]: the target version's rollout — announcements, progress,
 //!    convergence, failure and automatic rollback;
 //! 8. [`endpoints`]: the data plane's endpoints and their backends;
-//! 9. [`heartbeat`]: the conductor's heartbeat in the store.
+//! 9. [`identities`]: running instances' identity tokens renewed before
+//!    they expire;
+//! 10. [`heartbeat`]: the conductor's heartbeat in the store.
 //!
 //! Each is one file with its own status. A new capability is a new file
 //! here and one line in [`all`].
@@ -23,6 +25,7 @@
 pub mod autoscale;
 pub mod endpoints;
 pub mod heartbeat;
+pub mod identities;
 pub mod instances;
 pub mod inventory;
 pub mod probes;
@@ -52,6 +55,7 @@ pub fn all(
         Box::new(instances::Instances::new(waker, dataplane.clone())),
         Box::new(rollouts::Rollouts::default()),
         Box::new(endpoints::Endpoints::new(dataplane)),
+        Box::new(identities::Identities::default()),
         Box::new(heartbeat::Heartbeat::default()),
     ]
 }

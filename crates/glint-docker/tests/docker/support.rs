@@ -356,6 +356,7 @@ impl Fixture {
         LaunchSpec {
             mounts: Vec::new(),
             secrets: Vec::new(),
+            glint: None,
             labels: Labels {
                 store: self.store.clone(),
                 environment: self.env.clone(),

@@ -77,9 +77,12 @@
 //!
 //! A spec's secrets are written to a per-instance directory on the tmpfs
 //! `/dev/shm` and bound read-only at `/run/secrets` (a plain instance gets
-//! the directory's path in `GLINT_SECRETS_DIR`); see [`secrets`].
+//! the directory's path in `GLINT_SECRETS_DIR`); see [`secrets`]. Its
+//! identity, variables and the instance API socket go the same way to
+//! `/run/glint` (see [`glint_dir`]).
 
 pub mod cgroup;
+pub mod glint_dir;
 mod logs;
 mod ns;
 mod procfs;
@@ -723,6 +726,7 @@ impl Inner {
                 .cloned()
                 .collect();
             secrets::sweep(&self.store, &known);
+            glint_dir::sweep(&self.store, &known);
         }
         let run = record::run_dir(&self.state_dir);
         let Ok(entries) = std::fs::read_dir(&run) else {
@@ -1097,6 +1101,7 @@ impl ProcessProvider {
             spawned: None,
             cgroup: None,
             secrets: None,
+            glint_dir: false,
         };
 
         // Volumes: created if new, bound at their paths; a read-write one
@@ -1145,6 +1150,27 @@ impl ProcessProvider {
                     .push(Bind::read_only(d.clone(), secrets::MOUNT_POINT));
             }
             Some(d)
+        };
+        // Identity, variables, the instance API: /run/glint, on a tmpfs
+        // too (a plain instance is told the paths); see `glint_dir.rs`.
+        let glint_env = match &spec.glint {
+            None => Vec::new(),
+            Some(files) => {
+                let d = glint_dir::write(&inner.store, &id, files)?;
+                guard.glint_dir = true;
+                let bound = inner.isolation == Isolation::Namespaces;
+                if bound {
+                    attach
+                        .binds
+                        .push(Bind::read_only(d.clone(), glint_dir::MOUNT_POINT));
+                    if let Some(api) = glint_dir::api_dir(files) {
+                        attach
+                            .binds
+                            .push(Bind::read_only(api.to_owned(), glint_dir::API_MOUNT_POINT));
+                    }
+                }
+                glint_dir::env(&d, files, bound)
+            }
         };
         // Its own cgroup with the declared limits, unless the caller
         // attached cgroups itself.
@@ -1223,6 +1249,7 @@ impl ProcessProvider {
         if let (Some(d), Isolation::None) = (&secrets_dir, inner.isolation) {
             env.insert(secrets::DIR_ENV.into(), d.display().to_string());
         }
+        env.extend(glint_env);
         let started_at = SystemTime::now();
         let start_err = |e| {
             fail(
@@ -1329,6 +1356,7 @@ impl ProcessProvider {
         guard.dir = None;
         guard.cgroup = None;
         guard.secrets = None;
+        guard.glint_dir = false;
         inner.track_running(
             spec.labels,
             mode,
@@ -1419,6 +1447,7 @@ impl Provider for ProcessProvider {
             w.abort();
         }
         secrets::remove(&self.inner.store, instance);
+        glint_dir::remove(&self.inner.store, instance);
         let dir = self.inner.instance_dir(instance);
         remove_dir_all_if_exists(&dir).map_err(|source| ProviderError::Io {
             what: "cannot remove instance directory".into(),
@@ -1504,6 +1533,9 @@ struct LaunchGuard<'a> {
     cgroup: Option<cgroup::InstanceCgroup>,
     /// The instance's secrets directory, removed if the launch fails.
     secrets: Option<PathBuf>,
+    /// Whether the instance's `/run/glint` directory was written (removed
+    /// if the launch fails).
+    glint_dir: bool,
 }
 
 /// A leader started by a launch that has not finished yet.
@@ -1530,6 +1562,9 @@ impl Drop for LaunchGuard<'_> {
         }
         if self.secrets.take().is_some() {
             secrets::remove(&self.inner.store, self.id);
+        }
+        if std::mem::take(&mut self.glint_dir) {
+            glint_dir::remove(&self.inner.store, self.id);
         }
         for dir in [self.dir.take(), self.logs.take()].into_iter().flatten() {
             if let Err(e) = remove_dir_all_if_exists(&dir) {
