@@ -286,6 +286,7 @@ impl Drop for Ctx {
             // Instances' secrets (a tmpfs directory the provider removes
             // with each instance; the test killed them instead).
             let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-secrets-{id}"));
+            let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-run-{id}"));
         }
     }
 }
