@@ -155,6 +155,25 @@ fn from_outside(ctx: &Ctx, path: &str, token: Option<&str>) -> (u16, String) {
     (status, buf.split_once("\r\n\r\n").unwrap().1.to_owned())
 }
 
+/// Waits until process `pid` is gone or a zombie whose last thread ended
+/// (its lock on the data directory released).
+fn wait_dead(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().and_then(|r| r.trim().chars().next()));
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if state.is_none() || (state == Some('Z') && threads <= 1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} does not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An instance's identity token, read from its directory on the host.
 fn token_of(ctx: &Ctx, id: &str) -> String {
     std::fs::read_to_string(format!(
@@ -353,11 +372,14 @@ fn a_changed_literal_rolls_its_readers_retired_identities_open_nothing_and_value
     unsafe {
         libc::kill(conductor as i32, libc::SIGKILL);
     }
+    wait_dead(conductor as i32);
     ctx.spawn("conductor-2", &["conductor"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ctx.status()["conductor"]["running"] == true
-        && ctx.status()["conductor"]["pid"] != conductor)
-    {
+    loop {
+        let s = ctx.status();
+        if s["conductor"]["running"] == true && s["conductor"]["pid"] != conductor {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
             "no second conductor; its output:\n{}",
