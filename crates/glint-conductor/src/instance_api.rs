@@ -97,8 +97,14 @@ struct Api {
     /// Moved by every write, to wake blocking queries.
     written: watch::Sender<u64>,
     /// The current version's environment, kept while it is current.
-    target: Arc<Mutex<Option<(VersionNumber, Arc<Environment>)>>>,
+    target: Arc<Mutex<Cached>>,
 }
+
+/// The current version's number and environment, once read.
+type Cached = Option<(VersionNumber, Arc<Environment>)>;
+
+/// A response that ends a request early (boxed: responses are large).
+type Early = Box<Response>;
 
 /// The peer process of a connection (`SO_PEERCRED`), when known.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +171,13 @@ fn refusal(status: StatusCode, error: String, allowed: Option<(&str, Vec<String>
 }
 
 /// A refused request: the response, and the incident recorded.
-struct Refused(Response);
+struct Refused(Early);
+
+impl Refused {
+    fn into_inner(self) -> Response {
+        *self.0
+    }
+}
 
 impl Api {
     fn now(&self) -> i64 {
@@ -187,7 +199,7 @@ impl Api {
             by: by.map(|c| c.instance.clone()),
             reason: reason.clone(),
         });
-        Refused(refusal(status, reason, allowed))
+        Refused(Box::new(refusal(status, reason, allowed)))
     }
 
     /// The caller, if its identity holds (see the module documentation).
@@ -230,11 +242,11 @@ impl Api {
         let live = match self.store.instance(&claims.instance) {
             Ok(r) => r,
             Err(e) => {
-                return Err(Refused(refusal(
+                return Err(Refused(Box::new(refusal(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the store cannot be read: {}", crate::error_chain(&e)),
                     None,
-                )));
+                ))));
             }
         };
         match live.map(|r| r.state) {
@@ -273,13 +285,13 @@ impl Api {
     }
 
     /// The current version's environment.
-    fn target(&self) -> Result<Option<Arc<Environment>>, Response> {
+    fn target(&self) -> Result<Option<Arc<Environment>>, Early> {
         let unavailable = |e: glint_store::StoreError| {
-            refusal(
+            Box::new(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the store cannot be read: {}", crate::error_chain(&e)),
                 None,
-            )
+            ))
         };
         let Some(number) = self.store.latest_version_number().map_err(unavailable)? else {
             return Ok(None);
@@ -368,25 +380,25 @@ fn current(
     api: &Api,
     name: &str,
     value: &VariableValue,
-) -> Result<(Option<String>, u64, &'static str), Response> {
+) -> Result<(Option<String>, u64, &'static str), Early> {
     match value {
         VariableValue::Literal(v) => Ok((Some(v.clone()), 0, "literal")),
         VariableValue::Runtime(initial) => match api.store.variable(name) {
             Ok(Some(r)) => Ok((Some(r.value), r.index, "runtime")),
             Ok(None) => Ok((initial.clone(), 0, "runtime")),
-            Err(e) => Err(refusal(
+            Err(e) => Err(Box::new(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the store cannot be read: {}", crate::error_chain(&e)),
                 None,
-            )),
+            ))),
         },
-        VariableValue::Secret(_) => Err(refusal(
+        VariableValue::Secret(_) => Err(Box::new(refusal(
             StatusCode::BAD_REQUEST,
             format!(
                 "variable {name} is a secret: its readers get it as a file under /run/secrets, never through the API"
             ),
             None,
-        )),
+        ))),
     }
 }
 
@@ -413,11 +425,11 @@ async fn read(
 ) -> Response {
     let claims = match api.caller(&headers, peer, &name, "read") {
         Ok(c) => c,
-        Err(Refused(r)) => return r,
+        Err(Refused(r)) => return *r,
     };
     let env = match api.target() {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(var) = env
         .as_ref()
@@ -442,7 +454,7 @@ async fn read(
                 ),
                 Some(("readers", names(&var.readers))),
             )
-            .0;
+            .into_inner();
     }
     let wait = match (q.index, q.wait.as_deref()) {
         (None, _) => None,
@@ -463,7 +475,7 @@ async fn read(
     loop {
         let (value, index, source) = match current(&api, &name, &var.value) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let (Some((after, _)), Some(deadline)) = (wait, deadline) else {
             return answer(&name, value, index, source);
@@ -488,11 +500,11 @@ async fn write(
 ) -> Response {
     let claims = match api.caller(&headers, peer, &name, "write") {
         Ok(c) => c,
-        Err(Refused(r)) => return r,
+        Err(Refused(r)) => return *r,
     };
     let env = match api.target() {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(var) = env
         .as_ref()
@@ -514,7 +526,7 @@ async fn write(
                 format!("variable {name} is not written at run time (no `runtime = true`): its value changes only with a new version"),
                 Some(("writers", Vec::new())),
             )
-            .0;
+            .into_inner();
     }
     if !var.writers.contains(&claims.service) {
         return api
@@ -529,7 +541,7 @@ async fn write(
                 ),
                 Some(("writers", names(&var.writers))),
             )
-            .0;
+            .into_inner();
     }
     if body.len() > glint_store::variables::MAX_VALUE {
         return refusal(
