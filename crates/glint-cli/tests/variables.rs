@@ -25,11 +25,16 @@ use std::time::{Duration, Instant};
 /// `api` reads `flags` (literal) and `depth` (runtime), `worker` writes
 /// `depth`, `web` reads nothing.
 fn shop(ctx: &Ctx, flags: &str) -> std::path::PathBuf {
+    shop_on(ctx, flags, "")
+}
+
+/// [`shop`] with a preamble (an `environment` block choosing a provider).
+fn shop_on(ctx: &Ctx, flags: &str, preamble: &str) -> std::path::PathBuf {
     let health = "health {\n    http = \"/healthz\"\n    interval = 1s\n    timeout = 500ms\n    start_timeout = 3s\n  }\n  stop_grace = 1s\n  drain      = 1s";
     ctx.write(
         "main.glint",
         &format!(
-            r#"
+            r#"{preamble}
 image hello {{
   from = scratch
   copy "app/hello" to "/bin/hello"
@@ -448,5 +453,79 @@ fn a_changed_literal_rolls_its_readers_retired_identities_open_nothing_and_value
     assert!(
         body.contains(&api_id) && (body.contains("is gone") || body.contains("is retiring")),
         "{body}"
+    );
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Removes a store's containers and networks when dropped.
+struct DockerGuard(String);
+
+impl Drop for DockerGuard {
+    fn drop(&mut self) {
+        let filter = format!("label=dev.glint.store={}", self.0);
+        for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for id in docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
+// Mutation caught: the Docker provider ignoring a spec's `/run/glint`
+// (no identity, no socket in containers), or the peer check refusing
+// containers' own processes.
+#[test]
+fn docker_readers_and_writers_use_the_instance_api_too() {
+    if !rustix::process::geteuid().is_root() || !docker_available() {
+        eprintln!("skipped: needs root and a Docker Engine");
+        return;
+    }
+    let mut ctx = Ctx::new();
+    let file = shop_on(&ctx, "on", "environment shop {\n  provider = docker\n}\n");
+    ctx.ok(&["apply", file.to_str().unwrap()]);
+    ctx.spawn("conductor", &["conductor"]);
+    let _guard = DockerGuard(ctx.store_id());
+    let s = all_up(&ctx);
+    let (_, api_at) = one(&s, "api").unwrap();
+    let (web_id, web_at) = one(&s, "web").unwrap();
+    let (_, worker_at) = one(&s, "worker").unwrap();
+    let (code, v) = api(&api_at, "/var/flags");
+    assert_eq!((code, v["value"].as_str()), (200, Some("on")), "{v}");
+    assert_eq!(call(&api_at, "/varfile/flags", 5), (200, "on".into()));
+    assert_eq!(api(&web_at, "/var/flags").0, 403);
+    assert_eq!(api(&worker_at, "/setvar/depth?value=3&cas=0").0, 200);
+    assert_eq!(api(&api_at, "/var/depth").1["value"], "3");
+    let refused = events(&ctx)
+        .into_iter()
+        .filter(|e| e["kind"] == "variable.refused")
+        .any(|e| e["instance"] == web_id.as_str() && e["severity"] == "incident");
+    assert!(refused, "the refusal is an incident");
+    // The identity is a read-only bind, not part of the configuration.
+    let store = ctx.store_id();
+    let api_container = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=dev.glint.store={store}"),
+        "--filter",
+        "label=dev.glint.service=api",
+    ]);
+    let mounts = docker(&["inspect", "-f", "{{json .Mounts}}", api_container.trim()]);
+    assert!(
+        mounts.contains("\"Destination\":\"/run/glint\""),
+        "{mounts}"
+    );
+    let config = docker(&["inspect", api_container.trim()]);
+    assert!(
+        !config.contains("glint-id.v1."),
+        "the token is not in the container's configuration"
     );
 }
