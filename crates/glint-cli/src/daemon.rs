@@ -167,12 +167,22 @@ pub async fn start(
     // The instance API (variables, identities): its own socket, bound
     // into instances; tokens signed with the data directory's key.
     let instance_socket = glint_conductor::instance_api::socket_path(&dir);
-    let issuer = glint_conductor::identity::Issuer::load(
-        &dir,
-        glint_conductor::identity::DEFAULT_TTL,
-        Some(instance_socket.clone()),
-    )
-    .map_err(|e| fail_io("cannot load the instance identity key", &e))?;
+    let ttl = match std::env::var("GLINT_IDENTITY_TTL") {
+        Err(_) => glint_conductor::identity::DEFAULT_TTL,
+        Ok(text) => match humantime::parse_duration(&text) {
+            Ok(d) if d >= std::time::Duration::from_secs(2) => d,
+            _ => {
+                return Err(fail(
+                    EXIT_USAGE,
+                    format_args!(
+                        "GLINT_IDENTITY_TTL={text} is not a duration of at least 2s: write it as `10m`, `90s` (the default is 10m)"
+                    ),
+                ));
+            }
+        },
+    };
+    let issuer = glint_conductor::identity::Issuer::load(&dir, ttl, Some(instance_socket.clone()))
+        .map_err(|e| fail_io("cannot load the instance identity key", &e))?;
     let instance_api = glint_conductor::instance_api::bind(&dir).map_err(|e| {
         fail_io(
             format_args!(

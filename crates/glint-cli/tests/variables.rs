@@ -529,3 +529,53 @@ fn docker_readers_and_writers_use_the_instance_api_too() {
         "the token is not in the container's configuration"
     );
 }
+
+// Mutation caught: identities never renewed (an instance locked out once
+// its first token expires), or an expired token still accepted.
+#[test]
+fn identities_are_renewed_before_they_expire_and_expired_ones_are_refused() {
+    let mut ctx = Ctx::new();
+    let file = shop(&ctx, "on");
+    ctx.ok(&["apply", file.to_str().unwrap()]);
+    let mut c = ctx.cmd(&["conductor"]);
+    c.env("GLINT_IDENTITY_TTL", "4s");
+    let log = std::fs::File::create(ctx.dir.path().join("conductor.log")).unwrap();
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let s = all_up(&ctx);
+    let (api_id, api_at) = one(&s, "api").unwrap();
+    let first = token_of(&ctx, &api_id);
+    // Renewed (at half its life): a new token in the same file.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let t = token_of(&ctx, &api_id);
+        if t != first && !t.is_empty() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the identity was not renewed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(second.starts_with("glint-id.v1."));
+    // Once the first has expired, it is refused as expired; the instance,
+    // reading its file again, still gets through.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = from_outside(&ctx, "/v1/variables/flags", Some(&first));
+        if code == 401 {
+            assert!(body.contains("expired"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first token never expired: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(api(&api_at, "/var/flags").0, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
