@@ -301,24 +301,22 @@ fn readers_read_writers_write_and_everyone_else_is_refused_and_recorded() {
         from_outside(&ctx, "/v1/variables/flags", Some(&forged)).0,
         401
     );
-    // Not in the environment: the token is a file only.
-    if let Some(pid) = instances(&s)
-        .into_iter()
-        .find(|i| i["id"] == api_id.as_str())
-        .and_then(|i| i["handle"].as_str().map(str::to_owned))
-        .and_then(|h| {
-            h.trim_start_matches("pid ")
-                .split_whitespace()
-                .next()?
-                .parse::<i32>()
-                .ok()
-        })
-    {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    // Not in the environment (of the init, nor of the program, its child
+    // when namespaced): the token is a file only.
+    let init = pid_of(&s, &api_id);
+    let mut pids = vec![init];
+    pids.extend(
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok()),
+    );
+    for pid in pids {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let t = token.trim().as_bytes();
         assert!(
             !environ.windows(t.len()).any(|w| w == t),
-            "the token is not in the environment"
+            "the token is in the environment of {pid}"
         );
     }
 

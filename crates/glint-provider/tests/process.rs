@@ -37,6 +37,10 @@ fn main() -> std::process::ExitCode {
             secrets_are_files_of_their_instance_only_on_a_tmpfs,
         ),
         (
+            "glint_files_are_the_instance_s_own_on_a_tmpfs",
+            glint_files_are_the_instance_s_own_on_a_tmpfs,
+        ),
+        (
             "exit_is_reported_with_code_or_signal_until_removed",
             exit_is_reported_with_code_or_signal_until_removed,
         ),
@@ -235,6 +239,131 @@ fn secrets_are_files_of_their_instance_only_on_a_tmpfs(iso: Isolation) {
             .unwrap();
         p.remove(&other_id).await.unwrap();
         let _ = std::fs::remove_dir(glint_provider::process::secrets::root(&store));
+    });
+}
+
+// Mutation caught: the identity put in the environment, `/run/glint` not
+// bound (namespaced) or its host paths not given (plain), the socket's
+// directory not bound, another instance given the files, the directory
+// left behind after removal.
+fn glint_files_are_the_instance_s_own_on_a_tmpfs(iso: Isolation) {
+    use glint_provider::process::glint_dir;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    runtime().block_on(async {
+        let state = state_dir();
+        let store = unique_store("glintdir");
+        let api_dir = tempfile::tempdir().unwrap();
+        let socket = api_dir.path().join("instance.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let p = ProcessProvider::open_with(state.path(), &store, iso).unwrap();
+        let token = b"glint-id.v1.test-token-Qz41";
+        let mut spec = spec(&store, "api", "serve");
+        spec.glint = Some(glint_provider::GlintFiles {
+            identity: glint_provider::SecretValue::from_vec(token.to_vec()),
+            variables: vec![("flags".into(), "new-checkout=on".into())],
+            api_socket: Some(socket.clone()),
+        });
+        let id = id_of(&spec);
+        let obs = p.launch(spec).await.unwrap();
+        let pid = handle_pid(&obs.handle);
+        let other = common::spec(&store, "web", "serve");
+        let other_id = id_of(&other);
+        p.launch(other).await.unwrap();
+
+        // A namespaced instance's PID 1 is an init with an empty environment:
+        // the program is its child.
+        let program = match iso {
+            Isolation::None => pid,
+            Isolation::Namespaces => {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let children =
+                        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                            .unwrap_or_default();
+                    if let Some(c) = children.split_whitespace().next() {
+                        break c.parse::<i32>().unwrap();
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the init started no program"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        let environ = std::fs::read(format!("/proc/{program}/environ")).unwrap();
+        assert!(
+            !environ.windows(token.len()).any(|w| w == token),
+            "the identity is not in the environment"
+        );
+        let env = String::from_utf8_lossy(&environ).into_owned();
+        let has = |kv: String| env.split('\0').any(|e| e == kv);
+        let dir = glint_dir::instance_dir(&store, &id);
+        let (identity, var) = match iso {
+            Isolation::None => {
+                assert!(has(format!(
+                    "GLINT_IDENTITY_FILE={}",
+                    dir.join("identity").display()
+                )));
+                assert!(has(format!(
+                    "GLINT_VARS_DIR={}",
+                    dir.join("vars").display()
+                )));
+                assert!(has(format!("GLINT_API_SOCKET={}", socket.display())));
+                (dir.join("identity"), dir.join("vars/flags"))
+            }
+            Isolation::Namespaces => {
+                assert!(
+                    has("GLINT_IDENTITY_FILE=/run/glint/identity".into()),
+                    "{env}"
+                );
+                assert!(
+                    has("GLINT_API_SOCKET=/run/glint/glint.sock".into()),
+                    "{env}"
+                );
+                let inside = format!("/proc/{pid}/root");
+                let link = std::fs::read_link(format!("{inside}/run/glint/glint.sock")).unwrap();
+                assert_eq!(link, Path::new("/run/glint-api/instance.sock"));
+                let sock =
+                    std::fs::metadata(format!("{inside}/run/glint-api/instance.sock")).unwrap();
+                assert!(
+                    sock.file_type().is_socket(),
+                    "the socket's directory is bound"
+                );
+                let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+                let line = mounts
+                    .lines()
+                    .find(|l| l.split_whitespace().nth(1) == Some("/run/glint"))
+                    .unwrap_or_else(|| panic!("no /run/glint mount:\n{mounts}"));
+                assert!(line.contains(" tmpfs ") && line.contains(" ro"), "{line}");
+                (
+                    Path::new(&inside).join("run/glint/identity"),
+                    Path::new(&inside).join("run/glint/vars/flags"),
+                )
+            }
+        };
+        assert_eq!(std::fs::read(&identity).unwrap(), token);
+        assert_eq!(
+            std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert_eq!(std::fs::read_to_string(&var).unwrap(), "new-checkout=on");
+        assert!(
+            !glint_dir::instance_dir(&store, &other_id).exists(),
+            "nothing for the other instance"
+        );
+        // Renewal replaces the file the instance sees.
+        assert!(glint_dir::renew(&store, &id, b"glint-id.v1.renewed").unwrap());
+        assert_eq!(std::fs::read(&identity).unwrap(), b"glint-id.v1.renewed");
+        assert!(!glint_dir::renew(&store, &other_id, b"x").unwrap());
+        p.terminate(&id, Duration::from_secs(10)).await.unwrap();
+        p.remove(&id).await.unwrap();
+        assert!(!dir.exists(), "removed with the instance");
+        p.terminate(&other_id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        p.remove(&other_id).await.unwrap();
+        let _ = std::fs::remove_dir(glint_dir::root(&store));
     });
 }
 
