@@ -535,15 +535,12 @@ fn identities_are_renewed_before_they_expire_and_expired_ones_are_refused() {
     let mut ctx = Ctx::new();
     let file = shop(&ctx, "on");
     ctx.ok(&["apply", file.to_str().unwrap()]);
-    let mut c = ctx.cmd(&["conductor"]);
-    c.env("GLINT_IDENTITY_TTL", "4s");
-    let log = std::fs::File::create(ctx.dir.path().join("conductor.log")).unwrap();
-    let mut child = c
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    ctx.spawn_env(
+        std::path::Path::new(glint_bin()),
+        "conductor",
+        &["conductor"],
+        &[("GLINT_IDENTITY_TTL", "4s")],
+    );
     let s = all_up(&ctx);
     let (api_id, api_at) = one(&s, "api").unwrap();
     let first = token_of(&ctx, &api_id);
@@ -574,6 +571,4 @@ fn identities_are_renewed_before_they_expire_and_expired_ones_are_refused() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(api(&api_at, "/var/flags").0, 200);
-    let _ = child.kill();
-    let _ = child.wait();
 }

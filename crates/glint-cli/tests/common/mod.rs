@@ -174,9 +174,23 @@ endpoint public {{
 
     /// [`Ctx::spawn`] with another `glint` binary.
     pub fn spawn_of(&mut self, program: &Path, name: &str, args: &[&str]) -> u32 {
+        self.spawn_env(program, name, args, &[])
+    }
+
+    /// [`Ctx::spawn_of`] with more environment variables.
+    pub fn spawn_env(
+        &mut self,
+        program: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> u32 {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = self
-            .cmd_of(program, args)
+        let mut cmd = self.cmd_of(program, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
