@@ -444,6 +444,9 @@ pub struct Harness {
     /// The endpoints, kept across conductor restarts as the data plane
     /// process keeps them.
     pub dataplane: Arc<glint_dataplane::LocalDataPlane>,
+    /// What the conductor is given as its data plane instead of
+    /// `dataplane`, when set (a wrapper that observes it).
+    pub plane: Option<Arc<dyn glint_dataplane::DataPlane>>,
     conductor: Option<ConductorHandle>,
 }
 
@@ -524,6 +527,7 @@ impl Harness {
             sim,
             clock,
             dataplane,
+            plane: None,
             dir,
             conductor: None,
         }
@@ -549,7 +553,9 @@ impl Harness {
             self.store.clone(),
             lease,
             self.images.clone(),
-            self.dataplane.clone(),
+            self.plane
+                .clone()
+                .unwrap_or_else(|| self.dataplane.clone() as Arc<dyn glint_dataplane::DataPlane>),
         );
         setup.providers.insert(
             ProviderKind::Simulated,
