@@ -523,6 +523,49 @@ async fn on_exec_report_records_an_exec_without_replacing() {
         now.len() == 2 && !now.contains(&ids[0])
     })
     .await;
+    // Both occurrences concern one instance: one incident, seen twice,
+    // left resolved by the replacement (the last occurrence decides).
+    let incidents = h
+        .store
+        .incidents(glint_store::IncidentFilter::default())
+        .unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let i = &incidents[0];
+    assert_eq!(i.kind, "instance-drift");
+    assert_eq!(i.subject, ids[0].to_string());
+    assert_eq!(i.count, 2);
+    assert!(i.found.contains("/etc/passwd changed"), "{i:?}");
+    assert_eq!(i.state, glint_store::IncidentState::Resolved);
+    assert!(i.last_event.is_some(), "the occurrence's event is linked");
+}
+
+// Mutation caught: an exec only reported not leaving an open incident.
+#[tokio::test(start_paused = true)]
+async fn a_reported_exec_is_an_open_incident_until_resolved() {
+    let mut h = Harness::new();
+    h.start().await;
+    let mut e = web(1, &[]);
+    svc(&mut e).on_exec = OnExec::Report;
+    let v = h.apply(e);
+    h.outcome(v, 30).await;
+    let ids = Harness::healthy(&h.status());
+    assert!(h.sim.drift(&ids[0], DriftKind::Exec, "exec ran `sh`"));
+    h.pass_time(2_000).await;
+    let open = h
+        .store
+        .incidents(glint_store::IncidentFilter {
+            state: Some(glint_store::IncidentState::Open),
+            limit: 0,
+        })
+        .unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].action.contains("reported only"), "{:?}", open[0]);
+    let done = h
+        .store
+        .resolve_incident(open[0].id, "ops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, glint_store::IncidentState::Resolved);
 }
 
 // Mutation caught: a canary's pause ignored (the new version jumps to its

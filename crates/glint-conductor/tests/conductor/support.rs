@@ -420,6 +420,33 @@ impl Secrets for FaultyStore {
     }
 }
 
+impl Incidents for FaultyStore {
+    fn record_incident(
+        &self,
+        new: glint_store::NewIncident,
+    ) -> Result<(glint_store::IncidentRecord, bool), StoreError> {
+        self.write()?;
+        self.inner.record_incident(new)
+    }
+    fn incidents(
+        &self,
+        filter: glint_store::IncidentFilter,
+    ) -> Result<Vec<glint_store::IncidentRecord>, StoreError> {
+        self.inner.incidents(filter)
+    }
+    fn incident(&self, id: i64) -> Result<Option<glint_store::IncidentRecord>, StoreError> {
+        self.inner.incident(id)
+    }
+    fn resolve_incident(
+        &self,
+        id: i64,
+        by: &str,
+    ) -> Result<Option<glint_store::IncidentRecord>, StoreError> {
+        self.write()?;
+        self.inner.resolve_incident(id, by)
+    }
+}
+
 impl WriteStats for FaultyStore {
     fn write_latency(&self) -> glint_store::WriteLatency {
         self.inner.write_latency()
