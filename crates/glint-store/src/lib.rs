@@ -27,6 +27,8 @@
 //! - [`Secrets`]: secrets sealed at rest with envelope encryption
 //!   ([`seal`]: a data key per value under a master key), current version
 //!   only;
+//! - [`Incidents`]: what was found out of place and what was done, one
+//!   record per incident with repeats grouped by a dedup key;
 //! - [`Variables`]: the values runtime variables are written at run time,
 //!   with their history (compare-and-set on a version index);
 //! - [`WriteStats`]: how long writes take (for metrics);
@@ -51,7 +53,7 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`, `secrets`, `variables`), `seal` (envelope
+//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`, `variables`), `seal` (envelope
 //! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
@@ -60,6 +62,7 @@ pub mod datadir;
 pub mod events;
 pub mod feed;
 mod file;
+pub mod incidents;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
@@ -79,6 +82,7 @@ pub use clock::{Clock, SystemClock};
 pub use datadir::prepare_data_dir;
 pub use events::{Event, EventFilter, EventKind, EventLog, NewEvent, Severity};
 pub use feed::{ChangeFeed, Changes};
+pub use incidents::{IncidentFilter, IncidentRecord, IncidentState, Incidents, NewIncident};
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
@@ -112,6 +116,7 @@ pub trait Store:
     + Changes
     + Tokens
     + Secrets
+    + Incidents
     + Variables
     + WriteStats
     + std::fmt::Debug
@@ -132,6 +137,7 @@ impl<T> Store for T where
         + Changes
         + Tokens
         + Secrets
+        + Incidents
         + Variables
         + WriteStats
         + std::fmt::Debug
@@ -143,8 +149,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Secrets, Store, Tokens,
-        Variables, Versions, Volumes, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Scaling, Secrets, Store,
+        Tokens, Variables, Versions, Volumes, WriteStats,
     };
 }
 
