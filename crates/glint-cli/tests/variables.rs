@@ -343,6 +343,14 @@ fn readers_read_writers_write_and_everyone_else_is_refused_and_recorded() {
             "no refusal recorded for {who}: {refused:#?}"
         );
     }
+    // And incident records (`glint incidents`), one per refused instance.
+    let inc: Value = serde_json::from_str(&ctx.ok(&["incidents", "-o", "json"])).unwrap();
+    let inc = inc["incidents"].as_array().unwrap();
+    assert!(
+        inc.iter()
+            .any(|i| i["kind"] == "variable-access-refused" && i["subject"] == web_id.as_str()),
+        "{inc:#?}"
+    );
     assert!(
         !ev.iter().any(|e| e.to_string().contains("new-checkout=on")),
         "values are not in events"

@@ -129,7 +129,7 @@ impl Issuer {
         };
         let key = match std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(o_nofollow())
             .open(&path)
         {
             Ok(mut f) => {
@@ -234,7 +234,8 @@ impl Issuer {
     }
 }
 
-fn libc_o_nofollow() -> i32 {
+/// `O_NOFOLLOW`: the key file is never read through a symlink.
+fn o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 

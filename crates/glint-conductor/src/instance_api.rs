@@ -140,8 +140,14 @@ pub fn serve(
     Ok(tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: not a tight loop.
+                    tracing::warn!("instance API: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let pid = stream.peer_cred().ok().and_then(|c| c.pid());
             let app = app.clone();
