@@ -162,6 +162,30 @@ impl Client {
         action: &str,
         params: &[(String, String)],
     ) -> Result<String, AwsError> {
+        let policy = self.config.retry;
+        let mut retry = 0;
+        loop {
+            match self.call_once(api, action, params).await {
+                Ok(xml) => return Ok(xml),
+                Err(e) if e.is_retryable() && retry + 1 < policy.attempts.max(1) => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(action, error = %e, retry, "retrying AWS call");
+                    tokio::time::sleep(policy.delay(retry)).await;
+                    retry += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Calls `action` once, under the timeout, without retrying (for calls
+    /// whose caller must check something before a retry: RunInstances).
+    pub async fn call_once(
+        &self,
+        api: Api,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<String, AwsError> {
         let mut body = format!(
             "Action={}&Version={}",
             uri_encode(action),
@@ -173,31 +197,16 @@ impl Client {
             body.push('=');
             body.push_str(&uri_encode(v));
         }
-        let policy = self.config.retry;
-        let mut retry = 0;
-        loop {
-            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-            let attempt =
-                tokio::time::timeout(self.config.timeout, self.attempt(api, action, body.clone()))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(AwsError::Timeout {
-                            action: action.to_owned(),
-                            endpoint: self.config.endpoint.clone(),
-                            after: self.config.timeout,
-                        })
-                    });
-            match attempt {
-                Ok(xml) => return Ok(xml),
-                Err(e) if e.is_retryable() && retry + 1 < policy.attempts.max(1) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(action, error = %e, retry, "retrying AWS call");
-                    tokio::time::sleep(policy.delay(retry)).await;
-                    retry += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        tokio::time::timeout(self.config.timeout, self.attempt(api, action, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AwsError::Timeout {
+                    action: action.to_owned(),
+                    endpoint: self.config.endpoint.clone(),
+                    after: self.config.timeout,
+                })
+            })
     }
 
     async fn attempt(&self, api: Api, action: &str, body: String) -> Result<String, AwsError> {

@@ -235,7 +235,10 @@ impl Ec2 {
         &self.client
     }
 
-    /// RunInstances for exactly one instance.
+    /// RunInstances for exactly one instance, attempted once: the caller
+    /// retries, after checking (by tag) that the previous attempt made no
+    /// instance — the `ClientToken` makes AWS itself return the first
+    /// instance to a retry, but emulators such as moto ignore it.
     pub async fn run_instance(&self, req: &RunRequest) -> Result<Instance, AwsError> {
         let action = "RunInstances";
         let mut params = vec![
@@ -257,7 +260,7 @@ impl Ec2 {
             "instance".to_owned(),
         ));
         push_tags(&mut params, "TagSpecification.1", &req.tags);
-        let body = self.client.call(Api::Ec2, action, &params).await?;
+        let body = self.client.call_once(Api::Ec2, action, &params).await?;
         parse_instances(action, &body)?
             .into_iter()
             .next()

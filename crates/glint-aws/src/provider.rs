@@ -201,6 +201,34 @@ impl Inner {
         self.ec2.describe_instances(&filters).await
     }
 
+    /// RunInstances for instance `id`, exactly once whatever fails: before
+    /// every attempt the instance is looked for by its tag (tags are applied
+    /// with the launch, atomically), and every attempt carries the same
+    /// `ClientToken`. Retried as the client's policy says.
+    async fn run_once(&self, id: &InstanceId, req: &RunRequest) -> Result<Instance, AwsError> {
+        let policy = self.ec2.client().config().retry;
+        let mut retry = 0;
+        loop {
+            if let Some(existing) = self
+                .glint_instances(Some(id))
+                .await?
+                .into_iter()
+                .find(|i| i.state != "terminated")
+            {
+                return Ok(existing);
+            }
+            match self.ec2.run_instance(req).await {
+                Ok(i) => return Ok(i),
+                Err(e) if e.is_retryable() && retry + 1 < policy.attempts.max(1) => {
+                    tracing::debug!(instance = %id, error = %e, retry, "retrying RunInstances");
+                    tokio::time::sleep(policy.delay(retry)).await;
+                    retry += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn observed(&self, i: &Instance) -> Option<Observed> {
         let labels = Labels::from_map(&i.tags).ok()?;
         if labels.store != self.store_id || labels.environment != self.environment {
@@ -348,8 +376,7 @@ impl Provider for AwsProvider {
             ));
         }
         let mut instance = inner
-            .ec2
-            .run_instance(&req)
+            .run_once(&id, &req)
             .await
             .map_err(|e| launch_error(&id, e.to_string()))?;
         let deadline = tokio::time::Instant::now() + inner.options.wait;
