@@ -4,6 +4,7 @@
 //! Layout:
 //! - `sigv4`: Signature Version 4 (on `sha2` + `hmac`), tested against
 //!   AWS's published test-suite examples;
+//! - `config`: the options from `AWS_*` and `GLINT_AWS_*` variables;
 //! - `client`: signed, form-encoded POSTs over hyper 1, every call under a
 //!   timeout and retried with capped exponential backoff and jitter
 //!   (`retry`) on throttling, 429, 5xx and broken connections;
@@ -12,13 +13,16 @@
 //! - `ec2`: the EC2 calls, typed;
 //! - `naming`: tags, group names, instance types, `ClientToken`, user data;
 //! - `rules`: the pure rules → ingress function and the diff;
+//! - `plan`: the AWS resources a version needs, for `glint plan`;
 //! - `security`: reconciling the groups, drift as incidents;
 //! - `provider`: [`AwsProvider`], the `Provider` implementation.
 
 pub mod client;
+pub mod config;
 pub mod ec2;
 pub mod error;
 pub mod naming;
+pub mod plan;
 pub mod provider;
 pub mod retry;
 pub mod rules;

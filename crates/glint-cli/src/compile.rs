@@ -46,7 +46,11 @@ pub fn enforced() -> Capabilities {
 
 /// The providers this build has (`crate::daemon` starts them).
 pub fn providers() -> ProviderSet {
-    ProviderSet::of([ProviderKind::Process, ProviderKind::Docker])
+    ProviderSet::of([
+        ProviderKind::Process,
+        ProviderKind::Docker,
+        ProviderKind::Aws,
+    ])
 }
 
 /// A compiled environment and where it came from.
