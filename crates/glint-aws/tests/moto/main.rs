@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod proxy;
+mod server;
 mod support;
 
 use glint_aws::ec2::Ec2;
