@@ -57,6 +57,8 @@ pub struct SecurityGroup {
     pub id: String,
     /// Its name.
     pub name: String,
+    /// Its VPC.
+    pub vpc: Option<String>,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
     /// Its ingress permissions, one per source.
@@ -179,6 +181,7 @@ pub fn parse_security_groups(body: &str) -> Result<Vec<SecurityGroup>, AwsError>
             Some(SecurityGroup {
                 id: xml::text(g, "groupId")?,
                 name: xml::text(g, "groupName").unwrap_or_default(),
+                vpc: xml::text(g, "vpcId").filter(|v| !v.is_empty()),
                 tags: xml::tags(g),
                 ingress: xml::items(g, "ipPermissions")
                     .into_iter()

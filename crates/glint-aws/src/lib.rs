@@ -10,7 +10,9 @@
 //!   (`retry`) on throttling, 429, 5xx and broken connections;
 //! - `error`: AWS's error documents as [`AwsError`] (code, message, request id);
 //! - `xml`: reading answers with `roxmltree`;
-//! - `ec2`: the EC2 calls, typed;
+//! - `ec2`, `elbv2`: the EC2 and ELBv2 calls, typed;
+//! - `targets`: endpoints as target groups, instances registered and
+//!   deregistered (before termination);
 //! - `naming`: tags, group names, instance types, `ClientToken`, user data;
 //! - `rules`: the pure rules → ingress function and the diff;
 //! - `plan`: the AWS resources a version needs, for `glint plan`;
@@ -20,6 +22,7 @@
 pub mod client;
 pub mod config;
 pub mod ec2;
+pub mod elbv2;
 pub mod error;
 pub mod naming;
 pub mod plan;
@@ -28,6 +31,7 @@ pub mod retry;
 pub mod rules;
 pub mod security;
 pub mod sigv4;
+pub mod targets;
 pub mod xml;
 
 pub use client::{Api, Client, ClientConfig};

@@ -14,6 +14,8 @@ pub mod keys {
     pub const PORT: &str = "dev.glint.port";
     /// AWS's own display name.
     pub const NAME: &str = "Name";
+    /// On target groups: the endpoint it is.
+    pub const ENDPOINT: &str = "dev.glint.endpoint";
 }
 
 /// The first 8 characters of a store id that security-group names allow.
@@ -44,6 +46,39 @@ pub fn group_tags(store_id: &str, environment: &Name, service: &Name) -> BTreeMa
             keys::NAME.to_owned(),
             group_name(store_id, environment, service),
         ),
+    ])
+}
+
+/// The name of `endpoint`'s target group: ELB allows 32 characters, so a
+/// hash of store, environment and endpoint, then as much of the endpoint's
+/// name as fits.
+pub fn target_group_name(store_id: &str, environment: &Name, endpoint: &Name) -> String {
+    let hash = Sha256::digest(format!("{store_id}/{environment}/{endpoint}").as_bytes());
+    let mut name = format!("gl-{}-", &crate::sigv4::hex(&hash)[..10]);
+    name.extend(
+        endpoint
+            .as_str()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(32 - name.len()),
+    );
+    name.trim_end_matches('-').to_owned()
+}
+
+/// The tags on `endpoint`'s target group.
+pub fn target_group_tags(
+    store_id: &str,
+    environment: &Name,
+    endpoint: &Name,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (glint_model::keys::STORE.to_owned(), store_id.to_owned()),
+        (
+            glint_model::keys::ENVIRONMENT.to_owned(),
+            environment.to_string(),
+        ),
+        (keys::ENDPOINT.to_owned(), endpoint.to_string()),
+        (keys::ROLE.to_owned(), "target-group".to_owned()),
     ])
 }
 
@@ -191,5 +226,12 @@ mod tests {
             group_name("ab:cdefghij", &labels.environment, &labels.service),
             "glint-shop-abcdefgh-web"
         );
+        let long = Name::new("a-very-long-endpoint-name-indeed-longer").unwrap();
+        let tg = target_group_name("s1", &labels.environment, &long);
+        assert!(
+            tg.len() <= 32 && tg.starts_with("gl-") && !tg.ends_with('-'),
+            "{tg}"
+        );
+        assert_ne!(tg, target_group_name("s2", &labels.environment, &long));
     }
 }

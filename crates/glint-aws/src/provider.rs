@@ -16,6 +16,7 @@
 
 use crate::client::{Client, ClientConfig};
 use crate::ec2::{Ec2, Instance, RunRequest};
+use crate::elbv2::Elbv2;
 use crate::error::AwsError;
 use crate::naming;
 use crate::security::Groups;
@@ -88,6 +89,11 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(5);
 /// What the provider and its background task share.
 pub(crate) struct Inner {
     pub(crate) ec2: Ec2,
+    pub(crate) elb: Elbv2,
+    /// Each endpoint's target group ARN.
+    pub(crate) target_groups: tokio::sync::Mutex<BTreeMap<Name, String>>,
+    /// EC2 instances being terminated: never registered again.
+    retiring: Mutex<BTreeSet<String>>,
     pub(crate) store_id: String,
     pub(crate) environment: Name,
     pub(crate) options: AwsOptions,
@@ -142,12 +148,16 @@ impl AwsProvider {
         target: Arc<dyn Target>,
     ) -> Result<AwsProvider, AwsError> {
         let client = Client::new(options.client.clone())?;
+        let elb = Elbv2::new(client.clone());
         let ec2 = Ec2::new(client);
         ec2.describe_security_groups(&[("tag:dev.glint.store", vec![store_id.to_owned()])])
             .await?;
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             ec2,
+            elb,
+            target_groups: tokio::sync::Mutex::new(BTreeMap::new()),
+            retiring: Mutex::new(BTreeSet::new()),
             store_id: store_id.to_owned(),
             environment: environment.clone(),
             options,
@@ -291,6 +301,19 @@ impl Inner {
                     .filter(|o| !self.is_removed(&o.labels.instance))
                     .collect();
                 self.note(&obs);
+                let mut running: BTreeMap<Name, BTreeMap<String, u16>> = BTreeMap::new();
+                for o in obs.iter().filter(|o| o.state == RunState::Running) {
+                    if let Some(addr) = o.addr {
+                        running
+                            .entry(o.labels.service.clone())
+                            .or_default()
+                            .insert(o.handle.clone(), addr.port());
+                    }
+                }
+                let retiring = self.retiring.lock().map(|r| r.clone()).unwrap_or_default();
+                if let Err(e) = crate::targets::reconcile(self, &running, &retiring).await {
+                    tracing::warn!(error = %e, "cannot reconcile the target groups");
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list the EC2 instances"),
         }
@@ -416,6 +439,16 @@ impl Provider for AwsProvider {
                 format!("EC2 instance {} does not carry Glint's tags", instance.id),
             )
         })?;
+        if let Err(e) =
+            crate::targets::register(inner, &spec.labels.service, &instance.id, spec.port).await
+        {
+            // Nothing is left behind by a failed launch.
+            let _ = self.terminate(&id, Duration::ZERO).await;
+            return Err(launch_error(
+                &id,
+                format!("cannot register it with its endpoints' target groups: {e}"),
+            ));
+        }
         inner.note(std::slice::from_ref(&observed));
         Ok(observed)
     }
@@ -437,6 +470,28 @@ impl Provider for AwsProvider {
         if live.is_empty() {
             return Ok(());
         }
+        if let Ok(mut r) = inner.retiring.lock() {
+            r.extend(live.iter().cloned());
+        }
+        // Out of every target group (and drained) before it ends.
+        let drain = inner
+            .target
+            .environment()
+            .and_then(|env| {
+                env.services
+                    .get(&Name::new(instance.service()).ok()?)
+                    .map(|s| Duration::from_millis(s.drain.0))
+            })
+            .unwrap_or_default();
+        for ec2_id in &live {
+            crate::targets::deregister(inner, ec2_id, drain)
+                .await
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot deregister {ec2_id} from its target groups: {e}"
+                    ))
+                })?;
+        }
         inner
             .ec2
             .terminate_instances(&live)
@@ -452,6 +507,11 @@ impl Provider for AwsProvider {
                 .filter(|i| i.state != "terminated")
                 .collect();
             if left.is_empty() {
+                if let Ok(mut r) = inner.retiring.lock() {
+                    for id in &live {
+                        r.remove(id);
+                    }
+                }
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
