@@ -1,6 +1,7 @@
 //! What `glint plan` says about the AWS resources a version needs: one
 //! Glint-owned security group per aws service with exactly its declared
-//! ingress, and its EC2 instances (type, AMI). Pure: nothing is called.
+//! ingress, its EC2 instances (type, AMI), and a target group per endpoint
+//! of an aws service. Pure: nothing is called.
 
 use crate::naming;
 use crate::rules;
@@ -60,6 +61,12 @@ pub fn lines(
         out.push(format!(
             "EC2 instances of service {service}: {} × {ty}, AMI {ami}, tagged with their labels",
             svc.instances
+        ));
+    }
+    for (endpoint, service) in crate::targets::aws_endpoints(env) {
+        out.push(format!(
+            "target group {} of endpoint {endpoint}: the running instances of service {service}",
+            naming::target_group_name(store_id, &env.name, endpoint)
         ));
     }
     out

@@ -15,7 +15,7 @@ mod server;
 use common::{Ctx, healthy};
 use glint_aws::ec2::{Ec2, Instance};
 use glint_aws::rules::{Permission, Source};
-use glint_aws::{Client, ClientConfig, Credentials, RetryPolicy};
+use glint_aws::{Client, ClientConfig, Credentials, RetryPolicy, naming};
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,6 +65,42 @@ fn group(moto: &str, store: &str, service: &str) -> (String, BTreeSet<Permission
     .unwrap();
     assert_eq!(g.len(), 1, "one group for {service}: {g:?}");
     (g[0].id.clone(), g[0].ingress.iter().cloned().collect())
+}
+
+/// The Glint instance ids registered in endpoint `public`'s target group.
+fn targets(moto: &str, store: &str) -> BTreeSet<String> {
+    let client = Client::new(ClientConfig {
+        endpoint: moto.to_owned(),
+        region: "us-east-1".into(),
+        credentials: Credentials {
+            access_key: "test".into(),
+            secret_key: "test".into(),
+            session_token: None,
+        },
+        timeout: Duration::from_secs(10),
+        retry: RetryPolicy::default(),
+    })
+    .unwrap();
+    let elb = glint_aws::elbv2::Elbv2::new(client);
+    let name = naming::target_group_name(
+        store,
+        &glint_model::Name::new("shop").unwrap(),
+        &glint_model::Name::new("public").unwrap(),
+    );
+    let Some(g) = block(elb.target_group(&name)).unwrap() else {
+        return BTreeSet::new();
+    };
+    let ec2_ids: BTreeSet<String> = block(elb.health(&g.arn))
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.state != "draining" && t.state != "unused")
+        .map(|t| t.id)
+        .collect();
+    live(moto, store)
+        .into_iter()
+        .filter(|i| ec2_ids.contains(&i.id))
+        .map(|i| i.tags["dev.glint.instance"].clone())
+        .collect()
 }
 
 fn tcp(port: i32, source: Source) -> Permission {
@@ -163,6 +199,7 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
         plan.contains("ingress exactly: tcp 80 from 192.0.2.0/24"),
         "{plan}"
     );
+    assert!(plan.contains("target group gl-"), "{plan}");
 
     let log = std::fs::File::create(ctx.dir.path().join("up.log")).unwrap();
     let mut up = Up(glint(&ctx, &moto, &["up", file])
@@ -202,6 +239,13 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
         web_in,
         BTreeSet::from([tcp(80, Source::Cidr("192.0.2.0/24".into()))])
     );
+    // The endpoint's target group holds exactly web's instances.
+    let web_ids: BTreeSet<String> = ec2s
+        .iter()
+        .filter(|i| i.tags["dev.glint.service"] == "web")
+        .map(|i| i.tags["dev.glint.instance"].clone())
+        .collect();
+    assert_eq!(targets(&moto, &store), web_ids);
 
     // TerminateInstances by hand: replaced.
     let victim = ec2s
@@ -247,7 +291,8 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
     glint(&ctx, &moto, &["apply", file]).output().unwrap();
     let s = ctx.wait_status("web replaced", |s| {
         let h: BTreeSet<String> = healthy(s).into_iter().collect();
-        h.len() == 3 && h.intersection(&before).count() == 1
+        // ... and the old ones retired (deregistered, drained, terminated).
+        h.len() == 3 && h.intersection(&before).count() == 1 && common::instances(s).len() == 3
     });
     let now: BTreeSet<String> = live(&moto, &store)
         .iter()
@@ -255,6 +300,16 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
         .collect();
     let h: BTreeSet<String> = healthy(&s).into_iter().collect();
     assert_eq!(now, h, "exactly the current instances run on EC2");
+    let web_now: BTreeSet<String> = live(&moto, &store)
+        .iter()
+        .filter(|i| i.tags["dev.glint.service"] == "web")
+        .map(|i| i.tags["dev.glint.instance"].clone())
+        .collect();
+    assert_eq!(
+        targets(&moto, &store),
+        web_now,
+        "the target group follows the rollout"
+    );
 
     // Ctrl-C: every instance terminated.
     // SAFETY: signalling the child we spawned.

@@ -364,3 +364,98 @@ async fn a_call_that_keeps_failing_gives_up_with_the_last_error() {
         "the policy's 6 attempts"
     );
 }
+
+/// The EC2 ids registered in the store's target group of `endpoint`.
+async fn targets(endpoint: &str, store: &str, name: &str) -> BTreeSet<String> {
+    let elb = glint_aws::elbv2::Elbv2::new(Client::new(config(endpoint)).unwrap());
+    let tg = naming::target_group_name(
+        store,
+        &glint_model::Name::new("shop").unwrap(),
+        &glint_model::Name::new(name).unwrap(),
+    );
+    let g = elb
+        .target_group(&tg)
+        .await
+        .unwrap()
+        .expect("a target group");
+    elb.health(&g.arn)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.state != "draining" && t.state != "unused")
+        .map(|t| t.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_endpoint_is_a_target_group_registered_before_and_deregistered_before_termination() {
+    let Some(moto) = moto() else { return };
+    let store = store_id();
+    let proxy = proxy::start(&moto).await;
+    let p = provider(
+        &store,
+        options(&proxy.url, Duration::from_secs(60)),
+        shop_with_endpoint(),
+    )
+    .await;
+    let a = p.launch(spec(&store, "web", 10)).await.unwrap();
+    assert_eq!(
+        targets(&moto, &store, "front").await,
+        BTreeSet::from([a.handle.clone()])
+    );
+    // A rollout step: the new instance is registered before the old one
+    // is deregistered, so the group is never empty.
+    let b = p.launch(spec(&store, "web", 11)).await.unwrap();
+    assert_eq!(
+        targets(&moto, &store, "front").await,
+        BTreeSet::from([a.handle.clone(), b.handle.clone()])
+    );
+    // api has no endpoint: no target group holds it.
+    let api = p.launch(spec(&store, "api", 12)).await.unwrap();
+    assert!(!targets(&moto, &store, "front").await.contains(&api.handle));
+
+    p.terminate(
+        &spec(&store, "web", 10).labels.instance,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        targets(&moto, &store, "front").await,
+        BTreeSet::from([b.handle.clone()])
+    );
+    let deregistered = proxy.first("DeregisterTargets").expect("deregistered");
+    let terminated = proxy.first("TerminateInstances").expect("terminated");
+    assert!(
+        deregistered < terminated,
+        "DeregisterTargets (request {deregistered}) must come before TerminateInstances (request {terminated})"
+    );
+
+    // A restarted provider's re-read makes the group exact: an instance
+    // deregistered by hand is registered again.
+    let elb = glint_aws::elbv2::Elbv2::new(Client::new(config(&moto)).unwrap());
+    let tg = elb
+        .target_group(&naming::target_group_name(
+            &store,
+            &glint_model::Name::new("shop").unwrap(),
+            &glint_model::Name::new("front").unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    elb.deregister(&tg.arn, &[(b.handle.clone(), 8080)])
+        .await
+        .unwrap();
+    let again = provider(
+        &store,
+        options(&moto, Duration::from_millis(300)),
+        shop_with_endpoint(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while targets(&moto, &store, "front").await != BTreeSet::from([b.handle.clone()]) {
+        assert!(Instant::now() < deadline, "not registered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(again);
+}

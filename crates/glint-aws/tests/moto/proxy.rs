@@ -32,6 +32,8 @@ pub struct Plan {
     pub faults: Vec<(String, Fault, u32)>,
     /// Requests seen per action.
     pub seen: BTreeMap<String, u32>,
+    /// Every action, in the order seen.
+    pub order: Vec<String>,
 }
 
 /// A running proxy.
@@ -50,6 +52,16 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
+    /// Where `action` first appears among the requests seen, if it does.
+    pub fn first(&self, action: &str) -> Option<usize> {
+        self.plan
+            .lock()
+            .unwrap()
+            .order
+            .iter()
+            .position(|a| a == action)
+    }
+
     /// Requests of `action` seen so far.
     pub fn seen(&self, action: &str) -> u32 {
         self.plan
@@ -113,6 +125,7 @@ async fn handle(
     let fault = {
         let mut p = plan.lock().unwrap();
         *p.seen.entry(action.clone()).or_default() += 1;
+        p.order.push(action.clone());
         let hit = p
             .faults
             .iter_mut()

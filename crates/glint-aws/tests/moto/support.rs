@@ -77,6 +77,28 @@ pub fn shop() -> Environment {
     e
 }
 
+/// [`shop`] with endpoint `front` (HTTP) routing to `web`, whose health
+/// check is `GET /healthz` and drain 1 s.
+pub fn shop_with_endpoint() -> Environment {
+    let mut e = shop();
+    let web = Name::new("web").unwrap();
+    if let Some(svc) = e.services.get_mut(&web) {
+        svc.health = Some(glint_model::HealthCheck::new(glint_model::Probe::Http {
+            path: "/healthz".into(),
+        }));
+        svc.drain = glint_model::Millis(1000);
+    }
+    e.endpoints.insert(
+        Name::new("front").unwrap(),
+        glint_model::Endpoint {
+            listen: "127.0.0.1:8088".parse().unwrap(),
+            service: web,
+            protocol: glint_model::EndpointProtocol::Http,
+        },
+    );
+    e
+}
+
 /// An AMI moto knows (its DescribeImages list).
 pub const AMI: &str = "ami-12c6146b";
 
