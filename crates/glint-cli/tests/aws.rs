@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../../glint-aws/tests/moto/proxy.rs"]
+mod proxy;
 #[path = "../../glint-aws/tests/moto/server.rs"]
 mod server;
 
@@ -122,6 +124,18 @@ fn glint(ctx: &Ctx, moto: &str, args: &[&str]) -> Command {
         .env("GLINT_AWS_DEFAULT_AMI", AMI)
         .env("GLINT_AWS_RESYNC", "1s");
     c
+}
+
+/// Starts `glint up FILE` with the AWS configuration for `endpoint`, its
+/// output in `NAME.log`.
+fn up(ctx: &Ctx, endpoint: &str, name: &str, file: &str) -> Up {
+    let log = std::fs::File::create(ctx.dir.path().join(format!("{name}.log"))).unwrap();
+    Up(glint(ctx, endpoint, &["up", file])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap())
 }
 
 /// Kills `glint up` if the test fails before it stops it.
@@ -318,4 +332,67 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
     }
     let _ = up.0.wait();
     assert!(live(&moto, &store).is_empty(), "{:?}", live(&moto, &store));
+}
+
+#[test]
+fn a_conductor_killed_mid_launch_leaves_no_duplicate_instance() {
+    let Some(moto) = server::moto() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(proxy::start(&moto));
+    // Every RunInstances takes effect at once but is answered 30 s later:
+    // the conductor is killed while its launches are in flight.
+    proxy.plan.lock().unwrap().faults.push((
+        "RunInstances".into(),
+        proxy::Fault::Hold(30_000),
+        100,
+    ));
+    let ctx = Ctx::new();
+    let file = ctx.write("shop.glint", &shop("hello"));
+    let file = file.to_str().unwrap();
+    let mut first = up(&ctx, &proxy.url, "up1", file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.seen("RunInstances") < 3 {
+        assert!(Instant::now() < deadline, "{}", ctx.log("up1"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let store = ctx.store_id();
+    let made = live(&moto, &store).len();
+    assert_eq!(made, 3, "the three launches reached EC2");
+    // SAFETY: signalling the child we spawned.
+    unsafe {
+        libc::kill(first.0.id() as i32, libc::SIGKILL);
+    }
+    let _ = first.0.wait();
+
+    // Its successor, on the same data directory.
+    proxy.plan.lock().unwrap().faults.clear();
+    let _second = up(&ctx, &proxy.url, "up2", file);
+    let s = ctx.wait_status("3 running instances after the restart", |s| {
+        healthy(s).len() == 3 && common::instances(s).len() == 3
+    });
+    let h: BTreeSet<String> = healthy(&s).into_iter().collect();
+    // Let a re-read pass, then count: one EC2 instance per Glint instance,
+    // nothing else.
+    std::thread::sleep(Duration::from_secs(2));
+    let ec2s = live(&moto, &store);
+    let ids: Vec<String> = ec2s
+        .iter()
+        .map(|i| i.tags["dev.glint.instance"].clone())
+        .collect();
+    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(
+        ids.len(),
+        distinct.len(),
+        "a Glint instance with two EC2 instances: {ids:?}"
+    );
+    assert_eq!(
+        distinct, h,
+        "exactly the conductor's instances run: {ec2s:?}"
+    );
+    eprintln!(
+        "after the SIGKILL: {} RunInstances calls in all, {} EC2 instances live for {} Glint instances",
+        proxy.seen("RunInstances"),
+        ec2s.len(),
+        h.len()
+    );
 }

@@ -1,6 +1,10 @@
 //! A fault-injecting proxy on loopback, in front of moto: it reads each
 //! request's `Action`, and for the first N requests (of one action, or of
-//! any) answers with a fault instead of — or after — forwarding it.
+//! any) answers with a fault instead of — or after — forwarding it. Also
+//! used by `glint-cli/tests/aws.rs` (included by path), which uses only
+//! some of it.
+
+#![allow(dead_code)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +24,9 @@ pub enum Fault {
     /// Answers HTTP 400 with this EC2 error code, without forwarding (a
     /// launch EC2 refuses: a bad AMI, no capacity, a quota).
     Refuse(&'static str),
+    /// Forwards the request, then holds the answer this many milliseconds
+    /// (a call in flight when its caller is killed).
+    Hold(u64),
     /// Forwards the request, then throws moto's answer away and answers
     /// 500: the call took effect but the client never learnt it.
     LoseAnswer,
@@ -147,6 +154,14 @@ async fn handle(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>refused by the fault proxy</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
             ),
         ),
+        Some(Fault::Hold(ms)) => {
+            let answer_ = match forward(upstream, parts, body).await {
+                Ok((status, bytes)) => answer(status, bytes),
+                Err(e) => answer(502, e),
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            answer_
+        }
         Some(Fault::LoseAnswer) => {
             let _ = forward(upstream, parts, body).await;
             answer(
