@@ -32,7 +32,10 @@ use std::path::{Path, PathBuf};
 ///   v1).
 ///
 /// Firewall rules and variables are recorded but not acted on yet, and
-/// every compilation says so.
+/// every compilation says so — except that rules to services on the `aws`
+/// provider are enforced by their security groups (`glint_aws::rules`;
+/// `glint plan` lists them, and any it cannot express): the warning is then
+/// stricter than the truth, never looser.
 pub fn enforced() -> Capabilities {
     let mut c = Capabilities::none().with(Capability::Autoscale);
     if glint_sandbox::available() {
