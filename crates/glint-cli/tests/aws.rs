@@ -396,3 +396,34 @@ fn a_conductor_killed_mid_launch_leaves_no_duplicate_instance() {
         h.len()
     );
 }
+
+#[test]
+fn a_launch_ec2_refuses_is_an_event_with_the_aws_code_and_is_retried() {
+    let Some(moto) = server::moto() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(proxy::start(&moto));
+    proxy.plan.lock().unwrap().faults.push((
+        "RunInstances".into(),
+        proxy::Fault::Refuse("InsufficientInstanceCapacity"),
+        1,
+    ));
+    let ctx = Ctx::new();
+    let file = ctx.write("shop.glint", &shop("hello"));
+    let _up = up(&ctx, &proxy.url, "up", file.to_str().unwrap());
+    let s = ctx.wait_status("3 running instances despite the refusal", |s| {
+        healthy(s).len() == 3
+    });
+    let events = ctx.ok(&["events", "-n", "200"]);
+    assert!(
+        events.contains("InsufficientInstanceCapacity"),
+        "the refusal and its code are in the event log:\n{events}"
+    );
+    for line in events
+        .lines()
+        .filter(|l| l.contains("InsufficientInstanceCapacity"))
+    {
+        eprintln!("{line}");
+    }
+    let store = ctx.store_id();
+    assert_eq!(live(&moto, &store).len(), 3, "{:?}", healthy(&s));
+}
