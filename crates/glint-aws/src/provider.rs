@@ -93,7 +93,11 @@ pub(crate) struct Inner {
     /// Each endpoint's target group ARN.
     pub(crate) target_groups: tokio::sync::Mutex<BTreeMap<Name, String>>,
     /// EC2 instances being terminated: never registered again.
-    retiring: Mutex<BTreeSet<String>>,
+    pub(crate) retiring: Mutex<BTreeSet<String>>,
+    /// Held while target groups are made exact or an instance is taken out
+    /// of them, so that a re-read never registers an instance again
+    /// between its deregistration and its termination.
+    pub(crate) target_ops: tokio::sync::Mutex<()>,
     pub(crate) store_id: String,
     pub(crate) environment: Name,
     pub(crate) options: AwsOptions,
@@ -158,6 +162,7 @@ impl AwsProvider {
             elb,
             target_groups: tokio::sync::Mutex::new(BTreeMap::new()),
             retiring: Mutex::new(BTreeSet::new()),
+            target_ops: tokio::sync::Mutex::new(()),
             store_id: store_id.to_owned(),
             environment: environment.clone(),
             options,
@@ -301,17 +306,21 @@ impl Inner {
                     .filter(|o| !self.is_removed(&o.labels.instance))
                     .collect();
                 self.note(&obs);
+                // Only `running` instances can be targets (not `pending`).
                 let mut running: BTreeMap<Name, BTreeMap<String, u16>> = BTreeMap::new();
-                for o in obs.iter().filter(|o| o.state == RunState::Running) {
-                    if let Some(addr) = o.addr {
+                for i in list.iter().filter(|i| i.state == "running") {
+                    if let Some((o, addr)) = obs
+                        .iter()
+                        .find(|o| o.handle == i.id)
+                        .and_then(|o| Some((o, o.addr?)))
+                    {
                         running
                             .entry(o.labels.service.clone())
                             .or_default()
                             .insert(o.handle.clone(), addr.port());
                     }
                 }
-                let retiring = self.retiring.lock().map(|r| r.clone()).unwrap_or_default();
-                if let Err(e) = crate::targets::reconcile(self, &running, &retiring).await {
+                if let Err(e) = crate::targets::reconcile(self, &running).await {
                     tracing::warn!(error = %e, "cannot reconcile the target groups");
                 }
             }

@@ -122,6 +122,7 @@ pub(crate) async fn register(
 /// Deregisters EC2 instance `id` from every Glint target group that holds
 /// it, then waits (at most `drain`, plus a little) until ELB has drained it.
 pub(crate) async fn deregister(inner: &Inner, id: &str, drain: Duration) -> Result<(), AwsError> {
+    let _ops = inner.target_ops.lock().await;
     if let Some(env) = inner.target.environment() {
         for (endpoint, _) in aws_endpoints(&env) {
             ensure(inner, &env, endpoint).await?;
@@ -166,11 +167,13 @@ pub(crate) async fn deregister(inner: &Inner, id: &str, drain: Duration) -> Resu
 pub(crate) async fn reconcile(
     inner: &Inner,
     running: &BTreeMap<Name, BTreeMap<String, u16>>,
-    retiring: &BTreeSet<String>,
 ) -> Result<(), AwsError> {
     let Some(env) = inner.target.environment() else {
         return Ok(());
     };
+    let _ops = inner.target_ops.lock().await;
+    // Read under the lock: an instance a termination took out stays out.
+    let retiring: BTreeSet<String> = inner.retiring.lock().map(|r| r.clone()).unwrap_or_default();
     for (endpoint, service) in aws_endpoints(&env) {
         let arn = ensure(inner, &env, endpoint).await?;
         let want: BTreeSet<(String, u16)> = running
