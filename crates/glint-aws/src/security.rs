@@ -145,6 +145,7 @@ pub(crate) async fn reconcile(inner: &Inner) -> Result<Report, AwsError> {
                     group.name, group.id
                 );
                 let _ = inner.events.send(ProviderEvent::Incident {
+                    subject: format!("security group {}", group.id),
                     what: what.clone(),
                     action: "revoked it".to_owned(),
                 });
@@ -170,6 +171,7 @@ pub(crate) async fn reconcile(inner: &Inner) -> Result<Report, AwsError> {
                     group.name, group.id
                 );
                 let _ = inner.events.send(ProviderEvent::Incident {
+                    subject: format!("security group {}", group.id),
                     what: what.clone(),
                     action: "authorised it again".to_owned(),
                 });

@@ -298,6 +298,20 @@ fn glint_up_on_aws_launches_enforces_rules_heals_and_stops() {
         changed.elapsed()
     );
     assert_eq!(group(&moto, &store, "web").1, web_in);
+    // One incident record, on the group.
+    let incidents: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["incidents", "-o", "json"])).unwrap();
+    let on_group: Vec<&serde_json::Value> = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i.to_string().contains(&web))
+        .collect();
+    assert_eq!(on_group.len(), 1, "{incidents:#}");
+    assert!(
+        on_group[0].to_string().contains("203.0.113.7/32"),
+        "{incidents:#}"
+    );
 
     // A new version replaces web's instances (new EC2 instances).
     let before: BTreeSet<String> = healthy(&ctx.status()).into_iter().collect();

@@ -220,7 +220,7 @@ async fn a_hand_authorised_ingress_rule_is_revoked_and_reported_once() {
     let changed = Instant::now();
     let (what, action) = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let Ok(ProviderEvent::Incident { what, action }) = events.recv().await {
+            if let Ok(ProviderEvent::Incident { what, action, .. }) = events.recv().await {
                 return (what, action);
             }
         }
