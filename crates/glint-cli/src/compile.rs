@@ -35,8 +35,12 @@ use std::path::{Path, PathBuf};
 ///   machine offers the cgroup memory, cpu and pids controllers (v2, or
 ///   v1).
 ///
-/// Firewall rules are recorded but not acted on yet, and every
-/// compilation says so.
+/// Variables are always enforced (the conductor's instance API and
+/// `/run/glint`). Firewall rules are recorded but not acted on yet, and
+/// every compilation says so — except that rules to services on the `aws`
+/// provider are enforced by their security groups (`glint_aws::rules`;
+/// `glint plan` lists them, and any it cannot express): the warning is then
+/// stricter than the truth, never looser.
 pub fn enforced() -> Capabilities {
     let mut c = Capabilities::none()
         .with(Capability::Autoscale)
@@ -52,7 +56,11 @@ pub fn enforced() -> Capabilities {
 
 /// The providers this build has (`crate::daemon` starts them).
 pub fn providers() -> ProviderSet {
-    ProviderSet::of([ProviderKind::Process, ProviderKind::Docker])
+    ProviderSet::of([
+        ProviderKind::Process,
+        ProviderKind::Docker,
+        ProviderKind::Aws,
+    ])
 }
 
 /// A compiled environment and where it came from.

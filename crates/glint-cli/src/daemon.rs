@@ -69,11 +69,28 @@ pub fn providers(global: &Global, store: &dyn Store) -> Result<Providers, Failed
     Ok(map)
 }
 
-/// Connects the providers that are not started up front (Docker), when a
-/// version first needs them or instances of theirs are to be adopted.
+/// Connects the providers that are not started up front (Docker, AWS),
+/// when a version first needs them or instances of theirs are to be adopted.
 struct Factory {
     store_id: String,
     state_dir: std::path::PathBuf,
+    store: Arc<dyn Store>,
+}
+
+/// The environment the aws provider's security groups follow: the newest
+/// version's.
+struct StoreTarget(Arc<dyn Store>);
+
+impl glint_aws::Target for StoreTarget {
+    fn environment(&self) -> Option<glint_model::Environment> {
+        match self.0.latest_version() {
+            Ok(v) => v.map(|v| v.env),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the newest version for the aws provider");
+                None
+            }
+        }
+    }
 }
 
 impl glint_conductor::ProviderFactory for Factory {
@@ -84,6 +101,7 @@ impl glint_conductor::ProviderFactory for Factory {
     ) -> glint_conductor::Connecting {
         let store_id = self.store_id.clone();
         let state_dir = self.state_dir.clone();
+        let store = self.store.clone();
         Box::pin(async move {
             match kind {
                 ProviderKind::Docker => {
@@ -92,6 +110,15 @@ impl glint_conductor::ProviderFactory for Factory {
                         ..glint_docker::DockerOptions::default()
                     };
                     glint_docker::DockerProvider::connect_with(&store_id, &environment, options)
+                        .await
+                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                        .map_err(|e| glint_conductor::error_chain(&e))
+                }
+                ProviderKind::Aws => {
+                    let options = glint_aws::AwsOptions::from_env()
+                        .map_err(|e| glint_conductor::error_chain(&e))?;
+                    let target = Arc::new(StoreTarget(store));
+                    glint_aws::AwsProvider::connect(&store_id, &environment, options, target)
                         .await
                         .map(|p| Arc::new(p) as Arc<dyn Provider>)
                         .map_err(|e| glint_conductor::error_chain(&e))
@@ -163,6 +190,7 @@ pub async fn start(
     let factory = Arc::new(Factory {
         store_id,
         state_dir: dir.join("docker"),
+        store: store.clone(),
     });
     // The instance API (variables, identities): its own socket, bound
     // into instances; tokens signed with the data directory's key.

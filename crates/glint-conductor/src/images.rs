@@ -65,6 +65,13 @@ impl ImageSource for glint_image::ImageStore {
                 rootfs: PathBuf::new(),
                 archive: Some(archive),
             }),
+            // An EC2 instance boots the AMI mapped to the digest: nothing
+            // to unpack or export here.
+            ProviderKind::Aws => Ok(LaunchImage {
+                digest: digest.clone(),
+                rootfs: PathBuf::new(),
+                archive: None,
+            }),
             ProviderKind::Process | ProviderKind::Simulated => {
                 self.rootfs(digest).map(|rootfs| LaunchImage {
                     digest: digest.clone(),

@@ -30,6 +30,7 @@ fn state_dir(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Docker => "docker",
         ProviderKind::Process | ProviderKind::Simulated => "process",
+        ProviderKind::Aws => "aws",
     }
 }
 

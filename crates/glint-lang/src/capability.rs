@@ -179,6 +179,7 @@ impl ProviderSet {
             ProviderKind::Process,
             ProviderKind::Docker,
             ProviderKind::Simulated,
+            ProviderKind::Aws,
         ]
         .into_iter()
         .collect()

@@ -196,6 +196,7 @@ pub const ENUM_WORDS: &[&str] = &[
     "process",
     "docker",
     "simulated",
+    "aws",
     "http",
     "tcp",
     "udp",

@@ -131,6 +131,8 @@ pub enum ProviderKind {
     Docker,
     /// The in-memory simulated provider (tests and scale benchmarks).
     Simulated,
+    /// EC2 instances through the AWS API (`glint-aws`).
+    Aws,
 }
 
 impl fmt::Display for ProviderKind {
@@ -139,6 +141,7 @@ impl fmt::Display for ProviderKind {
             ProviderKind::Process => "process",
             ProviderKind::Docker => "docker",
             ProviderKind::Simulated => "simulated",
+            ProviderKind::Aws => "aws",
         })
     }
 }

@@ -69,6 +69,7 @@ fn provider_str(p: ProviderKind) -> &'static str {
         ProviderKind::Process => "process",
         ProviderKind::Docker => "docker",
         ProviderKind::Simulated => "simulated",
+        ProviderKind::Aws => "aws",
     }
 }
 
@@ -77,6 +78,7 @@ fn parse_provider(s: &str) -> Option<ProviderKind> {
         "process" => Some(ProviderKind::Process),
         "docker" => Some(ProviderKind::Docker),
         "simulated" => Some(ProviderKind::Simulated),
+        "aws" => Some(ProviderKind::Aws),
         _ => None,
     }
 }

@@ -6,7 +6,7 @@ use crate::common::{CmdResult, Failed, Paint, open_existing_store, print_json};
 use crate::output::EXIT_OK;
 use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
 use glint_model::Name;
-use glint_store::Store;
+use glint_store::{Meta, Store};
 use std::collections::BTreeMap;
 
 /// Runs `glint plan`.
@@ -16,8 +16,9 @@ pub fn run(global: &Global, args: PlanArgs) -> i32 {
 
 fn body(global: &Global, args: PlanArgs) -> CmdResult {
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
+    let mut store_id = None;
     let p = if let Some(client) = crate::remote::client(global) {
-        let v = resolved.version;
+        let v = resolved.version.clone();
         crate::remote::post(
             &client?,
             "/v1/plan",
@@ -30,14 +31,51 @@ fn body(global: &Global, args: PlanArgs) -> CmdResult {
         )?
     } else {
         let store = open_existing_store(global)?;
+        store_id = store.as_ref().and_then(|s| s.store_id().ok());
         compute(store.as_ref().map(|s| s as &dyn Store), &resolved.version)?
     };
     if args.output.output == OutputFormat::Json {
         print_json(&p);
     } else {
         print!("{}", render(&p, Paint::stdout(global)));
+        print!("{}", render_aws(&resolved.version, store_id.as_deref()));
     }
     Ok(EXIT_OK)
+}
+
+/// The AWS resources the version needs (`glint_aws::plan`), if any service
+/// is on the aws provider.
+fn render_aws(v: &glint_store::NewVersion, store_id: Option<&str>) -> String {
+    let amis = std::env::var("GLINT_AWS_AMIS")
+        .ok()
+        .and_then(|a| glint_aws::config::parse_amis(&a).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let default_ami = std::env::var("GLINT_AWS_DEFAULT_AMI").ok();
+    let lines = glint_aws::plan::lines(
+        &v.env,
+        store_id.unwrap_or("STORE"),
+        &v.images,
+        &amis,
+        default_ami.as_deref(),
+    );
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "
+AWS resources (made if missing, reconciled to exactly this):
+",
+    );
+    for l in lines {
+        out.push_str(&format!(
+            "  {}
+",
+            crate::output::inert_line(&l)
+        ));
+    }
+    out
 }
 
 /// The plan from the store's current state to `next`.

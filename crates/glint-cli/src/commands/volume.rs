@@ -346,7 +346,7 @@ fn rm(global: &Global, name: &str) -> CmdResult {
         ProviderKind::Docker => crate::common::runtime()?.block_on(
             glint_docker::volumes::remove_with_defaults(&store_id, &rec.name),
         ),
-        ProviderKind::Simulated => Ok(()),
+        ProviderKind::Simulated | ProviderKind::Aws => Ok(()),
     };
     if let Err(e) = deleted {
         let _ = store.abort_volume_removal(&rec.name);

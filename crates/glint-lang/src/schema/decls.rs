@@ -37,12 +37,12 @@ pub(crate) static ENVIRONMENT: BlockDef<EnvDraft, ()> = BlockDef {
     fields: &[FieldDef {
         info: FieldInfo::new(
             "provider",
-            "`process`, `docker` or `simulated`",
+            "`process`, `docker`, `simulated` or `aws`",
             D::Value("process"),
             "the provider of every service that does not name its own",
             "docker",
         )
-        .words(&["process", "docker", "simulated"])
+        .words(&["process", "docker", "simulated", "aws"])
         .hidden(),
         decode: Some(|cx, v, d| {
             d.provider = Some(provider(cx, v)?);

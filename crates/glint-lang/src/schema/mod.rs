@@ -680,8 +680,10 @@ pub(crate) mod view {
 
 /// Decodes a provider word and checks that this build has it.
 pub(crate) fn provider(cx: &mut Cx<'_, '_>, v: &SV) -> Option<ProviderKind> {
-    let kind = match crate::decode::enum_word(cx.ev, v, &["process", "docker", "simulated"])? {
+    let kind = match crate::decode::enum_word(cx.ev, v, &["process", "docker", "simulated", "aws"])?
+    {
         "docker" => ProviderKind::Docker,
+        "aws" => ProviderKind::Aws,
         "simulated" => ProviderKind::Simulated,
         _ => ProviderKind::Process,
     };

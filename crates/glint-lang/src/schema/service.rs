@@ -89,12 +89,12 @@ pub(crate) static SERVICE: BlockDef<ServiceDraft, Service> = BlockDef {
         FieldDef {
             info: FieldInfo::new(
                 "provider",
-                "`process`, `docker` or `simulated`",
+                "`process`, `docker`, `simulated` or `aws`",
                 D::Derived("the environment's, else `process`"),
-                "what runs its instances: local processes, Docker containers, or the simulated provider of tests",
+                "what runs its instances: local processes, Docker containers, EC2 instances (`aws`), or the simulated provider of tests",
                 "docker",
             )
-            .words(&["process", "docker", "simulated"]),
+            .words(&["process", "docker", "simulated", "aws"]),
             decode: Some(|cx, v, d| {
                 d.s.provider = provider(cx, v)?;
                 Some(())
