@@ -64,6 +64,12 @@ pub struct Shape<'a> {
     /// hash when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) secrets: Vec<(&'a str, u64)>,
+    /// Whether the instance gets its own network (a process service of an
+    /// environment that declares rules; see `firewall.rs`). Declaring the
+    /// first rule (or removing the last) replaces process instances. Left
+    /// out of the hash when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) own_network: bool,
 }
 
 /// The launch shape of `service` in `target`, if the service exists.
@@ -100,6 +106,7 @@ pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
             .into_iter()
             .map(|n| (n, target.env.secret_versions.get(n).copied().unwrap_or(0)))
             .collect(),
+        own_network: crate::firewall::own_network(target.env, s),
     })
 }
 

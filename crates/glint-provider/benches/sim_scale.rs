@@ -18,6 +18,7 @@ fn spec(i: u64) -> LaunchSpec {
     LaunchSpec {
         mounts: Vec::new(),
         secrets: Vec::new(),
+        own_network: false,
         labels: Labels {
             store: "bench".into(),
             environment: Name::new("bench").unwrap(),

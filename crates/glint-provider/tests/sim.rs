@@ -23,6 +23,7 @@ fn spec(env: &[(&str, &str)]) -> LaunchSpec {
     LaunchSpec {
         mounts: Vec::new(),
         secrets: Vec::new(),
+        own_network: false,
         labels: Labels {
             store: "sim".into(),
             environment: Name::new("test").unwrap(),
