@@ -259,10 +259,14 @@ pub fn set_update(table: &str, env: &Environment, old: &Members, new: &Members) 
 }
 
 /// A declared rule as `plan` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RulePlan {
     /// The rule's name.
     pub name: String,
+    /// `create`, `change`, `remove` or `unchanged` (against the current
+    /// version).
+    #[serde(default)]
+    pub action: String,
     /// Who may connect (`service api`, `10.1.0.0/16`, `endpoint web`).
     pub from: String,
     /// The service reached.
@@ -296,6 +300,7 @@ pub fn rule_plan(env: &Environment) -> Vec<RulePlan> {
             };
             RulePlan {
                 name: name.to_string(),
+                action: "create".into(),
                 from,
                 to: r.to.to_string(),
                 ports,
@@ -307,6 +312,36 @@ pub fn rule_plan(env: &Environment) -> Vec<RulePlan> {
             }
         })
         .collect()
+}
+
+/// The rules of `next` (and those `current` had that `next` lacks), each
+/// with what applying `next` does to it.
+pub fn rule_changes(current: Option<&Environment>, next: &Environment) -> Vec<RulePlan> {
+    let before: BTreeMap<String, RulePlan> = current
+        .map(rule_plan)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    let mut out: BTreeMap<String, RulePlan> = BTreeMap::new();
+    for mut r in rule_plan(next) {
+        r.action = match before.get(&r.name) {
+            None => "create",
+            Some(b) if b.from == r.from && b.to == r.to && b.ports == r.ports && b.protocol == r.protocol => {
+                "unchanged"
+            }
+            Some(_) => "change",
+        }
+        .into();
+        out.insert(r.name.clone(), r);
+    }
+    for (name, mut r) in before {
+        if !out.contains_key(&name) {
+            r.action = "remove".into();
+            out.insert(name, r);
+        }
+    }
+    out.into_values().collect()
 }
 
 #[cfg(test)]

@@ -359,6 +359,9 @@ pub struct Plan {
     /// Per secret the candidate reads, sorted by name.
     #[serde(default)]
     pub secrets: Vec<SecretPlan>,
+    /// Per rule of the candidate or the current version, sorted by name.
+    #[serde(default)]
+    pub rules: Vec<crate::firewall::RulePlan>,
 }
 
 impl Plan {
@@ -601,6 +604,7 @@ pub fn plan_scaled(
             readers: readers.into_iter().cloned().collect(),
         })
         .collect();
+    let rules = crate::firewall::rule_changes(current.map(|(_, c)| c.env), next.env);
     let no_changes = current.is_some_and(|(_, c)| {
         glint_store::versions::content_hash(c.env, c.images)
             == glint_store::versions::content_hash(next.env, next.images)
@@ -612,6 +616,7 @@ pub fn plan_scaled(
         endpoints,
         volumes,
         secrets,
+        rules,
     }
 }
 
