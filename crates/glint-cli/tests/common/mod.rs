@@ -631,3 +631,26 @@ pub fn docker_available() -> bool {
     }
     ok
 }
+
+/// Whether declared rules can be enforced here: root, namespaces, the `ip`
+/// and `nft` commands. Without them a test skips (printing why), unless
+/// `GLINT_REQUIRE_NFT=1` (CI) makes that a failure.
+pub fn nft_available() -> bool {
+    let ok = rustix::process::geteuid().is_root()
+        && glint_sandbox::available()
+        && glint_provider::process::net::available()
+        && Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GLINT_REQUIRE_NFT").as_deref() != Ok("1"),
+            "GLINT_REQUIRE_NFT=1 but this is not root with namespaces, `ip` and `nft`"
+        );
+        eprintln!(
+            "SKIPPED: rules need root, namespaces, `ip` and `nft` (set GLINT_REQUIRE_NFT=1 to fail instead)"
+        );
+    }
+    ok
+}
