@@ -217,13 +217,19 @@ impl Drop for Net {
         }
         // Kill everything first (the context's guard), then what the
         // killed instances leave on the host: links, namespaces, the table.
+        // (Every instance ever launched has a log directory.)
         let table = self.table();
-        let logs = self.ctx.data().join("process/logs");
+        let launched: Vec<String> = std::fs::read_dir(self.ctx.data().join("process/logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         let ctx = std::mem::replace(&mut self.ctx, Ctx::new());
         drop(ctx);
         let _ = sh("nft", &["delete", "table", "inet", &table]);
-        for e in std::fs::read_dir(logs).into_iter().flatten().flatten() {
-            glint_provider::process::net::remove(&e.file_name().to_string_lossy());
+        for id in launched {
+            glint_provider::process::net::remove(&id);
         }
     }
 }
@@ -291,6 +297,21 @@ fn declared_flows_connect_and_nothing_else_does() {
         status.contains(&format!("2 rules enforced in nftables table inet {}", net.table())),
         "{status}"
     );
+    // Down: the instances' namespaces and links go with them, and the table.
+    let ids = [net.instance("web").0, net.instance("api").0];
+    net.ctx.ok(&["down"]);
+    net.wait_table("the table to be removed", |l| l.is_none());
+    for id in ids {
+        let name = link_name(&id);
+        assert!(
+            !glint_provider::process::net::netns_path(&name).exists(),
+            "{id}'s namespace is removed with it"
+        );
+        assert!(
+            !text(&sh("ip", &["-o", "link"]).stdout).contains(&name),
+            "{id}'s link is removed with it"
+        );
+    }
 }
 
 // Mutations caught: no re-read of the table (the rule stays, the bastion
