@@ -76,7 +76,7 @@ rule web_to_api {
 }
 EOF
 } > "$WORK/drift.glint"
-(cd "$WORK" && start_glint "$WORK/drift.glint")
+start_glint "$WORK/drift.glint"
 wait_converged 2 180
 status_json
 STORE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["store_id"])' "$WORK/status.json")
