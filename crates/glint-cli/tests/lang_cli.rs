@@ -350,7 +350,11 @@ fn check_warns_exactly_about_what_this_build_does_not_enforce_here() {
         "warning[E0600]: firewall rules are declared but not enforced yet",
         "rule `web_to_api`: not enforced",
     ] {
-        assert_eq!(err.contains(unenforced), !rules_enforced, "{unenforced:?} in\n{err}");
+        assert_eq!(
+            err.contains(unenforced),
+            !rules_enforced,
+            "{unenforced:?} in\n{err}"
+        );
     }
     // Secret variables are delivered (/run/secrets): never warned about.
     assert!(!err.contains("variable `db_password`"), "{err}");

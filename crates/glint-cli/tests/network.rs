@@ -204,7 +204,9 @@ impl Net {
         inside(&["link", "set", "lo", "up"]);
         inside(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
         inside(&["link", "set", "eth0", "up"]);
-        inside(&["route", "add", "default", "via", &gw, "dev", "eth0", "onlink"]);
+        inside(&[
+            "route", "add", "default", "via", &gw, "dev", "eth0", "onlink",
+        ]);
         NetNs::open(&glint_provider::process::net::netns_path(&name)).unwrap()
     }
 }
@@ -241,8 +243,7 @@ fn reaches(from: &NetNs, to: SocketAddr) -> bool {
             return false;
         };
         s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-        if s
-            .write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        if s.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
             .is_err()
         {
             return false;
@@ -289,12 +290,21 @@ fn declared_flows_connect_and_nothing_else_does() {
     // The office network reaches api, and only api; another network nothing.
     let office = net.client(Ipv4Addr::new(192, 168, 77, 2));
     assert!(reaches(&office, api), "declared: 192.168.77.0/24 → api");
-    assert!(!reaches(&office, web), "not declared: 192.168.77.0/24 → web");
+    assert!(
+        !reaches(&office, web),
+        "not declared: 192.168.77.0/24 → web"
+    );
     let outside = net.client(Ipv4Addr::new(192, 168, 78, 2));
-    assert!(!reaches(&outside, api), "not declared: 192.168.78.0/24 → api");
+    assert!(
+        !reaches(&outside, api),
+        "not declared: 192.168.78.0/24 → api"
+    );
     let status = net.ctx.ok(&["status"]);
     assert!(
-        status.contains(&format!("2 rules enforced in nftables table inet {}", net.table())),
+        status.contains(&format!(
+            "2 rules enforced in nftables table inet {}",
+            net.table()
+        )),
         "{status}"
     );
     // Down: the instances' namespaces and links go with them, and the table.
@@ -334,14 +344,24 @@ fn a_rule_added_by_hand_or_a_deleted_table_is_reverted_and_an_incident() {
     must(
         "nft",
         &[
-            "insert", "rule", "inet", &table, "forward", "ip", "saddr", &api.ip().to_string(),
+            "insert",
+            "rule",
+            "inet",
+            &table,
+            "forward",
+            "ip",
+            "saddr",
+            &api.ip().to_string(),
             "accept",
         ],
     );
     net.wait_table("the hand-made rule to be removed", |l| {
         l.is_some_and(|l| !l.contains(&opened) && l.contains("rule web_to_api"))
     });
-    assert!(!reaches(&api_ns, web), "the hand-made opening is closed again");
+    assert!(
+        !reaches(&api_ns, web),
+        "the hand-made opening is closed again"
+    );
     let ev = events(&net.ctx);
     assert!(
         ev.contains(&format!(
@@ -355,7 +375,10 @@ fn a_rule_added_by_hand_or_a_deleted_table_is_reverted_and_an_incident() {
         l.is_some_and(|l| l.contains("rule web_to_api"))
     });
     assert!(!reaches(&api_ns, web), "default drop again");
-    assert!(reaches(&net.netns("web"), api), "and the declared flow open");
+    assert!(
+        reaches(&net.netns("web"), api),
+        "and the declared flow open"
+    );
     let ev = events(&net.ctx);
     assert!(
         ev.contains(&format!("table inet {table} was deleted")),
@@ -411,10 +434,7 @@ fn a_new_version_s_rules_replace_the_old_ones_in_one_transaction() {
         plan.contains("+ rule api_to_web: create (service api → service web on tcp 8080)"),
         "{plan}"
     );
-    assert!(
-        plan.contains("  rule web_to_api: unchanged"),
-        "{plan}"
-    );
+    assert!(plan.contains("  rule web_to_api: unchanged"), "{plan}");
     net.ctx.ok(&["apply", "n.glint"]);
     net.wait_table("the new rule", |l| {
         l.is_some_and(|l| l.contains("rule api_to_web") && l.contains("rule web_to_api"))
@@ -467,7 +487,9 @@ fn a_restarted_conductor_finds_the_addresses_and_keeps_the_table() {
     let table = net.table();
     must(
         "nft",
-        &["add", "rule", "inet", &table, "output", "tcp", "dport", "9", "accept"],
+        &[
+            "add", "rule", "inet", &table, "output", "tcp", "dport", "9", "accept",
+        ],
     );
     net.wait_table("the new conductor to revert", |l| {
         l.is_some_and(|l| !l.contains("dport 9 accept"))
@@ -526,7 +548,10 @@ fn rules_on_docker_services_are_warned_about_where_rules_are_enforced() {
         err.contains("warning[E0605]: rules on Docker services are not enforced yet"),
         "{err}"
     );
-    assert!(err.contains("rule `web_to_db` names a Docker service"), "{err}");
+    assert!(
+        err.contains("rule `web_to_db` names a Docker service"),
+        "{err}"
+    );
     assert!(!err.contains("rule `office`"), "{err}");
     assert!(!err.contains("E0600"), "{err}");
 }

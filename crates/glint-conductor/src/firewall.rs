@@ -327,7 +327,12 @@ pub fn rule_changes(current: Option<&Environment>, next: &Environment) -> Vec<Ru
     for mut r in rule_plan(next) {
         r.action = match before.get(&r.name) {
             None => "create",
-            Some(b) if b.from == r.from && b.to == r.to && b.ports == r.ports && b.protocol == r.protocol => {
+            Some(b)
+                if b.from == r.from
+                    && b.to == r.to
+                    && b.ports == r.ports
+                    && b.protocol == r.protocol =>
+            {
                 "unchanged"
             }
             Some(_) => "change",

@@ -223,9 +223,14 @@ pub(crate) fn docker_rules(
         span_of(first.as_str()),
         "rules on Docker services are not enforced yet",
     )
-    .with_primary(format!("rule `{first}` names a Docker service: not enforced"));
+    .with_primary(format!(
+        "rule `{first}` names a Docker service: not enforced"
+    ));
     for o in others {
-        d = d.with_label(span_of(o.as_str()), format!("rule `{o}`: not enforced either"));
+        d = d.with_label(
+            span_of(o.as_str()),
+            format!("rule `{o}`: not enforced either"),
+        );
     }
     ev.diags.push(
         d.with_note("Docker containers stay on their per-environment Docker network, where every container can reach every other")

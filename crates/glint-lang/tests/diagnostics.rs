@@ -15,8 +15,7 @@ const APP: &str =
 /// `E06xx` cases enforce none, except E0605, which is about rules where
 /// they are enforced).
 fn options_for(code: Code) -> CompileOptions {
-    let not_enforced =
-        code.as_str().starts_with("E06") && code != Code::DockerRulesNotEnforced;
+    let not_enforced = code.as_str().starts_with("E06") && code != Code::DockerRulesNotEnforced;
     CompileOptions {
         enforced: if not_enforced {
             Capabilities::none()

@@ -176,7 +176,10 @@ fn members(world: &World, env: &Environment) -> Members {
             && in_subnet(a)
             && env.services.contains_key(&live.rec.service)
         {
-            m.addrs.entry(live.rec.service.clone()).or_default().insert(a);
+            m.addrs
+                .entry(live.rec.service.clone())
+                .or_default()
+                .insert(a);
         }
     }
     m
@@ -223,7 +226,9 @@ impl Network {
             let mut child = match child {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!("cannot run `nft monitor` (the table is re-read every second instead): {e}");
+                    tracing::warn!(
+                        "cannot run `nft monitor` (the table is re-read every second instead): {e}"
+                    );
                     return;
                 }
             };
@@ -354,7 +359,11 @@ impl Reconciler for Network {
                 let found = listing(&table).await.map_err(ReconcileError::Other)?;
                 if found.as_deref() != Some(a.listing.as_str()) {
                     let what = describe(&a.listing, found.as_deref(), &table);
-                    tracing::warn!(table, what, "firewall drift; applying the declared ruleset again");
+                    tracing::warn!(
+                        table,
+                        what,
+                        "firewall drift; applying the declared ruleset again"
+                    );
                     ctx.events.emit(ConductorEvent::FirewallDrift {
                         table: table.clone(),
                         found: what,

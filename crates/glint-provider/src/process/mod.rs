@@ -5,7 +5,9 @@
 //!
 //! [`ProcessProvider::launch`] resolves the program inside the image root
 //! (never on the host's `PATH`, see `resolve`), gives the instance a free
-//! loopback port, and starts the program in a new session (so Ctrl-C in the
+//! loopback port (or, when its spec asks for `own_network`, its own network
+//! namespace and address, listening on the spec's `port`: see [`net`]), and
+//! starts the program in a new session (so Ctrl-C in the
 //! conductor's terminal does not reach it and its whole process group can be
 //! signalled) with:
 //!
@@ -137,9 +139,10 @@ pub mod env_keys {
     pub const INSTANCE: &str = "GLINT_INSTANCE_ID";
     /// The image digest.
     pub const IMAGE: &str = "GLINT_IMAGE";
-    /// The loopback port the program must listen on.
+    /// The port the program must listen on.
     pub const PORT: &str = "PORT";
-    /// The address the program must listen on (`127.0.0.1`).
+    /// The address the program must listen on (`127.0.0.1`, or its own
+    /// address when it has its own network).
     pub const HOST: &str = "HOST";
 }
 
@@ -983,8 +986,7 @@ impl Inner {
             }
         }
         Err(fail(
-            "cannot find a free address: 256 in a row are used by other stores on this host"
-                .into(),
+            "cannot find a free address: 256 in a row are used by other stores on this host".into(),
         ))
     }
 
@@ -1191,7 +1193,10 @@ impl ProcessProvider {
             let path = net::netns_path(&net::link_name(id.as_str()));
             attach.network = Some(NetNs::open(&path).map_err(|e| {
                 fail(
-                    format!("cannot open the instance's network namespace {}", path.display()),
+                    format!(
+                        "cannot open the instance's network namespace {}",
+                        path.display()
+                    ),
                     Some(e),
                 )
             })?);
