@@ -341,10 +341,10 @@ pub fn rule_changes(current: Option<&Environment>, next: &Environment) -> Vec<Ru
         out.insert(r.name.clone(), r);
     }
     for (name, mut r) in before {
-        if !out.contains_key(&name) {
+        out.entry(name).or_insert_with(|| {
             r.action = "remove".into();
-            out.insert(name, r);
-        }
+            r
+        });
     }
     out.into_values().collect()
 }
@@ -510,6 +510,39 @@ mod tests {
         let a = fwd.iter().position(|l| l.contains("rule a")).unwrap();
         let b = fwd.iter().position(|l| l.contains("rule b")).unwrap();
         assert!(a < b, "rules in name order");
+    }
+
+    #[test]
+    fn plan_says_what_a_new_version_does_to_each_rule() {
+        let before = env(&[
+            ("kept", RuleSource::Service(name("web")), "api", &[]),
+            ("moved", RuleSource::Service(name("api")), "db", &[5432]),
+            ("gone", RuleSource::Service(name("web")), "db", &[]),
+        ]);
+        let after = env(&[
+            ("kept", RuleSource::Service(name("web")), "api", &[]),
+            ("moved", RuleSource::Service(name("api")), "db", &[5433]),
+            ("new", RuleSource::Endpoint(name("front")), "web", &[]),
+        ]);
+        let actions: Vec<(String, String)> = rule_changes(Some(&before), &after)
+            .into_iter()
+            .map(|r| (r.name, r.action))
+            .collect();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            actions,
+            [
+                pair("gone", "remove"),
+                pair("kept", "unchanged"),
+                pair("moved", "change"),
+                pair("new", "create"),
+            ]
+        );
+        assert!(
+            rule_changes(None, &after)
+                .iter()
+                .all(|r| r.action == "create")
+        );
     }
 
     #[test]
