@@ -60,6 +60,8 @@ pub struct Network {
     monitor: Option<tokio::task::JoinHandle<()>>,
     changes: Inbox<()>,
     notes: Vec<String>,
+    /// Whether a table left by an earlier conductor has been looked for.
+    leftovers_checked: bool,
 }
 
 impl Network {
@@ -72,8 +74,19 @@ impl Network {
             monitor: None,
             changes: Inbox::new(waker),
             notes: Vec::new(),
+            leftovers_checked: false,
         }
     }
+}
+
+/// Whether `env` needs the table: it declares rules and has a process
+/// service (which then has its own network).
+fn filters(env: &Environment) -> bool {
+    !env.rules.is_empty()
+        && env
+            .services
+            .values()
+            .any(|s| crate::firewall::own_network(env, s))
 }
 
 /// Whether rules can be enforced here: root and a working `nft`.
@@ -295,6 +308,12 @@ impl Reconciler for Network {
 
     async fn reconcile(&mut self, world: &mut World, ctx: &Ctx) -> Result<Action, ReconcileError> {
         self.changes.drain();
+        let filtered_target = world.target.as_ref().is_some_and(|t| filters(&t.env));
+        if !filtered_target && self.applied.is_none() && self.leftovers_checked {
+            // Nothing to enforce and nothing applied: no `nft` at all.
+            self.notes.clear();
+            return Ok(Action::await_change());
+        }
         let enabled = match self.enabled {
             Some(e) => e,
             None => {
@@ -326,17 +345,14 @@ impl Reconciler for Network {
             return Ok(Action::requeue(RESYNC));
         }
         let Some(target) = world.target.clone() else {
-            return Ok(Action::requeue(RESYNC));
+            return Ok(Action::await_change());
         };
         let env = &target.env;
-        let filtered = env.rules.is_empty()
-            || !env
-                .services
-                .values()
-                .any(|s| crate::firewall::own_network(env, s));
-        if filtered {
+        if !filters(env) {
+            // Also a table a previous conductor left behind, once.
             self.notes.clear();
             self.remove_table(&table).await?;
+            self.leftovers_checked = true;
             return Ok(Action::await_change());
         }
         if self.monitor.as_ref().is_none_or(|m| m.is_finished()) {
@@ -392,6 +408,7 @@ impl Reconciler for Network {
             m.abort();
         }
         if stop_instances
+            && self.applied.is_some()
             && let Some(table) = self.table.clone()
             && let Err(e) = self.remove_table(&table).await
         {
