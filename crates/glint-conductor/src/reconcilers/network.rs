@@ -309,8 +309,15 @@ impl Reconciler for Network {
     async fn reconcile(&mut self, world: &mut World, ctx: &Ctx) -> Result<Action, ReconcileError> {
         self.changes.drain();
         let filtered_target = world.target.as_ref().is_some_and(|t| filters(&t.env));
-        if !filtered_target && self.applied.is_none() && self.leftovers_checked {
-            // Nothing to enforce and nothing applied: no `nft` at all.
+        let own_networks = world.live.values().any(|l| {
+            l.rec.provider == ProviderKind::Process
+                && matches!(l.rec.addr.map(|a| a.ip()), Some(IpAddr::V4(a)) if in_subnet(a))
+        });
+        if !filtered_target && self.applied.is_none() && (self.leftovers_checked || !own_networks) {
+            // Nothing to enforce and nothing applied: no `nft` at all (a
+            // table an earlier conductor left is looked for while
+            // instances with their own network run: it filters nothing
+            // else).
             self.notes.clear();
             return Ok(Action::await_change());
         }
