@@ -217,22 +217,7 @@ impl Drop for Net {
             let _ = sh("ip", &["link", "del", c]);
             let _ = sh("ip", &["netns", "del", c]);
         }
-        // Kill everything first (the context's guard), then what the
-        // killed instances leave on the host: links, namespaces, the table.
-        // (Every instance ever launched has a log directory.)
-        let table = self.table();
-        let launched: Vec<String> = std::fs::read_dir(self.ctx.data().join("process/logs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        let ctx = std::mem::replace(&mut self.ctx, Ctx::new());
-        drop(ctx);
-        let _ = sh("nft", &["delete", "table", "inet", &table]);
-        for id in launched {
-            glint_provider::process::net::remove(&id);
-        }
+        // The instances, their networks and the table: the context's guard.
     }
 }
 

@@ -282,11 +282,36 @@ impl Drop for Ctx {
                     libc::kill(pid, libc::SIGKILL);
                 }
             }
+            remove_networks(&self.data(), &id);
             remove_cgroups(&id);
             // Instances' secrets (a tmpfs directory the provider removes
             // with each instance; the test killed them instead).
             let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-secrets-{id}"));
         }
+    }
+}
+
+/// What killed instances of an environment with rules leave on the host:
+/// their own networks (namespace, link; every instance ever launched has a
+/// log directory) and the store's nftables table.
+fn remove_networks(data: &Path, store: &str) {
+    use glint_provider::process::net;
+    let logs = std::fs::read_dir(data.join("process/logs"));
+    for e in logs.into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if net::netns_path(&net::link_name(&id)).exists() {
+            net::remove(&id);
+        }
+    }
+    let table = glint_conductor::firewall::table_name(store);
+    let listed = Command::new("nft")
+        .args(["list", "table", "inet", &table])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if listed {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &table])
+            .output();
     }
 }
 
