@@ -99,6 +99,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Show the event log (detections, launches, replacements, incidents).
     Events(EventsArgs),
+    /// List incidents (drift found and what was done about it, one record
+    /// per incident with its repeats); `resolve ID` closes an open one.
+    Incidents(IncidentsArgs),
     /// Show an instance's or a service's output.
     Logs(LogsArgs),
     /// Apply FILE and run the conductor in the foreground with live status;
@@ -381,6 +384,32 @@ pub struct EventsArgs {
     pub follow: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `glint incidents`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub command: Option<IncidentsCommand>,
+    /// Only open incidents.
+    #[arg(long)]
+    pub open: bool,
+    /// At most N incidents, newest first (0: all).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint incidents` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Mark an open incident resolved (recording who resolved it).
+    Resolve {
+        /// The incident's number, as `glint incidents` shows it.
+        id: i64,
+    },
 }
 
 /// `glint logs`

@@ -216,6 +216,18 @@ pub fn age(d: Duration) -> String {
     }
 }
 
+/// Who runs this command (`alice (uid 1000)`), for records that say who
+/// did something (a secret's `set_by`, an incident's `resolved_by`).
+pub fn caller() -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() && glint_model::Name::new(u.clone()).is_ok() => {
+            format!("{u} (uid {uid})")
+        }
+        _ => format!("uid {uid}"),
+    }
+}
+
 /// Age of a store timestamp (ms since the epoch).
 pub fn age_of(ms: i64) -> String {
     age(SystemTime::now()

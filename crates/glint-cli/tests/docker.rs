@@ -116,6 +116,43 @@ fn the_demo_runs_as_containers_and_drift_is_corrected_without_failed_requests() 
         "the exec is an incident:\n{events}"
     );
     eprintln!("both drifts corrected in {took:?}");
+    // The exec is also an incident record: one, about the entered
+    // instance, resolved by its replacement.
+    let entered_id = entered
+        .strip_prefix(&format!("glint-{env}-"))
+        .unwrap()
+        .to_owned();
+    let inc: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["incidents", "-o", "json"])).unwrap();
+    let inc = inc["incidents"].as_array().unwrap();
+    let mine: Vec<&serde_json::Value> = inc
+        .iter()
+        .filter(|i| i["subject"] == entered_id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{inc:?}");
+    assert_eq!(mine[0]["kind"], "instance-drift");
+    assert_eq!(mine[0]["state"], "resolved");
+    assert!(
+        mine[0]["found"]
+            .as_str()
+            .unwrap()
+            .contains("docker exec ran"),
+        "{mine:?}"
+    );
+    assert_eq!(
+        mine[0]["dedup_key"],
+        format!("instance-drift:{entered_id}").as_str()
+    );
+    let text = ctx.ok(&["incidents"]);
+    assert!(text.contains(&entered_id), "{text}");
+    assert_eq!(
+        ctx.ok(&["incidents", "--open"]).trim(),
+        "No open incidents."
+    );
+    assert_eq!(
+        ctx.run(&["incidents", "resolve", "9999"]).status.code(),
+        Some(1)
+    );
 
     // Ctrl-C stops every container it started.
     // SAFETY: signalling the child we spawned.

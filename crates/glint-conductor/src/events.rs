@@ -190,6 +190,8 @@ pub enum ConductorEvent {
     },
     /// A provider found and corrected something that is not an instance.
     ProviderIncident {
+        /// What it concerns (see `ProviderEvent::Incident`).
+        subject: String,
         /// What was found.
         what: String,
         /// What was done.
@@ -641,7 +643,7 @@ impl ConductorEvent {
                 ),
             )
             .details(serde_json::json!({ "kind": "firewall", "table": table, "found": found })),
-            E::ProviderIncident { what, action } => {
+            E::ProviderIncident { what, action, .. } => {
                 NewEvent::incident(EventKind::Drift, format!("{what}; {action}"))
             }
             E::Retiring {
@@ -928,6 +930,56 @@ impl ConductorEvent {
                 ),
             ),
         }
+    }
+
+    /// The incident this event is an occurrence of, for the incident
+    /// records (`glint incidents`): every incident-severity event that
+    /// concerns something out of place has one. Recorded for every
+    /// occurrence, before the rate limit.
+    pub fn incident(&self) -> Option<glint_store::NewIncident> {
+        use ConductorEvent as E;
+        let (kind, subject, found, action, resolved) = match self {
+            E::Drifted {
+                id, what, replaced, ..
+            } => (
+                "instance-drift",
+                id.to_string(),
+                what.clone(),
+                if *replaced {
+                    "replacing the instance".to_owned()
+                } else {
+                    "reported only (on_exec = report)".to_owned()
+                },
+                *replaced,
+            ),
+            E::FirewallDrift { table, found } => (
+                "firewall-drift",
+                format!("table inet {table}"),
+                found.clone(),
+                "applied the declared ruleset again".to_owned(),
+                true,
+            ),
+            E::ProviderIncident {
+                subject,
+                what,
+                action,
+            } => (
+                "provider-drift",
+                subject.clone(),
+                what.clone(),
+                action.clone(),
+                true,
+            ),
+            _ => return None,
+        };
+        Some(glint_store::NewIncident {
+            kind: kind.to_owned(),
+            subject,
+            found,
+            action,
+            resolved,
+            event: None,
+        })
     }
 
     /// The key of a repeating cause, for the rate limit; `None` for events

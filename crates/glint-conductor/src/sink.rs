@@ -94,12 +94,14 @@ impl EventSink {
             m.observe(&e);
         }
         let new = e.to_event();
+        let incident = e.incident();
         let key = {
             let st = self.lock();
             e.cause_key(|s| st.streaks.contains(s))
         };
         let Some(key) = key else {
-            self.write(new);
+            let id = self.write(new);
+            self.record_incident(incident, id);
             return;
         };
         let now = self.clock.now_ms();
@@ -120,8 +122,25 @@ impl EventSink {
                 false
             }
         };
-        if write {
-            self.write(new);
+        let id = if write { self.write(new) } else { None };
+        self.record_incident(incident, id);
+    }
+
+    /// Records an occurrence of an incident (every occurrence, whether its
+    /// event was written or counted by the rate limit), with the event that
+    /// recorded it.
+    fn record_incident(&self, incident: Option<glint_store::NewIncident>, event: Option<i64>) {
+        let Some(mut incident) = incident else {
+            return;
+        };
+        incident.event = event;
+        if let Err(err) = self.store.record_incident(incident) {
+            tracing::error!("cannot record an incident: {err}");
+            let now = self.clock.now_ms();
+            let mut st = self.lock();
+            st.lost += 1;
+            st.lost_since.get_or_insert(now);
+            st.lost_error = Some(crate::error_chain(&err));
         }
     }
 
@@ -187,9 +206,10 @@ impl EventSink {
         }
     }
 
-    fn write(&self, e: NewEvent) {
+    /// Writes one event; its id, `None` when the store refused it.
+    fn write(&self, e: NewEvent) -> Option<i64> {
         match self.store.append_event(e) {
-            Ok(_) => {
+            Ok(id) => {
                 let lost = {
                     let mut st = self.lock();
                     let lost = (st.lost, st.lost_since, st.lost_error.take());
@@ -208,6 +228,7 @@ impl EventSink {
                         ),
                     ));
                 }
+                Some(id)
             }
             Err(err) => {
                 tracing::error!("cannot record event: {err}");
@@ -216,6 +237,7 @@ impl EventSink {
                 st.lost += 1;
                 st.lost_since.get_or_insert(now);
                 st.lost_error = Some(crate::error_chain(&err));
+                None
             }
         }
     }

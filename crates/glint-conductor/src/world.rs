@@ -78,6 +78,13 @@ pub struct World {
     pub endpoints_settled: bool,
     /// The data plane's endpoints as last reported.
     pub endpoints: Vec<glint_dataplane::EndpointView>,
+    /// Each endpoint's backend set in force in the data plane, as it
+    /// confirmed it on the last endpoints pass; `None` when there is
+    /// nothing to wait for (no pass yet, or the data plane does not
+    /// answer). A rollout is recorded as converged only once every set in
+    /// force is the one [`World::backends`] gives now, so `apply --wait`
+    /// never returns while an endpoint still routes to retired instances.
+    pub backends_in_force: Option<BTreeMap<Name, Vec<InstanceId>>>,
     /// The volumes each instance holds, from the store's claims
     /// (`reconcilers/volumes.rs`).
     pub claims: BTreeMap<InstanceId, crate::reconcilers::volumes::Held>,
@@ -89,6 +96,54 @@ pub struct World {
 }
 
 impl World {
+    /// The backends an endpoint in front of `service` routes to now: its
+    /// healthy, running instances that `decide` routes to, sorted.
+    pub fn backends(&self, service: &Name) -> Vec<glint_dataplane::Backend> {
+        let routed = self.outcome.routes.get(service);
+        let mut out: Vec<glint_dataplane::Backend> = self
+            .live
+            .values()
+            .filter(|l| {
+                &l.rec.service == service
+                    && l.phase == MemberPhase::Healthy
+                    && l.rec.state == glint_store::InstanceState::Running
+                    && routed.is_some_and(|r| r.contains(&l.rec.id))
+            })
+            .filter_map(|l| {
+                l.rec.addr.map(|addr| glint_dataplane::Backend {
+                    instance: l.rec.id.clone(),
+                    addr,
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether every listening endpoint of the target has in force, in the
+    /// data plane, the backend set [`World::backends`] gives now (or there
+    /// is nothing to wait for: see [`World::backends_in_force`]; an
+    /// endpoint that cannot listen holds nothing up, as
+    /// [`World::endpoints_settled`] says).
+    pub fn backends_settled(&self) -> bool {
+        let (Some(target), Some(in_force)) = (&self.target, &self.backends_in_force) else {
+            return true;
+        };
+        target.env.endpoints.iter().all(|(name, e)| {
+            in_force.get(name).is_none_or(|b| {
+                let mut now: Vec<InstanceId> = self
+                    .backends(&e.service)
+                    .into_iter()
+                    .map(|b| b.instance)
+                    .collect();
+                now.sort();
+                let mut b = b.clone();
+                b.sort();
+                b == now
+            })
+        })
+    }
+
     /// An empty world over the backoffs the store holds.
     pub fn new(store: Arc<dyn Store>, providers: Providers) -> World {
         World {
@@ -103,6 +158,7 @@ impl World {
             adopted: false,
             endpoints_settled: true,
             endpoints: Vec::new(),
+            backends_in_force: None,
             claims: BTreeMap::new(),
             scale: BTreeMap::new(),
             wake_at: None,

@@ -268,8 +268,12 @@ impl Inner {
         }
     }
 
-    fn incident(&self, what: String, action: String) {
-        self.emit(ProviderEvent::Incident { what, action });
+    fn incident(&self, subject: String, what: String, action: String) {
+        self.emit(ProviderEvent::Incident {
+            subject,
+            what,
+            action,
+        });
     }
 
     // -----------------------------------------------------------------
@@ -297,6 +301,7 @@ impl Inner {
                     self.replace_impostor(&net, &problem).await?;
                     let id = self.create_network().await?;
                     self.incident(
+                        format!("network {}", self.network),
                         format!("network {} was altered: {problem}", self.network),
                         "removed it and recreated Glint's network".into(),
                     );
@@ -311,6 +316,7 @@ impl Inner {
                 let id = self.create_network().await?;
                 if let Some(old) = known {
                     self.incident(
+                        format!("network {}", self.network),
                         format!("network {} ({}) was deleted", self.network, short(&old)),
                         format!("recreated it ({})", short(&id)),
                     );
@@ -418,6 +424,7 @@ impl Inner {
             .await;
         match result {
             Ok(()) => self.incident(
+                format!("container {}", short(container)),
                 format!(
                     "container {name} ({}), not created by Glint, was attached to network {}",
                     short(container),

@@ -237,6 +237,9 @@ pub enum ProviderEvent {
     /// (a foreign container on Glint's network, Glint's network deleted or
     /// altered). The conductor records it as an incident.
     Incident {
+        /// What it concerns, for grouping repeats into one incident
+        /// (`network glint-test`, `container f00ba4`).
+        subject: String,
         /// What was found.
         what: String,
         /// What the provider did about it.

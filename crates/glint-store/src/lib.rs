@@ -27,6 +27,8 @@
 //! - [`Secrets`]: secrets sealed at rest with envelope encryption
 //!   ([`seal`]: a data key per value under a master key), current version
 //!   only;
+//! - [`Incidents`]: what was found out of place and what was done, one
+//!   record per incident with repeats grouped by a dedup key;
 //! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
@@ -49,7 +51,7 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`, `secrets`), `seal` (envelope
+//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`), `seal` (envelope
 //! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
@@ -58,6 +60,7 @@ pub mod datadir;
 pub mod events;
 pub mod feed;
 mod file;
+pub mod incidents;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
@@ -76,6 +79,7 @@ pub use clock::{Clock, SystemClock};
 pub use datadir::prepare_data_dir;
 pub use events::{Event, EventFilter, EventKind, EventLog, NewEvent, Severity};
 pub use feed::{ChangeFeed, Changes};
+pub use incidents::{IncidentFilter, IncidentRecord, IncidentState, Incidents, NewIncident};
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
@@ -108,6 +112,7 @@ pub trait Store:
     + Changes
     + Tokens
     + Secrets
+    + Incidents
     + WriteStats
     + std::fmt::Debug
     + Send
@@ -127,6 +132,7 @@ impl<T> Store for T where
         + Changes
         + Tokens
         + Secrets
+        + Incidents
         + WriteStats
         + std::fmt::Debug
         + Send
@@ -137,8 +143,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Instances, Meta, Scaling, Secrets, Store, Tokens,
-        Versions, Volumes, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Scaling, Secrets, Store,
+        Tokens, Versions, Volumes, WriteStats,
     };
 }
 

@@ -157,6 +157,26 @@ pub const MIGRATIONS: &[&str] = &[
         CHECK ((removed_at IS NULL) = (value IS NOT NULL AND wrapped_key IS NOT NULL AND key_id IS NOT NULL))
     );
     "#,
+    // 7: incidents, one row per incident (see `incidents.rs`): repeats of
+    // one kind and subject within the dedup window update the row.
+    r#"
+    CREATE TABLE incidents (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind        TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        found       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolved_by TEXT,
+        last_event  INTEGER
+    );
+    CREATE INDEX incidents_key ON incidents(kind, subject, last_seen);
+    CREATE INDEX incidents_last_seen ON incidents(last_seen);
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

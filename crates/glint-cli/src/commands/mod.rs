@@ -12,6 +12,7 @@ pub mod explain;
 pub mod fmt;
 pub mod history;
 pub mod images;
+pub mod incidents;
 pub mod logs;
 pub mod lsp;
 pub mod plan;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(a) => status::run(g, a),
         Command::History(a) => history::run(g, a),
         Command::Events(a) => events::run(g, a),
+        Command::Incidents(a) => incidents::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Up(a) => up::run(g, a),
         Command::Conductor(a) => conductor::run(g, a),

@@ -82,17 +82,6 @@ fn check_name(name: &str) -> Result<(), Failed> {
     })
 }
 
-/// Who runs this command, for `set_by`.
-fn caller() -> String {
-    let uid = rustix::process::geteuid().as_raw();
-    match std::env::var("USER") {
-        Ok(u) if !u.is_empty() && glint_model::Name::new(u.clone()).is_ok() => {
-            format!("{u} (uid {uid})")
-        }
-        _ => format!("uid {uid}"),
-    }
-}
-
 /// Reads at most `MAX_VALUE + 1` bytes, so an oversized value is refused
 /// without reading all of it.
 fn read_bounded(mut r: impl Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
@@ -152,7 +141,7 @@ fn set(global: &Global, name: &str, from_file: Option<&Path>) -> CmdResult {
     let dir = crate::common::data_dir(global);
     let key = glint_store::secrets::master_key(&store, &dir, true)
         .map_err(|e| secret_failed("cannot load the master key", e))?;
-    let by = caller();
+    let by = crate::common::caller();
     let rec = store
         .set_secret(&key, name, &value, &by)
         .map_err(|e| secret_failed("cannot set the secret", e))?;

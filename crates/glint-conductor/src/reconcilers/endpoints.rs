@@ -17,17 +17,14 @@
 //! conductor stops its instances too (`glint up`'s Ctrl-C).
 
 use crate::backoff::Policy;
-use crate::decide::MemberPhase;
 use crate::events::ConductorEvent;
 use crate::reconciler::{Action, Ctx, ReconcileError, Reconciler as ReconcilerTrait};
 use crate::world::World;
 use async_trait::async_trait;
 use glint_dataplane::{
-    Backend, DataPlane, Desired, DesiredEndpoint, EndpointConfig, EndpointEvent, EndpointSpec,
-    Reconciler,
+    DataPlane, Desired, DesiredEndpoint, EndpointConfig, EndpointEvent, EndpointSpec, Reconciler,
 };
 use glint_model::Name;
-use glint_store::InstanceState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,28 +92,6 @@ impl Endpoints {
 
 /// The backends of `service`: its healthy, running instances that `decide`
 /// routes to.
-fn backends(world: &World, service: &Name) -> Vec<Backend> {
-    let routed = world.outcome.routes.get(service);
-    let mut out: Vec<Backend> = world
-        .live
-        .values()
-        .filter(|l| {
-            &l.rec.service == service
-                && l.phase == MemberPhase::Healthy
-                && l.rec.state == InstanceState::Running
-                && routed.is_some_and(|r| r.contains(&l.rec.id))
-        })
-        .filter_map(|l| {
-            l.rec.addr.map(|addr| Backend {
-                instance: l.rec.id.clone(),
-                addr,
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[async_trait]
 impl ReconcilerTrait for Endpoints {
     fn name(&self) -> &'static str {
@@ -135,7 +110,7 @@ impl ReconcilerTrait for Endpoints {
                         name.clone(),
                         DesiredEndpoint {
                             spec: spec.clone(),
-                            backends: backends(world, &spec.service),
+                            backends: world.backends(&spec.service),
                         },
                     )
                 })
@@ -154,6 +129,7 @@ impl ReconcilerTrait for Endpoints {
                 }
                 // Nothing to wait for: a rollout is not held by it.
                 world.endpoints_settled = true;
+                world.backends_in_force = None;
                 self.notes = vec![format!("the data plane does not answer: {error}")];
                 return Err(ReconcileError::Other(format!(
                     "the data plane does not answer: {error}"
@@ -208,6 +184,14 @@ impl ReconcilerTrait for Endpoints {
             world.wake_at(ctx.now() + i64::try_from(wait.as_millis()).unwrap_or(0));
         }
         world.endpoints_settled = status.settled;
+        world.backends_in_force = Some(
+            status
+                .endpoints
+                .iter()
+                .filter(|e| e.listening)
+                .map(|e| (e.name.clone(), e.backends.clone()))
+                .collect(),
+        );
         self.notes = status
             .endpoints
             .iter()

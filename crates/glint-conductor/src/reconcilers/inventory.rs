@@ -112,9 +112,16 @@ impl Reconciler for Inventory {
                     what,
                     kind,
                 } => drifted(world, ctx, &instance, &what, kind),
-                ProviderEvent::Incident { what, action } => {
-                    ctx.events
-                        .emit(ConductorEvent::ProviderIncident { what, action });
+                ProviderEvent::Incident {
+                    subject,
+                    what,
+                    action,
+                } => {
+                    ctx.events.emit(ConductorEvent::ProviderIncident {
+                        subject,
+                        what,
+                        action,
+                    });
                 }
                 ProviderEvent::Resync => self.resync_requested = true,
             }

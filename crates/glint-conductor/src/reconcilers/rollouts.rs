@@ -37,6 +37,10 @@ fn strategy_name(s: &Strategy) -> String {
     }
 }
 
+/// How soon a rollout whose instances are done is looked at again while
+/// the endpoints catch up.
+const SETTLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[async_trait]
 impl Reconciler for Rollouts {
     fn name(&self) -> &'static str {
@@ -114,7 +118,7 @@ impl Reconciler for Rollouts {
             progress: &progress,
             last_healthy: &last_healthy,
             failed,
-            endpoints_settled: world.endpoints_settled,
+            endpoints_settled: world.endpoints_settled && world.backends_settled(),
         };
         let allowed = failures_allowed(&input);
         let v = verdict(input);
@@ -178,6 +182,15 @@ impl Reconciler for Rollouts {
                     if let Some(w) = &p.waiting {
                         self.notes.push(format!("{name}: {w}"));
                     }
+                }
+                if progress.values().all(|p| p.converged) {
+                    // Only the data plane is behind: the endpoints
+                    // reconciler programs it later in this pass; look again
+                    // right after.
+                    self.notes.push(format!(
+                        "version {number}: waiting for the endpoints to route to the new instances only"
+                    ));
+                    return Ok(Action::requeue(SETTLE_RECHECK));
                 }
             }
         }

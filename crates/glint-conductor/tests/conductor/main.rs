@@ -15,6 +15,7 @@ use glint_provider::DriftKind;
 use glint_store::Outcome;
 use glint_store::VersionKind;
 use glint_store::prelude::*;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use support::*;
 
@@ -343,6 +344,112 @@ async fn a_retire_that_fails_is_retried_with_backoff() {
     );
 }
 
+/// A data plane that notes, at every backend change, whether the version
+/// it watches was already recorded converged.
+struct Watching {
+    inner: Arc<glint_dataplane::LocalDataPlane>,
+    store: Arc<dyn Store>,
+    version: std::sync::Mutex<Option<VersionNumber>>,
+    log: std::sync::Mutex<Vec<(Vec<InstanceId>, Option<Outcome>)>>,
+}
+
+#[async_trait::async_trait]
+impl glint_dataplane::DataPlane for Watching {
+    async fn set_endpoints(
+        &self,
+        generation: u64,
+        endpoints: Vec<glint_dataplane::EndpointSpec>,
+    ) -> Result<glint_dataplane::EndpointsApplied, glint_dataplane::DataPlaneError> {
+        self.inner.set_endpoints(generation, endpoints).await
+    }
+    async fn set_backends(
+        &self,
+        endpoint: &Name,
+        generation: u64,
+        backends: Vec<glint_dataplane::Backend>,
+    ) -> Result<bool, glint_dataplane::DataPlaneError> {
+        let v = *self.version.lock().unwrap();
+        if let Some(v) = v {
+            let outcome = self.store.version_outcome(v).unwrap().map(|(o, _)| o);
+            let ids = backends.iter().map(|b| b.instance.clone()).collect();
+            self.log.lock().unwrap().push((ids, outcome));
+        }
+        self.inner
+            .set_backends(endpoint, generation, backends)
+            .await
+    }
+    async fn drain(
+        &self,
+        instance: &InstanceId,
+        timeout: std::time::Duration,
+    ) -> Result<glint_dataplane::DrainReport, glint_dataplane::DataPlaneError> {
+        self.inner.drain(instance, timeout).await
+    }
+    async fn state(
+        &self,
+    ) -> Result<glint_dataplane::DataPlaneState, glint_dataplane::DataPlaneError> {
+        self.inner.state().await
+    }
+    async fn shutdown(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(), glint_dataplane::DataPlaneError> {
+        self.inner.shutdown(timeout).await
+    }
+}
+
+// Mutation caught: the rollout verdict taking "endpoints settled" from a
+// pass whose routes were the old set (blue/green switches routes in the
+// pass that converges: version 2 was recorded converged, and `apply
+// --wait` returned, while the endpoint still routed to version 1).
+#[tokio::test(start_paused = true)]
+async fn a_version_is_converged_only_once_its_endpoints_route_to_it() {
+    let mut h = Harness::new();
+    let watching = Arc::new(Watching {
+        inner: h.dataplane.clone(),
+        store: h.store.clone(),
+        version: std::sync::Mutex::new(None),
+        log: std::sync::Mutex::new(Vec::new()),
+    });
+    h.plane = Some(watching.clone());
+    h.start().await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = |greeting: &str| {
+        let mut e = web(2, &[("GREETING", greeting)]);
+        svc(&mut e).rollout.strategy = Strategy::BlueGreen {
+            keep: Millis::from_secs(30),
+        };
+        e.endpoints.insert(
+            name("public"),
+            Endpoint {
+                listen: addr,
+                service: name("web"),
+                protocol: EndpointProtocol::Http,
+            },
+        );
+        e
+    };
+    let v1 = h.apply(env("one"));
+    assert_eq!(h.outcome(v1, 30).await.0, Outcome::Converged);
+    let old = Harness::healthy(&h.status());
+    assert_eq!(old.len(), 2);
+    let v2 = h.apply(env("two"));
+    *watching.version.lock().unwrap() = Some(v2);
+    assert_eq!(h.outcome(v2, 60).await.0, Outcome::Converged);
+    let log = watching.log.lock().unwrap().clone();
+    let switch = log
+        .iter()
+        .find(|(ids, _)| !ids.is_empty() && ids.iter().all(|i| !old.contains(i)))
+        .expect("the endpoint was switched to the new instances");
+    assert_eq!(
+        switch.1, None,
+        "version 2 was recorded converged before its endpoint routed to it: {log:?}"
+    );
+}
+
 // Mutation caught: a failed bind never retried, or retried (and written)
 // on every pass.
 #[tokio::test(start_paused = true)]
@@ -416,6 +523,49 @@ async fn on_exec_report_records_an_exec_without_replacing() {
         now.len() == 2 && !now.contains(&ids[0])
     })
     .await;
+    // Both occurrences concern one instance: one incident, seen twice,
+    // left resolved by the replacement (the last occurrence decides).
+    let incidents = h
+        .store
+        .incidents(glint_store::IncidentFilter::default())
+        .unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let i = &incidents[0];
+    assert_eq!(i.kind, "instance-drift");
+    assert_eq!(i.subject, ids[0].to_string());
+    assert_eq!(i.count, 2);
+    assert!(i.found.contains("/etc/passwd changed"), "{i:?}");
+    assert_eq!(i.state, glint_store::IncidentState::Resolved);
+    assert!(i.last_event.is_some(), "the occurrence's event is linked");
+}
+
+// Mutation caught: an exec only reported not leaving an open incident.
+#[tokio::test(start_paused = true)]
+async fn a_reported_exec_is_an_open_incident_until_resolved() {
+    let mut h = Harness::new();
+    h.start().await;
+    let mut e = web(1, &[]);
+    svc(&mut e).on_exec = OnExec::Report;
+    let v = h.apply(e);
+    h.outcome(v, 30).await;
+    let ids = Harness::healthy(&h.status());
+    assert!(h.sim.drift(&ids[0], DriftKind::Exec, "exec ran `sh`"));
+    h.pass_time(2_000).await;
+    let open = h
+        .store
+        .incidents(glint_store::IncidentFilter {
+            state: Some(glint_store::IncidentState::Open),
+            limit: 0,
+        })
+        .unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].action.contains("reported only"), "{:?}", open[0]);
+    let done = h
+        .store
+        .resolve_incident(open[0].id, "ops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, glint_store::IncidentState::Resolved);
 }
 
 // Mutation caught: a canary's pause ignored (the new version jumps to its

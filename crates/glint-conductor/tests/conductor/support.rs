@@ -420,6 +420,33 @@ impl Secrets for FaultyStore {
     }
 }
 
+impl Incidents for FaultyStore {
+    fn record_incident(
+        &self,
+        new: glint_store::NewIncident,
+    ) -> Result<(glint_store::IncidentRecord, bool), StoreError> {
+        self.write()?;
+        self.inner.record_incident(new)
+    }
+    fn incidents(
+        &self,
+        filter: glint_store::IncidentFilter,
+    ) -> Result<Vec<glint_store::IncidentRecord>, StoreError> {
+        self.inner.incidents(filter)
+    }
+    fn incident(&self, id: i64) -> Result<Option<glint_store::IncidentRecord>, StoreError> {
+        self.inner.incident(id)
+    }
+    fn resolve_incident(
+        &self,
+        id: i64,
+        by: &str,
+    ) -> Result<Option<glint_store::IncidentRecord>, StoreError> {
+        self.write()?;
+        self.inner.resolve_incident(id, by)
+    }
+}
+
 impl WriteStats for FaultyStore {
     fn write_latency(&self) -> glint_store::WriteLatency {
         self.inner.write_latency()
@@ -444,6 +471,9 @@ pub struct Harness {
     /// The endpoints, kept across conductor restarts as the data plane
     /// process keeps them.
     pub dataplane: Arc<glint_dataplane::LocalDataPlane>,
+    /// What the conductor is given as its data plane instead of
+    /// `dataplane`, when set (a wrapper that observes it).
+    pub plane: Option<Arc<dyn glint_dataplane::DataPlane>>,
     conductor: Option<ConductorHandle>,
 }
 
@@ -524,6 +554,7 @@ impl Harness {
             sim,
             clock,
             dataplane,
+            plane: None,
             dir,
             conductor: None,
         }
@@ -549,7 +580,9 @@ impl Harness {
             self.store.clone(),
             lease,
             self.images.clone(),
-            self.dataplane.clone(),
+            self.plane
+                .clone()
+                .unwrap_or_else(|| self.dataplane.clone() as Arc<dyn glint_dataplane::DataPlane>),
         );
         setup.providers.insert(
             ProviderKind::Simulated,
