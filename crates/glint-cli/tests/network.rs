@@ -369,8 +369,18 @@ fn a_rule_added_by_hand_or_a_deleted_table_is_reverted_and_an_incident() {
         ev.contains(&format!("table inet {table} was deleted")),
         "{ev}"
     );
-    // One incident per change.
+    // One event per change, recorded as one incident on the table.
     assert_eq!(ev.matches("firewall drift").count(), 2, "{ev}");
+    let inc: Value = serde_json::from_str(&net.ctx.ok(&["incidents", "-o", "json"])).unwrap();
+    let inc: Vec<&Value> = inc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "firewall-drift")
+        .collect();
+    assert_eq!(inc.len(), 1, "{inc:?}");
+    assert_eq!(inc[0]["subject"], format!("table inet {table}"));
+    assert_eq!(inc[0]["count"], 2, "{inc:?}");
 }
 
 // Mutations caught: rules of the old version kept (api → web still
