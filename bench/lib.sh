@@ -14,7 +14,7 @@
 # work directory; LOAD_ARGS adds glint-load options (`--no-keepalive`).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/x86_64-unknown-linux-gnu/release
+BIN=${BENCH_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release}
 GLINT=$BIN/glint
 LOAD=$BIN/glint-load
 PY=(python3 "$ROOT/bench/lib.py")

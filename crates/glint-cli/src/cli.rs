@@ -239,6 +239,10 @@ pub struct GuardArgs {
     /// runs, retiring everything the current one runs.
     #[arg(long)]
     pub replace_environment: bool,
+    /// Apply firewall rules this machine cannot enforce (no root, or no
+    /// `nft`): they are recorded, and nothing restricts the network.
+    #[arg(long)]
+    pub allow_unenforced: bool,
 }
 
 impl GuardArgs {

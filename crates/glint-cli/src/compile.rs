@@ -33,13 +33,17 @@ use std::path::{Path, PathBuf};
 ///   way;
 /// - process resource limits, where instances get namespaces and this
 ///   machine offers the cgroup memory, cpu and pids controllers (v2, or
-///   v1).
+///   v1);
+/// - firewall rules, where instances get namespaces, their own networks
+///   (the `ip` command) and Glint's nftables table (the `nft` command) —
+///   between process instances; rules on Docker services are warned
+///   about (E0605).
 ///
 /// Variables are always enforced (the conductor's instance API and
-/// `/run/glint`). Firewall rules are recorded but not acted on yet, and
-/// every compilation says so — except that rules to services on the `aws`
-/// provider are enforced by their security groups (`glint_aws::rules`;
-/// `glint plan` lists them, and any it cannot express): the warning is then
+/// `/run/glint`). Rules to services on the `aws` provider are enforced by
+/// their security groups (`glint_aws::rules`; `glint plan` lists them, and
+/// any it cannot express) even where E0600 warns because this machine
+/// cannot enforce rules between process instances: the warning is then
 /// stricter than the truth, never looser.
 pub fn enforced() -> Capabilities {
     let mut c = Capabilities::none()
@@ -50,8 +54,30 @@ pub fn enforced() -> Capabilities {
         if glint_provider::process::cgroup::Cgroups::detect().is_some() {
             c.insert(Capability::ProcessResourceLimits);
         }
+        if glint_provider::process::net::available()
+            && glint_conductor::reconcilers::network::can_enforce()
+        {
+            c.insert(Capability::FirewallRules);
+        }
     }
     c
+}
+
+/// Refuses (for `apply` and `up`) an environment that declares rules this
+/// machine cannot enforce, unless `allow` (`--allow-unenforced`): a rule
+/// that is not enforced must never look as if it were.
+pub fn refuse_unenforced(env: &Environment, allow: bool) -> Result<(), Failed> {
+    if env.rules.is_empty() || allow || enforced().contains(Capability::FirewallRules) {
+        return Ok(());
+    }
+    let n = env.rules.len();
+    Err(fail(
+        EXIT_FAILED,
+        format_args!(
+            "refusing to apply: the environment declares {n} rule{} but this machine cannot enforce them (that needs root and the `nft` and `ip` commands; see warning E0600); run as root with nftables installed, or pass --allow-unenforced to apply with nothing restricting the network",
+            if n == 1 { "" } else { "s" }
+        ),
+    ))
 }
 
 /// The providers this build has (`crate::daemon` starts them).

@@ -179,6 +179,15 @@ pub enum ConductorEvent {
         /// Whether it is replaced (or only reported).
         replaced: bool,
     },
+    /// Glint's nftables table differed from the declared ruleset (a rule
+    /// added, removed or changed by hand, the table deleted); the declared
+    /// ruleset was applied again.
+    FirewallDrift {
+        /// The table (`inet glint_…`).
+        table: String,
+        /// What was found, as the kernel lists it.
+        found: String,
+    },
     /// A provider found and corrected something that is not an instance.
     ProviderIncident {
         /// What it concerns (see `ProviderEvent::Incident`).
@@ -650,6 +659,13 @@ impl ConductorEvent {
             .instance(id)
             .version(*version)
             .details(serde_json::json!({ "kind": kind.to_string() })),
+            E::FirewallDrift { table, found } => NewEvent::incident(
+                EventKind::Drift,
+                format!(
+                    "firewall drift in table inet {table}: {found}; the declared ruleset was applied again"
+                ),
+            )
+            .details(serde_json::json!({ "kind": "firewall", "table": table, "found": found })),
             E::ProviderIncident { what, action, .. } => {
                 NewEvent::incident(EventKind::Drift, format!("{what}; {action}"))
             }
@@ -988,6 +1004,13 @@ impl ConductorEvent {
                     "reported only (on_exec = report)".to_owned()
                 },
                 *replaced,
+            ),
+            E::FirewallDrift { table, found } => (
+                "firewall-drift",
+                format!("table inet {table}"),
+                found.clone(),
+                "applied the declared ruleset again".to_owned(),
+                true,
             ),
             E::ProviderIncident {
                 subject,

@@ -91,6 +91,7 @@ fn from_shape(
         // Values are added at launch time only ([`with_secrets`]): the
         // shape holds names and versions.
         secrets: Vec::new(),
+        own_network: shape.own_network,
         glint: None,
     }
 }

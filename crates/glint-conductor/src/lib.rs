@@ -48,6 +48,7 @@ pub mod decide;
 pub mod down;
 pub mod driver;
 pub mod events;
+pub mod firewall;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -228,6 +228,13 @@ impl Metrics {
                     })
                     .inc();
             }
+            E::FirewallDrift { .. } => {
+                self.drift
+                    .get_or_create(&KindLabel {
+                        kind: "firewall".into(),
+                    })
+                    .inc();
+            }
             E::Healthy { id, .. } => {
                 let died = self
                     .pending()

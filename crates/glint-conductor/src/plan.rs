@@ -64,6 +64,12 @@ pub struct Shape<'a> {
     /// hash when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) secrets: Vec<(&'a str, u64)>,
+    /// Whether the instance gets its own network (a process service of an
+    /// environment that declares rules; see `firewall.rs`). Declaring the
+    /// first rule (or removing the last) replaces process instances. Left
+    /// out of the hash when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) own_network: bool,
     /// The literal and runtime variables the service reads or writes, with
     /// a hash of each literal value (runtime ones: `None`; their values
     /// change at run time, through the API, and replace nobody). A changed
@@ -115,6 +121,7 @@ pub fn shape<'a>(target: Target<'a>, service: &Name) -> Option<Shape<'a>> {
             .into_iter()
             .map(|n| (n, target.env.secret_versions.get(n).copied().unwrap_or(0)))
             .collect(),
+        own_network: crate::firewall::own_network(target.env, s),
         variables: target
             .env
             .variables_of(service)
@@ -414,6 +421,9 @@ pub struct Plan {
     /// Per secret the candidate reads, sorted by name.
     #[serde(default)]
     pub secrets: Vec<SecretPlan>,
+    /// Per rule of the candidate or the current version, sorted by name.
+    #[serde(default)]
+    pub rules: Vec<crate::firewall::RulePlan>,
     /// Per literal or runtime variable, sorted by name.
     #[serde(default)]
     pub variables: Vec<VariablePlan>,
@@ -659,6 +669,7 @@ pub fn plan_scaled(
             readers: readers.into_iter().cloned().collect(),
         })
         .collect();
+    let rules = crate::firewall::rule_changes(current.map(|(_, c)| c.env), next.env);
     let declared_hash = |v: &glint_model::Variable| match &v.value {
         glint_model::VariableValue::Literal(x) => Some(value_hash(x)),
         glint_model::VariableValue::Runtime(x) => x.as_deref().map(value_hash),
@@ -694,6 +705,7 @@ pub fn plan_scaled(
         endpoints,
         volumes,
         secrets,
+        rules,
         variables,
     }
 }

@@ -190,6 +190,54 @@ pub(crate) fn shared_writable_volumes(ev: &mut Eval<'_>, env: &Environment, span
     }
 }
 
+/// One warning for the rules that name a Docker service while this build
+/// enforces rules (between process instances only), pointing at each.
+pub(crate) fn docker_rules(
+    ev: &mut Eval<'_>,
+    env: &Environment,
+    spans: &DeclTable,
+    enforced: &Capabilities,
+) {
+    if !enforced.contains(crate::capability::Capability::FirewallRules) {
+        return; // E0600 already says that no rule is enforced
+    }
+    let docker = |n: &Name| {
+        env.services
+            .get(n)
+            .is_some_and(|s| s.provider == glint_model::ProviderKind::Docker)
+    };
+    let on_docker: Vec<&Name> = env
+        .rules
+        .iter()
+        .filter(|(_, r)| {
+            docker(&r.to) || matches!(&r.from, glint_model::RuleSource::Service(s) if docker(s))
+        })
+        .map(|(n, _)| n)
+        .collect();
+    let Some((first, others)) = on_docker.split_first() else {
+        return;
+    };
+    let span_of = |n: &str| spans.span(Kind::Rule, n).unwrap_or_default();
+    let mut d = Diagnostic::warning(
+        Code::DockerRulesNotEnforced,
+        span_of(first.as_str()),
+        "rules on Docker services are not enforced yet",
+    )
+    .with_primary(format!(
+        "rule `{first}` names a Docker service: not enforced"
+    ));
+    for o in others {
+        d = d.with_label(
+            span_of(o.as_str()),
+            format!("rule `{o}`: not enforced either"),
+        );
+    }
+    ev.diags.push(
+        d.with_note("Docker containers stay on their per-environment Docker network, where every container can reach every other")
+            .with_help("run the service on the process provider to have its rules enforced by the kernel, or do not rely on this rule until Docker services are enforced"),
+    );
+}
+
 /// One warning per capability that declarations ask for and this build does
 /// not enforce, pointing at the first few places.
 pub(crate) fn not_enforced(ev: &mut Eval<'_>, uses: &Uses, enforced: &Capabilities) {

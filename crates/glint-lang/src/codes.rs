@@ -395,11 +395,13 @@ Give each instance its own volume with `per_instance = true` (named
 `read_only = true` where it is only read.";
 
     RulesNotEnforced = "E0600", "firewall rules declared but not enforced yet",
-"The environment declares `rule`s, but this build of Glint does not program
-a firewall yet: nothing restricts which instance can reach which. The rules
-are checked, kept in every version and shown to policies, so they will be
-enforced without a change once Glint enforces them; until then, do not rely
-on them for protection. This is a warning: the change is not blocked.";
+"The environment declares `rule`s, but Glint cannot enforce them on this
+machine: that needs root (each process instance gets its own network
+namespace and address) and the `nft` command (Glint's nftables table).
+Nothing restricts which instance can reach which. The rules are checked,
+kept in every version and shown to policies. This is a warning on `check`
+and `plan`; `apply` and `up` refuse such an environment unless given
+`--allow-unenforced`. See docs/network.md.";
 
     VariablesNotEnforced = "E0601", "variables declared but not enforced yet",
 "The environment declares `variable`s with a `value` or `runtime = true`,
@@ -425,6 +427,15 @@ load. This is a warning.";
 limit the memory, CPU or processes of process instances on this machine
 (that needs root and the cgroup memory, cpu and pids controllers, v1 or v2);
 the `docker` provider enforces them. This is a warning.";
+
+    DockerRulesNotEnforced = "E0605", "rules on Docker services not enforced yet",
+"A `rule` names a service on the `docker` provider (as `from` or `to`).
+Glint enforces rules between process instances, in the kernel (each process
+instance gets its own network namespace and address, and Glint's nftables
+table lets through only what the rules declare), but not yet for Docker
+containers: they stay on their per-environment Docker network, where every
+container can reach every other. The rule is checked and kept in every
+version; this is a warning.";
 
     SecretReference = "E0700", "a secret reference that names no Glint secret",
 "A variable's `secret` names a secret that Glint keeps, sealed in its store:

@@ -394,6 +394,7 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
     crate::checks::listen_conflicts(ev, &env, &table);
     crate::checks::shared_writable_volumes(ev, &env, &table);
     crate::checks::not_enforced(ev, &uses, inputs.enforced);
+    crate::checks::docker_rules(ev, &env, &table, inputs.enforced);
 
     // 6. Policies.
     if !policy_defs.is_empty() {

@@ -12,9 +12,10 @@ const APP: &str =
 
 /// The options of the snapshots: the `glint` binary's providers, and every
 /// capability enforced so that each snapshot shows its own code only (the
-/// `E06xx` cases enforce none).
+/// `E06xx` cases enforce none, except E0605, which is about rules where
+/// they are enforced).
 fn options_for(code: Code) -> CompileOptions {
-    let not_enforced = code.as_str().starts_with("E06");
+    let not_enforced = code.as_str().starts_with("E06") && code != Code::DockerRulesNotEnforced;
     CompileOptions {
         enforced: if not_enforced {
             Capabilities::none()
@@ -531,6 +532,16 @@ fn e0604_resources_not_enforced() {
         Code::ResourcesNotEnforced,
         &format!(
             "{APP}\nservice api {{\n  image = image.app\n  resources {{\n    memory = 512MiB\n  }}\n}}\n\nservice db {{\n  image    = image.app\n  provider = docker\n  resources {{\n    memory = 2GiB\n  }}\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn e0605_docker_rules_not_enforced() {
+    main_only(
+        Code::DockerRulesNotEnforced,
+        &format!(
+            "{APP}\nservice api {{\n  image = image.app\n}}\n\nservice db {{\n  image    = image.app\n  provider = docker\n}}\n\nrule api_to_db {{\n  from  = service.api\n  to    = service.db\n  ports = [5432]\n}}\n\nrule office {{\n  from = 10.0.0.0/8\n  to   = service.api\n}}\n"
         ),
     );
 }

@@ -18,6 +18,7 @@ fn spec(i: u64) -> LaunchSpec {
     LaunchSpec {
         mounts: Vec::new(),
         secrets: Vec::new(),
+        own_network: false,
         glint: None,
         labels: Labels {
             store: "bench".into(),

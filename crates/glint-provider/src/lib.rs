@@ -50,8 +50,13 @@ pub struct LaunchSpec {
     /// Working directory inside the image.
     pub workdir: String,
     /// The port the program listens on inside its instance. The process
-    /// provider ignores it and allocates a free host port, passed in `PORT`.
+    /// provider uses it for an instance with its own network; otherwise it
+    /// allocates a free host port. Either way it is passed in `PORT`.
     pub port: u16,
+    /// Whether the instance gets its own network namespace and address
+    /// (process instances of environments that declare rules; see
+    /// `process::net`). Docker instances have their network either way.
+    pub own_network: bool,
     /// Resource limits.
     pub resources: Resources,
     /// Volumes to mount, resolved by the conductor (a per-instance volume

@@ -23,6 +23,7 @@ fn spec(env: &[(&str, &str)]) -> LaunchSpec {
     LaunchSpec {
         mounts: Vec::new(),
         secrets: Vec::new(),
+        own_network: false,
         glint: None,
         labels: Labels {
             store: "sim".into(),

@@ -6,7 +6,8 @@
 # renamed when complete, so a start killed halfway leaves nothing that
 # looks like a cluster); every start then runs the server as `postgres`
 # (PostgreSQL refuses to run as root), listening on $HOST:$PORT (the process
-# provider gives each instance a loopback port; Docker uses 0.0.0.0:5432).
+# provider gives each instance its own address in an environment with
+# rules, a loopback port otherwise; Docker uses 0.0.0.0:5432).
 set -eu
 vol=/var/lib/postgresql/data
 data=$vol/pgdata
@@ -19,8 +20,11 @@ if [ ! -s "$data/PG_VERSION" ]; then
   rm -rf "$vol/pgdata.init"
   as_postgres "$bin/initdb" -D "$vol/pgdata.init" -U postgres --auth=trust \
     --encoding=UTF8 --locale=C --no-instructions >/dev/null
-  # Clients on the instance's own network (Docker's bridge) may connect.
+  # Clients on the instance's own network (Docker's bridge) may connect,
+  # and so may Glint's instance network, where the kernel lets through only
+  # what the environment's rules declare (docs/network.md).
   echo "host all all samenet trust" >>"$vol/pgdata.init/pg_hba.conf"
+  echo "host all all 10.88.0.0/16 trust" >>"$vol/pgdata.init/pg_hba.conf"
   mv "$vol/pgdata.init" "$data"
 fi
 exec /usr/bin/setpriv --reuid=999 --regid=999 --clear-groups "$bin/postgres" -D "$data" \

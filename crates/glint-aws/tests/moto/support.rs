@@ -124,6 +124,7 @@ pub fn spec(store: &str, service: &str, entropy: u64) -> LaunchSpec {
     let svc = Name::new(service).unwrap();
     let digest = Digest::of(b"app");
     LaunchSpec {
+        own_network: false,
         glint: None,
         labels: Labels {
             store: store.to_owned(),

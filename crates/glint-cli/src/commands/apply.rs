@@ -27,6 +27,7 @@ fn body(global: &Global, args: ApplyArgs) -> CmdResult {
         return remote(global, &client?, args, paint);
     }
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
+    crate::compile::refuse_unenforced(&resolved.version.env, args.guards.allow_unenforced)?;
     let store = open_store(global)?;
     let plan = crate::commands::plan::compute(Some(&store), &resolved.version)?;
     let applied = glint_conductor::ops::apply(&store, resolved.version, args.guards.options())

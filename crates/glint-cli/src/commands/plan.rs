@@ -250,6 +250,29 @@ pub fn render(p: &Plan, paint: Paint) -> String {
             }
         ));
     }
+    for rule in &p.rules {
+        let sym = match rule.action.as_str() {
+            "create" => paint.green("+"),
+            "remove" => paint.red("-"),
+            "change" => paint.yellow("~"),
+            _ => " ".to_owned(),
+        };
+        let ports: Vec<String> = rule.ports.iter().map(u16::to_string).collect();
+        out.push_str(&format!(
+            "{sym} rule {}: {} ({} → service {} on {} {}){}\n",
+            paint.bold(&rule.name),
+            rule.action,
+            rule.from,
+            rule.to,
+            rule.protocol,
+            ports.join(", "),
+            if rule.enforced {
+                ""
+            } else {
+                " — not enforced: rules on Docker services are not enforced yet (E0605)"
+            }
+        ));
+    }
     for vp in &p.variables {
         let list = |names: &[Name]| {
             if names.is_empty() {

@@ -26,6 +26,7 @@ pub fn run(global: &Global, args: UpArgs) -> i32 {
 fn body(global: &Global, args: UpArgs) -> CmdResult {
     // Everything is checked before anything starts.
     let resolved = crate::resolve::resolve(global, &args.file, &args.policies)?;
+    crate::compile::refuse_unenforced(&resolved.version.env, args.guards.allow_unenforced)?;
     let store: Arc<dyn Store> = Arc::new(open_store(global)?);
     let paint = Paint::stdout(global);
     let cursor = Arc::new(AtomicI64::new(

@@ -296,12 +296,37 @@ impl Drop for Ctx {
                     libc::kill(pid, libc::SIGKILL);
                 }
             }
+            remove_networks(&self.data(), &id);
             remove_cgroups(&id);
             // Instances' secrets (a tmpfs directory the provider removes
             // with each instance; the test killed them instead).
             let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-secrets-{id}"));
             let _ = std::fs::remove_dir_all(format!("/dev/shm/glint-run-{id}"));
         }
+    }
+}
+
+/// What killed instances of an environment with rules leave on the host:
+/// their own networks (namespace, link; every instance ever launched has a
+/// log directory) and the store's nftables table.
+fn remove_networks(data: &Path, store: &str) {
+    use glint_provider::process::net;
+    let logs = std::fs::read_dir(data.join("process/logs"));
+    for e in logs.into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if net::netns_path(&net::link_name(&id)).exists() {
+            net::remove(&id);
+        }
+    }
+    let table = glint_conductor::firewall::table_name(store);
+    let listed = Command::new("nft")
+        .args(["list", "table", "inet", &table])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if listed {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &table])
+            .output();
     }
 }
 
@@ -643,6 +668,29 @@ pub fn docker_available() -> bool {
             "GLINT_REQUIRE_DOCKER=1 but no Docker daemon answers"
         );
         eprintln!("SKIPPED: no Docker daemon answers (set GLINT_REQUIRE_DOCKER=1 to fail instead)");
+    }
+    ok
+}
+
+/// Whether declared rules can be enforced here: root, namespaces, the `ip`
+/// and `nft` commands. Without them a test skips (printing why), unless
+/// `GLINT_REQUIRE_NFT=1` (CI) makes that a failure.
+pub fn nft_available() -> bool {
+    let ok = rustix::process::geteuid().is_root()
+        && glint_sandbox::available()
+        && glint_provider::process::net::available()
+        && Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GLINT_REQUIRE_NFT").as_deref() != Ok("1"),
+            "GLINT_REQUIRE_NFT=1 but this is not root with namespaces, `ip` and `nft`"
+        );
+        eprintln!(
+            "SKIPPED: rules need root, namespaces, `ip` and `nft` (set GLINT_REQUIRE_NFT=1 to fail instead)"
+        );
     }
     ok
 }

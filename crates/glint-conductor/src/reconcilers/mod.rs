@@ -14,10 +14,12 @@
 //!    crash-loop backoff;
 //! 7. [`rollouts`]: the target version's rollout — announcements, progress,
 //!    convergence, failure and automatic rollback;
-//! 8. [`endpoints`]: the data plane's endpoints and their backends;
-//! 9. [`identities`]: running instances' identity tokens renewed before
+//! 8. [`network`]: Glint's nftables table (the declared rules, the live
+//!    instances' addresses), re-applied when changed by hand;
+//! 9. [`endpoints`]: the data plane's endpoints and their backends;
+//! 10. [`identities`]: running instances' identity tokens renewed before
 //!    they expire;
-//! 10. [`heartbeat`]: the conductor's heartbeat in the store.
+//! 11. [`heartbeat`]: the conductor's heartbeat in the store.
 //!
 //! Each is one file with its own status. A new capability is a new file
 //! here and one line in [`all`].
@@ -28,6 +30,7 @@ pub mod heartbeat;
 pub mod identities;
 pub mod instances;
 pub mod inventory;
+pub mod network;
 pub mod probes;
 pub mod providers;
 pub mod rollouts;
@@ -54,6 +57,7 @@ pub fn all(
         ))),
         Box::new(instances::Instances::new(waker, dataplane.clone())),
         Box::new(rollouts::Rollouts::default()),
+        Box::new(network::Network::new(waker)),
         Box::new(endpoints::Endpoints::new(dataplane)),
         Box::new(identities::Identities::default()),
         Box::new(heartbeat::Heartbeat::default()),

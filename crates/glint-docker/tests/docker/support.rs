@@ -356,6 +356,7 @@ impl Fixture {
         LaunchSpec {
             mounts: Vec::new(),
             secrets: Vec::new(),
+            own_network: false,
             glint: None,
             labels: Labels {
                 store: self.store.clone(),

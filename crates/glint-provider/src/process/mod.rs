@@ -5,7 +5,9 @@
 //!
 //! [`ProcessProvider::launch`] resolves the program inside the image root
 //! (never on the host's `PATH`, see `resolve`), gives the instance a free
-//! loopback port, and starts the program in a new session (so Ctrl-C in the
+//! loopback port (or, when its spec asks for `own_network`, its own network
+//! namespace and address, listening on the spec's `port`: see [`net`]), and
+//! starts the program in a new session (so Ctrl-C in the
 //! conductor's terminal does not reach it and its whole process group can be
 //! signalled) with:
 //!
@@ -84,6 +86,7 @@
 pub mod cgroup;
 pub mod glint_dir;
 mod logs;
+pub mod net;
 mod ns;
 mod procfs;
 mod record;
@@ -139,9 +142,10 @@ pub mod env_keys {
     pub const INSTANCE: &str = "GLINT_INSTANCE_ID";
     /// The image digest.
     pub const IMAGE: &str = "GLINT_IMAGE";
-    /// The loopback port the program must listen on.
+    /// The port the program must listen on.
     pub const PORT: &str = "PORT";
-    /// The address the program must listen on (`127.0.0.1`).
+    /// The address the program must listen on (`127.0.0.1`, or its own
+    /// address when it has its own network).
     pub const HOST: &str = "HOST";
 }
 
@@ -243,6 +247,8 @@ struct State {
     /// Instances between "id reserved" and "tracked", with their ports: the
     /// `/proc` scan must not adopt them behind the launch's back.
     launching: HashMap<InstanceId, u16>,
+    /// The addresses of instances being launched with their own network.
+    launching_addrs: HashMap<InstanceId, Ipv4Addr>,
 }
 
 /// One instance this provider knows.
@@ -252,6 +258,8 @@ struct Tracked {
     pid: i32,
     start_ticks: u64,
     port: u16,
+    /// Its own address, when it has its own network (see [`net`]).
+    addr: Option<Ipv4Addr>,
     started_at: SystemTime,
     /// The leader's pidfd, while it runs.
     pidfd: Option<Arc<OwnedFd>>,
@@ -276,6 +284,7 @@ impl Tracked {
             pid: self.pid,
             start_ticks: self.start_ticks,
             port: self.port,
+            addr: self.addr,
             started_at_ms: record::millis_since_epoch(self.started_at),
             exit,
         }
@@ -285,7 +294,10 @@ impl Tracked {
         Observed {
             labels: self.labels.clone(),
             state: self.run_state(),
-            addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))),
+            addr: Some(SocketAddr::from((
+                self.addr.unwrap_or(Ipv4Addr::LOCALHOST),
+                self.port,
+            ))),
             started_at: self.started_at,
             handle: match self.mode {
                 Mode::Plain => format!("pid {}", self.pid),
@@ -605,7 +617,7 @@ impl Inner {
                     rec.mode,
                     rec.pid,
                     rec.start_ticks,
-                    rec.port,
+                    (rec.port, rec.addr),
                     started_at,
                     fd,
                     Waiter::Adopted,
@@ -626,7 +638,7 @@ impl Inner {
                         rec.mode,
                         rec.pid,
                         rec.start_ticks,
-                        rec.port,
+                        (rec.port, rec.addr),
                         started_at,
                         state,
                     );
@@ -673,6 +685,11 @@ impl Inner {
                 .get(env_keys::PORT)
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(0);
+            let addr = first
+                .env
+                .get(env_keys::HOST)
+                .and_then(|h| h.parse::<Ipv4Addr>().ok())
+                .filter(|a| net::in_subnet(*a));
             match find_leader(&members) {
                 Some((mode, pid, start_ticks)) => {
                     let Some(fd) = open_verified_pidfd(pid, start_ticks) else {
@@ -685,7 +702,7 @@ impl Inner {
                         mode,
                         pid,
                         start_ticks,
-                        port,
+                        (port, addr),
                         started_at,
                         fd,
                         Waiter::Adopted,
@@ -700,7 +717,7 @@ impl Inner {
                         Mode::Plain,
                         0,
                         0,
-                        port,
+                        (port, addr),
                         SystemTime::now(),
                         UNKNOWN_EXIT,
                     );
@@ -776,7 +793,7 @@ impl Inner {
         mode: Mode,
         pid: i32,
         start_ticks: u64,
-        port: u16,
+        (port, addr): (u16, Option<Ipv4Addr>),
         started_at: SystemTime,
         pidfd: OwnedFd,
         waiter: Waiter,
@@ -795,6 +812,7 @@ impl Inner {
                 pid,
                 start_ticks,
                 port,
+                addr,
                 started_at,
                 pidfd: Some(pidfd.clone()),
                 state,
@@ -816,7 +834,7 @@ impl Inner {
         mode: Mode,
         pid: i32,
         start_ticks: u64,
-        port: u16,
+        (port, addr): (u16, Option<Ipv4Addr>),
         started_at: SystemTime,
         exit: RunState,
     ) {
@@ -829,6 +847,7 @@ impl Inner {
                 pid,
                 start_ticks,
                 port,
+                addr,
                 started_at,
                 pidfd: None,
                 state,
@@ -921,6 +940,58 @@ impl Inner {
                 tracing::warn!(instance = %id, error = %e, "cannot write instance record");
             }
         }
+    }
+
+    /// An address for `id`'s own network, made (see [`net::create`]): the
+    /// lowest one of the subnet no tracked instance has and no other store
+    /// on this host routes.
+    async fn allocate_addr(&self, id: &InstanceId) -> Result<Ipv4Addr, ProviderError> {
+        let fail = |reason: String| ProviderError::Launch {
+            instance: id.clone(),
+            reason,
+            source: None,
+        };
+        let mut skipped = std::collections::HashSet::new();
+        for _ in 0..256 {
+            let candidate = {
+                let mut st = self.lock();
+                let used: std::collections::HashSet<Ipv4Addr> = st
+                    .instances
+                    .values()
+                    .filter_map(|t| t.addr)
+                    .chain(st.launching_addrs.values().copied())
+                    .collect();
+                let c = net::candidates().find(|a| !used.contains(a) && !skipped.contains(a));
+                if let Some(a) = c {
+                    st.launching_addrs.insert(id.clone(), a);
+                }
+                c
+            };
+            let Some(addr) = candidate else {
+                return Err(fail(format!(
+                    "no free address left in {}/{}",
+                    net::SUBNET.0,
+                    net::SUBNET.1
+                )));
+            };
+            let name = id.to_string();
+            match tokio::task::spawn_blocking(move || net::create(&name, addr)).await {
+                Ok(Ok(())) => return Ok(addr),
+                Ok(Err(net::NetError::Taken)) => {
+                    skipped.insert(addr);
+                    self.lock().launching_addrs.remove(id);
+                }
+                Ok(Err(e)) => {
+                    return Err(fail(format!("cannot make the instance's network: {e}")));
+                }
+                Err(e) => {
+                    return Err(fail(format!("cannot make the instance's network: {e}")));
+                }
+            }
+        }
+        Err(fail(
+            "cannot find a free address: 256 in a row are used by other stores on this host".into(),
+        ))
     }
 
     /// A loopback port that is free now and not given to a live instance.
@@ -1092,7 +1163,24 @@ impl ProcessProvider {
         }
         // From here on the id is reserved in `launching`; the guard releases
         // it and removes whatever was created if we do not get to the end.
-        let port = inner.allocate_port(&id)?;
+        // Its own network (see `net`): asked for by environments that
+        // declare rules, possible with namespaces and the `ip` command.
+        let own_network = spec.own_network
+            && attach.network.is_none()
+            && inner.isolation == Isolation::Namespaces
+            && net::available();
+        if spec.own_network && !own_network {
+            tracing::warn!(
+                instance = %id,
+                "the instance should get its own network, which needs root, namespace isolation and the `ip` command: it shares the host's network and no rule applies to it"
+            );
+        }
+        let port = if own_network && spec.port != 0 {
+            inner.lock().launching.insert(id.clone(), spec.port);
+            spec.port
+        } else {
+            inner.allocate_port(&id)?
+        };
         let mut guard = LaunchGuard {
             inner,
             id: &id,
@@ -1101,7 +1189,25 @@ impl ProcessProvider {
             spawned: None,
             cgroup: None,
             secrets: None,
+            net: false,
             glint_dir: false,
+        };
+        let addr = if own_network {
+            let addr = inner.allocate_addr(&id).await?;
+            guard.net = true;
+            let path = net::netns_path(&net::link_name(id.as_str()));
+            attach.network = Some(NetNs::open(&path).map_err(|e| {
+                fail(
+                    format!(
+                        "cannot open the instance's network namespace {}",
+                        path.display()
+                    ),
+                    Some(e),
+                )
+            })?);
+            Some(addr)
+        } else {
+            None
         };
 
         // Volumes: created if new, bound at their paths; a read-write one
@@ -1245,7 +1351,7 @@ impl ProcessProvider {
         let stdout = open_log(&logs.stdout)?;
         let stderr = open_log(&logs.stderr)?;
 
-        let mut env = instance_env(&spec, port);
+        let mut env = instance_env(&spec, port, addr.unwrap_or(Ipv4Addr::LOCALHOST));
         if let (Some(d), Isolation::None) = (&secrets_dir, inner.isolation) {
             env.insert(secrets::DIR_ENV.into(), d.display().to_string());
         }
@@ -1343,6 +1449,7 @@ impl ProcessProvider {
             pid,
             start_ticks,
             port,
+            addr,
             started_at_ms: record::millis_since_epoch(started_at),
             exit: None,
         };
@@ -1356,13 +1463,14 @@ impl ProcessProvider {
         guard.dir = None;
         guard.cgroup = None;
         guard.secrets = None;
+        guard.net = false;
         guard.glint_dir = false;
         inner.track_running(
             spec.labels,
             mode,
             pid,
             start_ticks,
-            port,
+            (port, addr),
             started_at,
             pidfd,
             waiter,
@@ -1443,8 +1551,14 @@ impl Provider for ProcessProvider {
         // Removing a running instance would leak it: stop it first, at once.
         self.terminate(instance, Duration::ZERO).await?;
         let removed = self.inner.lock().instances.remove(instance);
+        let had_net = removed.as_ref().is_some_and(|t| t.addr.is_some())
+            || net::netns_path(&net::link_name(instance.as_str())).exists();
         if let Some(w) = removed.and_then(|t| t.watcher) {
             w.abort();
+        }
+        if had_net {
+            let id = instance.to_string();
+            let _ = tokio::task::spawn_blocking(move || net::remove(&id)).await;
         }
         secrets::remove(&self.inner.store, instance);
         glint_dir::remove(&self.inner.store, instance);
@@ -1533,6 +1647,8 @@ struct LaunchGuard<'a> {
     cgroup: Option<cgroup::InstanceCgroup>,
     /// The instance's secrets directory, removed if the launch fails.
     secrets: Option<PathBuf>,
+    /// Whether its own network was made (removed if the launch fails).
+    net: bool,
     /// Whether the instance's `/run/glint` directory was written (removed
     /// if the launch fails).
     glint_dir: bool,
@@ -1575,7 +1691,12 @@ impl Drop for LaunchGuard<'_> {
             // The killed leader may still be being reaped: off the reactor.
             std::thread::spawn(move || cg.remove());
         }
-        self.inner.lock().launching.remove(self.id);
+        if self.net {
+            net::remove(self.id.as_str());
+        }
+        let mut st = self.inner.lock();
+        st.launching.remove(self.id);
+        st.launching_addrs.remove(self.id);
     }
 }
 
@@ -1588,7 +1709,7 @@ fn remove_dir_all_if_exists(dir: &Path) -> std::io::Result<()> {
 
 /// The instance's whole environment: the spec's, then the labels, `PORT` and
 /// `HOST`, which always win.
-fn instance_env(spec: &LaunchSpec, port: u16) -> BTreeMap<String, String> {
+fn instance_env(spec: &LaunchSpec, port: u16, host: Ipv4Addr) -> BTreeMap<String, String> {
     let mut env = spec.env.clone();
     let l = &spec.labels;
     env.insert(env_keys::STORE.into(), l.store.clone());
@@ -1598,7 +1719,7 @@ fn instance_env(spec: &LaunchSpec, port: u16) -> BTreeMap<String, String> {
     env.insert(env_keys::INSTANCE.into(), l.instance.to_string());
     env.insert(env_keys::IMAGE.into(), l.image.to_string());
     env.insert(env_keys::PORT.into(), port.to_string());
-    env.insert(env_keys::HOST.into(), Ipv4Addr::LOCALHOST.to_string());
+    env.insert(env_keys::HOST.into(), host.to_string());
     env
 }
 

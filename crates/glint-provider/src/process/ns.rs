@@ -64,8 +64,9 @@ pub struct Attachments {
     pub binds: Vec<runner::Bind>,
     /// A network namespace to run in instead of the host's. The instance's
     /// `HOST`/`PORT` and observed address stay the host loopback port the
-    /// provider chose: giving instances addresses of their own is the
-    /// network's job (issue 10).
+    /// provider chose; an instance whose spec asks for `own_network` gets
+    /// a namespace with an address of its own from the provider instead
+    /// (see the `net` module).
     pub network: Option<runner::NetNs>,
     /// Cgroups to start in (resource limits).
     pub cgroups: runner::Cgroups,

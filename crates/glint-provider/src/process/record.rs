@@ -89,8 +89,11 @@ pub(crate) struct Record {
     pub pid: i32,
     /// The leader's start time in clock ticks since boot (pid reuse guard).
     pub start_ticks: u64,
-    /// The loopback port given to it in `PORT`.
+    /// The port given to it in `PORT`.
     pub port: u16,
+    /// Its own address (in `HOST`), when it has its own network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<std::net::Ipv4Addr>,
     /// Launch time, milliseconds since the Unix epoch.
     pub started_at_ms: u64,
     /// How it ended, once it has.
@@ -164,6 +167,7 @@ mod tests {
             pid: 10,
             start_ticks: 20,
             port: 3000,
+            addr: Some(std::net::Ipv4Addr::new(10, 88, 0, 7)),
             started_at_ms: 1234,
             exit: Some(RunState::Exited {
                 code: Some(1),

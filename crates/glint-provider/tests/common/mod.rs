@@ -444,6 +444,7 @@ pub fn spec(store: &str, service: &str, mode: &str) -> LaunchSpec {
     LaunchSpec {
         mounts: Vec::new(),
         secrets: Vec::new(),
+        own_network: false,
         glint: None,
         labels: Labels {
             store: store.to_owned(),
