@@ -29,6 +29,8 @@
 //!   only;
 //! - [`Incidents`]: what was found out of place and what was done, one
 //!   record per incident with repeats grouped by a dedup key;
+//! - [`Notifications`]: the outbox of messages for `notify` sinks and each
+//!   sink's cursor in the event log;
 //! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
@@ -51,7 +53,8 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`), `seal` (envelope
+//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`,
+//! `notifications`), `seal` (envelope
 //! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
@@ -64,6 +67,7 @@ pub mod incidents;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
+pub mod notifications;
 pub mod scaling;
 pub mod schema;
 pub mod seal;
@@ -83,6 +87,10 @@ pub use incidents::{IncidentFilter, IncidentRecord, IncidentState, Incidents, Ne
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
+pub use notifications::{
+    Attempt, NewNotification, NotificationCounts, NotificationFilter, NotificationRecord,
+    NotificationState, Notifications,
+};
 pub use scaling::{ScaleRecord, Scaling};
 pub use seal::{KeyOrigin, MasterKey, SealError};
 pub use secrets::{SecretError, SecretRecord, Secrets};
@@ -113,6 +121,7 @@ pub trait Store:
     + Tokens
     + Secrets
     + Incidents
+    + Notifications
     + WriteStats
     + std::fmt::Debug
     + Send
@@ -133,6 +142,7 @@ impl<T> Store for T where
         + Tokens
         + Secrets
         + Incidents
+        + Notifications
         + WriteStats
         + std::fmt::Debug
         + Send
@@ -143,8 +153,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Scaling, Secrets, Store,
-        Tokens, Versions, Volumes, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Notifications, Scaling,
+        Secrets, Store, Tokens, Versions, Volumes, WriteStats,
     };
 }
 
