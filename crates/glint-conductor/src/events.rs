@@ -763,7 +763,8 @@ impl ConductorEvent {
                     }
                 ),
             )
-            .version(*version),
+            .version(*version)
+            .details(serde_json::json!({ "reason": reason, "rolling_back": rolling_back })),
             E::RolledBack {
                 failed,
                 to,
@@ -775,7 +776,14 @@ impl ConductorEvent {
                     "version {failed} failed ({reason}); rolled back to version {to} as version {new}"
                 ),
             )
-            .version(*new),
+            .version(*new)
+            .details(serde_json::json!({
+                "automatic": true,
+                "failed": failed.0,
+                "to": to.0,
+                "new": new.0,
+                "reason": reason,
+            })),
             E::Applied {
                 version,
                 services,

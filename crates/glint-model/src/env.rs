@@ -48,6 +48,10 @@ pub struct Environment {
     /// values. Left out of the JSON (and the hash) when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_versions: BTreeMap<String, u64>,
+    /// Notification sinks (`notify`), by name. Left out of the JSON (and
+    /// the hash) when empty, so versions stored before it load unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notify: BTreeMap<Name, Notify>,
 }
 
 impl Environment {
@@ -94,6 +98,7 @@ impl Environment {
             volumes: BTreeMap::new(),
             policies: BTreeMap::new(),
             secret_versions: BTreeMap::new(),
+            notify: BTreeMap::new(),
         }
     }
 
@@ -662,6 +667,81 @@ pub enum VariableValue {
     Secret(String),
     /// Written at run time by a writer; optionally with an initial value.
     Runtime(Option<String>),
+}
+
+/// A notification sink: where incidents, failed rollouts and automatic
+/// rollbacks are sent (`notify "NAME" { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    /// Where messages are posted (`http://` or `https://`).
+    pub url: String,
+    /// The shape of the messages.
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// The Glint secret holding the signing key (`webhook`) or the routing
+    /// key (`pagerduty`): its name, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// What is sent (sorted, without repeats; every topic by default).
+    #[serde(default = "NotifyTopic::all")]
+    pub on: Vec<NotifyTopic>,
+}
+
+/// The shape of a sink's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    /// Generic JSON signed per Standard Webhooks (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`).
+    #[default]
+    Webhook,
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack,
+    /// PagerDuty Events API v2 (`trigger` / `resolve` with a dedup key).
+    Pagerduty,
+}
+
+impl NotifyFormat {
+    /// `webhook`, `slack` or `pagerduty`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Webhook => "webhook",
+            NotifyFormat::Slack => "slack",
+            NotifyFormat::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// What a sink is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyTopic {
+    /// Every incident occurrence (drift found, what was done).
+    Incident,
+    /// A rollout that failed (deadline, failing instances).
+    RolloutFailed,
+    /// An automatic rollback to the last good version.
+    Rollback,
+}
+
+impl NotifyTopic {
+    /// Every topic, in order.
+    pub fn all() -> Vec<NotifyTopic> {
+        vec![
+            NotifyTopic::Incident,
+            NotifyTopic::RolloutFailed,
+            NotifyTopic::Rollback,
+        ]
+    }
+
+    /// `incident`, `rollout_failed` or `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyTopic::Incident => "incident",
+            NotifyTopic::RolloutFailed => "rollout_failed",
+            NotifyTopic::Rollback => "rollback",
+        }
+    }
 }
 
 /// Persistent data that outlives instances.
