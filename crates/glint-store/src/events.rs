@@ -142,6 +142,8 @@ pub enum EventKind {
     SecretRemoved,
     /// Every secret's data key was re-wrapped under a new master key.
     SecretKeyRotated,
+    /// A notification to a `notify` sink failed for good.
+    NotificationFailed,
 }
 
 impl EventKind {
@@ -192,6 +194,7 @@ impl EventKind {
             EventKind::SecretSet => "secret.set",
             EventKind::SecretRemoved => "secret.removed",
             EventKind::SecretKeyRotated => "secret.key_rotated",
+            EventKind::NotificationFailed => "notification.failed",
         }
     }
 }

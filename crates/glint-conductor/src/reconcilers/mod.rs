@@ -1,5 +1,8 @@
 //! The reconcilers, in the order the driver runs them on every pass:
 //!
+//! 0. [`notify`]: enqueues what the `notify` sinks are sent from the event
+//!    log and delivers the outbox in tasks (first, so a sink's cursor
+//!    starts before anything this pass records);
 //! 1. [`providers`]: connects the providers that the target and the live
 //!    instances need (Docker on demand), with backoff;
 //! 2. [`inventory`]: compares what the store believes with what providers
@@ -25,6 +28,7 @@ pub mod endpoints;
 pub mod heartbeat;
 pub mod instances;
 pub mod inventory;
+pub mod notify;
 pub mod probes;
 pub mod providers;
 pub mod rollouts;
@@ -42,6 +46,7 @@ pub fn all(
     dataplane: Arc<dyn DataPlane>,
 ) -> Vec<Box<dyn Reconciler>> {
     vec![
+        Box::new(notify::Notify::new(waker)),
         Box::new(providers::Providers::new(factory)),
         Box::new(inventory::Inventory::new(waker)),
         Box::new(probes::Probes::new(waker)),
