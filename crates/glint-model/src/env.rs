@@ -687,6 +687,64 @@ pub struct Notify {
     pub on: Vec<NotifyTopic>,
 }
 
+impl Notify {
+    /// Whether `url` is one a sink can post to: `http://` or `https://`, a
+    /// host (a name, an IPv4 address or a bracketed IPv6 one), an optional
+    /// port, then a path; no spaces, no user name or password. `Err` says
+    /// what is wrong.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        let rest = if let Some(r) = url.strip_prefix("https://") {
+            r
+        } else if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else {
+            return Err(match url.split_once("://") {
+                Some((scheme, _)) => format!("the scheme `{scheme}` is not http or https"),
+                None => "it does not start with `http://` or `https://`".into(),
+            });
+        };
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("it contains a space or a control character".into());
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(
+                "it carries a user name or password (`user@host`): put credentials in `secret`"
+                    .into(),
+            );
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, p),
+                _ => return Err("its IPv6 host is not a valid address in brackets".into()),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, &authority[h.len()..][..p.len() + 1]),
+                None => (authority, ""),
+            }
+        };
+        if host.is_empty() {
+            return Err("it has no host".into());
+        }
+        if !authority.starts_with('[')
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        {
+            return Err(format!("`{host}` is not a host name or address"));
+        }
+        if let Some(p) = port.strip_prefix(':') {
+            if p.parse::<u16>().map_or(true, |n| n == 0) {
+                return Err(format!("`{p}` is not a port (1 to 65535)"));
+            }
+        } else if !port.is_empty() {
+            return Err("something follows the host that is not a port".into());
+        }
+        Ok(())
+    }
+}
+
 /// The shape of a sink's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
