@@ -47,7 +47,7 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
             if let Some(env) = env {
                 let secrets = env.secret_readers().len();
                 let summary = format!(
-                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} secret{}), {} polic{} (hash {})",
+                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} secret{}), {} notify sink{}, {} polic{} (hash {})",
                     env.name,
                     env.images.len(),
                     plural(env.images.len()),
@@ -63,6 +63,8 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     plural(env.variables.len()),
                     secrets,
                     plural(secrets),
+                    env.notify.len(),
+                    plural(env.notify.len()),
                     env.policies.len(),
                     if env.policies.len() == 1 { "y" } else { "ies" },
                     env.content_hash().short(),

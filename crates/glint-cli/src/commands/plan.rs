@@ -3,7 +3,7 @@
 
 use crate::cli::{Global, OutputFormat, PlanArgs};
 use crate::common::{CmdResult, Failed, Paint, open_existing_store, print_json};
-use crate::output::EXIT_OK;
+use crate::output::{EXIT_OK, inert};
 use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
 use glint_model::Name;
 use glint_store::Store;
@@ -209,6 +209,25 @@ pub fn render(p: &Plan, paint: Paint) -> String {
                 "nothing".to_owned()
             } else {
                 readers.join(", ")
+            }
+        ));
+    }
+    for n in &p.notify {
+        let sym = match n.action.as_str() {
+            "add" => paint.green("+"),
+            "change" => paint.yellow("~"),
+            "remove" => paint.red("-"),
+            _ => " ".to_owned(),
+        };
+        out.push_str(&format!(
+            "{sym} notify {}: {} {} ({}){}\n",
+            paint.bold(n.name.as_str()),
+            n.format,
+            inert(&n.url),
+            n.on.join(", "),
+            match &n.secret {
+                Some(s) => format!(", key in secret {s}"),
+                None => String::new(),
             }
         ));
     }
