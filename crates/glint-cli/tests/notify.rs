@@ -185,7 +185,7 @@ fn notifications(ctx: &Ctx) -> Value {
     serde_json::from_str(&ctx.ok(&["notifications", "-o", "json"])).unwrap()
 }
 
-// Mutations caught: no signature or a wrong one (key, id, timestamp or
+// Mutations caught: a sink's unset key accepted, no signature or a wrong one (key, id, timestamp or
 // body), a webhook-id that changes between attempts, a 503 not retried or
 // retried before its Retry-After, a message delivered twice, a manual
 // or a routine event reported, the secret's value in a payload.
@@ -193,10 +193,16 @@ fn notifications(ctx: &Ctx) -> Value {
 fn a_failed_rollout_and_its_rollback_are_delivered_signed_once_after_a_503() {
     let mut ctx = Ctx::new();
     let key = "glint-test-signing-key";
-    let set = ctx.set_secret("ops/hook", key, &[]);
-    assert!(set.status.success(), "{set:?}");
     let receiver = Receiver::start(&[(503, "retry-after: 2\r\n")], 200);
     let preamble = notify_block("ops", &receiver, "  secret = \"ops/hook\"");
+    // A sink whose key is not set is refused before anything is recorded.
+    let file = ctx.demo_full("app.glint", &preamble, 1, &[], "");
+    let out = ctx.run(&["apply", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`glint secret set ops/hook`"), "{err}");
+    let set = ctx.set_secret("ops/hook", key, &[]);
+    assert!(set.status.success(), "{set:?}");
     ctx.spawn("conductor", &["conductor"]);
     fail_a_rollout(&ctx, &preamble);
 
