@@ -102,6 +102,9 @@ pub enum Command {
     /// List incidents (drift found and what was done about it, one record
     /// per incident with its repeats); `resolve ID` closes an open one.
     Incidents(IncidentsArgs),
+    /// List notifications for `notify` sinks (pending, delivered, failed),
+    /// newest first.
+    Notifications(NotificationsArgs),
     /// Show an instance's or a service's output.
     Logs(LogsArgs),
     /// Apply FILE and run the conductor in the foreground with live status;
@@ -396,6 +399,22 @@ pub struct IncidentsArgs {
     #[arg(long)]
     pub open: bool,
     /// At most N incidents, newest first (0: all).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `glint notifications`
+#[derive(Debug, Args)]
+pub struct NotificationsArgs {
+    /// Only this sink's.
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// Only those in this state.
+    #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+    pub state: Option<String>,
+    /// At most N notifications, newest first (0: all).
     #[arg(long, short = 'n', default_value_t = 50)]
     pub limit: usize,
     #[command(flatten)]

@@ -49,6 +49,20 @@ impl Policy {
     }
 }
 
+/// `delay` with jitter: a duration in `[delay / 2, delay]` chosen by
+/// `seed` (the same seed, the same duration — retries of many messages
+/// that failed together spread out, and a test can predict them).
+pub fn jittered(delay: Duration, seed: u64) -> Duration {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let half = ms / 2;
+    // splitmix64: a well-spread function of the seed.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    Duration::from_millis(half + z % (ms - half + 1))
+}
+
 /// What [`Tracker::failed`] concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {

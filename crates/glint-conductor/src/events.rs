@@ -441,6 +441,17 @@ pub enum ConductorEvent {
         /// Services of the current version that still read it (`--force`).
         readers: Vec<String>,
     },
+    /// A notification was refused for good or ran out of attempts.
+    NotificationFailed {
+        /// The `notify` sink.
+        sink: String,
+        /// The message's number in the outbox.
+        id: i64,
+        /// The event it reported.
+        event: i64,
+        /// Why.
+        error: String,
+    },
     /// Every secret's data key was re-wrapped under a new master key.
     SecretKeyRotated {
         /// How many secrets.
@@ -802,7 +813,8 @@ impl ConductorEvent {
                     }
                 ),
             )
-            .version(*version),
+            .version(*version)
+            .details(serde_json::json!({ "reason": reason, "rolling_back": rolling_back })),
             E::RolledBack {
                 failed,
                 to,
@@ -814,7 +826,14 @@ impl ConductorEvent {
                     "version {failed} failed ({reason}); rolled back to version {to} as version {new}"
                 ),
             )
-            .version(*new),
+            .version(*new)
+            .details(serde_json::json!({
+                "automatic": true,
+                "failed": failed.0,
+                "to": to.0,
+                "new": new.0,
+                "reason": reason,
+            })),
             E::Applied {
                 version,
                 services,
@@ -966,6 +985,16 @@ impl ConductorEvent {
                     )
                 }
             }
+            E::NotificationFailed {
+                sink,
+                id,
+                event,
+                error,
+            } => NewEvent::warning(
+                EventKind::NotificationFailed,
+                format!("notification {id} (event {event}) to sink {sink} failed for good: {error}"),
+            )
+            .details(serde_json::json!({ "sink": sink, "notification": id, "event": event })),
             E::SecretKeyRotated { count, key_id } => NewEvent::info(
                 EventKind::SecretKeyRotated,
                 format!("the master key was rotated: {count} secret(s) re-wrapped under key {key_id} (glint secret rotate-key)"),

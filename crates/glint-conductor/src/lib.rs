@@ -60,6 +60,7 @@ pub mod load;
 pub mod lock;
 pub mod logs;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod plan;
 pub mod reconciler;

@@ -143,6 +143,35 @@ fn require_secrets(store: &dyn Store, env: &mut glint_model::Environment) -> Res
     ))
 }
 
+/// Refuses (nothing recorded) a candidate whose `notify` sink names a
+/// secret that is not set: its messages could never be signed or keyed.
+fn require_notify_secrets(
+    store: &dyn Store,
+    env: &glint_model::Environment,
+) -> Result<(), OpError> {
+    let set: std::collections::BTreeSet<String> = store
+        .secrets()
+        .map_err(|e| OpError::store("cannot read secrets", e))?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let missing: Vec<(String, &Name)> = env
+        .notify
+        .iter()
+        .filter_map(|(sink, n)| n.secret.clone().map(|s| (s, sink)))
+        .filter(|(s, _)| !set.contains(s))
+        .collect();
+    let Some((secret, sink)) = missing.first() else {
+        return Ok(());
+    };
+    Err(OpError::new(
+        ErrorKind::Failed,
+        format!(
+            "secret {secret} (the key of notify {sink}) is not set; nothing was changed. Set it with `glint secret set {secret}` (the value is read from standard input) and apply again"
+        ),
+    ))
+}
+
 /// The plan that takes the current version and the live instances to
 /// `candidate` (with its secrets' current versions, see [`pin_secrets`]).
 pub fn plan(store: &dyn Store, candidate: &NewVersion) -> Result<Plan, OpError> {
@@ -189,6 +218,7 @@ pub fn apply(
     options: ApplyOptions,
 ) -> Result<Applied, OpError> {
     require_secrets(store, &mut candidate.env)?;
+    require_notify_secrets(store, &candidate.env)?;
     let io = |e| OpError::store("cannot read the store", e);
     if let Some(current) = store.latest_version().map_err(io)? {
         let running: Vec<Name> = current.env.services.keys().cloned().collect();

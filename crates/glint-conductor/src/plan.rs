@@ -427,6 +427,28 @@ pub struct Plan {
     /// Per literal or runtime variable, sorted by name.
     #[serde(default)]
     pub variables: Vec<VariablePlan>,
+    /// Per notification sink of the candidate or the current version,
+    /// sorted by name.
+    #[serde(default)]
+    pub notify: Vec<NotifyPlan>,
+}
+
+/// A `notify` sink: where it sends, in what shape, what, and the name of
+/// its secret (never a value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NotifyPlan {
+    /// The sink.
+    pub name: Name,
+    /// `add`, `change`, `remove` or `keep`.
+    pub action: String,
+    /// Its URL.
+    pub url: String,
+    /// `webhook`, `slack` or `pagerduty`.
+    pub format: String,
+    /// What it is sent.
+    pub on: Vec<String>,
+    /// The name of the secret holding its key, if any.
+    pub secret: Option<String>,
 }
 
 impl Plan {
@@ -694,6 +716,31 @@ pub fn plan_scaled(
             writers: v.writers.clone(),
         })
         .collect();
+    let mut notify = Vec::new();
+    let mut sinks: Vec<&Name> = next.env.notify.keys().collect();
+    if let Some((_, c)) = current {
+        sinks.extend(c.env.notify.keys());
+    }
+    sinks.sort();
+    sinks.dedup();
+    for name in sinks {
+        let old = current.and_then(|(_, c)| c.env.notify.get(name));
+        let (action, n) = match (old, next.env.notify.get(name)) {
+            (None, Some(n)) => ("add", n),
+            (Some(o), Some(n)) if o != n => ("change", n),
+            (Some(_), Some(n)) => ("keep", n),
+            (Some(o), None) => ("remove", o),
+            (None, None) => continue,
+        };
+        notify.push(NotifyPlan {
+            name: name.clone(),
+            action: action.into(),
+            url: n.url.clone(),
+            format: n.format.as_str().into(),
+            on: n.on.iter().map(|t| t.as_str().to_owned()).collect(),
+            secret: n.secret.clone(),
+        });
+    }
     let no_changes = current.is_some_and(|(_, c)| {
         glint_store::versions::content_hash(c.env, c.images)
             == glint_store::versions::content_hash(next.env, next.images)
@@ -707,6 +754,7 @@ pub fn plan_scaled(
         secrets,
         rules,
         variables,
+        notify,
     }
 }
 

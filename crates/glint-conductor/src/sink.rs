@@ -31,6 +31,27 @@ struct Window {
     last: Option<NewEvent>,
 }
 
+/// The event of an incident's occurrence carries the incident (kind,
+/// subject, what was found and done) in its details, under `incident`: what
+/// notification sinks read (`reconcilers/notify.rs`).
+fn with_incident(mut e: NewEvent, incident: Option<&glint_store::NewIncident>) -> NewEvent {
+    let Some(i) = incident else { return e };
+    let record = serde_json::json!({
+        "kind": i.kind,
+        "subject": i.subject,
+        "found": i.found,
+        "action": i.action,
+        "resolved": i.resolved,
+    });
+    match &mut e.details {
+        Some(serde_json::Value::Object(map)) => {
+            map.insert("incident".into(), record);
+        }
+        _ => e.details = Some(serde_json::json!({ "incident": record })),
+    }
+    e
+}
+
 /// Writes conductor events to the store with the rate limit of the module
 /// documentation. Cheap to clone; clones share the limit.
 #[derive(Debug, Clone)]
@@ -93,8 +114,8 @@ impl EventSink {
         if let Some(m) = &self.metrics {
             m.observe(&e);
         }
-        let new = e.to_event();
         let incident = e.incident();
+        let new = with_incident(e.to_event(), incident.as_ref());
         let key = {
             let st = self.lock();
             e.cause_key(|s| st.streaks.contains(s))

@@ -73,7 +73,7 @@ impl Program {
 /// written (to check references and to point at declarations).
 #[derive(Debug, Default)]
 pub struct DeclTable {
-    by_kind: [FxMap<Rc<str>, Span>; 8],
+    by_kind: [FxMap<Rc<str>, Span>; 9],
 }
 
 impl DeclTable {
@@ -214,6 +214,12 @@ pub const ENUM_WORDS: &[&str] = &[
     "in_flight",
     "requests_per_second",
     "latency",
+    "webhook",
+    "slack",
+    "pagerduty",
+    "incident",
+    "rollout_failed",
+    "rollback",
 ];
 
 impl<'p> Eval<'p> {

@@ -15,8 +15,9 @@ use crate::diag::Diagnostic;
 use crate::eval::{DeclTable, Eval, Reported, Scope};
 use crate::policy::{PolicyDef, run_policy};
 use crate::schema::{
-    Cx, ENDPOINT, ENVIRONMENT, EndpointDraft, EnvDraft, IMAGE, ImageDraft, POLICY, PolicyDraft,
-    RULE, RuleDraft, SERVICE, ServiceDraft, Uses, VARIABLE, VOLUME, VariableDraft, What,
+    Cx, ENDPOINT, ENVIRONMENT, EndpointDraft, EnvDraft, IMAGE, ImageDraft, NOTIFY, NotifyDraft,
+    POLICY, PolicyDraft, RULE, RuleDraft, SERVICE, ServiceDraft, Uses, VARIABLE, VOLUME,
+    VariableDraft, What,
 };
 use crate::source::Span;
 use crate::value::{Kind, Record, SV, Step, Value};
@@ -183,9 +184,10 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
         Kind::Endpoint,
         Kind::Rule,
         Kind::Variable,
+        Kind::Notify,
         Kind::Policy,
     ];
-    let mut buckets: [Vec<u32>; 8] = Default::default();
+    let mut buckets: [Vec<u32>; 9] = Default::default();
     for (i, d) in insts.iter().enumerate() {
         if keep[i] && d.kind != Kind::Environment {
             buckets[d.kind as usize].push(u32::try_from(i).unwrap_or(u32::MAX));
@@ -303,6 +305,14 @@ pub(crate) fn lower(ev: &mut Eval<'_>, inputs: &Inputs<'_>) -> Environment {
                     }
                     if ok && let Some(v) = draft.build() {
                         env.variables.insert(name, v);
+                    }
+                }
+                Kind::Notify => {
+                    let mut draft = NotifyDraft::default();
+                    if NOTIFY.decode(&mut cx, &rec, at, &what, &mut draft, &[])
+                        && let Some(n) = draft.build()
+                    {
+                        env.notify.insert(name, n);
                     }
                 }
                 Kind::Volume => {

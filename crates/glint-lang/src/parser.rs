@@ -24,6 +24,7 @@ pub const DECL_KINDS: &[&str] = &[
     "rule",
     "variable",
     "volume",
+    "notify",
     "policy",
 ];
 

@@ -28,6 +28,8 @@ pub enum Kind {
     Variable,
     /// `volume`
     Volume,
+    /// `notify`
+    Notify,
     /// `policy`
     Policy,
 }
@@ -43,6 +45,7 @@ impl Kind {
             "rule" => Kind::Rule,
             "variable" => Kind::Variable,
             "volume" => Kind::Volume,
+            "notify" => Kind::Notify,
             "policy" => Kind::Policy,
             _ => return None,
         })
@@ -57,6 +60,7 @@ impl Kind {
             "rules" => Kind::Rule,
             "variables" => Kind::Variable,
             "volumes" => Kind::Volume,
+            "notifies" => Kind::Notify,
             "policies" => Kind::Policy,
             _ => return None,
         })
@@ -72,6 +76,7 @@ impl Kind {
             Kind::Rule => "rule",
             Kind::Variable => "variable",
             Kind::Volume => "volume",
+            Kind::Notify => "notify",
             Kind::Policy => "policy",
         }
     }

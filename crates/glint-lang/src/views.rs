@@ -9,7 +9,7 @@
 
 use crate::eval::{DeclTable, DeclViews};
 use crate::fxhash::FxMap;
-use crate::schema::{ENDPOINT, IMAGE, POLICY, RULE, SERVICE, VARIABLE, VOLUME};
+use crate::schema::{ENDPOINT, IMAGE, NOTIFY, POLICY, RULE, SERVICE, VARIABLE, VOLUME};
 use crate::source::Span;
 use crate::value::{Kind, SV, Value};
 use glint_model::{Environment, Name};
@@ -45,6 +45,7 @@ impl PolicyViews {
             Kind::Rule => env.rules.keys().collect(),
             Kind::Variable => env.variables.keys().collect(),
             Kind::Volume => env.volumes.keys().collect(),
+            Kind::Notify => env.notify.keys().collect(),
             Kind::Policy => env.policies.keys().collect(),
             Kind::Environment => Vec::new(),
         };
@@ -87,6 +88,7 @@ impl DeclViews for PolicyViews {
             Kind::Rule => RULE.view(env.rules.get(name)?, env, field),
             Kind::Variable => VARIABLE.view(env.variables.get(name)?, env, field),
             Kind::Volume => VOLUME.view(env.volumes.get(name)?, env, field),
+            Kind::Notify => NOTIFY.view(env.notify.get(name)?, env, field),
             Kind::Policy => POLICY.view(env.policies.get(name)?, env, field),
             Kind::Environment => None,
         }
@@ -100,6 +102,7 @@ impl DeclViews for PolicyViews {
             Kind::Rule => RULE.view_names(),
             Kind::Variable => VARIABLE.view_names(),
             Kind::Volume => VOLUME.view_names(),
+            Kind::Notify => NOTIFY.view_names(),
             Kind::Policy => POLICY.view_names(),
             Kind::Environment => Vec::new(),
         }

@@ -575,3 +575,98 @@ fn variable_readers_and_writers_name_services_and_only_runtime_values_have_write
     assert_eq!(v.value, VariableValue::Runtime(Some("0".into())));
     assert_eq!(v.writers, vec![n("admin")]);
 }
+
+// Mutation caught: a `notify` URL, format, secret or topic list accepted
+// unchecked, or defaults not applied.
+#[test]
+fn a_notify_declaration_lowers_to_a_sink_and_its_errors_say_how_to_fix_them() {
+    let e = ok(&format!(
+        "{APP}notify \"ops\" {{\n  url = \"https://hooks.example.com/glint\"\n  secret = \"glint:ops/hook\"\n}}\nnotify pager {{\n  url = \"http://[::1]:9000/v2/enqueue?x=1\"\n  format = pagerduty\n  secret = \"ops/pd\"\n  on = [rollback, incident, rollback]\n}}\n"
+    ));
+    let ops = &e.notify[&n("ops")];
+    assert_eq!(ops.url, "https://hooks.example.com/glint");
+    assert_eq!(ops.format, NotifyFormat::Webhook);
+    assert_eq!(ops.secret.as_deref(), Some("ops/hook"));
+    assert_eq!(ops.on, NotifyTopic::all(), "every topic by default");
+    let pager = &e.notify[&n("pager")];
+    assert_eq!(pager.format, NotifyFormat::Pagerduty);
+    assert_eq!(pager.on, vec![NotifyTopic::Incident, NotifyTopic::Rollback]);
+    let without = ok(APP);
+    assert!(
+        !without.to_json_pretty().contains("notify"),
+        "no sinks: nothing in the IR"
+    );
+
+    let bad = |body: &str| compile_str("main.glint", &format!("{APP}notify ops {{\n{body}\n}}\n"));
+    for (body, code, says) in [
+        (
+            "  url = \"ftp://example.com/x\"",
+            Code::InvalidValue,
+            "`ftp` is not http or https",
+        ),
+        (
+            "  url = \"example.com/hook\"",
+            Code::InvalidValue,
+            "does not start with",
+        ),
+        (
+            "  url = \"http://user:pw@example.com/\"",
+            Code::InvalidValue,
+            "user name or password",
+        ),
+        (
+            "  url = \"http://example.com:99999/\"",
+            Code::InvalidValue,
+            "not a port",
+        ),
+        ("  url = \"http:///hook\"", Code::InvalidValue, "no host"),
+        (
+            "  url = \"http://exa mple.com/\"",
+            Code::InvalidValue,
+            "space",
+        ),
+        (
+            "  url = \"http://a/\"\n  secret = \"vault:ops/key\"",
+            Code::SecretReference,
+            "not supported",
+        ),
+        (
+            "  url = \"http://a/\"\n  secret = \"sk4eC39HqLyjWDarjtT1zdp7dc\"",
+            Code::SecretReference,
+            "looks like a secret's value",
+        ),
+        (
+            "  url = \"http://a/\"\n  format = pagerduty",
+            Code::InvalidValue,
+            "no routing key",
+        ),
+        (
+            "  url = \"http://a/\"\n  format = email",
+            Code::UnknownVariant,
+            "email",
+        ),
+        (
+            "  url = \"http://a/\"\n  on = []",
+            Code::InvalidValue,
+            "never be sent",
+        ),
+        (
+            "  url = \"http://a/\"\n  on = [incidents]",
+            Code::UnknownVariant,
+            "incidents",
+        ),
+        ("  secret = \"ops/key\"", Code::MissingField, "url"),
+    ] {
+        let c = bad(body);
+        assert!(c.environment.is_none(), "{body:?} was accepted");
+        let d = c
+            .diagnostics
+            .list
+            .iter()
+            .find(|d| d.code == code)
+            .unwrap_or_else(|| panic!("{body:?}: {:?}", codes(&c)));
+        let shown = format!("{} {:?} {:?}", d.message, d.help, d.labels);
+        assert!(shown.contains(says), "{body:?}: {shown}");
+        assert!(d.help.is_some(), "{body:?} says how to fix it: {shown}");
+    }
+}

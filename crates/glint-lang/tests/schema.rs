@@ -100,6 +100,11 @@ fn setting(kind: BlockKind) -> (&'static str, &'static str, &'static str) {
         ),
         BlockKind::Variable => ("variable x {\n  runtime = true\n@\n}\n", "variables", "x"),
         BlockKind::Volume => ("volume x {\n@\n}\n", "volumes", "x"),
+        BlockKind::Notify => (
+            "notify x {\n  url = \"http://127.0.0.1:9/hook\"\n  secret = \"ops/hook\"\n@\n}\n",
+            "notifies",
+            "x",
+        ),
         BlockKind::Policy => (
             "policy x {\n  message = \"m\"\n  check = true\n@\n}\n",
             "policies",

@@ -439,6 +439,7 @@ impl<'h> Workspace<'h> {
             names.insert(Kind::Rule, strs(&e.rules));
             names.insert(Kind::Variable, strs(&e.variables));
             names.insert(Kind::Volume, strs(&e.volumes));
+            names.insert(Kind::Notify, strs(&e.notify));
         }
         Analysis {
             files,

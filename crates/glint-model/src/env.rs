@@ -48,6 +48,10 @@ pub struct Environment {
     /// values. Left out of the JSON (and the hash) when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_versions: BTreeMap<String, u64>,
+    /// Notification sinks (`notify`), by name. Left out of the JSON (and
+    /// the hash) when empty, so versions stored before it load unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notify: BTreeMap<Name, Notify>,
 }
 
 impl Environment {
@@ -104,6 +108,7 @@ impl Environment {
             volumes: BTreeMap::new(),
             policies: BTreeMap::new(),
             secret_versions: BTreeMap::new(),
+            notify: BTreeMap::new(),
         }
     }
 
@@ -675,6 +680,139 @@ pub enum VariableValue {
     Secret(String),
     /// Written at run time by a writer; optionally with an initial value.
     Runtime(Option<String>),
+}
+
+/// A notification sink: where incidents, failed rollouts and automatic
+/// rollbacks are sent (`notify "NAME" { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    /// Where messages are posted (`http://` or `https://`).
+    pub url: String,
+    /// The shape of the messages.
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// The Glint secret holding the signing key (`webhook`) or the routing
+    /// key (`pagerduty`): its name, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// What is sent (sorted, without repeats; every topic by default).
+    #[serde(default = "NotifyTopic::all")]
+    pub on: Vec<NotifyTopic>,
+}
+
+impl Notify {
+    /// Whether `url` is one a sink can post to: `http://` or `https://`, a
+    /// host (a name, an IPv4 address or a bracketed IPv6 one), an optional
+    /// port, then a path; no spaces, no user name or password. `Err` says
+    /// what is wrong.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        let rest = if let Some(r) = url.strip_prefix("https://") {
+            r
+        } else if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else {
+            return Err(match url.split_once("://") {
+                Some((scheme, _)) => format!("the scheme `{scheme}` is not http or https"),
+                None => "it does not start with `http://` or `https://`".into(),
+            });
+        };
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("it contains a space or a control character".into());
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(
+                "it carries a user name or password (`user@host`): put credentials in `secret`"
+                    .into(),
+            );
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, p),
+                _ => return Err("its IPv6 host is not a valid address in brackets".into()),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, &authority[h.len()..][..p.len() + 1]),
+                None => (authority, ""),
+            }
+        };
+        if host.is_empty() {
+            return Err("it has no host".into());
+        }
+        if !authority.starts_with('[')
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        {
+            return Err(format!("`{host}` is not a host name or address"));
+        }
+        if let Some(p) = port.strip_prefix(':') {
+            if p.parse::<u16>().map_or(true, |n| n == 0) {
+                return Err(format!("`{p}` is not a port (1 to 65535)"));
+            }
+        } else if !port.is_empty() {
+            return Err("something follows the host that is not a port".into());
+        }
+        Ok(())
+    }
+}
+
+/// The shape of a sink's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    /// Generic JSON signed per Standard Webhooks (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`).
+    #[default]
+    Webhook,
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack,
+    /// PagerDuty Events API v2 (`trigger` / `resolve` with a dedup key).
+    Pagerduty,
+}
+
+impl NotifyFormat {
+    /// `webhook`, `slack` or `pagerduty`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Webhook => "webhook",
+            NotifyFormat::Slack => "slack",
+            NotifyFormat::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// What a sink is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyTopic {
+    /// Every incident occurrence (drift found, what was done).
+    Incident,
+    /// A rollout that failed (deadline, failing instances).
+    RolloutFailed,
+    /// An automatic rollback to the last good version.
+    Rollback,
+}
+
+impl NotifyTopic {
+    /// Every topic, in order.
+    pub fn all() -> Vec<NotifyTopic> {
+        vec![
+            NotifyTopic::Incident,
+            NotifyTopic::RolloutFailed,
+            NotifyTopic::Rollback,
+        ]
+    }
+
+    /// `incident`, `rollout_failed` or `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyTopic::Incident => "incident",
+            NotifyTopic::RolloutFailed => "rollout_failed",
+            NotifyTopic::Rollback => "rollback",
+        }
+    }
 }
 
 /// Persistent data that outlives instances.

@@ -146,6 +146,8 @@ pub enum EventKind {
     VariableWritten,
     /// An access through the instance API was refused (an incident).
     VariableRefused,
+    /// A notification to a `notify` sink failed for good.
+    NotificationFailed,
 }
 
 impl EventKind {
@@ -198,6 +200,7 @@ impl EventKind {
             EventKind::SecretKeyRotated => "secret.key_rotated",
             EventKind::VariableWritten => "variable.written",
             EventKind::VariableRefused => "variable.refused",
+            EventKind::NotificationFailed => "notification.failed",
         }
     }
 }

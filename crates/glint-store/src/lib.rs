@@ -31,6 +31,8 @@
 //!   record per incident with repeats grouped by a dedup key;
 //! - [`Variables`]: the values runtime variables are written at run time,
 //!   with their history (compare-and-set on a version index);
+//! - [`Notifications`]: the outbox of messages for `notify` sinks and each
+//!   sink's cursor in the event log;
 //! - [`WriteStats`]: how long writes take (for metrics);
 //! - [`Changes`]: a change feed — a revision that moves whenever anything is
 //!   committed, by this process or another — instead of polling.
@@ -53,7 +55,8 @@
 //! Layout: `sqlite` (the SQLite store: opening, transactions, fencing),
 //! `file` (what a store file must look like), `datadir`, one
 //! file per domain (`versions`, `instances`, `backoff`, `events`, `meta`,
-//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`, `variables`), `seal` (envelope
+//! `leadership`, `volumes`, `scaling`, `secrets`, `incidents`, `variables`,
+//! `notifications`), `seal` (envelope
 //! encryption), `feed` (the change feed), `clock`, `schema`.
 
 pub mod backoff;
@@ -66,6 +69,7 @@ pub mod incidents;
 pub mod instances;
 pub mod leadership;
 pub mod meta;
+pub mod notifications;
 pub mod scaling;
 pub mod schema;
 pub mod seal;
@@ -86,6 +90,10 @@ pub use incidents::{IncidentFilter, IncidentRecord, IncidentState, Incidents, Ne
 pub use instances::{Health, InstanceRecord, InstanceState, Instances};
 pub use leadership::{Epoch, Fencing};
 pub use meta::{ConductorInfo, ConductorMode, Meta};
+pub use notifications::{
+    Attempt, NewNotification, NotificationCounts, NotificationFilter, NotificationRecord,
+    NotificationState, Notifications,
+};
 pub use scaling::{ScaleRecord, Scaling};
 pub use seal::{KeyOrigin, MasterKey, SealError};
 pub use secrets::{SecretError, SecretRecord, Secrets};
@@ -118,6 +126,7 @@ pub trait Store:
     + Secrets
     + Incidents
     + Variables
+    + Notifications
     + WriteStats
     + std::fmt::Debug
     + Send
@@ -139,6 +148,7 @@ impl<T> Store for T where
         + Secrets
         + Incidents
         + Variables
+        + Notifications
         + WriteStats
         + std::fmt::Debug
         + Send
@@ -149,8 +159,8 @@ impl<T> Store for T where
 /// The domain traits, to call store methods on `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Scaling, Secrets, Store,
-        Tokens, Variables, Versions, Volumes, WriteStats,
+        Backoffs, Changes, EventLog, Fencing, Incidents, Instances, Meta, Notifications, Scaling,
+        Secrets, Store, Tokens, Variables, Versions, Volumes, WriteStats,
     };
 }
 

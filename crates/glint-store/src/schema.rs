@@ -189,6 +189,33 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, idx)
     ) WITHOUT ROWID;
     "#,
+    // 9: the notification outbox (see `notifications.rs`): one row per
+    // message to one sink, delivered at least once with a stable id, and
+    // each sink's cursor in the event log (messages are enqueued and the
+    // cursor moved in one transaction, so nothing is enqueued twice).
+    r#"
+    CREATE TABLE notifications (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink         TEXT NOT NULL,
+        event_id     INTEGER NOT NULL,
+        part         INTEGER NOT NULL DEFAULT 0,
+        topic        TEXT NOT NULL,
+        dedup_key    TEXT,
+        payload      TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_at      INTEGER NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        last_error   TEXT,
+        created_at   INTEGER NOT NULL,
+        delivered_at INTEGER,
+        UNIQUE (sink, event_id, part)
+    );
+    CREATE INDEX notifications_pending ON notifications(sink, id) WHERE state = 'pending';
+    CREATE TABLE notify_cursors (
+        sink      TEXT PRIMARY KEY,
+        event_seq INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema.

@@ -57,7 +57,7 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     .filter(|v| matches!(v.value, glint_model::VariableValue::Literal(_)))
                     .count();
                 let summary = format!(
-                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} literal, {} runtime, {} secret{}), {} polic{} (hash {})",
+                    "ok: environment `{}`: {} image{}, {} service{}, {} endpoint{}, {} volume{}, {} rule{}, {} variable{} ({} literal, {} runtime, {} secret{}), {} notify sink{}, {} polic{} (hash {})",
                     env.name,
                     env.images.len(),
                     plural(env.images.len()),
@@ -75,6 +75,8 @@ pub fn run(global: &Global, args: CheckArgs) -> i32 {
                     runtime,
                     secrets,
                     plural(secrets),
+                    env.notify.len(),
+                    plural(env.notify.len()),
                     env.policies.len(),
                     if env.policies.len() == 1 { "y" } else { "ies" },
                     env.content_hash().short(),

@@ -15,6 +15,7 @@ pub mod images;
 pub mod incidents;
 pub mod logs;
 pub mod lsp;
+pub mod notifications;
 pub mod plan;
 pub mod rollback;
 pub mod secret;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::History(a) => history::run(g, a),
         Command::Events(a) => events::run(g, a),
         Command::Incidents(a) => incidents::run(g, a),
+        Command::Notifications(a) => notifications::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Up(a) => up::run(g, a),
         Command::Conductor(a) => conductor::run(g, a),

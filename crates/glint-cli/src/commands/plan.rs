@@ -3,7 +3,7 @@
 
 use crate::cli::{Global, OutputFormat, PlanArgs};
 use crate::common::{CmdResult, Failed, Paint, open_existing_store, print_json};
-use crate::output::EXIT_OK;
+use crate::output::{EXIT_OK, inert};
 use glint_conductor::plan::{Plan, ServiceAction, Target, plan};
 use glint_model::Name;
 use glint_store::{Meta, Store};
@@ -302,6 +302,25 @@ pub fn render(p: &Plan, paint: Paint) -> String {
             paint.bold(vp.name.as_str()),
             vp.source,
             list(&vp.readers),
+        ));
+    }
+    for n in &p.notify {
+        let sym = match n.action.as_str() {
+            "add" => paint.green("+"),
+            "change" => paint.yellow("~"),
+            "remove" => paint.red("-"),
+            _ => " ".to_owned(),
+        };
+        out.push_str(&format!(
+            "{sym} notify {}: {} {} ({}){}\n",
+            paint.bold(n.name.as_str()),
+            n.format,
+            inert(&n.url),
+            n.on.join(", "),
+            match &n.secret {
+                Some(s) => format!(", key in secret {s}"),
+                None => String::new(),
+            }
         ));
     }
     let (c, r, t) = p.totals();

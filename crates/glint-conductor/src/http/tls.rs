@@ -97,6 +97,26 @@ pub fn connector(ca: &Path) -> Result<tokio_rustls::TlsConnector, TlsError> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// A TLS connector trusting the certificates of a bundle such as the
+/// system's (`/etc/ssl/certs/ca-certificates.crt`); certificates rustls
+/// cannot use are skipped, but a bundle with none it can is an error.
+pub fn connector_from_bundle(bundle: &Path) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _skipped) = roots.add_parsable_certificates(certs(bundle)?);
+    if added == 0 {
+        return Err(TlsError::Config(format!(
+            "{}: no usable certificate",
+            bundle.display()
+        )));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// The name a certificate must carry for `host` (a DNS name or an IP).
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(

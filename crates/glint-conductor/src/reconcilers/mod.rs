@@ -1,5 +1,8 @@
 //! The reconcilers, in the order the driver runs them on every pass:
 //!
+//! 0. [`notify`]: enqueues what the `notify` sinks are sent from the event
+//!    log and delivers the outbox in tasks (first, so a sink's cursor
+//!    starts before anything this pass records);
 //! 1. [`providers`]: connects the providers that the target and the live
 //!    instances need (Docker on demand), with backoff;
 //! 2. [`inventory`]: compares what the store believes with what providers
@@ -18,7 +21,7 @@
 //!    instances' addresses), re-applied when changed by hand;
 //! 9. [`endpoints`]: the data plane's endpoints and their backends;
 //! 10. [`identities`]: running instances' identity tokens renewed before
-//!    they expire;
+//!     they expire;
 //! 11. [`heartbeat`]: the conductor's heartbeat in the store.
 //!
 //! Each is one file with its own status. A new capability is a new file
@@ -31,6 +34,7 @@ pub mod identities;
 pub mod instances;
 pub mod inventory;
 pub mod network;
+pub mod notify;
 pub mod probes;
 pub mod providers;
 pub mod rollouts;
@@ -48,6 +52,7 @@ pub fn all(
     dataplane: Arc<dyn DataPlane>,
 ) -> Vec<Box<dyn Reconciler>> {
     vec![
+        Box::new(notify::Notify::new(waker)),
         Box::new(providers::Providers::new(factory)),
         Box::new(inventory::Inventory::new(waker)),
         Box::new(probes::Probes::new(waker)),

@@ -470,6 +470,42 @@ impl Incidents for FaultyStore {
     }
 }
 
+impl Notifications for FaultyStore {
+    fn notify_cursor(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.notify_cursor(sink)
+    }
+    fn enqueue_notifications(
+        &self,
+        sink: &str,
+        from: Option<i64>,
+        to: i64,
+        messages: &[glint_store::NewNotification],
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        self.inner.enqueue_notifications(sink, from, to, messages)
+    }
+    fn pending_heads(&self) -> Result<Vec<glint_store::NotificationRecord>, StoreError> {
+        self.inner.pending_heads()
+    }
+    fn record_attempt(
+        &self,
+        id: i64,
+        outcome: &glint_store::Attempt,
+    ) -> Result<Option<glint_store::NotificationRecord>, StoreError> {
+        self.write()?;
+        self.inner.record_attempt(id, outcome)
+    }
+    fn notifications(
+        &self,
+        filter: &glint_store::NotificationFilter,
+    ) -> Result<Vec<glint_store::NotificationRecord>, StoreError> {
+        self.inner.notifications(filter)
+    }
+    fn notification_counts(&self) -> Result<Vec<glint_store::NotificationCounts>, StoreError> {
+        self.inner.notification_counts()
+    }
+}
+
 impl WriteStats for FaultyStore {
     fn write_latency(&self) -> glint_store::WriteLatency {
         self.inner.write_latency()

@@ -1,5 +1,5 @@
 //! The tables of the smaller declarations: `environment`, `endpoint`,
-//! `rule`, `variable`, `volume` and `policy`.
+//! `rule`, `variable`, `volume`, `notify` and `policy`.
 
 use super::view::{int, lst, opt, reference, refs, s, sym};
 use super::{
@@ -657,6 +657,181 @@ pub(crate) static VOLUME: BlockDef<Volume, Volume> = BlockDef {
         },
     ],
 };
+
+// ---------------------------------------------------------------------------
+// notify
+
+pub(crate) const NOTIFY_INFO: BlockInfo = BlockInfo {
+    kind: BlockKind::Notify,
+    path: "notify",
+    doc: "a webhook that incidents, failed rollouts and automatic rollbacks are sent to",
+    statements: &[],
+    capability: None,
+};
+
+const FORMATS: &[&str] = &["webhook", "slack", "pagerduty"];
+const TOPICS: &[&str] = &["incident", "rollout_failed", "rollback"];
+
+/// A `notify` block being decoded.
+#[derive(Default)]
+pub(crate) struct NotifyDraft {
+    pub url: Option<String>,
+    pub format: NotifyFormat,
+    pub secret: Option<String>,
+    pub on: Option<Vec<NotifyTopic>>,
+}
+
+impl NotifyDraft {
+    /// The sink (after a successful decode).
+    pub fn build(self) -> Option<Notify> {
+        Some(Notify {
+            url: self.url?,
+            format: self.format,
+            secret: self.secret,
+            on: self.on.unwrap_or_else(NotifyTopic::all),
+        })
+    }
+}
+
+pub(crate) static NOTIFY: BlockDef<NotifyDraft, Notify> = BlockDef {
+    finish: Some(finish_notify),
+    fields: &[
+        FieldDef {
+            info: FieldInfo::new(
+                "url",
+                "string, an `http://` or `https://` URL",
+                D::Required,
+                "where messages are posted",
+                "\"https://hooks.example.com/glint\"",
+            ),
+            decode: Some(|cx, v, d| {
+                let url = string(cx.ev, v)?;
+                if let Err(why) = Notify::check_url(&url) {
+                    invalid(
+                        cx.ev,
+                        v,
+                        format!("`notify` needs an http or https URL, and this one is not: {why}"),
+                        "not a usable URL",
+                        Some("write a URL such as `\"https://hooks.example.com/glint\"` or `\"http://127.0.0.1:9000/hook\"`".into()),
+                    );
+                    return None;
+                }
+                d.url = Some(url);
+                Some(())
+            }),
+            view: Some(|m, _| s(&m.url)),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "format",
+                "`webhook`, `slack` or `pagerduty`",
+                D::Value("webhook"),
+                "the messages' shape: signed JSON per Standard Webhooks, a Slack incoming webhook, or PagerDuty Events v2",
+                "pagerduty",
+            )
+            .words(FORMATS),
+            decode: Some(|cx, v, d| {
+                d.format = match enum_word(cx.ev, v, FORMATS)? {
+                    "slack" => NotifyFormat::Slack,
+                    "pagerduty" => NotifyFormat::Pagerduty,
+                    _ => NotifyFormat::Webhook,
+                };
+                Some(())
+            }),
+            view: Some(|m, _| sym(m.format.as_str())),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "secret",
+                "string, a secret name (`ops/webhook-key`, optionally `glint:ops/webhook-key`)",
+                D::Absent,
+                "the Glint secret holding the signing key (`webhook`) or the routing key (`pagerduty`), never its value",
+                "\"ops/webhook-key\"",
+            ),
+            decode: Some(|cx, v, d| {
+                let text = string(cx.ev, v)?;
+                match secret_reference(&text) {
+                    Ok(name) => {
+                        d.secret = Some(name);
+                        Some(())
+                    }
+                    Err((msg, label, help)) => {
+                        cx.ev.diags.push(
+                            Diagnostic::error(Code::SecretReference, v.span, msg)
+                                .with_primary(label)
+                                .with_help(help),
+                        );
+                        None
+                    }
+                }
+            }),
+            view: Some(|m, _| Value::Bool(m.secret.is_some())),
+        },
+        FieldDef {
+            info: FieldInfo::new(
+                "on",
+                "list of `incident`, `rollout_failed`, `rollback`",
+                D::Value("[incident, rollout_failed, rollback]"),
+                "what is sent: incidents, failed rollouts, automatic rollbacks",
+                "[incident, rollback]",
+            )
+            .words(TOPICS),
+            decode: Some(|cx, v, d| {
+                let items = list(cx.ev, v, "`incident`, `rollout_failed` or `rollback`")?;
+                let mut out = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for item in items {
+                    match enum_word(cx.ev, item, TOPICS) {
+                        Some("incident") => out.push(NotifyTopic::Incident),
+                        Some("rollout_failed") => out.push(NotifyTopic::RolloutFailed),
+                        Some(_) => out.push(NotifyTopic::Rollback),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                if out.is_empty() {
+                    invalid(
+                        cx.ev,
+                        v,
+                        "`on` is empty: this sink would never be sent anything".into(),
+                        "nothing to send",
+                        Some("list what to send, such as `on = [incident, rollback]`, or remove `on` to send everything".into()),
+                    );
+                    return None;
+                }
+                out.sort_unstable();
+                out.dedup();
+                d.on = Some(out);
+                Some(())
+            }),
+            view: Some(|m, _| lst(m.on.iter().map(|t| sym(t.as_str())).collect())),
+        },
+    ],
+};
+
+fn finish_notify(
+    cx: &mut Cx<'_, '_>,
+    _rec: &Record,
+    at: Span,
+    what: &What<'_>,
+    d: &mut NotifyDraft,
+) -> Option<()> {
+    if d.format == NotifyFormat::Pagerduty && d.secret.is_none() {
+        cx.ev.diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                at,
+                format!("{what} sends to PagerDuty but names no routing key"),
+            )
+            .with_primary("`format = pagerduty` needs `secret`")
+            .with_help("store the integration's routing key with `glint secret set ops/pagerduty` (it reads standard input) and write `secret = \"ops/pagerduty\"`"),
+        );
+        return None;
+    }
+    Some(())
+}
 
 // ---------------------------------------------------------------------------
 // policy

@@ -33,7 +33,9 @@ use crate::{capability::ProviderSet, codes::Code};
 use glint_model::{Environment, ProviderKind};
 use std::fmt;
 
-pub(crate) use decls::{ENDPOINT, ENVIRONMENT, POLICY, RULE, VARIABLE, VOLUME, policy_lazy_fields};
+pub(crate) use decls::{
+    ENDPOINT, ENVIRONMENT, NOTIFY, NotifyDraft, POLICY, RULE, VARIABLE, VOLUME, policy_lazy_fields,
+};
 pub(crate) use decls::{EndpointDraft, EnvDraft, PolicyDraft, RuleDraft, VariableDraft};
 pub(crate) use image::{IMAGE, ImageDraft};
 pub(crate) use service::{SERVICE, ServiceDraft};
@@ -71,6 +73,8 @@ pub enum BlockKind {
     Variable,
     /// `volume NAME { ... }`
     Volume,
+    /// `notify NAME { ... }`
+    Notify,
     /// `policy NAME { ... }`
     Policy,
 }
@@ -85,6 +89,7 @@ impl BlockKind {
         BlockKind::Rule,
         BlockKind::Variable,
         BlockKind::Volume,
+        BlockKind::Notify,
         BlockKind::Policy,
         BlockKind::Health,
         BlockKind::Rollout,
@@ -106,6 +111,7 @@ impl BlockKind {
             Kind::Rule => BlockKind::Rule,
             Kind::Variable => BlockKind::Variable,
             Kind::Volume => BlockKind::Volume,
+            Kind::Notify => BlockKind::Notify,
             Kind::Policy => BlockKind::Policy,
         }
     }
@@ -120,6 +126,7 @@ impl BlockKind {
             BlockKind::Rule => Kind::Rule,
             BlockKind::Variable => Kind::Variable,
             BlockKind::Volume => Kind::Volume,
+            BlockKind::Notify => Kind::Notify,
             BlockKind::Policy => Kind::Policy,
             _ => return None,
         })
@@ -149,6 +156,7 @@ impl BlockKind {
             BlockKind::Rule => &decls::RULE_INFO,
             BlockKind::Variable => &decls::VARIABLE_INFO,
             BlockKind::Volume => &decls::VOLUME_INFO,
+            BlockKind::Notify => &decls::NOTIFY_INFO,
             BlockKind::Policy => &decls::POLICY_INFO,
         }
     }
@@ -369,6 +377,7 @@ pub fn fields(kind: BlockKind) -> Vec<&'static FieldInfo> {
         BlockKind::Rule => infos(&RULE),
         BlockKind::Variable => infos(&VARIABLE),
         BlockKind::Volume => infos(&VOLUME),
+        BlockKind::Notify => infos(&NOTIFY),
         BlockKind::Policy => infos(&POLICY),
     }
 }

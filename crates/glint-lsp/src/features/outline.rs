@@ -28,6 +28,7 @@ fn kind_of(k: OutlineKind) -> SymbolKind {
             DefKind::Decl(Kind::Rule) => SymbolKind::EVENT,
             DefKind::Decl(Kind::Variable) => SymbolKind::VARIABLE,
             DefKind::Decl(Kind::Volume) => SymbolKind::STRUCT,
+            DefKind::Decl(Kind::Notify) => SymbolKind::EVENT,
             DefKind::Decl(Kind::Policy) => SymbolKind::KEY,
             DefKind::Let => SymbolKind::CONSTANT,
             DefKind::Fn => SymbolKind::FUNCTION,
