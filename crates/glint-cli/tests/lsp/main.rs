@@ -128,7 +128,7 @@ fn diagnostics_follow_edits_with_codes_ranges_and_explanations() {
     let first = c.diagnostics(&main_uri, Some(1));
     assert_eq!(codes(&first), check_codes(s.dir.path(), "main.glint"));
     assert!(
-        codes(&first).iter().any(|(c, _, _)| c == "E0601"),
+        codes(&first).iter().any(|(c, _, _)| c == "E0400"),
         "{first:?}"
     );
     assert!(
