@@ -28,7 +28,7 @@ use crate::{GlintFiles, ProviderError};
 use glint_model::InstanceId;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where the directory is inside a namespaced instance or a container.
@@ -48,7 +48,6 @@ pub const VARS_ENV: &str = "GLINT_VARS_DIR";
 /// The variable naming the instance API's socket.
 pub const API_ENV: &str = "GLINT_API_SOCKET";
 const SHM: &str = "/dev/shm";
-const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 fn io_err(what: &str, path: &Path, source: std::io::Error) -> ProviderError {
     ProviderError::Io {
@@ -102,34 +101,10 @@ fn write_new(path: &Path, value: &[u8]) -> Result<(), ProviderError> {
 /// when `/dev/shm` is not a tmpfs or the store's directory is not the
 /// provider's own and private.
 pub fn write(store: &str, id: &InstanceId, files: &GlintFiles) -> Result<PathBuf, ProviderError> {
-    let shm = Path::new(SHM);
-    let fs = rustix::fs::statfs(shm).map_err(|e| io_err("cannot inspect", shm, e.into()))?;
-    #[allow(clippy::unnecessary_cast)]
-    if fs.f_type as u64 != TMPFS_MAGIC {
-        return Err(ProviderError::Backend(format!(
-            "{SHM} is not a tmpfs: instance identities are delivered only from memory; mount a tmpfs on {SHM}"
-        )));
-    }
     let root = root(store);
+    super::secrets::private_root(&root, "instance identities are delivered only from memory")?;
     let mut b = std::fs::DirBuilder::new();
     b.mode(0o700);
-    match b.create(&root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("cannot create the instances' directory", &root, e)),
-    }
-    let meta = std::fs::symlink_metadata(&root)
-        .map_err(|e| io_err("cannot inspect the instances' directory", &root, e))?;
-    if !meta.is_dir()
-        || meta.uid() != rustix::process::geteuid().as_raw()
-        || meta.permissions().mode() & 0o077 != 0
-    {
-        return Err(ProviderError::Backend(format!(
-            "{} is not a private directory of this user (mode {:o}); remove it and launch again",
-            root.display(),
-            meta.permissions().mode() & 0o7777
-        )));
-    }
     let dir = root.join(id.as_str());
     b.create(&dir)
         .map_err(|e| io_err("cannot create the instance's directory", &dir, e))?;

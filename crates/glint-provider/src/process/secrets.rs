@@ -56,28 +56,28 @@ pub fn instance_dir(store: &str, id: &InstanceId) -> PathBuf {
     root(store).join(id.as_str())
 }
 
-/// Writes `files` into a new directory for instance `id` and returns it.
-/// Refused when `/dev/shm` is not a tmpfs, when the store's directory is
-/// not the provider's own and private, or when a name is not a secret name.
-pub fn write(store: &str, id: &InstanceId, files: &[SecretFile]) -> Result<PathBuf, ProviderError> {
+/// Makes `root` (a directory on the tmpfs `/dev/shm`) if it is missing and
+/// checks that it is a private directory of this user; refused when
+/// `/dev/shm` is not a tmpfs (`why` says what that protects). Shared by the
+/// secrets and `/run/glint` directories.
+pub(crate) fn private_root(root: &Path, why: &str) -> Result<(), ProviderError> {
     let shm = Path::new(SHM);
     let fs = rustix::fs::statfs(shm).map_err(|e| io_err("cannot inspect", shm, e.into()))?;
     #[allow(clippy::unnecessary_cast)]
     if fs.f_type as u64 != TMPFS_MAGIC {
         return Err(ProviderError::Backend(format!(
-            "{SHM} is not a tmpfs: secrets are delivered only from memory, never from a disk; mount a tmpfs on {SHM}"
+            "{SHM} is not a tmpfs: {why}; mount a tmpfs on {SHM}"
         )));
     }
-    let root = root(store);
     let mut b = std::fs::DirBuilder::new();
     b.mode(0o700);
-    match b.create(&root) {
+    match b.create(root) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("cannot create the secrets directory", &root, e)),
+        Err(e) => return Err(io_err("cannot create the directory", root, e)),
     }
-    let meta = std::fs::symlink_metadata(&root)
-        .map_err(|e| io_err("cannot inspect the secrets directory", &root, e))?;
+    let meta = std::fs::symlink_metadata(root)
+        .map_err(|e| io_err("cannot inspect the directory", root, e))?;
     if !meta.is_dir()
         || meta.uid() != rustix::process::geteuid().as_raw()
         || meta.permissions().mode() & 0o077 != 0
@@ -88,6 +88,20 @@ pub fn write(store: &str, id: &InstanceId, files: &[SecretFile]) -> Result<PathB
             meta.permissions().mode() & 0o7777
         )));
     }
+    Ok(())
+}
+
+/// Writes `files` into a new directory for instance `id` and returns it.
+/// Refused when `/dev/shm` is not a tmpfs, when the store's directory is
+/// not the provider's own and private, or when a name is not a secret name.
+pub fn write(store: &str, id: &InstanceId, files: &[SecretFile]) -> Result<PathBuf, ProviderError> {
+    let root = root(store);
+    private_root(
+        &root,
+        "secrets are delivered only from memory, never from a disk",
+    )?;
+    let mut b = std::fs::DirBuilder::new();
+    b.mode(0o700);
     let dir = root.join(id.as_str());
     b.create(&dir)
         .map_err(|e| io_err("cannot create the instance's secrets directory", &dir, e))?;
